@@ -1,0 +1,1 @@
+"""Command-line entry points: `jinad-fab` (main.py) and `jinad` (daemon.py)."""

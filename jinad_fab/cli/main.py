@@ -1,0 +1,67 @@
+"""`jinad-fab`: the operator CLI. Every JinadFabError becomes a one-line message and an exit code."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import BadInput, DeployError, JinadFabError
+
+# Each module in cli/commands defines `command` (a click.Command or Group) that is added here.
+# Modules are imported lazily-by-list so a missing optional extra only disables its command.
+COMMAND_MODULES = [
+    "jinad_fab.cli.commands.demo",
+]
+
+
+class CliError(click.ClickException):
+    """A JinadFabError on its way out: message to stderr, exit code from the error."""
+
+    def __init__(self, exc: JinadFabError):
+        super().__init__(str(exc))
+        if isinstance(exc, DeployError):
+            self.exit_code = exc.exit_code
+        elif isinstance(exc, BadInput):
+            self.exit_code = 2
+        else:
+            self.exit_code = 1
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except JinadFabError as exc:
+            raise CliError(exc) from exc
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jinad-fab")
+def cli() -> None:
+    """Run neural-search Flows across your GPU and CPU hosts.
+
+    Start with `jinad-fab demo` (a local Flow, offline) or `jinad-fab hello`.
+    """
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as exc:  # an optional extra is not installed
+            missing = exc.name or str(exc)
+
+            @cli.command(name.rsplit(".", 1)[-1].replace("_", "-"), hidden=False,
+                         help=f"(unavailable: {missing} is not installed)")
+            def _unavailable(_missing: str = missing) -> None:
+                raise click.ClickException(f"this command needs {_missing}; try: pip install 'jinad-fab[all]'")
+            continue
+        cli.add_command(mod.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="jinad-fab")

@@ -1,0 +1,358 @@
+"""Document and DocumentArray: the items that flow through a Flow.
+
+A Document is a small slotted object; its arrays (``blob``, ``embedding``) are plain numpy
+arrays. Documents received over the wire hold read-only views into the received frames
+(zero-copy): assign a new array instead of writing into a received one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from .errors import BadDocument
+
+_FIELDS = ("id", "text", "blob", "buffer", "uri", "mime_type", "tags", "embedding", "chunks", "matches",
+           "scores")
+
+
+def new_id() -> str:
+    """A random 128-bit id as 32 hex characters."""
+    return os.urandom(16).hex()
+
+
+def _as_array(value: Any, field: str, doc_id: str | None) -> np.ndarray | None:
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise BadDocument(f"{field} must be array-like, got {type(value).__name__}", doc_id) from exc
+    if arr.dtype == object or arr.dtype.kind in "USV":
+        raise BadDocument(f"{field} must be numeric, got {arr.dtype} from {type(value).__name__}", doc_id)
+    return arr
+
+
+class Document:
+    """One item: id, content (text/blob/buffer/uri), embedding, tags, chunks, matches, scores."""
+
+    __slots__ = ("id", "text", "_blob", "buffer", "uri", "mime_type", "_tags", "_embedding", "_chunks",
+                 "_matches", "_scores")
+
+    def __init__(self, id: str | None = None, text: str | None = None, blob: Any = None,
+                 buffer: bytes | None = None, uri: str | None = None, mime_type: str | None = None,
+                 tags: dict | None = None, embedding: Any = None, chunks: Iterable[Document] | None = None,
+                 matches: Iterable[Document] | None = None, scores: dict[str, float] | None = None,
+                 **extra: Any):
+        if extra:
+            raise BadDocument(f"unknown field(s) {sorted(extra)}; known: {', '.join(_FIELDS)}", id)
+        self.id = str(id) if id is not None else new_id()
+        if text is not None and not isinstance(text, str):
+            raise BadDocument(f"text must be str, got {type(text).__name__}", self.id)
+        self.text = text
+        if buffer is not None and not isinstance(buffer, (bytes, bytearray, memoryview)):
+            raise BadDocument(f"buffer must be bytes, got {type(buffer).__name__}", self.id)
+        self.buffer = bytes(buffer) if isinstance(buffer, (bytearray, memoryview)) else buffer
+        self.uri = uri
+        self.mime_type = mime_type
+        self._blob = _as_array(blob, "blob", self.id)
+        self._embedding = _as_array(embedding, "embedding", self.id)
+        self._tags = dict(tags) if tags else None
+        self._chunks = DocumentArray(chunks) if chunks else None
+        self._matches = DocumentArray(matches) if matches else None
+        self._scores = {k: float(v) for k, v in scores.items()} if scores else None
+
+    # arrays are validated on assignment so bad data fails where it is set, naming the Document
+    @property
+    def blob(self) -> np.ndarray | None:
+        return self._blob
+
+    @blob.setter
+    def blob(self, value: Any) -> None:
+        self._blob = _as_array(value, "blob", self.id)
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        return self._embedding
+
+    @embedding.setter
+    def embedding(self, value: Any) -> None:
+        self._embedding = _as_array(value, "embedding", self.id)
+
+    @property
+    def tags(self) -> dict:
+        if self._tags is None:
+            self._tags = {}
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: dict | None) -> None:
+        self._tags = dict(value) if value else None
+
+    @property
+    def chunks(self) -> DocumentArray:
+        if self._chunks is None:
+            self._chunks = DocumentArray()
+        return self._chunks
+
+    @chunks.setter
+    def chunks(self, value: Iterable[Document] | None) -> None:
+        self._chunks = DocumentArray(value) if value else None
+
+    @property
+    def matches(self) -> DocumentArray:
+        if self._matches is None:
+            self._matches = DocumentArray()
+        return self._matches
+
+    @matches.setter
+    def matches(self, value: Iterable[Document] | None) -> None:
+        self._matches = DocumentArray(value) if value else None
+
+    @property
+    def scores(self) -> dict[str, float]:
+        if self._scores is None:
+            self._scores = {}
+        return self._scores
+
+    @scores.setter
+    def scores(self, value: dict[str, float] | None) -> None:
+        self._scores = {k: float(v) for k, v in value.items()} if value else None
+
+    @property
+    def content(self) -> Any:
+        """The first content field that is set: text, then blob, then buffer."""
+        if self.text is not None:
+            return self.text
+        if self._blob is not None:
+            return self._blob
+        return self.buffer
+
+    def has(self, field: str) -> bool:
+        """Whether a field carries a value (empty tags/chunks/matches/scores count as unset)."""
+        attr = "_" + field if field in ("blob", "embedding", "tags", "chunks", "matches", "scores") else field
+        value = getattr(self, attr)
+        return value is not None and not (isinstance(value, (dict, DocumentArray)) and len(value) == 0)
+
+    # ---- JSON form (the HTTP gateway's and the daemon's) ----
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict; absent fields are omitted; arrays become nested lists."""
+        out: dict[str, Any] = {"id": self.id}
+        for name in ("text", "uri", "mime_type"):
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v
+        if self._tags:
+            out["tags"] = self._tags
+        if self._embedding is not None:
+            out["embedding"] = self._embedding.tolist()
+        if self._blob is not None:
+            out["blob"] = self._blob.tolist()
+        if self.buffer is not None:
+            out["buffer"] = self.buffer.hex()
+        if self._chunks:
+            out["chunks"] = [d.to_dict() for d in self._chunks]
+        if self._matches:
+            out["matches"] = [d.to_dict() for d in self._matches]
+        if self._scores:
+            out["scores"] = self._scores
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Document:
+        if not isinstance(data, dict):
+            raise BadDocument(f"a Document must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        doc_id = data.get("id")
+        buf = data.pop("buffer", None)
+        if isinstance(buf, str):
+            try:
+                buf = bytes.fromhex(buf)
+            except ValueError as exc:
+                raise BadDocument("buffer must be a hex string", doc_id) from exc
+        chunks = [cls.from_dict(c) for c in data.pop("chunks", None) or ()]
+        matches = [cls.from_dict(m) for m in data.pop("matches", None) or ()]
+        emb = data.pop("embedding", None)
+        blob = data.pop("blob", None)
+        doc = cls(buffer=buf, chunks=chunks, matches=matches, **data)
+        if emb is not None:
+            doc.embedding = np.asarray(emb, dtype=np.float32) if _all_numbers(emb) else _as_array(
+                emb, "embedding", doc.id)
+        if blob is not None:
+            doc.blob = _as_array(blob, "blob", doc.id)
+        return doc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        parts = [f"id={self.id!r}"]
+        if self.text is not None:
+            parts.append(f"text={self.text[:40]!r}")
+        if self._embedding is not None:
+            parts.append(f"embedding={self._embedding.dtype}{list(self._embedding.shape)}")
+        if self._blob is not None:
+            parts.append(f"blob={self._blob.dtype}{list(self._blob.shape)}")
+        if self._matches:
+            parts.append(f"matches={len(self._matches)}")
+        if self._chunks:
+            parts.append(f"chunks={len(self._chunks)}")
+        if self._scores:
+            parts.append(f"scores={self._scores}")
+        return f"<Document {' '.join(parts)}>"
+
+    def plot(self, path: str | None = None) -> str:
+        """Render this Document with its nested chunks and matches as SVG (needs graphviz)."""
+        from .plotting import document_svg
+
+        return document_svg(self, path)
+
+
+def _all_numbers(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    return False
+
+
+class DocumentArray(Sequence):
+    """A list of Documents with an id index and a stacked view of their embeddings."""
+
+    __slots__ = ("_docs", "_emb_matrix")
+
+    def __init__(self, docs: Iterable[Document] | Document | None = None):
+        if docs is None:
+            self._docs: list[Document] = []
+        elif isinstance(docs, Document):
+            self._docs = [docs]
+        elif isinstance(docs, DocumentArray):
+            self._docs = list(docs._docs)
+        else:
+            self._docs = list(docs)
+            for d in self._docs:
+                if not isinstance(d, Document):
+                    raise BadDocument(f"expected Document, got {type(d).__name__}")
+        # set by the wire codec: the matrix the embeddings of these docs are row views of
+        self._emb_matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    @overload
+    def __getitem__(self, key: int) -> Document: ...
+    @overload
+    def __getitem__(self, key: slice) -> DocumentArray: ...
+    @overload
+    def __getitem__(self, key: str) -> Document: ...
+
+    def __getitem__(self, key):  # type: ignore[override]
+        if isinstance(key, str):
+            for d in self._docs:
+                if d.id == key:
+                    return d
+            raise KeyError(key)
+        if isinstance(key, slice):
+            return DocumentArray(self._docs[key])
+        return self._docs[key]
+
+    def __iter__(self) -> Iterator[Document]:
+        return iter(self._docs)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return any(d.id == item for d in self._docs)
+        return item in self._docs
+
+    def __bool__(self) -> bool:
+        return bool(self._docs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DocumentArray):
+            return NotImplemented
+        return self._docs == other._docs
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<DocumentArray len={len(self._docs)}>"
+
+    def append(self, doc: Document) -> None:
+        if not isinstance(doc, Document):
+            raise BadDocument(f"expected Document, got {type(doc).__name__}")
+        self._docs.append(doc)
+
+    def extend(self, docs: Iterable[Document]) -> None:
+        for d in docs:
+            self.append(d)
+
+    def clear(self) -> None:
+        self._docs.clear()
+        self._emb_matrix = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [d.id for d in self._docs]
+
+    @property
+    def texts(self) -> list[str | None]:
+        return [d.text for d in self._docs]
+
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        """The (N, ...) matrix of embeddings; no copy when they already are rows of one matrix."""
+        if not self._docs:
+            return None
+        embs = [d._embedding for d in self._docs]
+        m = self._emb_matrix
+        if m is not None and len(m) == len(embs):
+            addr, stride, row_shape = m.ctypes.data, m.strides[0], m.shape[1:]
+            if all(e is not None and e.shape == row_shape and e.dtype == m.dtype
+                   and e.ctypes.data == addr + i * stride for i, e in enumerate(embs)):
+                return m
+        missing = [d.id for d, e in zip(self._docs, embs) if e is None]
+        if missing:
+            raise BadDocument(f"no embedding ({len(missing)} of {len(embs)} Documents lack one)", missing[0])
+        try:
+            m = np.stack(embs)
+        except ValueError as exc:
+            shapes = {e.shape for e in embs}
+            raise BadDocument(f"embeddings have different shapes {sorted(shapes)}", self._docs[0].id) from exc
+        self._set_embedding_rows(m)
+        return m
+
+    @embeddings.setter
+    def embeddings(self, matrix: Any) -> None:
+        m = np.asarray(matrix)
+        if len(m) != len(self._docs):
+            raise BadDocument(f"{len(m)} embeddings for {len(self._docs)} Documents")
+        self._set_embedding_rows(m)
+
+    def _set_embedding_rows(self, m: np.ndarray) -> None:
+        for d, row in zip(self._docs, m):
+            d._embedding = row
+        self._emb_matrix = m
+
+    @property
+    def blobs(self) -> np.ndarray | None:
+        if not self._docs:
+            return None
+        return np.stack([d.blob for d in self._docs])
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [d.to_dict() for d in self._docs]
+
+    @classmethod
+    def from_list(cls, items: Iterable[dict[str, Any]]) -> DocumentArray:
+        return cls(Document.from_dict(x) for x in items)
+
+    def plot(self, path: str | None = None) -> str:
+        from .plotting import document_svg
+
+        root = Document(id="DocumentArray", chunks=self._docs)
+        return document_svg(root, path)
