@@ -1,0 +1,1 @@
+"""The REST surface: typed dependencies (deps.py) and one router per resource (routes/)."""

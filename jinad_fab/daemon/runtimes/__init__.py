@@ -1,0 +1,1 @@
+"""Runtimes: how a workspace is built and its objects run (`process`, `docker`); see base.py."""

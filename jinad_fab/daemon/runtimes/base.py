@@ -1,0 +1,133 @@
+"""The interface every jinad runtime implements (``process`` here, ``docker`` next door).
+
+A runtime decides *how* a workspace's environment is built and *how* a Flow/Pod/Pea process
+runs in it. The daemon's manager owns the bookkeeping (store, states, logs, ports) and calls a
+runtime only through :class:`Runtime`; the same contract test
+(``tests/integration/daemon/test_runtime_contract.py``) runs against every backend.
+
+Life cycle, as the manager drives it::
+
+    rt.available()                             # once at start-up: list it in GET /alive?
+    info = rt.build(ws, log)                   # worker thread; blocking; raise BuildError on failure
+    handle = rt.start(ws, spec, log_path)      # returns at once; handle is persisted in SQLite
+    rt.status(handle)                          # cheap; called on GET and by the reconciler
+    rt.stop(handle, timeout)                   # idempotent; returns once nothing is left running
+    rt.adopt(handle)                           # after a daemon restart: find it again or report it gone
+    rt.remove_workspace(ws)                    # DELETE /workspaces/{id}: drop venv / image / network
+
+Rules for implementations:
+
+* A started object must survive the daemon being SIGKILLed (own session / container, never a pipe
+  back to the daemon), and must never inherit the daemon's listening socket (``close_fds``).
+* Its stdout and stderr go to ``log_path`` (appended); the daemon writes its own JSON-lines
+  events to the same file, and the log route turns any non-JSON line into a JSON object.
+* The process is ``python -m jinad_fab.runtime <spec.runtime_args...>``; it writes
+  ``spec.status_file`` (a path on the *host*: a container runtime must mount its directory)
+  once, atomically, with ``{"state": "ready", ...}`` or ``{"state": "failed", "error": ...}``.
+* A handle is a JSON-serialisable dict holding what is needed to find the object again with no
+  other memory: pid + process start time for ``process``; container id + labels for ``docker``.
+  It always carries ``"runtime": <name>``.
+* ``status``, ``stop`` and ``adopt`` never raise for an object that is already gone.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import pathlib
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+from ...errors import JinadFabError
+
+
+class BuildError(JinadFabError):
+    """A workspace's environment could not be built; ``reason`` is shown to the user."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class StartError(JinadFabError):
+    """The runtime could not even launch the process (missing environment, bad image...)."""
+
+
+@dataclasses.dataclass
+class WorkspaceContext:
+    """What a runtime knows about one workspace."""
+
+    id: str
+    root: pathlib.Path
+    """The uploaded files; the working directory of every object started in the workspace."""
+    env_dir: pathlib.Path
+    """Runtime-private directory for this workspace (the venv lives here for ``process``)."""
+    config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The parsed ``.jinad`` file: ``python``, ``ports``, ``run``, ``dockerfile``, ..."""
+    build_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What the last successful :meth:`Runtime.build` returned (interpreter path, image id...)."""
+
+
+@dataclasses.dataclass
+class LaunchSpec:
+    """One Flow / Pod / Pea to start."""
+
+    object_id: str
+    kind: Literal["flow", "pod", "pea"]
+    runtime_args: list[str]
+    """Arguments after ``python -m jinad_fab.runtime`` (``pod --args-json ... --status-file ...``)."""
+    status_file: pathlib.Path
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    ports: list[int] = dataclasses.field(default_factory=list)
+    """Ports the object will listen on, when known in advance (a container runtime publishes them)."""
+
+
+@dataclasses.dataclass
+class ObjectStatus:
+    """What :meth:`Runtime.status` reports about a handle."""
+
+    alive: bool
+    exit_code: int | None = None
+    detail: str = ""
+
+
+BuildLog = Callable[[str, str], None]
+"""``log(source, line)``: the build writes each line of output through this (e.g. ``("pip", text)``)."""
+
+
+class Runtime(abc.ABC):
+    """One way of running workspaces' objects on this host. Instances are shared across threads."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def available(self) -> bool:
+        """Whether this runtime can work on this host right now (cheap; no side effects)."""
+
+    @abc.abstractmethod
+    def build(self, workspace: WorkspaceContext, log: BuildLog) -> dict[str, Any]:
+        """Build (or rebuild) the workspace's environment from its files. Blocking, idempotent.
+
+        Runs in a worker thread. Installs ``requirements.txt`` with pip's own semantics. Returns a
+        JSON-serialisable dict stored as ``workspace.build_info``. Raises :class:`BuildError`.
+        """
+
+    @abc.abstractmethod
+    def start(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path) -> dict[str, Any]:
+        """Launch the object and return its handle at once (do not wait for readiness)."""
+
+    @abc.abstractmethod
+    def status(self, handle: dict[str, Any]) -> ObjectStatus:
+        """Is the object behind ``handle`` still running?"""
+
+    @abc.abstractmethod
+    def stop(self, handle: dict[str, Any], timeout: float) -> ObjectStatus:
+        """Ask it to stop (SIGTERM), wait up to ``timeout``, then kill whatever is left. Idempotent."""
+
+    @abc.abstractmethod
+    def adopt(self, handle: dict[str, Any]) -> ObjectStatus:
+        """After a daemon restart: reattach to the object if it is the same one still running."""
+
+    @abc.abstractmethod
+    def remove_workspace(self, workspace: WorkspaceContext) -> None:
+        """Drop everything this runtime created for the workspace (venv, image, network)."""

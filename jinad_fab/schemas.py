@@ -1,0 +1,185 @@
+"""Request and response models of the jinad REST API, shared by the daemon and its clients.
+
+Schema families follow one pattern per resource: ``<Thing>Create`` is what a client sends,
+``<Thing>Public`` is what the daemon answers, ``<Thing>List`` wraps a list route's ``items``.
+Ids are typed: ``jworkspace-<hex>``, ``jflow-<hex>``, ``jpod-<hex>``, ``jpea-<hex>``; a path or
+query parameter with the wrong shape is refused with 422 before any handler runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+_HEX = "[0-9a-f]{32}"
+
+WorkspaceId = Annotated[str, StringConstraints(pattern=rf"^jworkspace-{_HEX}$")]
+FlowId = Annotated[str, StringConstraints(pattern=rf"^jflow-{_HEX}$")]
+PodId = Annotated[str, StringConstraints(pattern=rf"^jpod-{_HEX}$")]
+PeaId = Annotated[str, StringConstraints(pattern=rf"^jpea-{_HEX}$")]
+AnyId = Annotated[str, StringConstraints(pattern=rf"^j(workspace|flow|pod|pea)-{_HEX}$")]
+
+Kind = Literal["workspace", "flow", "pod", "pea"]
+KINDS: tuple[str, ...] = ("workspace", "flow", "pod", "pea")
+
+
+def new_id(kind: str) -> str:
+    """A fresh typed id, e.g. ``new_id("flow") -> "jflow-3f2a..."``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    return f"j{kind}-{uuid.uuid4().hex}"
+
+
+def kind_of(object_id: str) -> str:
+    """The kind encoded in a typed id (``jpod-...`` -> ``pod``)."""
+    prefix = object_id.split("-", 1)[0]
+    kind = prefix[1:] if prefix.startswith("j") else ""
+    if kind not in KINDS:
+        raise ValueError(f"not a jinad id: {object_id!r}")
+    return kind
+
+
+class WorkspaceState(str, enum.Enum):
+    PENDING = "PENDING"
+    BUILDING = "BUILDING"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    DELETING = "DELETING"
+
+
+class ObjectState(str, enum.Enum):
+    """Life cycle of a Flow, Pod or Pea: STARTING -> RUNNING -> STOPPED, or FAILED with a reason."""
+
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+
+# ---- health and status -------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    version: str
+    daemon_id: str
+    uptime: float = Field(description="seconds since the daemon started")
+    runtimes: list[str] = Field(description="runtimes available on this host, e.g. ['process', 'docker']")
+    gpus: list[dict[str, Any]] = Field(default_factory=list, description="GPUs seen (index, name, memory)")
+
+
+class HostResources(BaseModel):
+    cpu_count: int
+    cpu_percent: float
+    load_average: list[float]
+    memory_total: int
+    memory_available: int
+    disk_total: int
+    disk_free: int
+    gpus: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Status(BaseModel):
+    daemon_id: str
+    resources: HostResources
+    counts: dict[str, dict[str, int]] = Field(description="kind -> state -> number of objects")
+
+
+# ---- workspaces --------------------------------------------------------------------------------
+
+
+class WorkspacePublic(BaseModel):
+    id: WorkspaceId
+    state: WorkspaceState
+    runtime: str
+    created: float
+    updated: float
+    files: list[str] = Field(default_factory=list, description="paths relative to the workspace root")
+    config: dict[str, Any] = Field(default_factory=dict, description="the parsed .jinad file")
+    error: str | None = None
+    build_log_tail: list[str] = Field(default_factory=list)
+    objects: list[str] = Field(default_factory=list, description="ids of live Flows/Pods/Peas in it")
+
+
+class WorkspaceList(BaseModel):
+    items: list[WorkspacePublic]
+
+
+# ---- flows, pods, peas --------------------------------------------------------------------------
+
+
+class GatewayAddress(BaseModel):
+    host: str
+    http_port: int | None = None
+    native_port: int | None = None
+
+
+class PeaCreate(BaseModel):
+    """JSON args of a Pea, as the runtime's ``--args-json`` takes them.
+
+    ``host`` and ``workspace`` are decided by the daemon (bind address and workspace root).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pea"
+    uses: str | dict[str, Any] = "_logforward"
+    uses_with: dict[str, Any] = Field(default_factory=dict)
+    uses_metas: dict[str, Any] = Field(default_factory=dict)
+    py_modules: list[str] = Field(default_factory=list)
+    port_in: int = Field(0, ge=0, le=65535)
+    port_ctrl: int = Field(0, ge=0, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class PodCreate(PeaCreate):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pod"
+    parallel: int = Field(1, ge=1, le=64)
+    shards: int = Field(1, ge=1, le=64)
+
+
+class _ObjectPublic(BaseModel):
+    id: str
+    workspace_id: WorkspaceId
+    state: ObjectState
+    created: float
+    updated: float
+    error: str | None = None
+    pid: int | None = None
+
+
+class FlowPublic(_ObjectPublic):
+    id: FlowId
+    filename: str
+    gateway: GatewayAddress | None = None
+
+
+class PodPublic(_ObjectPublic):
+    id: PodId
+    args: dict[str, Any] = Field(default_factory=dict)
+    ports: dict[str, Any] = Field(default_factory=dict)
+    in_addresses: list[str] = Field(default_factory=list)
+    ctrl_address: str | None = None
+
+
+class PeaPublic(PodPublic):
+    id: PeaId  # type: ignore[assignment]
+
+
+class FlowList(BaseModel):
+    items: list[FlowPublic]
+
+
+class PodList(BaseModel):
+    items: list[PodPublic]
+
+
+class PeaList(BaseModel):
+    items: list[PeaPublic]
+
+
+class ErrorBody(BaseModel):
+    detail: Any
