@@ -15,6 +15,11 @@ Life cycle, as the manager drives it::
     rt.adopt(handle)                           # after a daemon restart: find it again or report it gone
     rt.remove_workspace(ws)                    # DELETE /workspaces/{id}: drop venv / image / network
 
+Construction: the daemon builds each runtime with ``RuntimeClass.from_settings(settings)``
+(a :class:`jinad_fab.daemon.settings.DaemonSettings`: ``home``, ``build_timeout``,
+``child_environment()``...). Keep ``__init__`` free of I/O; probe the host in :meth:`available`.
+A runtime's private files go under ``settings.home / "runtimes" / name``.
+
 Rules for implementations:
 
 * A started object must survive the daemon being SIGKILLed (own session / container, never a pipe
@@ -99,6 +104,11 @@ class Runtime(abc.ABC):
     """One way of running workspaces' objects on this host. Instances are shared across threads."""
 
     name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: Any) -> Runtime:
+        """Build the runtime from the daemon's settings (no I/O here)."""
 
     @abc.abstractmethod
     def available(self) -> bool:
