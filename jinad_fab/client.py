@@ -1,0 +1,343 @@
+"""Client: send Documents to a Flow's Gateway in batches, pipelined, with callbacks.
+
+``Client(port=...)`` speaks the Gateway's native ZeroMQ protocol (default) or HTTP/JSON
+(``protocol="http"``). ``post`` accepts Documents, dicts, strings, bytes or arrays, as a list,
+an iterable or a generator, cuts them into requests of ``request_size`` and keeps up to
+``prefetch`` requests in flight. Each answer goes to ``on_done`` (or ``on_error``) and then
+``on_always``; an error with no ``on_error`` raises :class:`~jinad_fab.errors.RequestError`
+naming the Pod that failed. :class:`AsyncClient` is the same for asyncio code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from .document import Document, DocumentArray
+from .errors import BadInput, PodDied, RequestError, RequestTimeout
+from .wire import Message, new_header
+
+__all__ = ["Client", "AsyncClient", "Response"]
+
+Callback = Callable[["Response"], Any] | None
+
+
+class Response:
+    """One answer from the Gateway: its header and Documents (decoded on first access)."""
+
+    __slots__ = ("_msg",)
+
+    def __init__(self, msg: Message):
+        self._msg = msg
+
+    @property
+    def header(self) -> dict:
+        return self._msg.header
+
+    @property
+    def docs(self) -> DocumentArray:
+        return self._msg.docs
+
+    @property
+    def request_id(self) -> str:
+        return self._msg.request_id
+
+    @property
+    def endpoint(self) -> str:
+        return self._msg.endpoint
+
+    @property
+    def parameters(self) -> dict:
+        return self._msg.parameters
+
+    @property
+    def error(self) -> dict | None:
+        return self._msg.header.get("err")
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def exception(self) -> RequestError | PodDied | None:
+        err = self.error
+        if not err:
+            return None
+        if err.get("type") == "PodDied":
+            return PodDied(err.get("pod", "?"), err.get("msg", ""), response=self)
+        return RequestError(err.get("pod", "?"), err.get("type", "Error"), err.get("msg", ""), err.get("tb", ""),
+                            response=self)
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"error from {self.error.get('pod')!r}"
+        return f"<Response {self.endpoint} {self.request_id[:8]} {state}>"
+
+
+def to_document(item: Any) -> Document:
+    if isinstance(item, Document):
+        return item
+    if isinstance(item, dict):
+        return Document.from_dict(item)
+    if isinstance(item, str):
+        return Document(text=item)
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return Document(buffer=bytes(item))
+    if isinstance(item, np.ndarray):
+        return Document(blob=item)
+    raise BadInput(f"cannot make a Document from {type(item).__name__}; pass Documents, dicts, str, bytes "
+                   "or numpy arrays")
+
+
+def batches(inputs: Any, request_size: int) -> Iterator[DocumentArray]:
+    """Cut any input form into DocumentArrays of at most `request_size` Documents."""
+    if not isinstance(request_size, int) or isinstance(request_size, bool) or request_size < 1:
+        raise BadInput(f"request_size must be a positive integer, got {request_size!r}")
+    if inputs is None:
+        yield DocumentArray()
+        return
+    if isinstance(inputs, (Document, dict, str, bytes)):
+        inputs = [inputs]
+    elif isinstance(inputs, np.ndarray):
+        inputs = iter(inputs)
+    elif callable(inputs):
+        inputs = inputs()
+    if isinstance(inputs, DocumentArray) and len(inputs) <= request_size:
+        yield inputs
+        return
+    batch: list[Document] = []
+    for item in inputs:
+        batch.append(to_document(item))
+        if len(batch) >= request_size:
+            yield DocumentArray(batch)
+            batch = []
+    if batch:
+        yield DocumentArray(batch)
+
+
+class _Run:
+    """Bookkeeping of one `post` call, shared by the sync and async drivers."""
+
+    def __init__(self, on: str, parameters: dict | None, on_done: Callback, on_error: Callback,
+                 on_always: Callback, return_results: bool):
+        if not isinstance(on, str) or not on:
+            raise BadInput(f"`on` must name an endpoint such as '/index', got {on!r}")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise BadInput("`parameters` must be a dict")
+        self.on = on
+        self.parameters = parameters or {}
+        self.on_done, self.on_error, self.on_always = on_done, on_error, on_always
+        self.results = DocumentArray() if return_results else None
+        self.inflight: dict[str, float] = {}
+
+    def request(self, docs: DocumentArray) -> tuple[str, list]:
+        rid = os.urandom(16).hex()
+        msg = Message(new_header(rid, self.on, self.parameters), docs=docs)
+        self.inflight[rid] = time.monotonic()
+        return rid, msg.frames()
+
+    def answer(self, msg: Message) -> None:
+        if self.inflight.pop(msg.request_id, None) is None:
+            return  # a late answer to an earlier, abandoned call
+        resp = Response(msg)
+        exc = resp.exception()
+        try:
+            if exc is None:
+                if self.on_done is not None:
+                    self.on_done(resp)
+                if self.results is not None:
+                    self.results.extend(resp.docs)
+            elif self.on_error is not None:
+                self.on_error(resp)
+        finally:
+            if self.on_always is not None:
+                self.on_always(resp)
+        if exc is not None and self.on_error is None:
+            raise exc
+
+    def oldest(self) -> float:
+        return min(self.inflight.values()) if self.inflight else time.monotonic()
+
+
+class _Base:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, protocol: str = "native",
+                 timeout: float | None = None, prefetch: int = 64):
+        if protocol not in ("native", "http"):
+            raise BadInput(f"protocol must be 'native' or 'http', got {protocol!r}")
+        if port is None:
+            raise BadInput("Client needs the Gateway's port (Flow.port_expose)")
+        self.host, self.port, self.protocol = host, int(port), protocol
+        self.timeout = timeout
+        self.prefetch = max(1, int(prefetch))
+        # set by Flow: returns an error dict when a Pod of the Flow is known to be dead
+        self._health: Callable[[], dict | None] | None = None
+
+    def _check(self, run: _Run, timeout: float | None) -> None:
+        if self._health is not None:
+            err = self._health()
+            if err:
+                raise PodDied(err.get("pod", "?"), err.get("msg", ""))
+        if timeout is not None and run.inflight and time.monotonic() - run.oldest() > timeout:
+            raise RequestTimeout(timeout, next(iter(run.inflight)))
+
+
+class Client(_Base):
+    """Synchronous client of a Flow's Gateway."""
+
+    _ctx: zmq.Context | None = None
+
+    def _socket(self) -> zmq.Socket:
+        if Client._ctx is None:
+            Client._ctx = zmq.Context.instance()
+        s = Client._ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVHWM, 0)
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.connect(f"tcp://{self.host}:{self.port}")
+        return s
+
+    def post(self, on: str, inputs: Any = None, *, parameters: dict | None = None, request_size: int = 100,
+             on_done: Callback = None, on_error: Callback = None, on_always: Callback = None,
+             return_results: bool = True, timeout: float | None = None) -> DocumentArray | None:
+        run = _Run(on, parameters, on_done, on_error, on_always, return_results)
+        timeout = timeout if timeout is not None else self.timeout
+        if self.protocol == "http":
+            self._post_http(run, batches(inputs, request_size), timeout)
+        else:
+            self._post_native(run, batches(inputs, request_size), timeout)
+        return run.results
+
+    def _post_native(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
+        sock = self._socket()
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and len(run.inflight) < self.prefetch:
+                    batch = next(reqs, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    _, frames = run.request(batch)
+                    sock.send_multipart(frames, copy=False)
+                if not run.inflight:
+                    break
+                if sock.poll(100):
+                    while True:
+                        try:
+                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        run.answer(Message.from_frames(frames))
+                else:
+                    self._check(run, timeout)
+        finally:
+            sock.close(linger=0)
+
+    def _post_http(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
+        import httpx
+
+        with httpx.Client(base_url=f"http://{self.host}:{self.port}", timeout=timeout) as http:
+            for batch in reqs:
+                rid, _ = run.request(batch)
+                try:
+                    r = http.post(run.on, json={"data": batch.to_list(), "parameters": run.parameters})
+                except httpx.TimeoutException as exc:
+                    raise RequestTimeout(timeout or 0, rid) from exc
+                run.answer(_http_message(r, rid, run.on))
+
+    def index(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return self.post("/index", inputs, **kwargs)
+
+    def search(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return self.post("/search", inputs, **kwargs)
+
+    def update(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return self.post("/update", inputs, **kwargs)
+
+    def delete(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(x, str) for x in inputs):
+            inputs = [Document(id=x) for x in inputs]  # delete by ids
+        return self.post("/delete", inputs, **kwargs)
+
+
+def _http_message(r: Any, rid: str, on: str) -> Message:
+    body = r.json()
+    header = body.get("header") or {"rid": rid, "ep": on}
+    header["rid"] = rid
+    if r.status_code >= 400 and not header.get("err"):
+        header["err"] = {"pod": "gateway", "type": f"HTTP{r.status_code}", "msg": str(body.get("detail"))}
+    return Message(header, docs=DocumentArray.from_list(body.get("data") or []))
+
+
+class AsyncClient(_Base):
+    """The asyncio twin of :class:`Client`: ``await client.post(...)``, or iterate ``stream(...)``."""
+
+    async def post(self, on: str, inputs: Any = None, *, parameters: dict | None = None,
+                   request_size: int = 100, on_done: Callback = None, on_error: Callback = None,
+                   on_always: Callback = None, return_results: bool = True,
+                   timeout: float | None = None) -> DocumentArray | None:
+        run = _Run(on, parameters, on_done, on_error, on_always, return_results)
+        async for _ in self._drive(run, batches(inputs, request_size), timeout):
+            pass
+        return run.results
+
+    async def stream(self, on: str, inputs: Any = None, *, parameters: dict | None = None,
+                     request_size: int = 100, timeout: float | None = None) -> AsyncIterator[Response]:
+        """Yield each Response as it arrives; a failed one raises."""
+        got: list[Response] = []
+        run = _Run(on, parameters, got.append, None, None, False)
+        async for _ in self._drive(run, batches(inputs, request_size), timeout):
+            while got:
+                yield got.pop(0)
+
+    async def _drive(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None):
+        timeout = timeout if timeout is not None else self.timeout
+        if self.protocol == "http":
+            import httpx
+
+            async with httpx.AsyncClient(base_url=f"http://{self.host}:{self.port}", timeout=timeout) as http:
+                for batch in reqs:
+                    rid, _ = run.request(batch)
+                    r = await http.post(run.on, json={"data": batch.to_list(), "parameters": run.parameters})
+                    run.answer(_http_message(r, rid, run.on))
+                    yield
+            return
+        ctx = zmq.asyncio.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://{self.host}:{self.port}")
+        try:
+            exhausted = False
+            while True:
+                while not exhausted and len(run.inflight) < self.prefetch:
+                    batch = next(reqs, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    _, frames = run.request(batch)
+                    await sock.send_multipart(frames, copy=False)
+                if not run.inflight:
+                    break
+                if await sock.poll(100):
+                    frames = await sock.recv_multipart(copy=False)
+                    run.answer(Message.from_frames(frames))
+                    yield
+                else:
+                    self._check(run, timeout)
+        finally:
+            sock.close(linger=0)
+
+    async def index(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return await self.post("/index", inputs, **kwargs)
+
+    async def search(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return await self.post("/search", inputs, **kwargs)
+
+
+def _iter_inputs(inputs: Iterable[Any]) -> Iterator[Document]:
+    for x in inputs:
+        yield to_document(x)

@@ -1,0 +1,386 @@
+"""Flow: a DAG of Pods plus a Gateway, built with ``add``/``needs`` and used as a context manager."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..client import Client
+from ..document import DocumentArray
+from ..errors import BadConfig, PeaStartError
+from ..executors import Executor
+from ..runtime.pod import Pod, start_pods
+from ..runtime.process import RuntimeProcess
+from ..runtime.sockets import ctrl_request, make_context
+
+log = logging.getLogger("jinad_fab.flow")
+
+GATEWAY = "gateway"
+FLOW_KEYS = {"protocol", "port_expose", "port_http", "port_native", "host", "name", "timeout_ready", "env",
+             "workspace", "prefetch", "timeout"}
+ADD_KEYS = {"name", "uses", "needs", "parallel", "shards", "uses_with", "uses_metas", "py_modules", "polling",
+            "env", "host", "port_expose", "upload_files", "quiet_remote_logs", "gpus", "workspace",
+            "timeout_ready"}
+
+
+def _check_keys(what: str, given: Iterable[str], known: set[str]) -> None:
+    unknown = set(given) - known
+    if unknown:
+        raise BadConfig(f"{what}: unknown argument(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+
+
+def _uses_spec(uses: Any) -> tuple[Any, list[str]]:
+    """A class given as `uses` travels to the Pea process as its file plus its class name."""
+    if isinstance(uses, type):
+        if not issubclass(uses, Executor):
+            raise BadConfig(f"uses={uses!r} is a class but not an Executor subclass")
+        try:
+            path = inspect.getfile(uses)
+        except (TypeError, OSError) as exc:
+            raise BadConfig(f"uses={uses.__name__}: the class must be defined in a .py file so the Pea "
+                            f"process can import it") from exc
+        if not path.endswith(".py") or not os.path.isfile(path):
+            raise BadConfig(f"uses={uses.__name__}: defined in {path!r}, which a Pea process cannot import; "
+                            "put it in a .py file")
+        return uses.__name__, [os.path.abspath(path)]
+    return uses, []
+
+
+class Flow:
+    """A DAG of Pods and a Gateway.
+
+    ``Flow().add(uses='_logforward').add(name='enc', uses=MyEncoder, parallel=2)``; ``add`` returns a
+    new Flow, so partial Flows can be reused. ``with flow:`` starts every Pod (all at once) and the
+    Gateway, and stops them all on exit, even on errors.
+    """
+
+    def __init__(self, **kwargs: Any):
+        _check_keys("Flow", kwargs, FLOW_KEYS)
+        protocol = kwargs.get("protocol", "native")
+        if protocol not in ("native", "http"):
+            raise BadConfig(f"Flow protocol must be 'native' or 'http', got {protocol!r}")
+        self.args: dict[str, Any] = {"protocol": protocol, "host": "127.0.0.1", "timeout_ready": 60.0, **kwargs}
+        self._pods: dict[str, dict[str, Any]] = {}
+        self._last = GATEWAY
+        self.base_dir = os.getcwd()
+        self._running: dict[str, Pod] = {}
+        self._gateway: RuntimeProcess | None = None
+        self._ctx = None
+        self._failure: dict | None = None
+        self._monitor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._client: Client | None = None
+        self.remote = None  # remote Pods support, set up by flow.remote_pods when a Pod has host=
+
+    # ---- building ----
+    def _copy(self) -> Flow:
+        if self._running:
+            raise BadConfig("cannot change a running Flow; build it before `with flow:`")
+        new = Flow.__new__(Flow)
+        new.__dict__.update(self.__dict__)
+        new.args = copy.deepcopy(self.args)
+        new._pods = copy.deepcopy(self._pods)
+        new._stopping = threading.Event()
+        return new
+
+    def add(self, **kwargs: Any) -> Flow:
+        """A new Flow with one more Pod; it needs the previously added Pod unless `needs` says otherwise."""
+        _check_keys("Flow.add", kwargs, ADD_KEYS)
+        f = self._copy()
+        name = kwargs.pop("name", None) or f"pod{len(f._pods)}"
+        if not isinstance(name, str) or not name or name == GATEWAY or "/" in name:
+            raise BadConfig(f"invalid Pod name {name!r}")
+        if name in f._pods:
+            raise BadConfig(f"a Pod named {name!r} already exists in this Flow")
+        needs = kwargs.pop("needs", None)
+        if needs is None:
+            needs = [f._last]
+        elif isinstance(needs, str):
+            needs = [needs]
+        needs = list(needs)
+        if not needs:
+            raise BadConfig(f"Pod {name!r}: needs must name at least one Pod (or 'gateway')")
+        uses, mods = _uses_spec(kwargs.pop("uses", "_pass"))
+        pod = {"name": name, "uses": uses, "needs": needs, "parallel": 1, "shards": 1, **kwargs}
+        if mods:
+            pod["py_modules"] = list(pod.get("py_modules") or []) + mods
+        for key in ("parallel", "shards"):
+            v = pod[key]
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise BadConfig(f"Pod {name!r}: {key} must be an integer >= 1, got {v!r}")
+        for key in ("uses_with", "uses_metas", "env", "polling"):
+            if pod.get(key) is not None and not isinstance(pod[key], dict):
+                raise BadConfig(f"Pod {name!r}: {key} must be a mapping")
+        try:
+            json.dumps({k: v for k, v in pod.items() if k != "uses" or not isinstance(v, dict)})
+            json.dumps(pod["uses"])
+        except TypeError as exc:
+            raise BadConfig(f"Pod {name!r}: arguments must be JSON-serialisable: {exc}") from exc
+        for n in needs:
+            if n != GATEWAY and n not in f._pods:
+                raise BadConfig(f"Pod {name!r} needs {n!r}, which is not in the Flow "
+                                f"(known: {', '.join([GATEWAY, *f._pods])})")
+        f._pods[name] = pod
+        f._last = name
+        return f
+
+    def needs(self, needs: str | list[str], name: str = "joiner", **kwargs: Any) -> Flow:
+        """Join several Pods into one (a `_pass` Pod that waits for all of them)."""
+        if isinstance(needs, str):
+            needs = [needs]
+        if len(needs) < 1:
+            raise BadConfig("needs() takes the names of the Pods to join")
+        return self.add(name=name, needs=list(needs), uses=kwargs.pop("uses", "_pass"), **kwargs)
+
+    def needs_all(self, name: str = "joiner", **kwargs: Any) -> Flow:
+        """Join every Pod nothing else needs yet."""
+        return self.needs(self._leaves(), name=name, **kwargs)
+
+    # ---- topology ----
+    @property
+    def pods(self) -> dict[str, dict[str, Any]]:
+        return dict(self._pods)
+
+    def _leaves(self) -> list[str]:
+        needed = {n for p in self._pods.values() for n in p["needs"]}
+        return [name for name in self._pods if name not in needed]
+
+    def topological_order(self) -> list[str]:
+        """Pod names so that each comes after what it needs; a cycle or unknown name is BadConfig."""
+        state: dict[str, int] = {}
+        order: list[str] = []
+
+        def visit(name: str, path: list[str]) -> None:
+            if state.get(name) == 2:
+                return
+            if state.get(name) == 1:
+                cycle = path[path.index(name):] + [name]
+                raise BadConfig(f"the Flow's `needs` form a cycle: {' -> '.join(cycle)}")
+            state[name] = 1
+            for n in self._pods[name]["needs"]:
+                if n == GATEWAY:
+                    continue
+                if n not in self._pods:
+                    raise BadConfig(f"Pod {name!r} needs {n!r}, which is not in the Flow")
+                visit(n, path + [name])
+            state[name] = 2
+            order.append(name)
+
+        for name in self._pods:
+            visit(name, [])
+        return order
+
+    # ---- running ----
+    @property
+    def protocol(self) -> str:
+        return self.args["protocol"]
+
+    @property
+    def port_expose(self) -> int | None:
+        if self._gateway is None:
+            return self.args.get("port_expose")
+        key = "port_http" if self.protocol == "http" else "port_native"
+        return self._gateway.info[key]
+
+    @property
+    def gateway_ports(self) -> dict[str, int]:
+        if self._gateway is None:
+            raise BadConfig("the Flow is not running")
+        return {"native_port": self._gateway.info["port_native"], "http_port": self._gateway.info["port_http"]}
+
+    @property
+    def address(self) -> str:
+        return f"{self.args['host']}:{self.port_expose}"
+
+    def start(self) -> Flow:
+        if self._running:
+            return self
+        if not self._pods:
+            raise BadConfig("the Flow has no Pods; add one with Flow().add(...)")
+        order = self.topological_order()
+        if any(self._pods[n].get("host") for n in order):
+            from .remote_pods import reject_remote
+
+            reject_remote(self)
+        pods: dict[str, Pod] = {}
+        parts_out: dict[str, int] = {}
+        for name in order:
+            spec = self._pods[name]
+            num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
+            args = {k: spec[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards",
+                                        "polling", "env", "workspace") if spec.get(k) is not None}
+            args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=self.args["host"])
+            if "workspace" not in args and self.args.get("workspace"):
+                args["workspace"] = self.args["workspace"]
+            env = dict(self.args.get("env") or {})
+            env.update(spec.get("env") or {})
+            if env:
+                args["env"] = env
+            pods[name] = Pod(args)
+            parts_out[name] = pods[name].out_parts
+        leaves = self._leaves()
+        gw_args = {"name": GATEWAY, "host": self.args["host"], "num_parts": sum(parts_out[n] for n in leaves)}
+        gw_args["port_http"] = self.args.get("port_http") or 0
+        gw_args["port_native"] = self.args.get("port_native") or 0
+        if self.args.get("port_expose"):
+            gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
+        gateway = RuntimeProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True)
+        deadline = time.monotonic() + float(self.args["timeout_ready"])
+        started = time.monotonic()
+        try:
+            gateway.start()
+            start_pods(list(pods.values()), float(self.args["timeout_ready"]))
+            gateway.wait_ready(deadline)
+            self._ctx = make_context()
+            results = f"tcp://127.0.0.1:{gateway.info['port_results']}"
+            for name, pod in pods.items():
+                targets = [pods[d].in_addresses for d, s in self._pods.items() if name in s["needs"]]
+                if name in leaves:
+                    targets.append([results])
+                pod.connect(targets)
+            roots = [pods[n].in_addresses for n in order if GATEWAY in self._pods[n]["needs"]]
+            reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
+                                 {"cmd": "connect", "targets": roots})
+            if not reply.get("ok"):
+                raise PeaStartError(GATEWAY, f"refused to connect: {reply.get('error')}")
+        except BaseException:
+            for pod in pods.values():
+                pod.close(timeout=5)
+            gateway.terminate()
+            gateway.wait(5)
+            if self._ctx is not None:
+                self._ctx.destroy(linger=0)
+                self._ctx = None
+            raise
+        self._running = pods
+        self._gateway = gateway
+        self._failure = None
+        self._stopping.clear()
+        self._monitor = threading.Thread(target=self._watch, name="flow-monitor", daemon=True)
+        self._monitor.start()
+        log.info("Flow ready in %.2fs: %d Pods, %d processes, gateway %s (native %s, http %s)",
+                 time.monotonic() - started, len(pods), sum(len(p.processes) for p in pods.values()) + 1,
+                 self.args["host"], gateway.info["port_native"], gateway.info["port_http"])
+        return self
+
+    def _watch(self) -> None:
+        """Tell the Gateway the moment a Pea dies, so requests fail fast with the Pod's name."""
+        while not self._stopping.wait(0.1):
+            failure = None
+            if self._gateway is not None and not self._gateway.alive():
+                failure = {"pod": GATEWAY, "msg": f"the gateway exited with code {self._gateway.returncode()}"}
+            else:
+                for name, pod in self._running.items():
+                    dead = pod.dead()
+                    if dead:
+                        label, code = dead[0]
+                        failure = {"pod": name, "msg": f"Pea {label} exited with code {code}"}
+                        break
+            if failure is None:
+                continue
+            self._failure = failure
+            log.error("Pod %r died: %s", failure["pod"], failure["msg"])
+            if failure["pod"] != GATEWAY:
+                try:
+                    ctrl_request(self._ctx, f"tcp://127.0.0.1:{self._gateway.info['port_ctrl']}",
+                                 {"cmd": "pod_failed", "pod": failure["pod"], "detail": failure["msg"]},
+                                 timeout=5)
+                except Exception as exc:  # the gateway may be gone as well
+                    log.warning("could not tell the gateway: %s", exc)
+            return
+
+    @property
+    def failure(self) -> dict | None:
+        """Which Pod died while the Flow ran (None while all is well)."""
+        return self._failure
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=2)
+            self._monitor = None
+        procs = [p for pod in self._running.values() for p in pod.processes]
+        if self._gateway is not None:
+            procs.append(self._gateway)
+        from ..runtime.process import stop_all
+
+        stop_all(procs, timeout=10)
+        for pod in self._running.values():
+            pod.close(timeout=1)
+        self._running = {}
+        self._gateway = None
+        self._client = None
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+
+    def __enter__(self) -> Flow:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- talking to it ----
+    def client(self, protocol: str | None = None, **kwargs: Any) -> Client:
+        if self._gateway is None:
+            raise BadConfig("the Flow is not running: use `with flow:` or flow.start()")
+        protocol = protocol or self.protocol
+        port = self._gateway.info["port_http" if protocol == "http" else "port_native"]
+        c = Client(port=port, protocol=protocol, timeout=self.args.get("timeout"),
+                   **({"prefetch": self.args["prefetch"]} if self.args.get("prefetch") else {}), **kwargs)
+        c._health = lambda: self._failure
+        return c
+
+    def post(self, on: str, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        if self._client is None:
+            self._client = self.client()
+        return self._client.post(on, inputs, **kwargs)
+
+    def index(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return self.post("/index", inputs, **kwargs)
+
+    def search(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return self.post("/search", inputs, **kwargs)
+
+    def update(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        return self.post("/update", inputs, **kwargs)
+
+    def delete(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        if self._client is None:
+            self._client = self.client()
+        return self._client.delete(inputs, **kwargs)
+
+    # ---- YAML ----
+    def to_dict(self) -> dict[str, Any]:
+        from .yaml import flow_to_dict
+
+        return flow_to_dict(self)
+
+    def save_config(self, path: str) -> None:
+        from .yaml import save_flow
+
+        save_flow(self, path)
+
+    @classmethod
+    def load_config(cls, source: str) -> Flow:
+        """A Flow from a YAML file path or a YAML string (``!Flow`` / ``version: 1`` / ``pods:``)."""
+        from .yaml import load_flow
+
+        return load_flow(source)
+
+    def plot(self, path: str | None = None) -> str:
+        """Draw the Flow's DAG as SVG (written to `path` if given); returns the SVG text."""
+        from .plot import flow_svg
+
+        return flow_svg(self, path)
+
+    def __repr__(self) -> str:
+        state = "running" if self._running else "stopped"
+        return f"<Flow {state} pods={list(self._pods)}>"

@@ -1,0 +1,54 @@
+"""Run a Flow from YAML in the foreground until SIGTERM/SIGINT (what `jinad` starts for POST /flows)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from ..errors import JinadFabError
+from .yaml import load_flow
+
+log = logging.getLogger("jinad_fab.flow")
+
+
+def run_flow(path: str | None, report, *, host: str | None = None, port_http: int | None = None,
+             port_native: int | None = None, die_with_parent: bool = False, log_json: bool = False) -> int:
+    stop = threading.Event()
+
+    def on_term(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    try:
+        if not path:
+            raise JinadFabError("flow needs --yaml FILE")
+        flow = load_flow(path)
+        if host:
+            flow.args["host"] = host
+        if port_http:
+            flow.args["port_http"] = port_http
+        if port_native:
+            flow.args["port_native"] = port_native
+        flow.start()
+    except JinadFabError as exc:
+        report({"state": "failed", "error": str(exc)})
+        return 1
+    ports = flow.gateway_ports
+    report({"state": "ready", "pid": os.getpid(),
+            "gateway": {"host": flow.args["host"], **ports}, "pods": list(flow.pods)})
+    parent = os.getppid()
+    code = 0
+    try:
+        while not stop.wait(0.25):
+            if flow.failure is not None:
+                log.error("stopping: Pod %r died (%s)", flow.failure["pod"], flow.failure["msg"])
+                code = 1
+                break
+            if die_with_parent and os.getppid() != parent:
+                break
+    finally:
+        flow.close()
+    return code

@@ -1,0 +1,146 @@
+"""Flow <-> YAML: ``!Flow`` / ``version: 1`` / ``with:`` / ``pods:`` (list or mapping; ``executors:`` too)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+from ..errors import BadConfig
+from ..executors.loader import load_yaml
+from .builder import ADD_KEYS, GATEWAY, Flow
+
+_POD_KEYS = ADD_KEYS | {"method"}
+
+
+def load_flow(source: str) -> Flow:
+    base_dir = os.getcwd()
+    if "\n" not in source and source.endswith((".yml", ".yaml")):
+        if not os.path.isfile(source):
+            raise BadConfig(f"Flow file {source!r} does not exist")
+        with open(source, encoding="utf-8") as fh:
+            text = fh.read()
+        base_dir = os.path.dirname(os.path.abspath(source))
+        what = f"Flow file {source}"
+    else:
+        text, what = source, "Flow YAML"
+    data = load_yaml(text, what=what)
+    return flow_from_dict(data, base_dir=base_dir, what=what)
+
+
+def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow YAML") -> Flow:
+    if not isinstance(data, dict):
+        raise BadConfig(f"{what}: expected a mapping (`!Flow` with `pods:`), got {type(data).__name__}")
+    kind = data.pop("__kind__", None)
+    jtype = data.pop("jtype", None)
+    if kind is None and jtype not in (None, "Flow"):
+        raise BadConfig(f"{what}: jtype is {jtype!r}, expected Flow")
+    version = str(data.pop("version", "1"))
+    if version not in ("1", "1.0"):
+        raise BadConfig(f"{what}: unsupported version {version!r} (this release reads version 1)")
+    flow_args = data.pop("with", None) or {}
+    pods = data.pop("pods", None)
+    if pods is None:
+        pods = data.pop("executors", None)
+    if data:
+        raise BadConfig(f"{what}: unknown top-level key(s) {sorted(data)} (known: version, with, pods)")
+    if not isinstance(flow_args, dict):
+        raise BadConfig(f"{what}: `with:` must be a mapping")
+    if pods is None or not pods:
+        raise BadConfig(f"{what}: no `pods:`")
+    if isinstance(pods, dict):  # the old mapping form: {name: {...}}
+        pods = [{"name": k, **(v or {})} for k, v in pods.items()]
+    if not isinstance(pods, list):
+        raise BadConfig(f"{what}: `pods:` must be a list")
+    f = Flow(**flow_args)
+    if base_dir:
+        f.base_dir = base_dir
+    specs = []
+    for i, pod in enumerate(pods):
+        if not isinstance(pod, dict):
+            raise BadConfig(f"{what}: pods[{i}] must be a mapping")
+        unknown = set(pod) - _POD_KEYS
+        if unknown:
+            raise BadConfig(f"{what}: pods[{i}] has unknown key(s) {sorted(unknown)}")
+        pod = dict(pod)
+        method = pod.pop("method", "add")
+        if method not in ("add", "needs"):
+            raise BadConfig(f"{what}: pods[{i}] method must be 'add' or 'needs', got {method!r}")
+        pod.setdefault("name", f"pod{i}")
+        specs.append(pod)
+    # Pods may name Pods defined later in the file: add them in dependency order.
+    names = [p["name"] for p in specs]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise BadConfig(f"{what}: duplicate Pod name(s) {dup}")
+    prev = GATEWAY
+    for p in specs:
+        if p.get("needs") is None:
+            p["needs"] = [prev]
+        elif isinstance(p["needs"], str):
+            p["needs"] = [p["needs"]]
+        prev = p["name"]
+    by_name = {p["name"]: p for p in specs}
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name):] + [name]
+            raise BadConfig(f"{what}: the Pods' `needs` form a cycle: {' -> '.join(cycle)}")
+        state[name] = 1
+        for n in by_name[name]["needs"]:
+            if n == GATEWAY:
+                continue
+            if n not in by_name:
+                raise BadConfig(f"{what}: Pod {name!r} needs {n!r}, which is not defined")
+            visit(n, path + [name])
+        state[name] = 2
+        order.append(name)
+
+    for n in names:
+        visit(n, [])
+    for name in order:
+        f = f.add(**by_name[name])
+    return f
+
+
+def flow_to_dict(flow: Flow) -> dict[str, Any]:
+    with_args = {k: v for k, v in flow.args.items()
+                 if not (k == "protocol" and v == "native") and not (k == "host" and v == "127.0.0.1")
+                 and not (k == "timeout_ready" and v == 60.0)}
+    pods = []
+    for spec in flow.pods.values():
+        out: dict[str, Any] = {"name": spec["name"], "uses": spec["uses"], "needs": list(spec["needs"])}
+        for k, v in spec.items():
+            if k in out or v is None:
+                continue
+            if k in ("parallel", "shards") and v == 1:
+                continue
+            out[k] = v
+        pods.append(out)
+    data: dict[str, Any] = {"version": "1"}
+    if with_args:
+        data["with"] = with_args
+    data["pods"] = pods
+    return data
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def dump_flow(flow: Flow) -> str:
+    body = yaml.dump(flow_to_dict(flow), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return "!Flow\n" + body
+
+
+def save_flow(flow: Flow, path: str) -> None:
+    text = dump_flow(flow)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,304 @@
+"""The Gateway: the Flow's front door, speaking a native ZeroMQ protocol and HTTP/JSON.
+
+Threads of a Gateway process:
+
+* the *router* thread owns every ZeroMQ socket: ``native`` (ROUTER, clients' DEALERs connect),
+  ``results`` (PULL, the last Pods push answers here), ``ctrl`` (REP), one PUSH per root Pod and
+  an inproc PULL fed by the HTTP side. It forwards raw frames (no Document decoding) and joins
+  the parts of an answer when the Flow ends in several Pods or shards;
+* the main thread runs uvicorn with a small Starlette app: ``POST /<endpoint>`` with
+  ``{"data": [...], "parameters": {...}}``, answered with ``{"data": [...], "header": {...}}``.
+
+When the Flow reports a dead Pod (ctrl ``pod_failed``), every request in flight and every new
+one is answered at once with an error naming that Pod: callers never hang on a dead Pea.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import orjson
+import zmq
+
+from ..document import DocumentArray
+from ..errors import BadInput, JinadFabError
+from ..wire import Message, new_header
+from .merge import merge_parts
+from .sockets import bind, ctrl_reply, make_context
+
+log = logging.getLogger("jinad_fab.gateway")
+
+_HTTP_INPROC = "inproc://gateway-http"
+
+
+class _Router:
+    def __init__(self, ctx: zmq.Context, args: dict):
+        self.ctx = ctx
+        host = args.get("host") or "127.0.0.1"
+        self.num_parts = int(args.get("num_parts") or 1)
+        self.native, self.port_native = bind(ctx, zmq.ROUTER, host, int(args.get("port_native") or 0))
+        self.results, self.port_results = bind(ctx, zmq.PULL, args.get("results_host") or host,
+                                               int(args.get("port_results") or 0))
+        self.ctrl, self.port_ctrl = bind(ctx, zmq.REP, host, int(args.get("port_ctrl") or 0))
+        self.http_in = ctx.socket(zmq.PULL)
+        self.http_in.bind(_HTTP_INPROC)
+        self.roots: list[zmq.Socket] = []
+        self.native_pending: dict[str, bytes] = {}
+        self.http_pending: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
+        self.parts: dict[str, list[Message]] = {}
+        self.failed: dict | None = None
+        self.stopping = False
+
+    def connect(self, targets: list[list[str]]) -> None:
+        for s in self.roots:
+            s.close(linger=0)
+        self.roots = []
+        for addrs in targets:
+            s = self.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.SNDHWM, 0)
+            for a in addrs:
+                s.connect(a)
+            self.roots.append(s)
+
+    def loop(self) -> None:
+        poller = zmq.Poller()
+        for s in (self.native, self.results, self.ctrl, self.http_in):
+            poller.register(s, zmq.POLLIN)
+        while not self.stopping:
+            events = dict(poller.poll(250))
+            if self.ctrl in events:
+                self._on_ctrl(self.ctrl.recv_json())
+            if self.native in events:
+                for _ in range(64):
+                    try:
+                        frames = self.native.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._on_native(frames)
+            if self.http_in in events:
+                for _ in range(64):
+                    try:
+                        frames = self.http_in.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._dispatch(frames, orjson.loads(frames[0].bytes)["rid"])
+            if self.results in events:
+                for _ in range(64):
+                    try:
+                        frames = self.results.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._on_result(frames)
+        for s in (self.native, self.results, self.ctrl, self.http_in, *self.roots):
+            s.close(linger=0)
+
+    def _on_ctrl(self, cmd: Any) -> None:
+        op = cmd.get("cmd") if isinstance(cmd, dict) else None
+        if op == "connect":
+            self.connect(cmd["targets"])
+            ctrl_reply(self.ctrl, True)
+        elif op == "pod_failed":
+            self.failed = {"pod": cmd.get("pod", "?"), "type": "PodDied", "msg": cmd.get("detail", "")}
+            ctrl_reply(self.ctrl, True, failed=len(self.native_pending) + len(self.http_pending))
+            for rid in list(self.native_pending) + list(self.http_pending):
+                self._fail(rid, self.failed)
+        elif op == "status":
+            ctrl_reply(self.ctrl, True, pending=len(self.native_pending) + len(self.http_pending),
+                       failed=self.failed)
+        elif op == "terminate":
+            ctrl_reply(self.ctrl, True)
+            self.stopping = True
+        else:
+            ctrl_reply(self.ctrl, False, error=f"unknown command {op!r}")
+
+    def _on_native(self, frames: list) -> None:
+        ident, rest = frames[0].bytes, frames[1:]
+        try:
+            header = orjson.loads(rest[0].bytes)
+            rid = header["rid"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+            log.error("dropped a malformed request from a native client")
+            return
+        self.native_pending[rid] = ident
+        self._dispatch(rest, rid)
+
+    def _dispatch(self, frames: list, rid: str) -> None:
+        if self.failed is not None:
+            self._fail(rid, self.failed)
+            return
+        if not self.roots:
+            self._fail(rid, {"pod": "gateway", "type": "NotReady", "msg": "the Flow is not wired yet"})
+            return
+        for s in self.roots:
+            s.send_multipart(frames, copy=False)
+
+    def _on_result(self, frames: list) -> None:
+        try:
+            msg = Message.from_frames(frames)
+        except JinadFabError as exc:
+            log.error("dropped a malformed answer: %s", exc)
+            return
+        rid = msg.request_id
+        if self.num_parts > 1:
+            got = self.parts.setdefault(rid, [])
+            got.append(msg)
+            if len(got) < self.num_parts:
+                return
+            del self.parts[rid]
+            msg = merge_parts(got)
+        self._answer(rid, msg)
+
+    def _answer(self, rid: str, msg: Message) -> None:
+        ident = self.native_pending.pop(rid, None)
+        if ident is not None:
+            msg.header.pop("merge", None)
+            self.native.send_multipart([ident, *msg.frames()], copy=False)
+            return
+        waiter = self.http_pending.pop(rid, None)
+        if waiter is not None:
+            loop, fut = waiter
+            loop.call_soon_threadsafe(_set_result, fut, msg)
+
+    def _fail(self, rid: str, err: dict) -> None:
+        self.parts.pop(rid, None)
+        header = {"rid": rid, "err": err}
+        self._answer(rid, Message(header))
+
+
+def _set_result(fut: asyncio.Future, msg: Message) -> None:
+    if not fut.done():
+        fut.set_result(msg)
+
+
+def _http_app(router: _Router, ctx: zmq.Context, name: str):
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    local = threading.local()
+
+    def push_socket() -> zmq.Socket:
+        s = getattr(local, "sock", None)
+        if s is None:
+            s = ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(_HTTP_INPROC)
+            local.sock = s
+        return s
+
+    def json_response(data: Any, status: int = 200) -> Response:
+        return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                        media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"name": name, "alive": router.failed is None, "failed": router.failed,
+                             "pending": len(router.http_pending) + len(router.native_pending)})
+
+    async def post(request: Request) -> Response:
+        endpoint = "/" + request.path_params["endpoint"]
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+            if not isinstance(body, dict):
+                raise BadInput("the request body must be a JSON object")
+            data = body.get("data") or []
+            params = body.get("parameters") or {}
+            if not isinstance(data, list) or not isinstance(params, dict):
+                raise BadInput("`data` must be a list of Documents and `parameters` an object")
+            docs = DocumentArray.from_list(data)
+        except orjson.JSONDecodeError as exc:
+            return json_response({"detail": f"invalid JSON: {exc}"}, 400)
+        except JinadFabError as exc:
+            return json_response({"detail": str(exc)}, 422)
+        rid = os.urandom(16).hex()
+        msg = Message(new_header(rid, endpoint, params), docs=docs)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        router.http_pending[rid] = (loop, fut)
+        push_socket().send_multipart(msg.frames(), copy=False)
+        timeout = float(request.query_params.get("timeout", 0) or 0) or None
+        try:
+            answer: Message = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            router.http_pending.pop(rid, None)
+            return json_response({"detail": f"no answer within {timeout:g}s"}, 504)
+        err = answer.header.get("err")
+        header = {k: v for k, v in answer.header.items() if k not in ("merge",)}
+        if err:
+            status = 503 if err.get("type") in ("PodDied", "NotReady") else 500
+            return json_response({"detail": f"Pod {err.get('pod')!r} failed the request: "
+                                            f"{err.get('type')}: {err.get('msg')}", "header": header}, status)
+        return json_response({"data": answer.docs.to_list(), "header": header})
+
+    routes = [Route("/", health, methods=["GET"]), Route("/alive", health, methods=["GET"]),
+              Route("/{endpoint:path}", post, methods=["POST"])]
+    return Starlette(routes=routes)
+
+
+def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
+    """Entry point of a Gateway process."""
+    import uvicorn
+
+    ctx = make_context()
+    host = args.get("host") or "127.0.0.1"
+    try:
+        router = _Router(ctx, args)
+        if args.get("targets") is not None:
+            router.connect(args["targets"])
+        http_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        http_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        http_sock.bind((host, int(args.get("port_http") or 0)))
+        http_sock.listen(512)
+        http_sock.set_inheritable(False)
+    except (OSError, JinadFabError) as exc:
+        report({"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    thread = threading.Thread(target=router.loop, name="gateway-router", daemon=True)
+    thread.start()
+    ports = {"port_native": router.port_native, "port_http": http_sock.getsockname()[1],
+             "port_results": router.port_results, "port_ctrl": router.port_ctrl}
+    config = uvicorn.Config(_http_app(router, ctx, args.get("name") or "gateway"), log_level="warning",
+                            lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    if die_with_parent:
+        from .pea import _watch_parent
+
+        check = _watch_parent()
+
+        async def watch() -> None:
+            while not server.should_exit:
+                try:
+                    check()
+                except Exception:
+                    server.should_exit = True
+                await asyncio.sleep(0.5)
+    else:
+        watch = None
+
+    def stop_on_router_exit() -> None:
+        thread.join()
+        server.should_exit = True
+
+    threading.Thread(target=stop_on_router_exit, daemon=True).start()
+    report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports})
+
+    async def serve() -> None:
+        if watch is not None:
+            asyncio.get_running_loop().create_task(watch())
+        await server.serve(sockets=[http_sock])
+
+    try:
+        asyncio.run(serve())
+    finally:
+        router.stopping = True
+        thread.join(timeout=5)
+        ctx.destroy(linger=0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return 0

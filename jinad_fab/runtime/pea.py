@@ -1,0 +1,275 @@
+"""A Pea: one process hosting one Executor behind ZeroMQ sockets.
+
+Sockets of a Pea:
+
+* ``in``  (PULL, bound): requests from upstream (the Gateway, other Pods, or this Pod's head);
+* ``ctrl`` (REP, bound): control commands from whoever started it (connect, status, terminate);
+* one PUSH per downstream target, connected to every address of that target (several addresses
+  = replicas, and ZeroMQ's PUSH load-balances between them).
+
+A Pea expecting ``num_parts`` > 1 joins the parts of each request before running its Executor
+(see :mod:`.merge`). A head Pea (``route`` set) splits requests across shard targets instead of
+copying them to every target.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import traceback
+import zlib
+from typing import Any
+
+import zmq
+
+from ..document import DocumentArray
+from ..errors import JinadFabError
+from ..executors import load_executor
+from ..wire import Message, doc_count
+from .merge import merge_parts
+from .sockets import bind, ctrl_reply, make_context
+
+log = logging.getLogger("jinad_fab.pea")
+
+_POLL_MS = 250
+_BURST = 64
+
+
+class _Stop(Exception):
+    pass
+
+
+def _error_header(pod: str, exc: BaseException) -> dict:
+    return {"pod": pod, "type": type(exc).__name__, "msg": str(exc),
+            "tb": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
+
+
+class PeaRuntime:
+    """The body of a Pea process: load the Executor, bind, then serve until told to stop."""
+
+    def __init__(self, args: dict):
+        self.args = args
+        self.name = args.get("name") or "pea"
+        self.pod = args.get("pod") or self.name
+        self.num_parts = int(args.get("num_parts") or 1)
+        self.route = args.get("route")  # None, or {"polling": {endpoint: "all"|"id", "*": ...}}
+        self.pending: dict[str, list[Message]] = {}
+        self.targets: list[zmq.Socket] = []
+        self.executor = None
+        self._stop = False
+
+    # ---- set-up ----
+    def load(self) -> None:
+        a = self.args
+        if self.route is None:
+            runtime_args = {k: a.get(k) for k in ("shard_id", "replica_id", "shards", "parallel")}
+            self.executor = load_executor(a.get("uses") or "_pass", uses_with=a.get("uses_with"),
+                                          uses_metas=_metas(a), py_modules=a.get("py_modules") or (),
+                                          base_dir=a.get("base_dir"), runtime_args=runtime_args)
+
+    def bind(self) -> dict:
+        self.ctx = make_context()
+        host = self.args.get("host") or "127.0.0.1"
+        self.sock_in, port_in = bind(self.ctx, zmq.PULL, host, int(self.args.get("port_in") or 0))
+        self.sock_ctrl, port_ctrl = bind(self.ctx, zmq.REP, host, int(self.args.get("port_ctrl") or 0))
+        return {"port_in": port_in, "port_ctrl": port_ctrl}
+
+    def connect(self, targets: list[list[str]]) -> None:
+        for t in self.targets:
+            t.close(linger=0)
+        self.targets = []
+        for addrs in targets:
+            s = self.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.LINGER, 1000)
+            s.setsockopt(zmq.SNDHWM, 0)
+            for addr in addrs:
+                s.connect(addr)
+            self.targets.append(s)
+
+    # ---- serving ----
+    def serve(self, on_tick=None) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock_in, zmq.POLLIN)
+        poller.register(self.sock_ctrl, zmq.POLLIN)
+        recv = self.sock_in.recv_multipart
+        while not self._stop:
+            events = dict(poller.poll(_POLL_MS))
+            if self.sock_ctrl in events:
+                self._on_ctrl(self.sock_ctrl.recv_json())
+            if self.sock_in in events:
+                for _ in range(_BURST):
+                    try:
+                        frames = recv(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._on_frames(frames)
+            if on_tick is not None:
+                on_tick()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def close(self) -> None:
+        if self.executor is not None:
+            try:
+                self.executor.close()
+            except Exception:
+                log.exception("%s: Executor.close() raised", self.name)
+        for s in [*self.targets, getattr(self, "sock_in", None), getattr(self, "sock_ctrl", None)]:
+            if s is not None:
+                s.close(linger=1000 if s in self.targets else 0)
+        if getattr(self, "ctx", None) is not None:
+            self.ctx.term()
+
+    def _on_ctrl(self, cmd: Any) -> None:
+        op = cmd.get("cmd") if isinstance(cmd, dict) else None
+        try:
+            if op == "connect":
+                self.connect(cmd["targets"])
+                ctrl_reply(self.sock_ctrl, True)
+            elif op == "status":
+                ctrl_reply(self.sock_ctrl, True, pending=len(self.pending), targets=len(self.targets))
+            elif op == "terminate":
+                ctrl_reply(self.sock_ctrl, True)
+                self._stop = True
+            else:
+                ctrl_reply(self.sock_ctrl, False, error=f"unknown command {op!r}")
+        except Exception as exc:  # a bad control command must not kill the Pea
+            ctrl_reply(self.sock_ctrl, False, error=f"{type(exc).__name__}: {exc}")
+
+    def _on_frames(self, frames: list) -> None:
+        try:
+            msg = Message.from_frames(frames)
+        except JinadFabError as exc:
+            log.error("%s: dropped a malformed message: %s", self.name, exc)
+            return
+        if self.num_parts > 1:
+            parts = self.pending.setdefault(msg.request_id, [])
+            parts.append(msg)
+            if len(parts) < self.num_parts:
+                return
+            del self.pending[msg.request_id]
+            msg = merge_parts(parts)
+        if self.route is not None:
+            self._route(msg)
+            return
+        if not msg.header.get("err"):
+            self._run(msg)
+        out = msg.frames()
+        for t in self.targets:
+            t.send_multipart(out, copy=False)
+
+    def _run(self, msg: Message) -> None:
+        handler = self.executor.handler_for(msg.endpoint)
+        if handler is None:
+            return
+        fn, names = handler
+        try:
+            kwargs: dict[str, Any] = {}
+            if "docs" in names:
+                kwargs["docs"] = msg.docs
+            if "parameters" in names:
+                kwargs["parameters"] = msg.parameters
+            if "endpoint" in names:
+                kwargs["endpoint"] = msg.endpoint
+            if "header" in names:
+                if "docs" not in names:
+                    msg.header["_ndocs"] = doc_count(msg)
+                kwargs["header"] = msg.header
+            result = fn(**kwargs)
+            msg.header.pop("_ndocs", None)
+            if result is not None:
+                if isinstance(result, DocumentArray) or isinstance(result, list):
+                    msg.docs = DocumentArray(result)
+                elif isinstance(result, dict):
+                    msg.parameters.update(result)
+        except Exception as exc:
+            log.error("%s: %s raised on %s: %s", self.pod, type(self.executor).__name__, msg.endpoint, exc)
+            msg.header.pop("_ndocs", None)
+            msg.header["err"] = _error_header(self.pod, exc)
+
+    def _route(self, msg: Message) -> None:
+        polling = self.route.get("polling") or {}
+        mode = polling.get(msg.endpoint) or polling.get("*") or "all"
+        n = len(self.targets)
+        if mode == "all" or n <= 1 or msg.header.get("err"):
+            out = msg.frames()
+            for t in self.targets:
+                t.send_multipart(out, copy=False)
+            return
+        # "id": each Document goes to the shard its id hashes to, so update/delete find it again
+        buckets: list[list[int]] = [[] for _ in range(n)]
+        docs = msg.docs
+        for i, d in enumerate(docs):
+            buckets[shard_of(d.id, n)].append(i)
+        for t, idx in zip(self.targets, buckets):
+            header = dict(msg.header, pos=idx)
+            part = Message(header, docs=DocumentArray([docs[i] for i in idx]))
+            t.send_multipart(part.frames(), copy=False)
+
+
+def shard_of(doc_id: str, shards: int) -> int:
+    """The shard a Document id belongs to: stable across processes and restarts."""
+    return zlib.crc32(doc_id.encode("utf-8")) % shards
+
+
+def _metas(args: dict) -> dict:
+    metas = dict(args.get("uses_metas") or {})
+    if args.get("workspace"):
+        metas.setdefault("workspace", args["workspace"])
+    if args.get("pod"):
+        metas.setdefault("name", args["pod"])
+    return metas
+
+
+def _watch_parent() -> Any:
+    """Make the kernel SIGTERM us when our parent dies; also return a checker for the poll loop."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        raise _Stop()
+
+    def check() -> None:
+        if os.getppid() != parent:
+            raise _Stop()
+
+    return check
+
+
+def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
+    """Entry point of a Pea process. ``report(event_dict)`` tells the starter what happened."""
+    rt = PeaRuntime(args)
+    tick = _watch_parent() if die_with_parent else None
+
+    def on_term(signum, frame):
+        rt.stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    try:
+        rt.load()
+        ports = rt.bind()
+    except Exception as exc:
+        report({"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        log.error("%s: failed to start: %s", rt.name, exc)
+        return 1
+    if args.get("targets") is not None:
+        rt.connect(args["targets"])
+    report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports})
+    started = time.monotonic()
+    try:
+        rt.serve(on_tick=tick)
+    except _Stop:
+        log.warning("%s: parent process is gone, shutting down", rt.name)
+    finally:
+        rt.close()
+    log.debug("%s: served for %.1fs", rt.name, time.monotonic() - started)
+    return 0

@@ -1,0 +1,173 @@
+"""A Pod: a named group of Peas — `parallel` replicas, `shards`, and a head when one is needed.
+
+Layouts:
+
+* ``parallel=1, shards=1``: one Pea; it joins parts itself when it has several upstreams.
+* ``parallel=N``: N replica Peas; upstream PUSH sockets connect to all of them and ZeroMQ
+  load-balances. With several upstreams a head Pea first joins the parts of each request
+  (otherwise parts of one request could land on different replicas).
+* ``shards=N`` (each with ``parallel`` replicas): a head Pea routes each request — to every shard
+  (polling ``all``, the default for ``/search``) or split by Document id (polling ``id``, the
+  default for everything else, so update/delete reach the shard that holds the id). Downstream
+  receives one part per shard and merges them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import BadConfig, PeaStartError
+from .process import RuntimeProcess, stop_all
+from .sockets import connect_host, ctrl_request, make_context
+
+DEFAULT_POLLING = {"/search": "all", "*": "id"}
+POD_ARG_KEYS = {"name", "uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards", "host",
+                "port_in", "port_ctrl", "workspace", "env", "polling", "num_parts", "base_dir", "timeout_ready",
+                "gpus", "log_json"}
+
+
+def validate_pod_args(args: dict) -> dict:
+    unknown = set(args) - POD_ARG_KEYS
+    if unknown:
+        raise BadConfig(f"Pod {args.get('name')!r}: unknown argument(s) {sorted(unknown)}")
+    out = dict(args)
+    for key in ("parallel", "shards"):
+        v = out.get(key, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise BadConfig(f"Pod {args.get('name')!r}: {key} must be an integer >= 1, got {v!r}")
+        out[key] = v
+    return out
+
+
+class Pod:
+    """Starts, wires and stops the Peas of one Pod (in the caller's process tree)."""
+
+    def __init__(self, args: dict, *, die_with_parent: bool = True):
+        self.args = validate_pod_args(args)
+        self.name: str = self.args["name"]
+        self.parallel: int = self.args.get("parallel", 1)
+        self.shards: int = self.args.get("shards", 1)
+        self.num_parts: int = int(self.args.get("num_parts") or 1)
+        self.die_with_parent = die_with_parent
+        self.head: RuntimeProcess | None = None
+        self.peas: list[list[RuntimeProcess]] = []  # [shard][replica]
+        self._ctx = None
+
+    @property
+    def needs_head(self) -> bool:
+        return self.shards > 1 or (self.parallel > 1 and self.num_parts > 1)
+
+    @property
+    def out_parts(self) -> int:
+        """How many messages one request becomes on its way out of this Pod."""
+        return self.shards
+
+    @property
+    def processes(self) -> list[RuntimeProcess]:
+        return ([self.head] if self.head else []) + [p for shard in self.peas for p in shard]
+
+    def _pea_args(self, shard: int | None, replica: int, num_parts: int) -> dict:
+        a = self.args
+        pea = {k: a[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "workspace", "base_dir")
+               if a.get(k) is not None}
+        label = self.name
+        if self.shards > 1:
+            label += f"/shard-{shard}"
+        if self.parallel > 1:
+            label += f"/replica-{replica}"
+        pea.update(name=label, pod=self.name, host=a.get("host") or "127.0.0.1", num_parts=num_parts,
+                   shard_id=shard, replica_id=replica, shards=self.shards, parallel=self.parallel)
+        single = not self.needs_head and self.parallel == 1
+        if single:
+            pea["port_in"] = a.get("port_in") or 0
+        return pea
+
+    def start(self) -> None:
+        """Launch every process of this Pod; call :meth:`wait_ready` next (lets Pods start in parallel)."""
+        env = self.args.get("env") or None
+        cwd = self.args.get("base_dir")
+        log_json = bool(self.args.get("log_json"))
+        if self.needs_head:
+            head_args = {"name": f"{self.name}/head", "pod": self.name, "host": self.args.get("host") or "127.0.0.1",
+                         "num_parts": self.num_parts, "port_in": self.args.get("port_in") or 0,
+                         "route": {"polling": {**DEFAULT_POLLING, **(self.args.get("polling") or {})}
+                                   if self.shards > 1 else {"*": "all"}}}
+            self.head = RuntimeProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,
+                                       die_with_parent=self.die_with_parent, log_json=log_json)
+        inner_parts = 1 if self.needs_head else self.num_parts
+        for s in range(self.shards):
+            row = []
+            for r in range(self.parallel):
+                pa = self._pea_args(s if self.shards > 1 else None, r, inner_parts)
+                row.append(RuntimeProcess("pea", pa, label=pa["name"], env=env, cwd=cwd,
+                                          die_with_parent=self.die_with_parent, log_json=log_json))
+            self.peas.append(row)
+        for p in self.processes:
+            p.start()
+
+    def wait_ready(self, deadline: float) -> None:
+        try:
+            for p in self.processes:
+                p.wait_ready(deadline)
+        except PeaStartError as exc:
+            self.close()
+            raise PeaStartError(self.name, f"{exc.pod}: {exc.reason}", exc.log_tail) from exc
+
+    def _addr(self, p: RuntimeProcess, port_key: str = "port_in") -> str:
+        return f"tcp://{connect_host(self.args.get('host') or '127.0.0.1')}:{p.info[port_key]}"
+
+    @property
+    def in_addresses(self) -> list[str]:
+        """Where upstream PUSH sockets connect (one address, or one per replica)."""
+        if self.head is not None:
+            return [self._addr(self.head)]
+        return [self._addr(p) for p in self.peas[0]]
+
+    def ctrl_addresses(self) -> list[str]:
+        return [self._addr(p, "port_ctrl") for p in self.processes]
+
+    def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
+        """Wire this Pod's outputs to its downstream targets (and its head to its shards)."""
+        if self._ctx is None:
+            self._ctx = make_context()
+        if self.head is not None:
+            shard_targets = [[self._addr(p) for p in row] for row in self.peas]
+            self._ctrl(self.head, {"cmd": "connect", "targets": shard_targets}, timeout)
+        for row in self.peas:
+            for p in row:
+                self._ctrl(p, {"cmd": "connect", "targets": targets}, timeout)
+
+    def _ctrl(self, p: RuntimeProcess, cmd: dict, timeout: float) -> dict:
+        reply = ctrl_request(self._ctx, self._addr(p, "port_ctrl"), cmd, timeout)
+        if not reply.get("ok"):
+            raise PeaStartError(p.label, f"control command {cmd['cmd']!r} refused: {reply.get('error')}")
+        return reply
+
+    def dead(self) -> list[tuple[str, int | None]]:
+        """Peas of this Pod whose process has exited, with their exit codes."""
+        return [(p.label, p.returncode()) for p in self.processes if p.proc is not None and not p.alive()]
+
+    def close(self, timeout: float = 10.0) -> None:
+        stop_all(self.processes, timeout)
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "parallel": self.parallel, "shards": self.shards,
+                "in_addresses": self.in_addresses, "pids": [p.pid for p in self.processes]}
+
+
+def start_pods(pods: list[Pod], timeout: float) -> None:
+    """Start several Pods at once and wait for all; on any failure stop them all and re-raise."""
+    deadline = time.monotonic() + timeout
+    try:
+        for pod in pods:
+            pod.start()
+        for pod in pods:
+            pod.wait_ready(deadline)
+    except BaseException:
+        for pod in pods:
+            pod.close(timeout=5)
+        raise

@@ -1,0 +1,145 @@
+"""Starting runtime processes and learning when they are ready.
+
+Each process is ``python -m jinad_fab.runtime <kind> --args-json ... --status-fd N``: it reports
+one JSON line on a pipe when it is ready (with its ports) or failed (with the reason). Stderr is
+kept in a bounded ring so a failure can show the process's last log lines.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from ..errors import PeaStartError
+
+
+class RuntimeProcess:
+    """A child process running one Pea, Gateway or Pod host."""
+
+    def __init__(self, kind: str, args: dict, *, label: str, env: dict | None = None,
+                 cwd: str | None = None, die_with_parent: bool = True, log_json: bool = False):
+        self.kind = kind
+        self.args = args
+        self.label = label
+        self.env = env
+        self.cwd = cwd
+        self.die_with_parent = die_with_parent
+        self.log_json = log_json
+        self.proc: subprocess.Popen | None = None
+        self.info: dict[str, Any] = {}
+        self._status_r: int | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._tail_thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        r, w = os.pipe()
+        cmd = [sys.executable, "-m", "jinad_fab.runtime", self.kind, "--args-json", json.dumps(self.args),
+               "--status-fd", str(w)]
+        if self.die_with_parent:
+            cmd.append("--die-with-parent")
+        if self.log_json:
+            cmd.append("--log-json")
+        env = dict(os.environ)
+        if self.env:
+            env.update({k: str(v) for k, v in self.env.items()})
+        try:
+            self.proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         env=env, cwd=self.cwd, close_fds=True)
+        finally:
+            os.close(w)
+        self._status_r = r
+        self._tail_thread = threading.Thread(target=self._pump_stderr, name=f"log-{self.label}", daemon=True)
+        self._tail_thread.start()
+
+    def _pump_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        out = sys.stderr
+        for raw in iter(self.proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._tail.append(line)
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except (ValueError, OSError):
+                pass
+
+    def log_tail(self, n: int = 20) -> str:
+        return "\n".join(list(self._tail)[-n:])
+
+    def wait_ready(self, deadline: float) -> dict:
+        """Block until the process reports; raise PeaStartError naming it on failure or timeout."""
+        assert self._status_r is not None
+        buf = b""
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PeaStartError(self.label, "not ready in time (raise timeout_ready?)", self.log_tail())
+            ready, _, _ = select.select([self._status_r], [], [], min(left, 0.5))
+            if ready:
+                chunk = os.read(self._status_r, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+        os.close(self._status_r)
+        self._status_r = None
+        if b"\n" not in buf:
+            code = self.proc.wait(timeout=5) if self.proc else None
+            time.sleep(0.05)
+            raise PeaStartError(self.label, f"the process exited with code {code} before it was ready",
+                                self.log_tail())
+        event = json.loads(buf.split(b"\n", 1)[0])
+        if event.get("state") != "ready":
+            self.wait(timeout=5)
+            raise PeaStartError(self.label, event.get("error") or "failed", self.log_tail())
+        self.info = event
+        return event
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=5)
+        finally:
+            if self._status_r is not None:
+                os.close(self._status_r)
+                self._status_r = None
+
+    def join_logs(self, timeout: float = 2.0) -> None:
+        if self._tail_thread is not None:
+            self._tail_thread.join(timeout)
+
+
+def stop_all(procs: list[RuntimeProcess], timeout: float = 10.0) -> None:
+    """SIGTERM everything at once, then reap (SIGKILL what does not stop in time)."""
+    for p in procs:
+        p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for p in procs:
+        p.join_logs(0.5)

@@ -1,0 +1,58 @@
+"""Small ZeroMQ helpers shared by Peas, Pods, the Gateway and the Client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from ..errors import RuntimeFailure
+
+
+def make_context() -> zmq.Context:
+    return zmq.Context()
+
+
+def bind(ctx: zmq.Context, kind: int, host: str, port: int = 0) -> tuple[zmq.Socket, int]:
+    """Bind a socket on host:port (0 = a free port chosen by the OS); returns it and the port."""
+    s = ctx.socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    if kind in (zmq.PULL, zmq.ROUTER):
+        s.setsockopt(zmq.RCVHWM, 0)
+    if kind == zmq.ROUTER:
+        s.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        s.setsockopt(zmq.SNDHWM, 0)
+    try:
+        if port:
+            s.bind(f"tcp://{host}:{port}")
+        else:
+            port = s.bind_to_random_port(f"tcp://{host}")
+    except zmq.ZMQError as exc:
+        s.close(linger=0)
+        raise RuntimeFailure(f"cannot bind tcp://{host}:{port or '*'}: {exc}") from exc
+    return s, port
+
+
+def ctrl_reply(sock: zmq.Socket, ok: bool, **fields: Any) -> None:
+    sock.send_json({"ok": ok, **fields})
+
+
+def ctrl_request(ctx: zmq.Context, address: str, cmd: dict, timeout: float = 10.0) -> dict:
+    """One request/reply on a control socket, with a deadline (a dead peer never hangs us)."""
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    s.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+    try:
+        s.connect(address)
+        s.send_json(cmd)
+        return s.recv_json()
+    except zmq.Again as exc:
+        raise RuntimeFailure(f"no answer from {address} to {cmd.get('cmd')!r} within {timeout:g}s") from exc
+    finally:
+        s.close(linger=0)
+
+
+def connect_host(bind_host: str) -> str:
+    """The address peers on this machine use for a socket bound on `bind_host`."""
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "", "*") else bind_host

@@ -1,0 +1,283 @@
+"""The wire codec: a request <-> a list of frames. Pure functions, no sockets.
+
+A message is ``[header, body, *arrays]``:
+
+* ``header``: a small JSON object (request id, endpoint, parameters, status, route);
+* ``body``: a JSON object describing the Documents column by column (ids, texts, tags, ...)
+  and, for each array field, which frame holds it and with which dtype/shape;
+* ``arrays``: raw array buffers. Embeddings (and blobs) of the same shape are stacked into one
+  frame, so a batch of 100 embeddings is one buffer, and a receiver gets a (100, d) matrix that
+  is a view of the received frame (no copy).
+
+Peas that do not look at Documents forward ``body`` and ``arrays`` as received, without
+decoding them (see :class:`Message`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .document import Document, DocumentArray
+from .errors import BadDocument, BadInput
+
+Frame = Any  # bytes, memoryview or zmq.Frame: anything with the buffer protocol
+
+_EMPTY_BODY = orjson.dumps({"n": 0})
+
+
+def _loads(frame: Frame) -> Any:
+    if not isinstance(frame, (bytes, bytearray, memoryview, str)):
+        frame = memoryview(frame)
+    return orjson.loads(frame)
+
+
+def _array_spec(arr: np.ndarray, frames: list) -> list:
+    arr = np.ascontiguousarray(arr)
+    frames.append(arr)
+    return [len(frames) - 1, arr.dtype.str, list(arr.shape)]
+
+
+def _encode_arrays(values: list[np.ndarray | None], frames: list) -> dict | None:
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    first = present[0]
+    if len(present) == len(values) and all(v.shape == first.shape and v.dtype == first.dtype for v in values):
+        if len(values) == 1:
+            stacked = first
+        else:
+            stacked = np.stack(values)
+        return {"stack": _array_spec(stacked.reshape((len(values),) + first.shape), frames)}
+    return {"each": [None if v is None else _array_spec(v, frames) for v in values]}
+
+
+def _column(docs: Sequence[Document], attr: str) -> list | None:
+    col = [getattr(d, attr) for d in docs]
+    return col if any(v is not None for v in col) else None
+
+
+def _nested(docs: Sequence[Document], attr: str, frames: list) -> dict | None:
+    counts = []
+    flat: list[Document] = []
+    for d in docs:
+        sub = getattr(d, attr)
+        if sub:
+            counts.append(len(sub))
+            flat.extend(sub)
+        else:
+            counts.append(0)
+    if not flat:
+        return None
+    return {"counts": counts, "docs": _encode_docs(flat, frames)}
+
+
+def _encode_docs(docs: Sequence[Document], frames: list) -> dict:
+    n = len(docs)
+    body: dict[str, Any] = {"n": n, "id": [d.id for d in docs]}
+    for attr, key in (("text", "text"), ("uri", "uri"), ("mime_type", "mime_type"), ("_tags", "tags"),
+                      ("_scores", "scores")):
+        col = _column(docs, attr)
+        if col is not None:
+            body[key] = col
+    buffers = [d.buffer for d in docs]
+    if any(b is not None for b in buffers):
+        spec = []
+        for b in buffers:
+            if b is None:
+                spec.append(None)
+            else:
+                frames.append(b)
+                spec.append(len(frames) - 1)
+        body["buffer"] = spec
+    for attr, key in (("_embedding", "embedding"), ("_blob", "blob")):
+        enc = _encode_arrays([getattr(d, attr) for d in docs], frames)
+        if enc is not None:
+            body[key] = enc
+    for attr, key in (("_chunks", "chunks"), ("_matches", "matches")):
+        nested = _nested(docs, attr, frames)
+        if nested is not None:
+            body[key] = nested
+    return body
+
+
+def encode_docs(docs: Sequence[Document]) -> list:
+    """Documents -> ``[body, *arrays]`` frames."""
+    frames: list = []
+    try:
+        body = orjson.dumps(_encode_docs(docs, frames), option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:
+        bad = next((d.id for d in docs if d._tags and not _jsonable(d._tags)), None)
+        raise BadDocument(f"tags must be JSON-serialisable: {exc}", bad) from exc
+    return [body, *frames]
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        return True
+    except TypeError:
+        return False
+
+
+def _array_from(spec: list, frames: Sequence[Frame]) -> np.ndarray:
+    idx, dtype, shape = spec
+    return np.frombuffer(frames[idx], dtype=np.dtype(dtype)).reshape(shape)
+
+
+def _decode_docs(body: dict, frames: Sequence[Frame]) -> DocumentArray:
+    n = body["n"]
+    ids = body.get("id") or []
+    new = Document.__new__
+    docs = []
+    for i in range(n):
+        d = new(Document)
+        d.id = ids[i]
+        d.text = d.uri = d.mime_type = d.buffer = None
+        d._blob = d._embedding = d._tags = d._chunks = d._matches = d._scores = None
+        docs.append(d)
+    for key in ("text", "uri", "mime_type"):
+        col = body.get(key)
+        if col is not None:
+            for d, v in zip(docs, col):
+                setattr(d, key, v)
+    for key, attr in (("tags", "_tags"), ("scores", "_scores")):
+        col = body.get(key)
+        if col is not None:
+            for d, v in zip(docs, col):
+                setattr(d, attr, v)
+    buf = body.get("buffer")
+    if buf is not None:
+        for d, idx in zip(docs, buf):
+            if idx is not None:
+                d.buffer = bytes(frames[idx])
+    da = DocumentArray()
+    da._docs = docs
+    for key, attr in (("embedding", "_embedding"), ("blob", "_blob")):
+        enc = body.get(key)
+        if enc is None:
+            continue
+        if "stack" in enc:
+            m = _array_from(enc["stack"], frames)
+            for d, row in zip(docs, m):
+                setattr(d, attr, row)
+            if key == "embedding":
+                da._emb_matrix = m
+        else:
+            for d, spec in zip(docs, enc["each"]):
+                if spec is not None:
+                    setattr(d, attr, _array_from(spec, frames))
+    for key, attr in (("chunks", "_chunks"), ("matches", "_matches")):
+        nested = body.get(key)
+        if nested is None:
+            continue
+        flat = _decode_docs(nested["docs"], frames)._docs
+        pos = 0
+        for d, c in zip(docs, nested["counts"]):
+            if c:
+                sub = DocumentArray()
+                sub._docs = flat[pos:pos + c]
+                setattr(d, attr, sub)
+                pos += c
+    return da
+
+
+def decode_docs(frames: Sequence[Frame]) -> DocumentArray:
+    """``[body, *arrays]`` frames -> Documents (arrays are read-only views of the frames)."""
+    try:
+        body = _loads(frames[0])
+        return _decode_docs(body, frames[1:])
+    except (orjson.JSONDecodeError, KeyError, IndexError, ValueError, TypeError) as exc:
+        raise BadInput(f"malformed message body: {exc}") from exc
+
+
+class Message:
+    """One request or response: a decoded header plus Documents decoded only when asked for.
+
+    ``frames()`` re-uses the received body and array frames unless ``docs`` was read or set,
+    so a Pea that only forwards never pays for decoding and re-encoding.
+    """
+
+    __slots__ = ("header", "_raw", "_docs")
+
+    def __init__(self, header: dict, docs: DocumentArray | None = None, raw: list | None = None):
+        self.header = header
+        self._docs = docs
+        self._raw = raw if docs is None else None
+        if docs is None and raw is None:
+            self._raw = [_EMPTY_BODY]
+
+    @classmethod
+    def from_frames(cls, frames: Sequence[Frame]) -> Message:
+        if len(frames) < 2:
+            raise BadInput(f"a message needs at least 2 frames, got {len(frames)}")
+        try:
+            header = _loads(frames[0])
+        except orjson.JSONDecodeError as exc:
+            raise BadInput(f"malformed message header: {exc}") from exc
+        if not isinstance(header, dict):
+            raise BadInput("malformed message header: not an object")
+        return cls(header, raw=list(frames[1:]))
+
+    @property
+    def docs(self) -> DocumentArray:
+        if self._docs is None:
+            self._docs = decode_docs(self._raw)
+            self._raw = None
+        return self._docs
+
+    @docs.setter
+    def docs(self, value: DocumentArray) -> None:
+        self._docs = value if isinstance(value, DocumentArray) else DocumentArray(value)
+        self._raw = None
+
+    @property
+    def decoded(self) -> bool:
+        return self._docs is not None
+
+    def body_frames(self) -> list:
+        if self._docs is not None:
+            return encode_docs(self._docs)
+        return self._raw
+
+    def frames(self) -> list:
+        return [orjson.dumps(self.header), *self.body_frames()]
+
+    # convenience for headers
+    @property
+    def request_id(self) -> str:
+        return self.header.get("rid", "")
+
+    @property
+    def endpoint(self) -> str:
+        return self.header.get("ep", "/")
+
+    @property
+    def parameters(self) -> dict:
+        return self.header.setdefault("params", {})
+
+    @property
+    def error(self) -> dict | None:
+        return self.header.get("err")
+
+
+def new_header(request_id: str, endpoint: str, parameters: dict | None = None) -> dict:
+    if not endpoint.startswith("/"):
+        endpoint = "/" + endpoint
+    return {"rid": request_id, "ep": endpoint, "params": parameters or {}}
+
+
+def doc_count(msg: Message) -> int:
+    """How many Documents a message carries, without decoding them."""
+    if msg._docs is not None:
+        return len(msg._docs)
+    raw = msg._raw[0]
+    # the body always starts with {"n":<count>,... (written first by _encode_docs)
+    head = bytes(memoryview(raw)[:32])
+    try:
+        return int(head[5:head.index(b",")] if b"," in head else head[5:head.index(b"}")])
+    except ValueError:
+        return len(decode_docs(msg._raw))
