@@ -1,0 +1,136 @@
+"""``create_app(settings)``: the jinad FastAPI application. Nothing happens at import time.
+
+The lifespan opens the store, builds the runtimes, reconciles what the store remembers with what
+is really running (re-adopting live processes, marking vanished ones), then starts the background
+reconciler. Errors leave as ``{"detail": ...}`` through the single translation below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import BadInput, DaemonError
+from . import gc
+from .api.routes import flows, health, logs, pods, workspaces
+from .manager import Manager
+from .runtimes.base import Runtime
+from .settings import DaemonSettings
+from .store import Store
+
+log = logging.getLogger("jinad")
+
+RUNTIME_MODULES = {
+    "process": ("jinad_fab.daemon.runtimes.process", "ProcessRuntime"),
+    "docker": ("jinad_fab.daemon.runtimes.docker", "DockerRuntime"),
+}
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("jinad-fab")
+    except Exception:
+        return "0+unknown"
+
+
+def load_runtimes(settings: DaemonSettings) -> dict[str, Runtime]:
+    """Every runtime that imports and says it is available on this host."""
+    out: dict[str, Runtime] = {}
+    for name, (module, cls_name) in RUNTIME_MODULES.items():
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+            rt = cls.from_settings(settings)
+            if rt.available():
+                out[name] = rt
+        except Exception as exc:  # an optional runtime (docker) missing must not stop the daemon
+            log.info("runtime %s unavailable: %s", name, exc)
+    return out
+
+
+def detect_gpus() -> list[dict]:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        idx, name, mem = (x.strip() for x in line.split(",", 2))
+        gpus.append({"index": int(idx), "name": name, "memory_mb": int(float(mem))})
+    return gpus
+
+
+def _daemon_id(settings: DaemonSettings) -> str:
+    path = settings.home / "daemon-id"
+    if path.exists():
+        return path.read_text().strip()
+    did = f"jinad-{uuid.uuid4().hex[:12]}"
+    path.write_text(did + "\n")
+    return did
+
+
+def create_app(settings: DaemonSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.home / "jinad.db")
+        runtimes = await asyncio.to_thread(load_runtimes, settings)
+        manager = Manager(settings, store, runtimes)
+        app.state.manager = manager
+        app.state.daemon_id = _daemon_id(settings)
+        app.state.gpus = await asyncio.to_thread(detect_gpus)
+        counts = await manager.recover()
+        log.info("recovered: %s", counts)
+        app.state.recovered = counts
+        reconciler = asyncio.create_task(gc.reconcile_forever(manager, settings.reconcile_interval))
+        try:
+            yield
+        finally:
+            reconciler.cancel()
+            manager.close()
+            store.close()
+
+    app = FastAPI(title="jinad", version=_version(), lifespan=lifespan,
+                  description="Per-host daemon: workspaces, Flows, Pods, Peas and their logs.")
+    app.state.settings = settings
+    app.state.version = _version()
+    app.state.started = time.monotonic()
+    app.state.gpus = []
+
+    @app.exception_handler(DaemonError)
+    async def _daemon_error(request: Request, exc: DaemonError) -> JSONResponse:
+        detail = exc.args[0] if exc.args else str(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"detail": detail}, status_code=exc.status_code or 400, headers=headers)
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    app.include_router(health.router)
+    app.include_router(workspaces.router)
+    app.include_router(flows.router)
+    app.include_router(pods.pods)
+    app.include_router(pods.peas)
+    app.include_router(logs.router)
+    return app

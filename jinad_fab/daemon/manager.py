@@ -1,0 +1,398 @@
+"""The daemon's brain: routes call it, it keeps the store and the runtimes in step.
+
+States live in the store; the runtime is asked about the truth (``status``) whenever an object is
+read, and by the reconciler in the background, so a process that died is reported as FAILED with
+the reason rather than as RUNNING forever. Blocking work (builds, process start/stop) runs in
+threads; the event loop only waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import pathlib
+import threading
+import time
+from typing import Any
+
+from ..errors import Conflict, DaemonError, Invalid, NotFound
+from ..schemas import ObjectState, PeaCreate, PodCreate, WorkspaceState, new_id
+from . import logs
+from . import workspaces as wsfiles
+from .runtimes.base import BuildError, LaunchSpec, Runtime, StartError, WorkspaceContext
+from .settings import DaemonSettings
+from .store import Record, Store
+
+LIVE = (ObjectState.STARTING.value, ObjectState.RUNNING.value, ObjectState.STOPPING.value)
+BUILD_ACTIVE = (WorkspaceState.PENDING.value, WorkspaceState.BUILDING.value)
+
+
+class Manager:
+    def __init__(self, settings: DaemonSettings, store: Store, runtimes: dict[str, Runtime]):
+        self.settings = settings
+        self.store = store
+        self.runtimes = runtimes
+        self.home = settings.home
+        self.dirs = {name: self.home / name for name in ("workspaces", "logs", "run", "tmp", "cache")}
+        for d in self.dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        self._builds = concurrent.futures.ThreadPoolExecutor(settings.build_workers, thread_name_prefix="build")
+        self._build_lock = threading.Lock()
+        self._obj_locks: dict[str, asyncio.Lock] = {}
+        self._bg: set[asyncio.Task] = set()
+
+    # ---- paths and helpers ----------------------------------------------------------------------
+
+    def log_path(self, object_id: str) -> pathlib.Path:
+        return self.dirs["logs"] / f"{object_id}.log"
+
+    def status_path(self, object_id: str) -> pathlib.Path:
+        return self.dirs["run"] / f"{object_id}.json"
+
+    def ws_dir(self, wid: str) -> pathlib.Path:
+        return self.dirs["workspaces"] / wid
+
+    def context(self, rec: Record) -> WorkspaceContext:
+        return WorkspaceContext(id=rec.id, root=self.ws_dir(rec.id) / "files", env_dir=self.ws_dir(rec.id) / "env",
+                                config=rec.data.get("config", {}), build_info=rec.data.get("build_info", {}))
+
+    def runtime_for(self, rec: Record) -> Runtime:
+        try:
+            return self.runtimes[rec.runtime]
+        except KeyError:
+            raise Conflict(f"runtime {rec.runtime!r} is not available on this host", status_code=409) from None
+
+    def get(self, object_id: str, kind: str | None = None) -> Record:
+        rec = self.store.get(object_id)
+        if rec is None or (kind is not None and rec.kind != kind):
+            raise NotFound(f"no {kind or 'object'} with id {object_id}", status_code=404)
+        return rec
+
+    def _lock(self, object_id: str) -> asyncio.Lock:
+        return self._obj_locks.setdefault(object_id, asyncio.Lock())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    def close(self) -> None:
+        self._builds.shutdown(wait=False, cancel_futures=True)
+
+    # ---- workspaces ---------------------------------------------------------------------------
+
+    def _check_queue(self) -> None:
+        queued = len(self.store.list(kind="workspace", states=BUILD_ACTIVE))
+        if queued >= self.settings.max_queued_builds:
+            raise DaemonError(f"{queued} builds are already queued; try again later", status_code=503)
+
+    def _stage(self, parts: list[tuple[str, Any]], extract: bool) -> tuple[pathlib.Path, list[str], dict | None]:
+        checked = [(wsfiles.safe_relpath(name), upload.file) for name, upload in parts]
+        staging = wsfiles.new_staging(self.dirs["tmp"])
+        limits = wsfiles.Limits(self.settings.max_files, self.settings.max_extract_bytes,
+                                self.settings.max_extract_ratio)
+        try:
+            files = wsfiles.stage(checked, staging, limits, extract=extract)
+            jinad = staging / ".jinad"
+            config = wsfiles.parse_jinad(jinad.read_text(errors="replace")) if jinad.exists() else None
+        except BaseException:
+            wsfiles.remove_tree(staging)
+            raise
+        return staging, files, config
+
+    async def create_workspace(self, parts: list[tuple[str, Any]], runtime: str | None, extract: bool) -> Record:
+        runtime = runtime or self.settings.runtime
+        if runtime not in self.runtimes:
+            raise Invalid(f"runtime {runtime!r} is not available here (have: {sorted(self.runtimes)})",
+                          status_code=400)
+        self._check_queue()
+        staging, files, config = await asyncio.to_thread(self._stage, parts, extract)
+        config = config or {}
+        wid = new_id("workspace")
+        root = self.ws_dir(wid) / "files"
+        root.parent.mkdir(parents=True)
+        os.replace(staging, root)
+        rec = self.store.insert(Record(id=wid, kind="workspace", state=WorkspaceState.PENDING.value,
+                                       runtime=runtime, data={"files": files, "config": config}))
+        logs.event(self.log_path(wid), f"workspace created with {len(files)} files; build queued",
+                   runtime=runtime)
+        self._queue_build(wid)
+        return rec
+
+    async def update_workspace(self, wid: str, parts: list[tuple[str, Any]], extract: bool) -> Record:
+        rec = self.get(wid, "workspace")
+        if rec.state not in (WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value):
+            raise Conflict(f"workspace {wid} is {rec.state}; wait for its build to finish", status_code=409)
+        self._check_queue()
+        if parts:
+            staging, _, _ = await asyncio.to_thread(self._stage, parts, extract)
+            try:
+                await asyncio.to_thread(wsfiles.merge, staging, self.context(rec).root)
+            finally:
+                wsfiles.remove_tree(staging)
+        root = self.context(rec).root
+        jinad = root / ".jinad"
+        config = wsfiles.parse_jinad(jinad.read_text(errors="replace")) if jinad.exists() else {}
+        rec = self.store.update(wid, state=WorkspaceState.PENDING.value, error=None,
+                                data={"files": wsfiles.list_files(root), "config": config},
+                                expect_state=(WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value))
+        if rec is None:
+            raise Conflict(f"workspace {wid} changed state meanwhile", status_code=409)
+        logs.event(self.log_path(wid), f"workspace updated ({len(parts)} files); rebuild queued")
+        self._queue_build(wid)
+        return rec
+
+    def _queue_build(self, wid: str) -> None:
+        self._builds.submit(self._build, wid)
+
+    def _build(self, wid: str) -> None:
+        rec = self.store.update(wid, state=WorkspaceState.BUILDING.value, expect_state=(WorkspaceState.PENDING.value,))
+        if rec is None:
+            return  # deleted or taken over meanwhile
+        log_path = self.log_path(wid)
+        started = time.monotonic()
+        logs.event(log_path, "build started")
+
+        def log(source: str, line: str) -> None:
+            logs.event(log_path, line, source=source)
+
+        try:
+            info = self.runtime_for(rec).build(self.context(rec), log)
+        except BuildError as exc:
+            logs.event(log_path, f"build failed: {exc.reason}", level="ERROR")
+            self.store.update(wid, state=WorkspaceState.FAILED.value, error=exc.reason,
+                              expect_state=(WorkspaceState.BUILDING.value,))
+            return
+        except Exception as exc:  # a bug or an unexpected host problem: still a FAILED build, not a crash
+            reason = f"build crashed: {type(exc).__name__}: {exc}"
+            logs.event(log_path, reason, level="ERROR")
+            self.store.update(wid, state=WorkspaceState.FAILED.value, error=reason,
+                              expect_state=(WorkspaceState.BUILDING.value,))
+            return
+        took = time.monotonic() - started
+        logs.event(log_path, f"build finished in {took:.2f}s; workspace is ACTIVE")
+        self.store.update(wid, state=WorkspaceState.ACTIVE.value, error=None, data={"build_info": info},
+                          expect_state=(WorkspaceState.BUILDING.value,))
+
+    async def delete_workspace(self, wid: str) -> None:
+        rec = self.get(wid, "workspace")
+        self.store.update(wid, state=WorkspaceState.DELETING.value)
+        objs = self.store.list(workspace_id=wid)
+        await asyncio.gather(*(self.stop(o.id) for o in objs if o.kind != "workspace"))
+        rt = self.runtimes.get(rec.runtime)
+        if rt is not None:
+            await asyncio.to_thread(rt.remove_workspace, self.context(rec))
+        await asyncio.to_thread(wsfiles.remove_tree, self.ws_dir(wid))
+        for o in objs:
+            self.store.delete(o.id)
+            self.log_path(o.id).unlink(missing_ok=True)
+            self.status_path(o.id).unlink(missing_ok=True)
+        self.store.delete(wid)
+        self.log_path(wid).unlink(missing_ok=True)
+
+    def workspace_view(self, rec: Record) -> dict[str, Any]:
+        live = [o.id for o in self.store.list(workspace_id=rec.id, states=LIVE)]
+        tail = logs.tail_messages(self.log_path(rec.id), 20) if rec.state == WorkspaceState.FAILED.value else []
+        return {"id": rec.id, "state": rec.state, "runtime": rec.runtime, "created": rec.created,
+                "updated": rec.updated, "files": rec.data.get("files", []), "config": rec.data.get("config", {}),
+                "error": rec.error, "build_log_tail": tail, "objects": live}
+
+    # ---- flows, pods, peas -------------------------------------------------------------------
+
+    def _active_workspace(self, wid: str) -> Record:
+        ws = self.get(wid, "workspace")
+        if ws.state != WorkspaceState.ACTIVE.value:
+            raise Conflict(f"workspace {wid} is {ws.state}, not ACTIVE", status_code=409)
+        return ws
+
+    async def start_flow(self, wid: str, filename: str) -> Record:
+        ws = self._active_workspace(wid)
+        rel = wsfiles.safe_relpath(filename)
+        path = wsfiles.confined(self.context(ws).root, rel)
+        if not path.is_file():
+            raise Invalid(f"no file {str(rel)!r} in workspace {wid}", status_code=400)
+        await asyncio.to_thread(wsfiles.check_yaml, path)
+        fid = new_id("flow")
+        args = ["flow", "--yaml", str(rel), "--status-file", str(self.status_path(fid)),
+                "--host", self.settings.bind_host_for_objects, "--log-json"]
+        return await self._start(ws, fid, "flow", args, {"filename": str(rel)})
+
+    async def start_pod(self, kind: str, wid: str, body: PodCreate | PeaCreate) -> Record:
+        ws = self._active_workspace(wid)
+        args = body.model_dump()
+        if isinstance(args.get("uses"), str) and args["uses"].endswith((".yml", ".yaml")):
+            rel = wsfiles.safe_relpath(args["uses"])
+            path = wsfiles.confined(self.context(ws).root, rel)
+            if not path.is_file():
+                raise Invalid(f"uses: no file {str(rel)!r} in workspace {wid}", status_code=400)
+            await asyncio.to_thread(wsfiles.check_yaml, path)
+        for mod in args.get("py_modules", []):
+            if not wsfiles.confined(self.context(ws).root, wsfiles.safe_relpath(mod)).is_file():
+                raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}", status_code=400)
+        oid = new_id(kind)
+        args["host"] = self.settings.bind_host_for_objects
+        args["workspace"] = str(self.context(ws).root)
+        runtime_args = [kind, "--args-json", json.dumps(args), "--status-file", str(self.status_path(oid)),
+                        "--log-json"]
+        ports = [p for p in (args.get("port_in"), args.get("port_ctrl")) if p]
+        return await self._start(ws, oid, kind, runtime_args, {"args": body.model_dump()}, ports)
+
+    async def _start(self, ws: Record, oid: str, kind: str, runtime_args: list[str], data: dict[str, Any],
+                     ports: list[int] | None = None) -> Record:
+        rt = self.runtime_for(ws)
+        log_path = self.log_path(oid)
+        status_file = self.status_path(oid)
+        status_file.unlink(missing_ok=True)
+        self.store.insert(Record(id=oid, kind=kind, workspace_id=ws.id, state=ObjectState.STARTING.value,
+                                 runtime=ws.runtime, data=data))
+        logs.event(log_path, f"starting {kind} in workspace {ws.id}", args=runtime_args[:1] + runtime_args[3:4])
+        spec = LaunchSpec(object_id=oid, kind=kind, runtime_args=runtime_args,  # type: ignore[arg-type]
+                          status_file=status_file, ports=ports or [])
+        async with self._lock(oid):
+            try:
+                handle = await asyncio.to_thread(rt.start, self.context(ws), spec, log_path)
+            except StartError as exc:
+                logs.event(log_path, f"could not start: {exc}", level="ERROR")
+                self.store.update(oid, state=ObjectState.FAILED.value, error=str(exc))
+                raise Conflict(str(exc), status_code=409) from exc
+            self.store.update(oid, handle=handle, data={"pid": handle.get("pid")})
+            return await self._await_ready(oid, rt, handle)
+
+    async def _await_ready(self, oid: str, rt: Runtime, handle: dict[str, Any]) -> Record:
+        """Wait for the status file; on failure stop what is left and raise 400 with the reason."""
+        status_file = self.status_path(oid)
+        log_path = self.log_path(oid)
+        deadline = time.monotonic() + self.settings.start_timeout
+        delay = 0.002
+        error = None
+        while True:
+            report = _read_status(status_file)
+            if report is not None and report.get("state") == "ready":
+                info = {k: v for k, v in report.items() if k != "state"}
+                logs.event(log_path, f"ready: {_summary(info)}")
+                rec = self.store.update(oid, state=ObjectState.RUNNING.value, error=None, data=info,
+                                        expect_state=(ObjectState.STARTING.value,))
+                return rec or self.get(oid)
+            if report is not None:
+                error = str(report.get("error") or report)
+                break
+            st = rt.status(handle)
+            if not st.alive:
+                report = _read_status(status_file)  # it may have written and exited in between
+                if report is not None:
+                    continue
+                error = f"the process {st.detail or 'exited'} before it was ready"
+                break
+            if time.monotonic() > deadline:
+                error = f"not ready after {self.settings.start_timeout:g}s"
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+        await asyncio.to_thread(rt.stop, handle, self.settings.stop_timeout)
+        tail = logs.tail_messages(log_path, 15)
+        logs.event(log_path, f"failed to start: {error}", level="ERROR")
+        self.store.update(oid, state=ObjectState.FAILED.value, error=error)
+        raise Invalid({"message": f"{oid} failed to start: {error}", "id": oid, "log_tail": tail},  # type: ignore[arg-type]
+                      status_code=400)
+
+    def refresh(self, rec: Record) -> Record:
+        """Ask the runtime whether a RUNNING object really runs; record the truth."""
+        if rec.state != ObjectState.RUNNING.value or rec.runtime not in self.runtimes:
+            return rec
+        st = self.runtimes[rec.runtime].status(rec.handle)
+        if st.alive:
+            return rec
+        reason = st.detail or "the process exited"
+        logs.event(self.log_path(rec.id), f"found dead: {reason}", level="ERROR")
+        return self.store.update(rec.id, state=ObjectState.FAILED.value, error=reason,
+                                 expect_state=(ObjectState.RUNNING.value,)) or self.get(rec.id)
+
+    def get_object(self, oid: str, kind: str) -> Record:
+        return self.refresh(self.get(oid, kind))
+
+    def list_objects(self, kind: str) -> list[Record]:
+        return [self.refresh(r) for r in self.store.list(kind=kind)]
+
+    async def stop(self, oid: str) -> Record:
+        rec = self.get(oid)
+        async with self._lock(oid):
+            rec = self.get(oid)
+            rt = self.runtimes.get(rec.runtime)
+            if rec.state == ObjectState.STOPPED.value or rt is None:
+                return rec
+            if rec.state == ObjectState.FAILED.value and not (rec.handle and rt.status(rec.handle).alive):
+                return rec
+            self.store.update(oid, state=ObjectState.STOPPING.value)
+            logs.event(self.log_path(oid), "stopping")
+            if rec.handle:
+                st = await asyncio.to_thread(rt.stop, rec.handle, self.settings.stop_timeout)
+                detail = st.detail
+            else:
+                detail = "never started"
+            logs.event(self.log_path(oid), f"stopped ({detail})" if detail else "stopped")
+            keep_error = rec.error if rec.state == ObjectState.FAILED.value else None
+            state = ObjectState.FAILED.value if keep_error else ObjectState.STOPPED.value
+            self.status_path(oid).unlink(missing_ok=True)
+            return self.store.update(oid, state=state, error=keep_error) or self.get(oid)
+
+    # ---- recovery ----------------------------------------------------------------------------
+
+    async def recover(self) -> dict[str, int]:
+        """At start-up: re-adopt objects that still run, report the vanished, resume interrupted builds."""
+        counts = {"adopted": 0, "vanished": 0, "builds_resumed": 0}
+        wsfiles.remove_tree(self.dirs["tmp"])
+        self.dirs["tmp"].mkdir(parents=True, exist_ok=True)
+        for ws in self.store.list(kind="workspace"):
+            if ws.state in BUILD_ACTIVE:
+                logs.event(self.log_path(ws.id), "the daemon restarted during this build; building again",
+                           level="WARNING")
+                self.store.update(ws.id, state=WorkspaceState.PENDING.value)
+                self._queue_build(ws.id)
+                counts["builds_resumed"] += 1
+            elif ws.state == WorkspaceState.DELETING.value:
+                self._spawn(self.delete_workspace(ws.id))
+        for kind in ("flow", "pod", "pea"):
+            for rec in self.store.list(kind=kind, states=LIVE):
+                rt = self.runtimes.get(rec.runtime)
+                st = await asyncio.to_thread(rt.adopt, rec.handle) if (rt and rec.handle) else None
+                if st is None or not st.alive:
+                    reason = (st.detail if st else f"runtime {rec.runtime!r} unavailable") or "gone"
+                    final = ObjectState.STOPPED.value if rec.state == ObjectState.STOPPING.value else ObjectState.FAILED.value
+                    msg = f"vanished while the daemon was down: {reason}"
+                    logs.event(self.log_path(rec.id), msg, level="ERROR")
+                    self.store.update(rec.id, state=final,
+                                      error=msg if final == ObjectState.FAILED.value else None)
+                    counts["vanished"] += 1
+                    continue
+                counts["adopted"] += 1
+                logs.event(self.log_path(rec.id), f"re-adopted after a daemon restart (pid {rec.handle.get('pid')})")
+                if rec.state == ObjectState.STOPPING.value:
+                    self.store.update(rec.id, state=ObjectState.RUNNING.value)
+                    self._spawn(self.stop(rec.id))
+                elif rec.state == ObjectState.STARTING.value:
+                    self._spawn(self._resume_start(rec.id, rt, rec.handle))  # type: ignore[arg-type]
+        return counts
+
+    async def _resume_start(self, oid: str, rt: Runtime, handle: dict[str, Any]) -> None:
+        try:
+            await self._await_ready(oid, rt, handle)
+        except DaemonError:
+            pass
+
+
+def _read_status(path: pathlib.Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("state") in ("ready", "failed") else None
+
+
+def _summary(info: dict[str, Any]) -> str:
+    if "gateway" in info:
+        g = info["gateway"] or {}
+        return f"gateway on {g.get('host')} http={g.get('http_port')} native={g.get('native_port')}"
+    return f"in={info.get('in_addresses')} ctrl={info.get('ctrl_address')}"
+

@@ -1,0 +1,73 @@
+"""Daemon configuration. The only place in the daemon that reads the environment (``JINAD_*``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import pathlib
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DaemonSettings(BaseSettings):
+    """Everything ``create_app`` needs; built by the ``jinad`` CLI or directly in tests."""
+
+    model_config = SettingsConfigDict(env_prefix="JINAD_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    home: pathlib.Path = Field(default_factory=lambda: pathlib.Path.home() / ".jinad")
+    token: SecretStr | None = None
+    advertise_host: str | None = Field(
+        None, description="address clients should use for gateways/pods; defaults to the bind host"
+    )
+
+    runtime: str = Field("process", description="default runtime for new workspaces")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_files: int = Field(1000, ge=1)
+    max_extract_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="bound on unpacked archives")
+    max_extract_ratio: float = Field(200.0, gt=1, description="unpacked/packed size bound per archive")
+    build_workers: int = Field(2, ge=1)
+    max_queued_builds: int = Field(16, ge=1)
+    build_timeout: float = Field(1800.0, gt=0)
+    start_timeout: float = Field(60.0, gt=0, description="seconds for a Flow/Pod/Pea to report ready")
+    stop_timeout: float = Field(10.0, gt=0)
+    reconcile_interval: float = Field(5.0, gt=0)
+    pip_index_args: list[str] = Field(default_factory=list, description="extra pip args, e.g. --no-index")
+
+    @model_validator(mode="after")
+    def _token_for_public_bind(self) -> DaemonSettings:
+        if not is_loopback(self.host) and not (self.token and self.token.get_secret_value()):
+            raise ValueError(f"refusing to bind {self.host} (not loopback) without a token")
+        return self
+
+    def child_environment(self) -> dict[str, str]:
+        """The environment objects start with: the daemon's own, minus every ``JINAD_*`` setting
+        (the token must never reach user code)."""
+        import os
+
+        return {k: v for k, v in os.environ.items() if not k.upper().startswith("JINAD_")}
+
+    @property
+    def public_host(self) -> str:
+        if self.advertise_host:
+            return self.advertise_host
+        if self.host in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.getfqdn()
+        return self.host
+
+    @property
+    def bind_host_for_objects(self) -> str:
+        """Where gateways and pods bind: the daemon's own bind address."""
+        return self.host or "127.0.0.1"
