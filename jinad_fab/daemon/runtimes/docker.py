@@ -1,0 +1,552 @@
+"""The ``docker`` runtime: one image and one network per workspace, each object a container.
+
+Build: the workspace Dockerfile is rendered from ``templates/Dockerfile.j2`` (see
+:mod:`jinad_fab.templating`), and sent with a build context of three parts (``Dockerfile``,
+``wheels/``: a host-side wheelhouse with this package's own wheel, ``workspace/``: the files).
+The context is a deterministic tar, so its sha256 is the image's content hash: the image is
+tagged ``jinad-fab/<workspace id>:<hash>`` and a build whose tag already exists is skipped.
+A ``.jinad`` ``dockerfile = ...`` builds the workspace's own Dockerfile with the workspace as
+context instead. A ``.jinad`` ``run = ...`` starts that command as the workspace's project
+container once the image is built, publishing ``ports``.
+
+Every container, network and image carries labels: ``jinad.daemon`` (which daemon owns it),
+``jinad.workspace``, ``jinad.id`` (the object or workspace id) and ``jinad.kind``. A restarted
+daemon finds containers again by id and labels (:meth:`DockerRuntime.adopt`); :meth:`sweep`
+removes what this daemon labelled but no record owns any more.
+
+Containers: not privileged, all capabilities dropped, ``no-new-privileges``, the image's
+non-root user, no Docker socket, optional CPU/memory limits, GPUs as an exact
+``DeviceRequest``. Ports are published on ``publish_host`` (127.0.0.1 by default) with the same
+number inside and out, so addresses the daemon hands out are valid on the host. The workspace
+directory, the object's status-file directory and its log file are bind-mounted at the same
+paths as on the host, so runtime arguments mean the same thing in both runtimes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import tarfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ... import jinadfile, templating
+from ...errors import BadConfig
+from . import gpus as _gpus
+from . import wheelhouse
+from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
+
+LABEL_DAEMON = "jinad.daemon"
+LABEL_WORKSPACE = "jinad.workspace"
+LABEL_ID = "jinad.id"
+LABEL_KIND = "jinad.kind"
+IMAGE_REPO = "jinad-fab"
+_CONTAINER_BIND = "0.0.0.0"  # inside the container; what the host sees is decided by publishing
+_LOG_TAIL = 25
+
+
+@dataclasses.dataclass
+class DockerOptions:
+    """How this host runs workspace containers (from the daemon's settings)."""
+
+    daemon_id: str = "jinad"
+    docker_host: str | None = None
+    """Engine address, e.g. ``unix:///var/run/docker.sock`` (``None``: that default)."""
+    base_image: str | None = None
+    """``FROM`` of rendered Dockerfiles; ``None``: ``python:<.jinad python>-slim``."""
+    publish_host: str = "127.0.0.1"
+    wheelhouse: bool = True
+    pip_args: tuple[str, ...] = ()
+    cpus: float | None = None
+    memory: str | None = None
+    """A Docker memory limit such as ``"2g"``."""
+    build_timeout: float = 1800.0
+    engine_timeout: float = 120.0
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, state_dir: pathlib.Path, options: DockerOptions | None = None):
+        self.state_dir = state_dir
+        self.options = options or DockerOptions()
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DockerRuntime:
+        def opt(name: str, default: Any = None) -> Any:
+            return getattr(settings, name, default)
+
+        options = DockerOptions(
+            daemon_id=str(opt("daemon_id", None) or opt("id", None) or "jinad"),
+            docker_host=opt("docker_host"),
+            base_image=opt("docker_base_image"),
+            publish_host=opt("docker_publish_host") or opt("bind_host_for_objects") or "127.0.0.1",
+            wheelhouse=bool(opt("docker_wheelhouse", True)),
+            pip_args=tuple(opt("pip_index_args") or ()),
+            cpus=opt("docker_cpus"),
+            memory=opt("docker_memory"),
+            build_timeout=float(opt("build_timeout", 1800.0)),
+        )
+        return cls(pathlib.Path(settings.home) / "runtimes" / cls.name, options)
+
+    # ---- engine ---------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import docker
+
+                self._client = docker.DockerClient(
+                    base_url=self.options.docker_host or "unix:///var/run/docker.sock",
+                    version="auto", timeout=int(self.options.engine_timeout),
+                )
+            return self._client
+
+    def available(self) -> bool:
+        try:
+            with _engine(StartError, "ping the Docker engine"):
+                return bool(self.client.ping())
+        except StartError:
+            return False
+
+    def _labels(self, workspace_id: str, object_id: str, kind: str) -> dict[str, str]:
+        return {LABEL_DAEMON: self.options.daemon_id, LABEL_WORKSPACE: workspace_id,
+                LABEL_ID: object_id, LABEL_KIND: kind}
+
+    def _mine(self, **labels: str) -> list[str]:
+        return [f"{LABEL_DAEMON}={self.options.daemon_id}"] + [f"{k}={v}" for k, v in labels.items()]
+
+    # ---- build ----------------------------------------------------------------------------------
+
+    def config(self, workspace: WorkspaceContext) -> jinadfile.JinadConfig:
+        try:
+            if workspace.config:
+                known = {k: v for k, v in workspace.config.items() if v is not None}
+                return jinadfile.JinadConfig.from_mapping(known)
+            return jinadfile.load(workspace.root)
+        except BadConfig as exc:
+            raise BuildError(str(exc)) from exc
+
+    def build(self, workspace: WorkspaceContext, log: BuildLog) -> dict[str, Any]:
+        config = self.config(workspace)
+        scratch = self.state_dir / "build" / workspace.id
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        try:
+            context = scratch / "context.tar"
+            if config.dockerfile:
+                if not (workspace.root / config.dockerfile).is_file():
+                    raise BuildError(f".jinad names dockerfile {config.dockerfile!r}, which is not in the workspace")
+                _write_context(context, [("", workspace.root)], {})
+                dockerfile = config.dockerfile
+                user = None
+            else:
+                text, wheel_dir = self._prepare_wheels(workspace, config, scratch, log)
+                _write_context(context, [("wheels", wheel_dir), ("workspace", workspace.root)],
+                               {"Dockerfile": text.encode()})
+                dockerfile = "Dockerfile"
+                user = f"{templating.CONTAINER_UID}:{templating.CONTAINER_UID}"
+            digest = _sha256(context)
+            tag = f"{IMAGE_REPO}/{workspace.id}:{digest[:24]}"
+            image_id = self._image_id(tag)
+            if image_id:
+                log("jinad", f"image {tag} is up to date (content hash {digest[:12]}); not rebuilding")
+                cached = True
+            else:
+                log("jinad", f"building image {tag}")
+                image_id = self._build_image(context, dockerfile, tag, workspace.id, log)
+                cached = False
+            self._remove_stale_images(workspace.id, keep=image_id)
+            network = self._ensure_network(workspace.id)
+            info: dict[str, Any] = {"image": tag, "image_id": image_id, "content_hash": digest,
+                                    "cached": cached, "network": network, "user": user}
+            if config.run:
+                info["run"] = self._start_project(workspace, config, info, log)
+            return info
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def render_dockerfile(self, config: jinadfile.JinadConfig, has_requirements: bool) -> str:
+        try:
+            return templating.render_dockerfile(
+                config, version=wheelhouse.version(), base_image=self.options.base_image,
+                has_requirements=has_requirements, wheelhouse=self.options.wheelhouse,
+            )
+        except BadConfig as exc:
+            raise BuildError(str(exc)) from exc
+
+    def _prepare_wheels(self, workspace: WorkspaceContext, config: jinadfile.JinadConfig,
+                        scratch: pathlib.Path, log: BuildLog) -> tuple[str, pathlib.Path]:
+        wheels = scratch / "wheels"
+        wheels.mkdir()
+        own = wheelhouse.self_wheel(scratch / "self")
+        req_src = workspace.root / config.requirements
+        requirements = None
+        if req_src.is_file():
+            checked = wheelhouse.check_requirements(req_src.read_text(encoding="utf-8", errors="replace"))
+            if checked:
+                requirements = wheels / "requirements.txt"
+                requirements.write_text(checked)
+        if self.options.wheelhouse:
+            log("jinad", "collecting wheels on the host (binary wheels only)")
+            req_copy = None
+            if requirements is not None:
+                req_copy = scratch / "requirements.txt"
+                shutil.copy2(requirements, req_copy)
+            wheelhouse.fill(wheels, self.state_dir / "wheels", own, req_copy, config.python, log,
+                            pip_args=self.options.pip_args, timeout=self.options.build_timeout)
+        else:
+            shutil.copy2(own, wheels / own.name)
+        return self.render_dockerfile(config, requirements is not None), wheels
+
+    def _build_image(self, context: pathlib.Path, dockerfile: str, tag: str, workspace_id: str,
+                     log: BuildLog) -> str:
+        tail: list[str] = []
+        image_id = None
+        error = None
+        labels = self._labels(workspace_id, workspace_id, "image")
+        with _engine(BuildError, "build the image"), context.open("rb") as fh:
+            stream = self.client.api.build(
+                fileobj=fh, custom_context=True, dockerfile=dockerfile, tag=tag, labels=labels,
+                rm=True, forcerm=True, pull=False, decode=True, timeout=int(self.options.build_timeout),
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        if line.strip():
+                            log("docker", line)
+                            tail = (tail + [line])[-_LOG_TAIL:]
+                if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    error = chunk["error"].strip()
+                    log("docker", error)
+        if error or not image_id:
+            self._prune_dangling(workspace_id)
+            raise BuildError(f"docker build failed: {error or 'no image produced'}\n--- build log tail ---\n"
+                             + "\n".join(tail[-_LOG_TAIL:]))
+        return image_id
+
+    def _image_id(self, tag: str) -> str | None:
+        import docker.errors
+
+        try:
+            with _engine(BuildError, "inspect an image"):
+                return self.client.images.get(tag).id
+        except BuildError as exc:
+            if isinstance(exc.__cause__, docker.errors.ImageNotFound):
+                return None
+            raise
+
+    def _remove_stale_images(self, workspace_id: str, keep: str) -> None:
+        with _engine(BuildError, "list images"):
+            images = self.client.images.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace_id})})
+        for image in images:
+            if image.id != keep:
+                _quietly(self.client.images.remove, image.id, force=False, noprune=False)
+
+    def _prune_dangling(self, workspace_id: str) -> None:
+        with contextlib.suppress(Exception):
+            self.client.images.prune(filters={"dangling": True,
+                                              "label": self._mine(**{LABEL_WORKSPACE: workspace_id})})
+
+    def _ensure_network(self, workspace_id: str) -> str:
+        name = f"jinad-{workspace_id}"
+        with _engine(BuildError, "create the workspace network"):
+            found = self.client.networks.list(names=[name], filters={"label": self._mine()})
+            if not any(n.name == name for n in found):
+                self.client.networks.create(name, driver="bridge", check_duplicate=True,
+                                            labels=self._labels(workspace_id, workspace_id, "network"))
+        return name
+
+    def _start_project(self, workspace: WorkspaceContext, config: jinadfile.JinadConfig,
+                       info: dict[str, Any], log: BuildLog) -> dict[str, Any]:
+        """The ``.jinad`` ``run`` command, as the workspace's long-running project container."""
+        object_id = f"{workspace.id}-run"
+        for old in self._containers(**{LABEL_ID: object_id}):
+            _quietly(old.remove, force=True)
+        ws = dataclasses.replace(workspace, build_info=info)
+        spec = LaunchSpec(object_id=object_id, kind="pea", runtime_args=[], status_file=pathlib.Path(),
+                          ports=list(config.ports))
+        container = self._create(ws, spec, None, command=list(config.run), kind="run")
+        with _engine(BuildError, "start the project container"):
+            try:
+                container.start()
+            except Exception:
+                _quietly(container.remove, force=True)
+                raise
+        ports = ", ".join(f"{self.options.publish_host}:{p}" for p in config.ports) or "no ports"
+        log("jinad", f"project container {container.short_id} runs {' '.join(config.run)!r} ({ports})")
+        return {"container_id": container.id, "ports": list(config.ports)}
+
+    # ---- objects --------------------------------------------------------------------------------
+
+    def create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None) -> Any:
+        """Create (not start) the object's container: the exact request, open to inspection."""
+        return self._create(workspace, spec, log_path,
+                            command=["python", "-m", "jinad_fab.runtime", *_bind_everywhere(spec.runtime_args)],
+                            kind=spec.kind)
+
+    def _create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None,
+                command: list[str], kind: str) -> Any:
+        import docker.types
+
+        image = workspace.build_info.get("image")
+        network = workspace.build_info.get("network")
+        if not image or not network:
+            raise StartError(f"workspace {workspace.id} has no built image")
+        user = workspace.build_info.get("user")
+        uid = int(user.split(":")[0]) if user else None
+        volumes: dict[str, dict[str, str]] = {}
+        env = dict(spec.env)
+        env["JINAD_BIND_HOST"] = _CONTAINER_BIND
+        entrypoint = None
+        if kind != "run":
+            volumes[str(workspace.root)] = {"bind": str(workspace.root), "mode": "ro"}
+            if spec.status_file and str(spec.status_file) not in ("", "."):
+                status_dir = spec.status_file.parent
+                status_dir.mkdir(parents=True, exist_ok=True)
+                _give(status_dir, uid)
+                volumes[str(status_dir)] = {"bind": str(status_dir), "mode": "rw"}
+            if log_path is not None:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                log_path.touch(exist_ok=True)
+                _give(log_path, uid)
+                volumes[str(log_path)] = {"bind": "/jinad/object.log", "mode": "rw"}
+                # The container appends to the same log file as the daemon: it survives a daemon restart.
+                entrypoint = ["/bin/sh", "-c", 'exec "$@" >>/jinad/object.log 2>&1', "jinad"]
+        for path in volumes:
+            if "docker.sock" in path:
+                raise StartError("refusing to mount the Docker socket into a workspace container")
+        requested = _gpus.parse(getattr(spec, "gpus", None) or spec.env.get("JINAD_GPUS"))
+        device_requests = None
+        gpu_kwargs = _gpus.device_request_kwargs(requested)
+        if gpu_kwargs:
+            device_requests = [docker.types.DeviceRequest(**gpu_kwargs)]
+        kwargs: dict[str, Any] = dict(
+            image=image, command=command, entrypoint=entrypoint, name=f"jinad-{spec.object_id}",
+            labels=self._labels(workspace.id, spec.object_id, kind), environment=env,
+            working_dir=str(workspace.root) if kind != "run" else None,
+            network=network, ports={f"{p}/tcp": (self.options.publish_host, p) for p in spec.ports},
+            volumes=volumes, privileged=False, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            device_requests=device_requests, detach=True, init=True, stdin_open=False, tty=False,
+        )
+        if self.options.cpus:
+            kwargs["nano_cpus"] = int(float(self.options.cpus) * 1e9)
+        if self.options.memory:
+            kwargs["mem_limit"] = self.options.memory
+        if user:
+            kwargs["user"] = user
+        with _engine(StartError, f"create the {kind} container"):
+            return self.client.containers.create(**kwargs)
+
+    def start(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path) -> dict[str, Any]:
+        container = self.create(workspace, spec, log_path)
+        with _engine(StartError, f"start the {spec.kind} container"):
+            try:
+                container.start()
+            except Exception:
+                _quietly(container.remove, force=True)
+                raise
+        return {"runtime": self.name, "container_id": container.id, "name": container.name,
+                "labels": self._labels(workspace.id, spec.object_id, spec.kind)}
+
+    def _get(self, handle: dict[str, Any]) -> Any:
+        import docker.errors
+
+        cid = handle.get("container_id")
+        if not cid:
+            return None
+        try:
+            container = self.client.containers.get(cid)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException:
+            return None
+        want = (handle.get("labels") or {}).get(LABEL_ID)
+        if want and container.labels.get(LABEL_ID) != want:
+            return None
+        return container
+
+    def status(self, handle: dict[str, Any]) -> ObjectStatus:
+        container = self._get(handle)
+        if container is None:
+            return ObjectStatus(alive=False, exit_code=handle.get("exit_code"), detail="container is gone")
+        state = container.attrs.get("State", {})
+        if state.get("Running"):
+            return ObjectStatus(alive=True)
+        code = state.get("ExitCode")
+        detail = f"container {state.get('Status', 'exited')} with code {code}"
+        if state.get("OOMKilled"):
+            detail += " (out of memory)"
+        if state.get("Error"):
+            detail += f": {state['Error']}"
+        return ObjectStatus(alive=False, exit_code=code, detail=detail)
+
+    def adopt(self, handle: dict[str, Any]) -> ObjectStatus:
+        return self.status(handle)
+
+    def stop(self, handle: dict[str, Any], timeout: float) -> ObjectStatus:
+        container = self._get(handle)
+        if container is None:
+            return self.status(handle)
+        with contextlib.suppress(Exception):
+            container.stop(timeout=max(1, int(round(timeout))))
+        with contextlib.suppress(Exception):
+            container.reload()
+        st = self.status(handle)
+        _quietly(container.remove, force=True)
+        return ObjectStatus(alive=False, exit_code=st.exit_code, detail=st.detail)
+
+    # ---- clean-up -------------------------------------------------------------------------------
+
+    def _containers(self, **labels: str) -> list[Any]:
+        with _engine(StartError, "list containers"):
+            return self.client.containers.list(all=True, filters={"label": self._mine(**labels)})
+
+    def remove_workspace(self, workspace: WorkspaceContext) -> None:
+        for container in self._containers(**{LABEL_WORKSPACE: workspace.id}):
+            _quietly(container.remove, force=True)
+        with _engine(StartError, "remove the workspace network"):
+            for network in self.client.networks.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace.id})}):
+                _quietly(network.remove)
+            for image in self.client.images.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace.id})}):
+                _quietly(self.client.images.remove, image.id, force=True)
+        self._prune_dangling(workspace.id)
+        shutil.rmtree(self.state_dir / "build" / workspace.id, ignore_errors=True)
+
+    def sweep(self, live_objects: set[str], live_workspaces: set[str]) -> list[str]:
+        """Remove what this daemon labelled but no record owns; return what was removed.
+
+        A container is kept while its object id (or, for a project container, its workspace)
+        is live; networks and images while their workspace is.
+        """
+        removed = []
+        for container in self._containers():
+            labels = container.labels
+            owner = labels.get(LABEL_ID, "")
+            if labels.get(LABEL_KIND) == "run":
+                alive = labels.get(LABEL_WORKSPACE) in live_workspaces
+            else:
+                alive = owner in live_objects
+            if not alive:
+                _quietly(container.remove, force=True)
+                removed.append(f"container {container.name}")
+        with _engine(StartError, "sweep networks and images"):
+            for network in self.client.networks.list(filters={"label": self._mine()}):
+                if network.attrs.get("Labels", {}).get(LABEL_WORKSPACE) not in live_workspaces:
+                    _quietly(network.remove)
+                    removed.append(f"network {network.name}")
+            for image in self.client.images.list(filters={"label": self._mine()}):
+                if (image.labels or {}).get(LABEL_WORKSPACE) not in live_workspaces:
+                    _quietly(self.client.images.remove, image.id, force=True)
+                    removed.append(f"image {image.short_id}")
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+                self._client = None
+
+
+@contextlib.contextmanager
+def _engine(error: type[Exception], action: str) -> Iterator[None]:
+    """The one place Docker SDK and transport errors become this package's errors."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        reason = exc.explanation or str(exc)
+        raise error(f"Docker engine refused to {action}: {reason}") from exc
+    except docker.errors.DockerException as exc:
+        raise error(f"could not {action}: {exc}") from exc
+    except requests.exceptions.RequestException as exc:
+        raise error(f"the Docker engine did not answer while trying to {action}: {exc}") from exc
+
+
+def _quietly(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Best-effort removal: gone already, or still in use, is not an error during clean-up."""
+    import docker.errors
+    import requests.exceptions
+
+    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+        fn(*args, **kwargs)
+
+
+def _bind_everywhere(args: list[str]) -> list[str]:
+    """Inside a container, a loopback bind is unreachable through a published port: bind all."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--host":
+            out[i + 1] = _CONTAINER_BIND
+        elif arg == "--args-json":
+            try:
+                values = json.loads(out[i + 1])
+            except ValueError:
+                continue
+            if isinstance(values, dict) and "host" in values:
+                values["host"] = _CONTAINER_BIND
+                out[i + 1] = json.dumps(values)
+    return out
+
+
+def _give(path: pathlib.Path, uid: int | None) -> None:
+    """Let the container's user write ``path`` (bind mounts keep host ownership)."""
+    if uid is None:
+        return
+    if os.geteuid() == 0:
+        os.chown(path, uid, -1)
+    else:  # a non-root daemon cannot chown: make it group/other-writable instead
+        path.chmod(path.stat().st_mode | (0o777 if path.is_dir() else 0o666))
+
+
+def _write_context(target: pathlib.Path, trees: list[tuple[str, pathlib.Path]], extra: dict[str, bytes]) -> None:
+    """A reproducible build context: sorted names, fixed owner and mtime, no symlinks followed."""
+    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
+        def add_bytes(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+
+        for name, data in sorted(extra.items()):
+            add_bytes(name, data)
+        for prefix, root in trees:
+            if prefix:
+                info = tarfile.TarInfo(prefix)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                tar.addfile(info)
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(root).as_posix()
+                name = f"{prefix}/{rel}" if prefix else rel
+                if path.is_symlink():
+                    continue  # a symlink could point out of the workspace
+                if path.is_dir():
+                    info = tarfile.TarInfo(name)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                    tar.addfile(info)
+                elif path.is_file():
+                    add_bytes(name, path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
