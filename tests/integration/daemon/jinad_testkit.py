@@ -1,0 +1,152 @@
+"""Helpers for the daemon integration tests: a real `jinad` subprocess and its clean-up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+
+import jinad_fab
+
+REPO_PARENT = str(pathlib.Path(jinad_fab.__file__).resolve().parent.parent)
+
+FLOW_YML = """!Flow
+version: '1'
+pods:
+  - name: first
+    uses: _logforward
+  - name: second
+    uses: _logforward
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """One `jinad` process; `restart()` keeps the home, `kill()` is SIGKILL."""
+
+    def __init__(self, home: pathlib.Path, token: str | None = None, extra: list[str] | None = None):
+        self.home = home
+        self.token = token
+        self.extra = extra or []
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = home.parent / f"{home.name}-daemon.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> Daemon:
+        env = dict(os.environ, PYTHONPATH=REPO_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   PIP_NO_INDEX="1")
+        cmd = [sys.executable, "-m", "jinad_fab.cli.daemon", "--port", str(self.port), "--home", str(self.home),
+               "--log-level", "warning", *self.extra]
+        if self.token:
+            cmd += ["--token", self.token]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/alive", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.05)
+        raise TimeoutError(f"jinad did not answer within {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def client(self, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers, **kw)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def processes_of(home: pathlib.Path) -> list[psutil.Process]:
+    """Processes started for this home: anything whose command line or cwd is under it, and descendants."""
+    found: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter(["cmdline", "cwd", "status"]):
+        try:
+            if p.info["status"] == psutil.STATUS_ZOMBIE or p.pid == os.getpid():
+                continue
+            text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
+            if str(home) in text:
+                if "jinad_fab.cli.daemon" not in text:  # the daemon itself is not one of its objects
+                    found[p.pid] = p
+                for c in p.children(recursive=True):
+                    found[c.pid] = c
+        except psutil.Error:
+            continue
+    return [p for p in found.values() if _alive(p)]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def reap(home: pathlib.Path) -> list[int]:
+    procs = processes_of(home)
+    procs += [p for p in psutil.process_iter() if _mentions(p, str(home))]
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=5)
+    return [p.pid for p in procs]
+
+
+def wait_state(client: httpx.Client, path: str, states: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = client.get(path).json()
+        if body.get("state") in states:
+            return body
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} stayed {body.get('state')} (wanted {states}): {body}")
+
+
+def upload(client: httpx.Client, files: dict[str, bytes | str], **params) -> httpx.Response:
+    parts = [("files", (name, data.encode() if isinstance(data, str) else data)) for name, data in files.items()]
+    return client.post("/workspaces", files=parts, params=params)
+
+
+def active_workspace(client: httpx.Client, files: dict[str, bytes | str]) -> str:
+    r = upload(client, files)
+    assert r.status_code == 201, r.text
+    ws = wait_state(client, f"/workspaces/{r.json()['id']}", {"ACTIVE", "FAILED"})
+    assert ws["state"] == "ACTIVE", ws
+    return ws["id"]
+
+
+def _mentions(p: psutil.Process, text: str) -> bool:
+    try:
+        return p.pid != os.getpid() and text in " ".join(p.cmdline())
+    except psutil.Error:
+        return False
