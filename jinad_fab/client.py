@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -131,14 +131,27 @@ class _Run:
         self.on = on
         self.parameters = parameters or {}
         self.on_done, self.on_error, self.on_always = on_done, on_error, on_always
-        self.results = DocumentArray() if return_results else None
+        self.return_results = return_results
+        self._answers: dict[int, DocumentArray] = {}  # request number -> its Documents
+        self._seq: dict[str, int] = {}
         self.inflight: dict[str, float] = {}
 
     def request(self, docs: DocumentArray) -> tuple[str, list]:
         rid = os.urandom(16).hex()
         msg = Message(new_header(rid, self.on, self.parameters), docs=docs)
         self.inflight[rid] = time.monotonic()
+        self._seq[rid] = len(self._seq)
         return rid, msg.frames()
+
+    @property
+    def results(self) -> DocumentArray | None:
+        """All answered Documents in the order the requests were sent (answers may arrive out of order)."""
+        if not self.return_results:
+            return None
+        out = DocumentArray()
+        for k in sorted(self._answers):
+            out.extend(self._answers[k])
+        return out
 
     def answer(self, msg: Message) -> None:
         if self.inflight.pop(msg.request_id, None) is None:
@@ -149,8 +162,8 @@ class _Run:
             if exc is None:
                 if self.on_done is not None:
                     self.on_done(resp)
-                if self.results is not None:
-                    self.results.extend(resp.docs)
+                if self.return_results:
+                    self._answers[self._seq[msg.request_id]] = resp.docs
             elif self.on_error is not None:
                 self.on_error(resp)
         finally:
@@ -337,7 +350,3 @@ class AsyncClient(_Base):
     async def search(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
         return await self.post("/search", inputs, **kwargs)
 
-
-def _iter_inputs(inputs: Iterable[Any]) -> Iterator[Document]:
-    for x in inputs:
-        yield to_document(x)

@@ -24,7 +24,7 @@ log = logging.getLogger("jinad_fab.flow")
 
 GATEWAY = "gateway"
 FLOW_KEYS = {"protocol", "port_expose", "port_http", "port_native", "host", "name", "timeout_ready", "env",
-             "workspace", "prefetch", "timeout"}
+             "workspace", "prefetch", "timeout", "static_dir", "log_json"}
 ADD_KEYS = {"name", "uses", "needs", "parallel", "shards", "uses_with", "uses_metas", "py_modules", "polling",
             "env", "host", "port_expose", "upload_files", "quiet_remote_logs", "gpus", "workspace",
             "timeout_ready"}
@@ -217,6 +217,8 @@ class Flow:
             args = {k: spec[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards",
                                         "polling", "env", "workspace") if spec.get(k) is not None}
             args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=self.args["host"])
+            if self.args.get("log_json"):
+                args["log_json"] = True
             if "workspace" not in args and self.args.get("workspace"):
                 args["workspace"] = self.args["workspace"]
             env = dict(self.args.get("env") or {})
@@ -227,11 +229,14 @@ class Flow:
             parts_out[name] = pods[name].out_parts
         leaves = self._leaves()
         gw_args = {"name": GATEWAY, "host": self.args["host"], "num_parts": sum(parts_out[n] for n in leaves)}
+        if self.args.get("static_dir"):
+            gw_args["static_dir"] = os.path.abspath(self.args["static_dir"])
         gw_args["port_http"] = self.args.get("port_http") or 0
         gw_args["port_native"] = self.args.get("port_native") or 0
         if self.args.get("port_expose"):
             gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
-        gateway = RuntimeProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True)
+        gateway = RuntimeProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
+                                 log_json=bool(self.args.get("log_json")))
         deadline = time.monotonic() + float(self.args["timeout_ready"])
         started = time.monotonic()
         try:

@@ -28,6 +28,8 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
         flow = load_flow(path)
         if host:
             flow.args["host"] = host
+        if log_json:
+            flow.args["log_json"] = True
         if port_http:
             flow.args["port_http"] = port_http
         if port_native:

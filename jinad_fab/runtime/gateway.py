@@ -177,11 +177,12 @@ def _set_result(fut: asyncio.Future, msg: Message) -> None:
         fut.set_result(msg)
 
 
-def _http_app(router: _Router, ctx: zmq.Context, name: str):
+def _http_app(router: _Router, ctx: zmq.Context, name: str, static_dir: str | None = None):
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
 
     local = threading.local()
 
@@ -237,8 +238,16 @@ def _http_app(router: _Router, ctx: zmq.Context, name: str):
                                             f"{err.get('type')}: {err.get('msg')}", "header": header}, status)
         return json_response({"data": answer.docs.to_list(), "header": header})
 
-    routes = [Route("/", health, methods=["GET"]), Route("/alive", health, methods=["GET"]),
-              Route("/{endpoint:path}", post, methods=["POST"])]
+    async def page(request: Request) -> Response:
+        return FileResponse(os.path.join(static_dir, "index.html"))
+
+    routes = [Route("/alive", health, methods=["GET"]), Route("/{endpoint:path}", post, methods=["POST"])]
+    if static_dir:
+        # a Flow may serve one static page (and its assets) next to its JSON API
+        routes.insert(0, Route("/", page, methods=["GET"]))
+        routes.insert(1, Mount("/static", app=StaticFiles(directory=static_dir), name="static"))
+    else:
+        routes.insert(0, Route("/", health, methods=["GET"]))
     return Starlette(routes=routes)
 
 
@@ -264,7 +273,11 @@ def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
     thread.start()
     ports = {"port_native": router.port_native, "port_http": http_sock.getsockname()[1],
              "port_results": router.port_results, "port_ctrl": router.port_ctrl}
-    config = uvicorn.Config(_http_app(router, ctx, args.get("name") or "gateway"), log_level="warning",
+    static_dir = args.get("static_dir")
+    if static_dir and not os.path.isfile(os.path.join(static_dir, "index.html")):
+        report({"state": "failed", "error": f"static_dir {static_dir!r} has no index.html"})
+        return 1
+    config = uvicorn.Config(_http_app(router, ctx, args.get("name") or "gateway", static_dir), log_level="warning",
                             lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     if die_with_parent:

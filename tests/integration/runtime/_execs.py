@@ -1,0 +1,66 @@
+"""Executors the runtime tests run inside real Pea processes."""
+
+import os
+import time
+
+import numpy as np
+
+from jinad_fab import Document, DocumentArray, Executor, requests
+
+
+class Stamp(Executor):
+    """Records which process and Pod saw each Document."""
+
+    @requests
+    def stamp(self, docs, parameters):
+        if parameters.get("sleep"):
+            time.sleep(parameters["sleep"])
+        for d in docs:
+            d.tags.setdefault("seen_by", []).append(f"{self.metas['name']}:{os.getpid()}")
+
+
+class Boom(Executor):
+    @requests(on="/index")
+    def boom(self, docs):
+        raise ValueError(f"cannot index {docs[0].id}")
+
+    @requests(on="/search")
+    def fine(self, docs):
+        for d in docs:
+            d.tags["ok"] = True
+
+
+class Die(Executor):
+    @requests
+    def die(self, parameters):
+        if parameters.get("die"):
+            os._exit(7)
+
+
+class Encode(Executor):
+    """Sets a deterministic embedding from the text length; replaces docs on /replace."""
+
+    @requests(on="/index")
+    def encode(self, docs):
+        docs.embeddings = np.array([[len(d.text or ""), 1.0] for d in docs], dtype=np.float32)
+
+    @requests(on="/replace")
+    def replace(self, docs):
+        return DocumentArray([Document(id=d.id + "!", text="new") for d in docs])
+
+
+class ShardEcho(Executor):
+    """Each shard answers a search with one match naming the shard, scored by shard id."""
+
+    @requests(on="/search")
+    def search(self, docs, parameters, header):
+        shard = self.runtime_args.get("shard_id")
+        header["merge"] = {"score": "d", "ascending": True, "top_k": parameters.get("top_k", 10)}
+        for d in docs:
+            d.matches.append(Document(id=f"shard{shard}", scores={"d": float(shard)}))
+
+    @requests(on="/index")
+    def index(self, docs):
+        shard = self.runtime_args.get("shard_id")
+        for d in docs:
+            d.tags["shard"] = shard
