@@ -44,6 +44,18 @@ class DaemonSettings(BaseSettings):
     reconcile_interval: float = Field(5.0, gt=0)
     pip_index_args: list[str] = Field(default_factory=list, description="extra pip args, e.g. --no-index")
 
+    # The docker runtime (runtimes/docker.py).
+    docker_host: str | None = Field(None, description="Docker engine address [unix:///var/run/docker.sock]")
+    docker_base_image: str | None = Field(
+        None, description="FROM of workspace images [python:<.jinad python>-slim]; needs python3 -m venv and useradd"
+    )
+    docker_publish_host: str | None = Field(
+        None, description="host address container ports are published on [the daemon's bind address]"
+    )
+    docker_wheelhouse: bool = Field(True, description="install into images from a wheelhouse built on the host")
+    docker_cpus: float | None = Field(None, gt=0, description="CPU limit per container")
+    docker_memory: str | None = Field(None, pattern=r"^[0-9]+[bkmg]?$", description="memory limit, e.g. 2g")
+
     @model_validator(mode="after")
     def _token_for_public_bind(self) -> DaemonSettings:
         if not is_loopback(self.host) and not (self.token and self.token.get_secret_value()):

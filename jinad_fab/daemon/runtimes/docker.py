@@ -17,9 +17,9 @@ removes what this daemon labelled but no record owns any more.
 Containers: not privileged, all capabilities dropped, ``no-new-privileges``, the image's
 non-root user, no Docker socket, optional CPU/memory limits, GPUs as an exact
 ``DeviceRequest``. Ports are published on ``publish_host`` (127.0.0.1 by default) with the same
-number inside and out, so addresses the daemon hands out are valid on the host. The workspace
-directory, the object's status-file directory and its log file are bind-mounted at the same
-paths as on the host, so runtime arguments mean the same thing in both runtimes.
+number inside and out, so addresses the daemon hands out are valid on the host. Objects run in
+the image's copy of the workspace (``/workspace``, part of the content hash; nothing of the
+host's file tree is mounted but the object's own status directory and its log file).
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ... import jinadfile, templating
@@ -48,6 +49,8 @@ LABEL_WORKSPACE = "jinad.workspace"
 LABEL_ID = "jinad.id"
 LABEL_KIND = "jinad.kind"
 IMAGE_REPO = "jinad-fab"
+CONTAINER_WORKSPACE = "/workspace"
+"""Where rendered images hold the workspace's files (copied at build time, part of the hash)."""
 _CONTAINER_BIND = "0.0.0.0"  # inside the container; what the host sees is decided by publishing
 _LOG_TAIL = 25
 
@@ -56,7 +59,8 @@ _LOG_TAIL = 25
 class DockerOptions:
     """How this host runs workspace containers (from the daemon's settings)."""
 
-    daemon_id: str = "jinad"
+    daemon_id: str | Callable[[], str] = "jinad"
+    """Which daemon owns what this runtime labels (a callable is asked once, when first needed)."""
     docker_host: str | None = None
     """Engine address, e.g. ``unix:///var/run/docker.sock`` (``None``: that default)."""
     base_image: str | None = None
@@ -85,8 +89,9 @@ class DockerRuntime(Runtime):
         def opt(name: str, default: Any = None) -> Any:
             return getattr(settings, name, default)
 
+        home = pathlib.Path(settings.home)
         options = DockerOptions(
-            daemon_id=str(opt("daemon_id", None) or opt("id", None) or "jinad"),
+            daemon_id=_daemon_id(home),
             docker_host=opt("docker_host"),
             base_image=opt("docker_base_image"),
             publish_host=opt("docker_publish_host") or opt("bind_host_for_objects") or "127.0.0.1",
@@ -96,7 +101,7 @@ class DockerRuntime(Runtime):
             memory=opt("docker_memory"),
             build_timeout=float(opt("build_timeout", 1800.0)),
         )
-        return cls(pathlib.Path(settings.home) / "runtimes" / cls.name, options)
+        return cls(home / "runtimes" / cls.name, options)
 
     # ---- engine ---------------------------------------------------------------------------------
 
@@ -119,12 +124,18 @@ class DockerRuntime(Runtime):
         except StartError:
             return False
 
+    @property
+    def daemon_id(self) -> str:
+        if callable(self.options.daemon_id):
+            self.options.daemon_id = self.options.daemon_id()
+        return self.options.daemon_id
+
     def _labels(self, workspace_id: str, object_id: str, kind: str) -> dict[str, str]:
-        return {LABEL_DAEMON: self.options.daemon_id, LABEL_WORKSPACE: workspace_id,
+        return {LABEL_DAEMON: self.daemon_id, LABEL_WORKSPACE: workspace_id,
                 LABEL_ID: object_id, LABEL_KIND: kind}
 
     def _mine(self, **labels: str) -> list[str]:
-        return [f"{LABEL_DAEMON}={self.options.daemon_id}"] + [f"{k}={v}" for k, v in labels.items()]
+        return [f"{LABEL_DAEMON}={self.daemon_id}"] + [f"{k}={v}" for k, v in labels.items()]
 
     # ---- build ----------------------------------------------------------------------------------
 
@@ -293,9 +304,10 @@ class DockerRuntime(Runtime):
 
     def create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None) -> Any:
         """Create (not start) the object's container: the exact request, open to inspection."""
+        args, ports = _publishable(spec.runtime_args, spec.ports, self.options.publish_host)
+        spec = dataclasses.replace(spec, runtime_args=_bind_everywhere(args), ports=ports)
         return self._create(workspace, spec, log_path,
-                            command=["python", "-m", "jinad_fab.runtime", *_bind_everywhere(spec.runtime_args)],
-                            kind=spec.kind)
+                            command=["python", "-m", "jinad_fab.runtime", *spec.runtime_args], kind=spec.kind)
 
     def _create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None,
                 command: list[str], kind: str) -> Any:
@@ -312,12 +324,17 @@ class DockerRuntime(Runtime):
         env["JINAD_BIND_HOST"] = _CONTAINER_BIND
         entrypoint = None
         if kind != "run":
-            volumes[str(workspace.root)] = {"bind": str(workspace.root), "mode": "ro"}
             if spec.status_file and str(spec.status_file) not in ("", "."):
-                status_dir = spec.status_file.parent
-                status_dir.mkdir(parents=True, exist_ok=True)
-                _give(status_dir, uid)
-                volumes[str(status_dir)] = {"bind": str(status_dir), "mode": "rw"}
+                # The container writes its status into a directory of its own (it sees no other
+                # object's files); the path the daemon reads is a symlink to it.
+                own = self._object_dir(spec.object_id)
+                own.mkdir(parents=True, exist_ok=True)
+                _give(own, uid)
+                volumes[str(own)] = {"bind": "/jinad/status", "mode": "rw"}
+                command = _replace_option(command, "--status-file", f"/jinad/status/{spec.status_file.name}")
+                spec.status_file.parent.mkdir(parents=True, exist_ok=True)
+                spec.status_file.unlink(missing_ok=True)
+                spec.status_file.symlink_to(own / spec.status_file.name)
             if log_path is not None:
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 log_path.touch(exist_ok=True)
@@ -336,7 +353,7 @@ class DockerRuntime(Runtime):
         kwargs: dict[str, Any] = dict(
             image=image, command=command, entrypoint=entrypoint, name=f"jinad-{spec.object_id}",
             labels=self._labels(workspace.id, spec.object_id, kind), environment=env,
-            working_dir=str(workspace.root) if kind != "run" else None,
+            working_dir=CONTAINER_WORKSPACE if workspace.build_info.get("user") else None,
             network=network, ports={f"{p}/tcp": (self.options.publish_host, p) for p in spec.ports},
             volumes=volumes, privileged=False, cap_drop=["ALL"], security_opt=["no-new-privileges"],
             device_requests=device_requests, detach=True, init=True, stdin_open=False, tty=False,
@@ -360,6 +377,9 @@ class DockerRuntime(Runtime):
                 raise
         return {"runtime": self.name, "container_id": container.id, "name": container.name,
                 "labels": self._labels(workspace.id, spec.object_id, spec.kind)}
+
+    def _object_dir(self, object_id: str) -> pathlib.Path:
+        return self.state_dir / "objects" / object_id
 
     def _get(self, handle: dict[str, Any]) -> Any:
         import docker.errors
@@ -406,7 +426,12 @@ class DockerRuntime(Runtime):
             container.reload()
         st = self.status(handle)
         _quietly(container.remove, force=True)
+        self._forget(container.labels.get(LABEL_ID, ""))
         return ObjectStatus(alive=False, exit_code=st.exit_code, detail=st.detail)
+
+    def _forget(self, object_id: str) -> None:
+        if object_id and "/" not in object_id:
+            shutil.rmtree(self._object_dir(object_id), ignore_errors=True)
 
     # ---- clean-up -------------------------------------------------------------------------------
 
@@ -417,6 +442,7 @@ class DockerRuntime(Runtime):
     def remove_workspace(self, workspace: WorkspaceContext) -> None:
         for container in self._containers(**{LABEL_WORKSPACE: workspace.id}):
             _quietly(container.remove, force=True)
+            self._forget(container.labels.get(LABEL_ID, ""))
         with _engine(StartError, "remove the workspace network"):
             for network in self.client.networks.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace.id})}):
                 _quietly(network.remove)
@@ -441,6 +467,7 @@ class DockerRuntime(Runtime):
                 alive = owner in live_objects
             if not alive:
                 _quietly(container.remove, force=True)
+                self._forget(owner)
                 removed.append(f"container {container.name}")
         with _engine(StartError, "sweep networks and images"):
             for network in self.client.networks.list(filters={"label": self._mine()}):
@@ -487,8 +514,63 @@ def _quietly(fn: Any, *args: Any, **kwargs: Any) -> None:
         fn(*args, **kwargs)
 
 
+def _daemon_id(home: pathlib.Path) -> Callable[[], str]:
+    """The daemon's id, read from its home when first needed (the app writes it after building
+    the runtimes); a daemon without one is told apart by its home directory."""
+
+    def read() -> str:
+        try:
+            text = (home / "daemon-id").read_text().strip()
+        except OSError:
+            text = ""
+        return text or "jinad-home-" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+
+    return read
+
+
+def _replace_option(args: list[str], option: str, value: str) -> list[str]:
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == option:
+            out[i + 1] = value
+    return out
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host if host not in ("", "0.0.0.0") else "127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _publishable(args: list[str], ports: list[int], host: str) -> tuple[list[str], list[int]]:
+    """Give every port the object would pick at random a fixed host port, so it can be published."""
+    out, ports = list(args), list(ports)
+    if out and out[0] == "flow":
+        for option in ("--port-http", "--port-native"):
+            if option in out[:-1]:
+                port = int(out[out.index(option) + 1])
+            else:
+                port = _free_port(host)
+                out += [option, str(port)]
+            ports.append(port)
+    elif "--args-json" in out[:-1]:
+        i = out.index("--args-json") + 1
+        try:
+            values = json.loads(out[i])
+        except ValueError:
+            values = None
+        if isinstance(values, dict):
+            for key in ("port_in", "port_ctrl"):
+                if key in values or key == "port_in":
+                    values[key] = int(values.get(key) or 0) or _free_port(host)
+                    ports.append(values[key])
+            out[i] = json.dumps(values)
+    return out, list(dict.fromkeys(ports))
+
+
 def _bind_everywhere(args: list[str]) -> list[str]:
-    """Inside a container, a loopback bind is unreachable through a published port: bind all."""
+    """Inside a container a loopback bind is unreachable through a published port, so bind all;
+    the workspace is the image's copy of it."""
     out = list(args)
     for i, arg in enumerate(out[:-1]):
         if arg == "--host":
@@ -498,8 +580,11 @@ def _bind_everywhere(args: list[str]) -> list[str]:
                 values = json.loads(out[i + 1])
             except ValueError:
                 continue
-            if isinstance(values, dict) and "host" in values:
-                values["host"] = _CONTAINER_BIND
+            if isinstance(values, dict):
+                if "host" in values:
+                    values["host"] = _CONTAINER_BIND
+                if "workspace" in values:
+                    values["workspace"] = CONTAINER_WORKSPACE
                 out[i + 1] = json.dumps(values)
     return out
 

@@ -49,7 +49,11 @@ def self_wheel(dest: pathlib.Path) -> pathlib.Path:
         rel = path.relative_to(root).as_posix()
         if path.is_file() and not _SKIP.search(rel):
             entries.append((f"{PACKAGE}/{rel}", path.read_bytes()))
-    entries.append((f"{dist_info}/METADATA", (dist.read_text("METADATA") or "").encode()))
+    # An installed wheel has METADATA; a source checkout's egg-info has the same text as PKG-INFO.
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if not metadata:
+        raise BuildError(f"cannot read the metadata of the installed {DIST_NAME}")
+    entries.append((f"{dist_info}/METADATA", metadata.encode()))
     entry_points = dist.read_text("entry_points.txt")
     if entry_points:
         entries.append((f"{dist_info}/entry_points.txt", entry_points.encode()))
