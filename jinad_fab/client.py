@@ -11,6 +11,7 @@ naming the Pod that failed. :class:`AsyncClient` is the same for asyncio code.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -201,17 +202,44 @@ class _Base:
 class Client(_Base):
     """Synchronous client of a Flow's Gateway."""
 
-    _ctx: zmq.Context | None = None
+    _sock: zmq.Socket | None = None
+    _http: Any = None
 
     def _socket(self) -> zmq.Socket:
-        if Client._ctx is None:
-            Client._ctx = zmq.Context.instance()
-        s = Client._ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.RCVHWM, 0)
-        s.setsockopt(zmq.SNDHWM, 0)
-        s.connect(f"tcp://{self.host}:{self.port}")
-        return s
+        # one DEALER per Client, kept open: a new TCP connection per call would cost more than the call
+        if self._sock is None:
+            s = zmq.Context.instance().socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.RCVHWM, 0)
+            s.setsockopt(zmq.SNDHWM, 0)
+            s.connect(f"tcp://{self.host}:{self.port}")
+            self._sock = s
+        return self._sock
+
+    def _http_client(self) -> Any:
+        if self._http is None:
+            import httpx
+
+            # TCP_NODELAY: headers and body go out as separate writes; Nagle would hold the body for
+            # the peer's delayed ACK (~40 ms per request)
+            transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+            self._http = httpx.Client(base_url=f"http://{self.host}:{self.port}", transport=transport)
+        return self._http
+
+    def close(self) -> None:
+        """Close the connection to the Gateway (the next call reconnects)."""
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def post(self, on: str, inputs: Any = None, *, parameters: dict | None = None, request_size: int = 100,
              on_done: Callback = None, on_error: Callback = None, on_always: Callback = None,
@@ -226,6 +254,7 @@ class Client(_Base):
 
     def _post_native(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         sock = self._socket()
+        ok = False
         try:
             exhausted = False
             while True:
@@ -247,20 +276,25 @@ class Client(_Base):
                         run.answer(Message.from_frames(frames))
                 else:
                     self._check(run, timeout)
+            ok = True
         finally:
-            sock.close(linger=0)
+            if not ok:  # answers to abandoned requests must not reach the next call
+                self.close()
 
     def _post_http(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         import httpx
 
-        with httpx.Client(base_url=f"http://{self.host}:{self.port}", timeout=timeout) as http:
-            for batch in reqs:
-                rid, _ = run.request(batch)
-                try:
-                    r = http.post(run.on, json={"data": batch.to_list(), "parameters": run.parameters})
-                except httpx.TimeoutException as exc:
-                    raise RequestTimeout(timeout or 0, rid) from exc
-                run.answer(_http_message(r, rid, run.on))
+        http = self._http_client()
+        for batch in reqs:
+            rid, _ = run.request(batch)
+            try:
+                r = http.post(run.on, json={"data": batch.to_list(), "parameters": run.parameters},
+                              timeout=timeout)
+            except httpx.TimeoutException as exc:
+                raise RequestTimeout(timeout or 0, rid) from exc
+            except httpx.TransportError as exc:
+                raise RequestError("gateway", type(exc).__name__, str(exc)) from exc
+            run.answer(_http_message(r, rid, run.on))
 
     def index(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
         return self.post("/index", inputs, **kwargs)
@@ -312,7 +346,9 @@ class AsyncClient(_Base):
         if self.protocol == "http":
             import httpx
 
-            async with httpx.AsyncClient(base_url=f"http://{self.host}:{self.port}", timeout=timeout) as http:
+            transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+            async with httpx.AsyncClient(base_url=f"http://{self.host}:{self.port}", timeout=timeout,
+                                         transport=transport) as http:
                 for batch in reqs:
                     rid, _ = run.request(batch)
                     r = await http.post(run.on, json={"data": batch.to_list(), "parameters": run.parameters})

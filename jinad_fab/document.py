@@ -224,7 +224,7 @@ def _all_numbers(value: Any) -> bool:
 class DocumentArray(Sequence):
     """A list of Documents with an id index and a stacked view of their embeddings."""
 
-    __slots__ = ("_docs", "_emb_matrix")
+    __slots__ = ("_docs", "_emb_matrix", "_emb_rows")
 
     def __init__(self, docs: Iterable[Document] | Document | None = None):
         if docs is None:
@@ -238,8 +238,10 @@ class DocumentArray(Sequence):
             for d in self._docs:
                 if not isinstance(d, Document):
                     raise BadDocument(f"expected Document, got {type(d).__name__}")
-        # set by the wire codec: the matrix the embeddings of these docs are row views of
+        # the matrix the embeddings of these docs are row views of, and those row objects: while
+        # every Document still holds its row (an identity check), `.embeddings` returns the matrix
         self._emb_matrix: np.ndarray | None = None
+        self._emb_rows: list | None = None
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -293,7 +295,17 @@ class DocumentArray(Sequence):
 
     def clear(self) -> None:
         self._docs.clear()
-        self._emb_matrix = None
+        self._emb_matrix = self._emb_rows = None
+
+    def stacked_embeddings(self) -> np.ndarray | None:
+        """The shared embedding matrix if every Document still holds its row of it, else None (cheap)."""
+        rows = self._emb_rows
+        if rows is None or len(rows) != len(self._docs):
+            return None
+        for d, r in zip(self._docs, rows):
+            if d._embedding is not r:
+                return None
+        return self._emb_matrix
 
     @property
     def ids(self) -> list[str]:
@@ -308,13 +320,10 @@ class DocumentArray(Sequence):
         """The (N, ...) matrix of embeddings; no copy when they already are rows of one matrix."""
         if not self._docs:
             return None
+        m = self.stacked_embeddings()
+        if m is not None:
+            return m
         embs = [d._embedding for d in self._docs]
-        m = self._emb_matrix
-        if m is not None and len(m) == len(embs):
-            addr, stride, row_shape = m.ctypes.data, m.strides[0], m.shape[1:]
-            if all(e is not None and e.shape == row_shape and e.dtype == m.dtype
-                   and e.ctypes.data == addr + i * stride for i, e in enumerate(embs)):
-                return m
         missing = [d.id for d, e in zip(self._docs, embs) if e is None]
         if missing:
             raise BadDocument(f"no embedding ({len(missing)} of {len(embs)} Documents lack one)", missing[0])
@@ -334,9 +343,11 @@ class DocumentArray(Sequence):
         self._set_embedding_rows(m)
 
     def _set_embedding_rows(self, m: np.ndarray) -> None:
-        for d, row in zip(self._docs, m):
+        rows = list(m)
+        for d, row in zip(self._docs, rows):
             d._embedding = row
         self._emb_matrix = m
+        self._emb_rows = rows
 
     @property
     def blobs(self) -> np.ndarray | None:

@@ -93,7 +93,12 @@ def _encode_docs(docs: Sequence[Document], frames: list) -> dict:
                 frames.append(b)
                 spec.append(len(frames) - 1)
         body["buffer"] = spec
+    stacked = docs.stacked_embeddings() if isinstance(docs, DocumentArray) else None
+    if stacked is not None:  # rows of one matrix already: send it as is
+        body["embedding"] = {"stack": _array_spec(stacked, frames)}
     for attr, key in (("_embedding", "embedding"), ("_blob", "blob")):
+        if key in body:
+            continue
         enc = _encode_arrays([getattr(d, attr) for d in docs], frames)
         if enc is not None:
             body[key] = enc
@@ -162,10 +167,11 @@ def _decode_docs(body: dict, frames: Sequence[Frame]) -> DocumentArray:
             continue
         if "stack" in enc:
             m = _array_from(enc["stack"], frames)
-            for d, row in zip(docs, m):
+            rows = list(m)
+            for d, row in zip(docs, rows):
                 setattr(d, attr, row)
             if key == "embedding":
-                da._emb_matrix = m
+                da._emb_matrix, da._emb_rows = m, rows
         else:
             for d, spec in zip(docs, enc["each"]):
                 if spec is not None:

@@ -321,7 +321,9 @@ class Flow:
             pod.close(timeout=1)
         self._running = {}
         self._gateway = None
-        self._client = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = None
