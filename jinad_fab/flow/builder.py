@@ -391,3 +391,60 @@ class Flow:
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
         return f"<Flow {state} pods={list(self._pods)}>"
+
+    # ---- feeders: stream arrays, CSV, NDJSON and files into the Flow (see jinad_fab.feeders) ----
+    def index_ndarray(self, array: Any, axis: int = 0, field: str = "embedding", size: int | None = None,
+                      shuffle: bool = False, **kwargs: Any) -> DocumentArray | None:
+        """Index one Document per row of `array` (the row as its embedding, or blob)."""
+        from ..feeders import from_ndarray
+
+        return self.index(from_ndarray(array, axis=axis, field=field, size=size, shuffle=shuffle), **kwargs)
+
+    def search_ndarray(self, array: Any, axis: int = 0, field: str = "embedding", size: int | None = None,
+                       shuffle: bool = False, **kwargs: Any) -> DocumentArray | None:
+        from ..feeders import from_ndarray
+
+        return self.search(from_ndarray(array, axis=axis, field=field, size=size, shuffle=shuffle), **kwargs)
+
+    def index_csv(self, fp: Any, field_resolver: dict | None = None, size: int | None = None,
+                  sampling_rate: float | None = None, **kwargs: Any) -> DocumentArray | None:
+        """Index one Document per CSV row; `field_resolver` maps columns to fields, e.g. {'pic_url': 'uri'}."""
+        from ..feeders import from_csv
+
+        return self.index(from_csv(fp, field_resolver, size=size, sampling_rate=sampling_rate), **kwargs)
+
+    def search_csv(self, fp: Any, field_resolver: dict | None = None, size: int | None = None,
+                   sampling_rate: float | None = None, **kwargs: Any) -> DocumentArray | None:
+        from ..feeders import from_csv
+
+        return self.search(from_csv(fp, field_resolver, size=size, sampling_rate=sampling_rate), **kwargs)
+
+    def index_ndjson(self, fp: Any, field_resolver: dict | None = None, size: int | None = None,
+                     sampling_rate: float | None = None, **kwargs: Any) -> DocumentArray | None:
+        """Index one Document per NDJSON line; `field_resolver` maps keys to fields, e.g. {'question_id': 'id'}."""
+        from ..feeders import from_ndjson
+
+        return self.index(from_ndjson(fp, field_resolver, size=size, sampling_rate=sampling_rate), **kwargs)
+
+    def search_ndjson(self, fp: Any, field_resolver: dict | None = None, size: int | None = None,
+                      sampling_rate: float | None = None, **kwargs: Any) -> DocumentArray | None:
+        from ..feeders import from_ndjson
+
+        return self.search(from_ndjson(fp, field_resolver, size=size, sampling_rate=sampling_rate), **kwargs)
+
+    def index_files(self, patterns: Any, recursive: bool = True, size: int | None = None,
+                    sampling_rate: float | None = None, read_mode: str | None = "auto",
+                    **kwargs: Any) -> DocumentArray | None:
+        """Index one Document per file matching the globs, its content read as text or bytes by mime type."""
+        from ..feeders import from_files
+
+        return self.index(from_files(patterns, recursive, size=size, sampling_rate=sampling_rate,
+                                     read_mode=read_mode), **kwargs)
+
+    def search_files(self, patterns: Any, recursive: bool = True, size: int | None = None,
+                     sampling_rate: float | None = None, read_mode: str | None = "auto",
+                     **kwargs: Any) -> DocumentArray | None:
+        from ..feeders import from_files
+
+        return self.search(from_files(patterns, recursive, size=size, sampling_rate=sampling_rate,
+                                      read_mode=read_mode), **kwargs)
