@@ -133,12 +133,15 @@ class PeaCreate(BaseModel):
     port_in: int = Field(0, ge=0, le=65535)
     port_ctrl: int = Field(0, ge=0, le=65535)
     env: dict[str, str] = Field(default_factory=dict)
+    num_parts: int = Field(1, ge=1, le=1024, description="messages per request to join (upstream Pods/shards)")
 
 
 class PodCreate(PeaCreate):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pod"
     parallel: int = Field(1, ge=1, le=64)
     shards: int = Field(1, ge=1, le=64)
+    polling: dict[str, Literal["all", "id"]] = Field(
+        default_factory=dict, description="per endpoint: send to all shards or split by Document id")
 
 
 class _ObjectPublic(BaseModel):

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..client import Client
@@ -24,10 +25,12 @@ log = logging.getLogger("jinad_fab.flow")
 
 GATEWAY = "gateway"
 FLOW_KEYS = {"protocol", "port_expose", "port_http", "port_native", "host", "name", "timeout_ready", "env",
-             "workspace", "prefetch", "timeout", "static_dir", "log_json"}
+             "workspace", "prefetch", "timeout", "static_dir", "log_json", "token", "keep_workspace",
+             "quiet_remote_logs"}
 ADD_KEYS = {"name", "uses", "needs", "parallel", "shards", "uses_with", "uses_metas", "py_modules", "polling",
             "env", "host", "port_expose", "upload_files", "quiet_remote_logs", "gpus", "workspace",
-            "timeout_ready"}
+            "timeout_ready", "token"}
+SECRET_KEYS = {"token"}  # never written to YAML, never logged
 
 
 def _check_keys(what: str, given: Iterable[str], known: set[str]) -> None:
@@ -205,18 +208,41 @@ class Flow:
         if not self._pods:
             raise BadConfig("the Flow has no Pods; add one with Flow().add(...)")
         order = self.topological_order()
-        if any(self._pods[n].get("host") for n in order):
-            from .remote_pods import reject_remote
+        remote = [n for n in order if self._pods[n].get("host")]
+        bind_host, advertise = self.args["host"], None
+        sessions: dict = {}
+        if remote:
+            from . import remote_pods
 
-            reject_remote(self)
-        pods: dict[str, Pod] = {}
+            far = [remote_pods.split_host(self._pods[n]["host"], self._pods[n].get("port_expose"))[0]
+                   for n in remote]
+            far = [h for h in far if not remote_pods.is_local_host(h)]
+            if far:
+                # peers on other machines connect back to our Pods and Gateway
+                advertise = remote_pods.route_address_to(far[0])
+                if bind_host in ("127.0.0.1", "localhost"):
+                    bind_host = "0.0.0.0"
+        pods: dict[str, Any] = {}
         parts_out: dict[str, int] = {}
         for name in order:
             spec = self._pods[name]
             num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
+            if spec.get("host"):
+                h, p = remote_pods.split_host(spec["host"], spec.get("port_expose"))
+                sess = sessions.get((h, p))
+                if sess is None:
+                    sess = sessions[(h, p)] = remote_pods.HostSession(
+                        h, p, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
+                        quiet=bool(self.args.get("quiet_remote_logs")),
+                        keep_workspace=bool(self.args.get("keep_workspace")),
+                        timeout_ready=float(self.args["timeout_ready"]))
+                quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
+                pods[name] = remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet)
+                parts_out[name] = pods[name].out_parts
+                continue
             args = {k: spec[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards",
                                         "polling", "env", "workspace") if spec.get(k) is not None}
-            args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=self.args["host"])
+            args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host)
             if self.args.get("log_json"):
                 args["log_json"] = True
             if "workspace" not in args and self.args.get("workspace"):
@@ -228,7 +254,7 @@ class Flow:
             pods[name] = Pod(args)
             parts_out[name] = pods[name].out_parts
         leaves = self._leaves()
-        gw_args = {"name": GATEWAY, "host": self.args["host"], "num_parts": sum(parts_out[n] for n in leaves)}
+        gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": sum(parts_out[n] for n in leaves)}
         if self.args.get("static_dir"):
             gw_args["static_dir"] = os.path.abspath(self.args["static_dir"])
         gw_args["port_http"] = self.args.get("port_http") or 0
@@ -239,16 +265,33 @@ class Flow:
                                  log_json=bool(self.args.get("log_json")))
         deadline = time.monotonic() + float(self.args["timeout_ready"])
         started = time.monotonic()
+        local = [p for p in pods.values() if isinstance(p, Pod)]
+        far_pods = [p for p in pods.values() if not isinstance(p, Pod)]
+
+        def reachable(addrs: list[str], sender: Any) -> list[str]:
+            if advertise and not isinstance(sender, Pod):
+                return remote_pods.readdress(addrs, advertise)
+            return addrs
+
         try:
             gateway.start()
-            start_pods(list(pods.values()), float(self.args["timeout_ready"]))
+            with ThreadPoolExecutor(max_workers=max(1, len(far_pods))) as pool:
+                futures = [pool.submit(p.start) for p in far_pods]  # workspaces build meanwhile
+                try:
+                    start_pods(local, float(self.args["timeout_ready"]))
+                finally:
+                    for fut in futures:
+                        fut.exception()
+                for fut in futures:
+                    fut.result()
             gateway.wait_ready(deadline)
             self._ctx = make_context()
             results = f"tcp://127.0.0.1:{gateway.info['port_results']}"
             for name, pod in pods.items():
-                targets = [pods[d].in_addresses for d, s in self._pods.items() if name in s["needs"]]
+                targets = [reachable(pods[d].in_addresses, pod) for d, s in self._pods.items()
+                           if name in s["needs"]]
                 if name in leaves:
-                    targets.append([results])
+                    targets.append(reachable([results], pod))
                 pod.connect(targets)
             roots = [pods[n].in_addresses for n in order if GATEWAY in self._pods[n]["needs"]]
             reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
@@ -258,6 +301,8 @@ class Flow:
         except BaseException:
             for pod in pods.values():
                 pod.close(timeout=5)
+            for sess in sessions.values():
+                sess.close()
             gateway.terminate()
             gateway.wait(5)
             if self._ctx is not None:
@@ -265,6 +310,7 @@ class Flow:
                 self._ctx = None
             raise
         self._running = pods
+        self._sessions = list(sessions.values())
         self._gateway = gateway
         self._failure = None
         self._stopping.clear()
@@ -319,6 +365,9 @@ class Flow:
         stop_all(procs, timeout=10)
         for pod in self._running.values():
             pod.close(timeout=1)
+        for sess in getattr(self, "_sessions", ()):
+            sess.close()
+        self._sessions = []
         self._running = {}
         self._gateway = None
         if self._client is not None:

@@ -1,11 +1,305 @@
-"""Pods on other hosts (``Flow().add(host='gpu1:8000')``), started through each host's jinad."""
+"""Pods on other hosts: ``Flow().add(host='gpu1:8000', upload_files=[...])``.
+
+A remote Pod is created through that host's ``jinad`` (:class:`~jinad_fab.remote.DaemonClient`):
+
+1. all the Pods of one Flow on one host share one workspace, made of the files their ``uses``,
+   ``py_modules`` and ``upload_files`` name (paths relative to the Flow's directory are kept);
+2. once the workspace is ACTIVE, ``POST /pods`` starts the Pod there; the daemon allocates its
+   ports and answers with the Pod's input addresses and its control address;
+3. the local Flow wires it like a local Pod: upstream sockets connect to its input addresses,
+   and a ``connect`` command on its control address points its outputs at the next Pods;
+4. its log is streamed back (``🌏 host pod | line``) and resumed from the last line on a drop;
+5. teardown deletes the Pod and, unless ``keep_workspace``, the workspace, whatever the exit.
+
+ZeroMQ traffic between hosts is not encrypted: keep Flows that span hosts on a private network.
+"""
 
 from __future__ import annotations
 
-from ..errors import BadConfig
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, PeaStartError
+from ..executors.loader import executor_spec
+from ..remote import DaemonClient
+from ..runtime.sockets import ctrl_request, make_context
+
+log = logging.getLogger("jinad_fab.remote")
+
+_LOCAL = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "")
 
 
-def reject_remote(flow) -> None:
-    remote = [n for n, p in flow.pods.items() if p.get("host")]
-    raise BadConfig(f"Pod(s) {remote} ask for host=..., but this build runs every Pod locally; "
-                    "remote Pods are not available yet")
+def split_host(host: str, port_expose: int | None = None) -> tuple[str, int]:
+    """'gpu1:8000' or ('gpu1', port_expose=8000) -> ('gpu1', 8000)."""
+    if not isinstance(host, str) or not host:
+        raise BadConfig(f"host must be 'name:port', got {host!r}")
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and name:
+        return name, int(port)
+    if port_expose:
+        return host, int(port_expose)
+    return host, 8000
+
+
+def is_local_host(host: str) -> bool:
+    return host in _LOCAL or host.startswith("127.")
+
+
+def route_address_to(host: str) -> str:
+    """This machine's address on the route towards `host` (what a peer there can connect back to)."""
+    if is_local_host(host):
+        return "127.0.0.1"
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect((socket.gethostbyname(host), 9))  # UDP: no packet is sent
+        return s.getsockname()[0]
+    except OSError as exc:
+        raise BadConfig(f"cannot find a route to {host!r}: {exc}") from exc
+    finally:
+        s.close()
+
+
+def readdress(addresses: list[str], host: str) -> list[str]:
+    """Replace loopback/wildcard hosts in tcp://h:p addresses by `host`."""
+    out = []
+    for a in addresses:
+        proto, _, rest = a.partition("://")
+        h, _, p = rest.rpartition(":")
+        out.append(f"{proto}://{host}:{p}" if is_local_host(h) else a)
+    return out
+
+
+class HostSession:
+    """One daemon, one workspace: shared by every Pod of a Flow placed on that host."""
+
+    def __init__(self, host: str, port: int, *, token: str | None, base_dir: str, quiet: bool,
+                 keep_workspace: bool = False, timeout_ready: float = 600.0):
+        self.host, self.port = host, port
+        self.label = f"{host}:{port}"
+        self.client = DaemonClient(f"http://{host}:{port}", token=token, name=self.label)
+        self.base_dir = base_dir
+        self.quiet = quiet
+        self.keep_workspace = keep_workspace
+        self.timeout_ready = timeout_ready
+        self.files: dict[str, str] = {}  # workspace path -> local path
+        self.workspace_id: str | None = None
+        self._lock = threading.Lock()
+
+    def add_file(self, path: str, what: str) -> str:
+        """Register a local file for upload; returns its path inside the workspace."""
+        local = path if os.path.isabs(path) else os.path.join(self.base_dir, path)
+        local = os.path.normpath(local)
+        if not os.path.isfile(local):
+            raise BadConfig(f"{what}: {path!r} is not a file (looked at {local!r})")
+        rel = os.path.relpath(local, self.base_dir)
+        if rel.startswith(".."):
+            rel = os.path.basename(local)  # outside the Flow's directory: uploaded at the top
+        rel = rel.replace(os.sep, "/")
+        other = self.files.get(rel)
+        if other is not None and other != local:
+            raise BadConfig(f"{what}: two different files would both be uploaded as {rel!r} to {self.label}")
+        self.files[rel] = local
+        return rel
+
+    def ensure_workspace(self) -> str:
+        with self._lock:  # Pods of one host start in parallel threads but share one workspace
+            if self.workspace_id is None:
+                self._create_workspace()
+            return self.workspace_id
+
+    def _create_workspace(self) -> None:
+        try:
+            self.client.alive()
+        except DaemonUnreachable as exc:
+            raise PeaStartError(self.label, f"the jinad daemon on {self.label} is unreachable: {exc}") from exc
+        except DaemonError as exc:
+            raise PeaStartError(self.label, f"the jinad daemon on {self.label} refused us: {exc}") from exc
+        payload = {}
+        for rel, local in sorted(self.files.items()):
+            with open(local, "rb") as fh:
+                payload[rel] = fh.read()
+        # a workspace always gets at least one file so the daemon has something to build from
+        payload.setdefault(".jinad", b"[jinad]\n")
+        try:
+            ws = self.client.create_workspace(payload)
+        except DaemonError as exc:
+            raise PeaStartError(self.label, f"could not create a workspace: {exc}") from exc
+        self.workspace_id = ws["id"]
+        self._wait_active()
+
+    def _wait_active(self) -> None:
+        deadline = time.monotonic() + self.timeout_ready
+        last = None
+        while True:
+            body = self.client.workspace(self.workspace_id)
+            state = body.get("state")
+            if state != last:
+                _say(f"🌏 {self.label} workspace {self.workspace_id}: {state}", self.quiet)
+                last = state
+            if state == "ACTIVE":
+                return
+            if state == "FAILED":
+                tail = "\n".join(body.get("build_log_tail") or [])
+                raise PeaStartError(self.label, f"workspace {self.workspace_id} failed to build: "
+                                                f"{body.get('error')}", tail)
+            if time.monotonic() > deadline:
+                raise PeaStartError(self.label, f"workspace {self.workspace_id} still {state} after "
+                                                f"{self.timeout_ready:g}s")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.workspace_id is not None and not self.keep_workspace:
+            try:
+                self.client.delete_workspace(self.workspace_id)
+            except JinadFabError as exc:
+                log.warning("could not delete workspace %s on %s: %s", self.workspace_id, self.label, exc)
+            self.workspace_id = None
+        self.client.close()
+
+
+def _say(text: str, quiet: bool) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+class RemotePod:
+    """A Pod started through a host's daemon; same surface as a local :class:`~..runtime.pod.Pod`."""
+
+    processes: list = []
+
+    def __init__(self, spec: dict[str, Any], session: HostSession, *, num_parts: int, quiet_logs: bool):
+        self.name = spec["name"]
+        self.spec = spec
+        self.session = session
+        self.num_parts = num_parts
+        self.quiet_logs = quiet_logs
+        self.pod_id: str | None = None
+        self.info: dict[str, Any] = {}
+        self._ctx: zmq.Context | None = None
+        self._log_thread: threading.Thread | None = None
+        self._stop_logs = threading.Event()
+        self._last_check = 0.0
+        self._dead: list[tuple[str, int | None]] = []
+        self.args = self._args()
+
+    @property
+    def out_parts(self) -> int:
+        return int(self.spec.get("shards") or 1)
+
+    def _args(self) -> dict[str, Any]:
+        s, sess = self.spec, self.session
+        uses = s.get("uses") or "_pass"
+        py_modules = [sess.add_file(p, f"Pod {self.name!r} py_modules") for p in s.get("py_modules") or []]
+        if isinstance(uses, str) and uses.strip().endswith((".yml", ".yaml")) and "\n" not in uses:
+            cfg, cfg_dir = executor_spec(uses, sess.base_dir)
+            for mod in list(cfg.get("py_modules") or []) + list((cfg.get("metas") or {}).get("py_modules") or []):
+                path = mod if os.path.isabs(mod) else os.path.join(cfg_dir or sess.base_dir, mod)
+                sess.add_file(path, f"Pod {self.name!r} uses {uses!r} py_modules")
+            uses = sess.add_file(uses, f"Pod {self.name!r} uses")
+        for f in s.get("upload_files") or []:
+            sess.add_file(f, f"Pod {self.name!r} upload_files")
+        args: dict[str, Any] = {"name": self.name, "uses": uses, "py_modules": py_modules,
+                                "parallel": int(s.get("parallel") or 1), "shards": int(s.get("shards") or 1),
+                                "num_parts": self.num_parts}
+        for key in ("uses_with", "uses_metas", "env", "polling", "gpus"):
+            if s.get(key):
+                args[key] = s[key]
+        return args
+
+    def start(self) -> None:
+        """Create (or reuse) the host's workspace and start the Pod there."""
+        ws = self.session.ensure_workspace()
+        try:
+            body = self.session.client.create_pod(ws, self.args)
+        except DaemonError as exc:
+            raise PeaStartError(self.name, f"{self.session.label} could not start it: {exc}") from exc
+        self.pod_id = body["id"]
+        self.info = body
+        if body.get("state") not in ("RUNNING", "running"):
+            raise PeaStartError(self.name, f"{self.session.label} reports it {body.get('state')}: {body.get('error')}")
+        if not self.quiet_logs:
+            self._log_thread = threading.Thread(target=self._follow_logs, name=f"logs-{self.name}", daemon=True)
+            self._log_thread.start()
+
+    def wait_ready(self, deadline: float) -> None:
+        if self.pod_id is None:
+            raise PeaStartError(self.name, "not started")
+
+    @property
+    def in_addresses(self) -> list[str]:
+        return readdress(list(self.info.get("in_addresses") or []), self.session.host)
+
+    @property
+    def ctrl_address(self) -> str:
+        addr = self.info.get("ctrl_address")
+        if not addr:
+            raise PeaStartError(self.name, f"{self.session.label} gave no control address for the Pod")
+        return readdress([addr], self.session.host)[0]
+
+    def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
+        if self._ctx is None:
+            self._ctx = make_context()
+        reply = ctrl_request(self._ctx, self.ctrl_address, {"cmd": "connect", "targets": targets}, timeout)
+        if not reply.get("ok"):
+            raise PeaStartError(self.name, f"refused to connect: {reply.get('error')}")
+
+    def dead(self) -> list[tuple[str, int | None]]:
+        """Ask the daemon at most once a second whether the Pod still runs."""
+        if self._dead or self.pod_id is None:
+            return self._dead
+        now = time.monotonic()
+        if now - self._last_check < 1.0:
+            return []
+        self._last_check = now
+        try:
+            body = self.session.client.pod(self.pod_id)
+        except DaemonUnreachable:
+            return []  # a blip on the control path is not a dead Pod; the data path would tell
+        except DaemonError as exc:
+            self._dead = [(f"{self.name}@{self.session.label}", None)]
+            log.error("Pod %s on %s: %s", self.name, self.session.label, exc)
+            return self._dead
+        if body.get("state") not in ("RUNNING", "running", "STARTING"):
+            self._dead = [(f"{self.name}@{self.session.label}", None)]
+        return self._dead
+
+    def _follow_logs(self) -> None:
+        offset = 0
+        prefix = f"🌏 {self.session.label} {self.name} |"
+        while not self._stop_logs.is_set():
+            try:
+                for entry in self.session.client.logs(self.pod_id, follow=True, offset=offset):
+                    offset += 1
+                    if self._stop_logs.is_set():
+                        return
+                    msg = entry.get("msg") or entry.get("message") or entry
+                    src = entry.get("source")
+                    print(f"{prefix} {src + ': ' if src else ''}{msg}", file=sys.stderr, flush=True)
+                return  # the stream ended: the Pod stopped
+            except JinadFabError as exc:
+                if self._stop_logs.wait(1.0):
+                    return
+                log.debug("log stream of %s dropped (%s); resuming at line %d", self.name, exc, offset)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop_logs.set()
+        if self.pod_id is not None:
+            try:
+                self.session.client.delete_pod(self.pod_id)
+            except JinadFabError as exc:
+                log.warning("could not delete Pod %s on %s: %s", self.pod_id, self.session.label, exc)
+            self.pod_id = None
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.session.label, "id": self.pod_id, "in_addresses": self.in_addresses}
+

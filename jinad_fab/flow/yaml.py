@@ -9,7 +9,7 @@ import yaml
 
 from ..errors import BadConfig
 from ..executors.loader import load_yaml
-from .builder import ADD_KEYS, GATEWAY, Flow
+from .builder import ADD_KEYS, GATEWAY, SECRET_KEYS, Flow
 
 _POD_KEYS = ADD_KEYS | {"method"}
 
@@ -109,14 +109,14 @@ def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow 
 
 
 def flow_to_dict(flow: Flow) -> dict[str, Any]:
-    with_args = {k: v for k, v in flow.args.items()
+    with_args = {k: v for k, v in flow.args.items() if k not in SECRET_KEYS
                  if not (k == "protocol" and v == "native") and not (k == "host" and v == "127.0.0.1")
                  and not (k == "timeout_ready" and v == 60.0)}
     pods = []
     for spec in flow.pods.values():
         out: dict[str, Any] = {"name": spec["name"], "uses": spec["uses"], "needs": list(spec["needs"])}
         for k, v in spec.items():
-            if k in out or v is None:
+            if k in out or v is None or k in SECRET_KEYS:
                 continue
             if k in ("parallel", "shards") and v == 1:
                 continue
