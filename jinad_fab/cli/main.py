@@ -14,6 +14,7 @@ from ..errors import BadInput, DeployError, JinadFabError
 # Modules are imported lazily-by-list so a missing optional extra only disables its command.
 COMMAND_MODULES = [
     "jinad_fab.cli.commands.demo",
+    "jinad_fab.cli.commands.hello",
 ]
 
 
