@@ -14,7 +14,16 @@ from ..errors import BadInput, DeployError, JinadFabError
 # Modules are imported lazily-by-list so a missing optional extra only disables its command.
 COMMAND_MODULES = [
     "jinad_fab.cli.commands.demo",
+    "jinad_fab.cli.commands.flow",
+    "jinad_fab.cli.commands.pod",
+    "jinad_fab.cli.commands.ping",
     "jinad_fab.cli.commands.hello",
+    "jinad_fab.cli.commands.render",
+    "jinad_fab.cli.commands.provision",
+    "jinad_fab.cli.commands.hosts",
+    "jinad_fab.cli.commands.exec_",
+    "jinad_fab.cli.commands.push",
+    "jinad_fab.cli.commands.logs",
 ]
 
 

@@ -76,6 +76,66 @@ def readdress(addresses: list[str], host: str) -> list[str]:
     return out
 
 
+class WorkspaceFiles:
+    """The files a workspace upload carries, keyed by their path relative to the Flow's directory."""
+
+    def __init__(self, base_dir: str):
+        self.base_dir = base_dir
+        self.files: dict[str, str] = {}  # workspace path -> local path
+
+    def add(self, path: str, what: str) -> str:
+        """Register a local file for upload; returns its path inside the workspace."""
+        local = path if os.path.isabs(path) else os.path.join(self.base_dir, path)
+        local = os.path.normpath(local)
+        if not os.path.isfile(local):
+            raise BadConfig(f"{what}: {path!r} is not a file (looked at {local!r})")
+        rel = os.path.relpath(local, self.base_dir)
+        if rel.startswith(".."):
+            rel = os.path.basename(local)  # outside the Flow's directory: uploaded at the top
+        rel = rel.replace(os.sep, "/")
+        other = self.files.get(rel)
+        if other is not None and other != local:
+            raise BadConfig(f"{what}: two different files would both be uploaded as {rel!r}")
+        self.files[rel] = local
+        return rel
+
+    def add_executor(self, uses: Any, py_modules: list[str], upload_files: list[str], what: str) -> tuple[Any, list[str]]:
+        """Register what one Pod needs; returns its `uses` and `py_modules` as workspace paths."""
+        mods = [self.add(p, f"{what} py_modules") for p in py_modules or []]
+        if isinstance(uses, str) and uses.strip().endswith((".yml", ".yaml")) and "\n" not in uses:
+            cfg, cfg_dir = executor_spec(uses, self.base_dir)
+            for mod in list(cfg.get("py_modules") or []) + list((cfg.get("metas") or {}).get("py_modules") or []):
+                path = mod if os.path.isabs(mod) else os.path.join(cfg_dir or self.base_dir, mod)
+                self.add(path, f"{what} uses {uses!r} py_modules")
+            uses = self.add(uses, f"{what} uses")
+        for f in upload_files or []:
+            self.add(f, f"{what} upload_files")
+        return uses, mods
+
+    def payload(self) -> dict[str, bytes]:
+        out = {}
+        for rel, local in sorted(self.files.items()):
+            with open(local, "rb") as fh:
+                out[rel] = fh.read()
+        # a workspace always gets at least one file so the daemon has something to build from
+        out.setdefault(".jinad", b"[jinad]\n")
+        return out
+
+
+def flow_upload(flow: Any, flow_file: str, extra: list[str] = ()) -> dict[str, bytes]:
+    """Everything a whole Flow needs on a daemon: its YAML and every file its Pods name."""
+    files = WorkspaceFiles(flow.base_dir)
+    files.add(flow_file, "the Flow file")
+    for name, spec in flow.pods.items():
+        if spec.get("host"):
+            raise BadConfig(f"Pod {name!r} names host={spec['host']!r}: a Flow run by a daemon runs its Pods there")
+        files.add_executor(spec.get("uses"), spec.get("py_modules") or [], spec.get("upload_files") or [],
+                           f"Pod {name!r}")
+    for f in extra:
+        files.add(f, "--upload")
+    return files.payload()
+
+
 class HostSession:
     """One daemon, one workspace: shared by every Pod of a Flow placed on that host."""
 
@@ -88,25 +148,9 @@ class HostSession:
         self.quiet = quiet
         self.keep_workspace = keep_workspace
         self.timeout_ready = timeout_ready
-        self.files: dict[str, str] = {}  # workspace path -> local path
+        self.files = WorkspaceFiles(base_dir)
         self.workspace_id: str | None = None
         self._lock = threading.Lock()
-
-    def add_file(self, path: str, what: str) -> str:
-        """Register a local file for upload; returns its path inside the workspace."""
-        local = path if os.path.isabs(path) else os.path.join(self.base_dir, path)
-        local = os.path.normpath(local)
-        if not os.path.isfile(local):
-            raise BadConfig(f"{what}: {path!r} is not a file (looked at {local!r})")
-        rel = os.path.relpath(local, self.base_dir)
-        if rel.startswith(".."):
-            rel = os.path.basename(local)  # outside the Flow's directory: uploaded at the top
-        rel = rel.replace(os.sep, "/")
-        other = self.files.get(rel)
-        if other is not None and other != local:
-            raise BadConfig(f"{what}: two different files would both be uploaded as {rel!r} to {self.label}")
-        self.files[rel] = local
-        return rel
 
     def ensure_workspace(self) -> str:
         with self._lock:  # Pods of one host start in parallel threads but share one workspace
@@ -121,12 +165,7 @@ class HostSession:
             raise PeaStartError(self.label, f"the jinad daemon on {self.label} is unreachable: {exc}") from exc
         except DaemonError as exc:
             raise PeaStartError(self.label, f"the jinad daemon on {self.label} refused us: {exc}") from exc
-        payload = {}
-        for rel, local in sorted(self.files.items()):
-            with open(local, "rb") as fh:
-                payload[rel] = fh.read()
-        # a workspace always gets at least one file so the daemon has something to build from
-        payload.setdefault(".jinad", b"[jinad]\n")
+        payload = self.files.payload()
         try:
             ws = self.client.create_workspace(payload)
         except DaemonError as exc:
@@ -194,17 +233,9 @@ class RemotePod:
         return int(self.spec.get("shards") or 1)
 
     def _args(self) -> dict[str, Any]:
-        s, sess = self.spec, self.session
-        uses = s.get("uses") or "_pass"
-        py_modules = [sess.add_file(p, f"Pod {self.name!r} py_modules") for p in s.get("py_modules") or []]
-        if isinstance(uses, str) and uses.strip().endswith((".yml", ".yaml")) and "\n" not in uses:
-            cfg, cfg_dir = executor_spec(uses, sess.base_dir)
-            for mod in list(cfg.get("py_modules") or []) + list((cfg.get("metas") or {}).get("py_modules") or []):
-                path = mod if os.path.isabs(mod) else os.path.join(cfg_dir or sess.base_dir, mod)
-                sess.add_file(path, f"Pod {self.name!r} uses {uses!r} py_modules")
-            uses = sess.add_file(uses, f"Pod {self.name!r} uses")
-        for f in s.get("upload_files") or []:
-            sess.add_file(f, f"Pod {self.name!r} upload_files")
+        s = self.spec
+        uses, py_modules = self.session.files.add_executor(s.get("uses") or "_pass", s.get("py_modules") or [],
+                                                           s.get("upload_files") or [], f"Pod {self.name!r}")
         args: dict[str, Any] = {"name": self.name, "uses": uses, "py_modules": py_modules,
                                 "parallel": int(s.get("parallel") or 1), "shards": int(s.get("shards") or 1),
                                 "num_parts": self.num_parts}

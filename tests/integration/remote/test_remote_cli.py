@@ -1,0 +1,83 @@
+"""`jinad-fab flow|pod|ping` against real daemons, through Click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from jinad_fab.cli.main import _register, cli
+
+pytestmark = pytest.mark.timeout(180)
+_register()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_flow_create_ls_logs_delete(daemons, tmp_path, monkeypatch):
+    h = daemons(token="tok-123")
+    host = f"127.0.0.1:{h.port}"
+    (tmp_path / "flow.yml").write_text("!Flow\nversion: 1\nwith:\n  protocol: http\npods:\n"
+                                       "  - name: enc\n    uses: conf/enc.yml\n  - name: log\n    uses: _logforward\n")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "enc.yml").write_text("jtype: Upper\npy_modules: [upper.py]\n")
+    (tmp_path / "conf" / "upper.py").write_text(
+        "from jinad_fab import Executor, requests\n\nclass Upper(Executor):\n    @requests\n"
+        "    def up(self, docs):\n        for d in docs:\n            d.text = d.text.upper()\n")
+    monkeypatch.chdir(tmp_path)
+    code, out = run("flow", "create", "flow.yml", "--host", host, "--token", "tok-123", "--json")
+    assert code == 0, out
+    body = json.loads(out[out.index("{"):])
+    assert body["state"] == "RUNNING" and "tok-123" not in out
+    r = httpx.post(f"http://127.0.0.1:{body['gateway']['http_port']}/index", json={"data": [{"text": "abc"}]})
+    assert r.json()["data"][0]["text"] == "ABC"
+
+    code, out = run("flow", "ls", "--host", host, "--token", "tok-123", "--json")
+    assert code == 0 and [f["id"] for f in json.loads(out)] == [body["id"]]
+    code, out = run("flow", "logs", body["id"], "--host", host, "--token", "tok-123")
+    assert code == 0 and "/index request" in out
+    code, out = run("flow", "delete", body["id"], "--host", host, "--token", "tok-123")
+    assert code == 0 and "stopped" in out
+    with h.client() as c:
+        assert c.get("/workspaces").json()["items"] == []
+        assert c.get(f"/flows/{body['id']}").status_code == 404  # gone with its workspace
+
+
+def test_flow_create_with_a_wrong_token_names_the_host(daemons, tmp_path, monkeypatch):
+    h = daemons(token="right")
+    (tmp_path / "flow.yml").write_text("!Flow\nversion: 1\npods:\n  - name: a\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["flow", "create", "flow.yml", "--host", f"127.0.0.1:{h.port}",
+                                      "--token", "wrong"])
+    assert result.exit_code != 0 and f"127.0.0.1:{h.port}" in result.output and "wrong token" in result.output
+
+
+def test_pod_detached_then_visible_on_the_host(daemons, tmp_path, monkeypatch):
+    h = daemons()
+    monkeypatch.chdir(tmp_path)
+    code, out = run("pod", "--uses", "_logforward", "--host", f"127.0.0.1:{h.port}", "--parallel", "2", "--detach")
+    assert code == 0, out
+    pod_id = re.search(r"(jpod-[0-9a-f]+) RUNNING", out).group(1)
+    assert out.count("tcp://") == 3  # two replicas' inputs + control
+    with h.client() as c:
+        assert c.get(f"/pods/{pod_id}").json()["state"] == "RUNNING"
+        c.delete(f"/pods/{pod_id}")
+
+
+def test_ping(daemons):
+    h = daemons()
+    code, out = run("ping", f"127.0.0.1:{h.port}", "-c", "3", "--interval", "0")
+    assert code == 0 and out.count("ping ") == 3 and "round trip avg" in out
+
+
+def test_ping_unreachable_exits_4():
+    from jinad_testkit import free_port
+
+    result = CliRunner().invoke(cli, ["ping", f"127.0.0.1:{free_port()}", "-c", "2", "--interval", "0"])
+    assert result.exit_code == 4 and "unreachable" in result.output
