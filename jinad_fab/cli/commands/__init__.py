@@ -1,0 +1,1 @@
+"""`jinad-fab` subcommands: each module exposes `command` (listed in cli/main.py)."""

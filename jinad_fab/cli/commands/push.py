@@ -1,0 +1,32 @@
+"""`jinad-fab push -i INV -g GROUP LOCAL REMOTE`: copy a file to many hosts over SSH."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import console, finish, json_option, load_inventory, print_json, status_markup, table
+from .exec_ import ssh_options
+
+
+@click.command("push")
+@ssh_options
+@click.option("--mode", default=None, help="octal file mode to set, e.g. 0644")
+@json_option
+@click.argument("local", type=click.Path(dir_okay=False, exists=True))
+@click.argument("remote")
+def command(inventory, vault_password_file, pattern, max_parallel, connect_timeout, mode, as_json, local,
+            remote) -> None:
+    """Copy LOCAL to REMOTE on every selected host (REMOTE ending in / is a folder)."""
+    from ...deploy.ssh import SshGroup
+
+    inv = load_inventory(inventory, vault_password_file)
+    file_mode = int(mode, 8) if mode else None
+    result = SshGroup(inv.select(pattern), max_parallel=max_parallel, connect_timeout=connect_timeout).put(
+        local, remote, mode=file_mode)
+    if as_json:
+        print_json(list(result.as_dict().values()))
+    else:
+        console().print(table(None, ("host", "result", "detail"),
+                              [(h, status_markup(r.ok, r.unreachable), r.stdout or r.error)
+                               for h, r in result.items()]))
+    finish(result, "push")

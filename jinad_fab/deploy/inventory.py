@@ -1,0 +1,279 @@
+"""Ansible inventories as jinad-fab sees them: hosts with groups, vars and a daemon address.
+
+Ansible itself parses the inventory (``ansible-inventory --list``), so every format, plugin,
+``group_vars``/``host_vars`` folder and vault that Ansible accepts works here too; this module
+turns that JSON into :class:`Host` objects and selects hosts with Ansible-like patterns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+
+from ..errors import BadConfig, BadInput
+
+DEFAULT_JINAD_PORT = 8000
+TOKEN_FILE = pathlib.Path("credentials") / "jinad_token"
+
+_resolver = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """One inventory host. ``vars`` are its merged variables (host, group and ``all``)."""
+
+    name: str
+    groups: frozenset[str]
+    vars: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+
+    def var(self, key: str, default: Any = None) -> Any:
+        """A variable, with simple ``{{ other_var }}`` references resolved against the host's vars."""
+        value = self.vars.get(key, default)
+        if isinstance(value, str) and "{{" in value:
+            try:
+                return _resolver.from_string(value).render(**{**self.vars, "inventory_hostname": self.name})
+            except jinja2.TemplateError as exc:
+                raise BadConfig(f"host {self.name}: cannot resolve {key}={value!r}: {exc}") from exc
+        return value
+
+    @property
+    def address(self) -> str:
+        """Where the daemon and SSH are reached: ``jinad_address``, else ``ansible_host``, else the name."""
+        return str(self.var("jinad_address") or self.var("ansible_host") or self.name)
+
+    @property
+    def ssh_address(self) -> str:
+        return str(self.var("ansible_host") or self.name)
+
+    @property
+    def connection(self) -> str:
+        return str(self.var("ansible_connection") or "ssh")
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self.var("ansible_port") or 22)
+
+    @property
+    def ssh_user(self) -> str | None:
+        user = self.var("ansible_user")
+        return str(user) if user else None
+
+    @property
+    def ssh_key(self) -> str | None:
+        key = self.var("ansible_ssh_private_key_file") or self.var("ansible_private_key_file")
+        return os.path.expanduser(str(key)) if key else None
+
+    @property
+    def jinad_port(self) -> int:
+        return int(self.var("jinad_port") or DEFAULT_JINAD_PORT)
+
+    @property
+    def gpus(self) -> int:
+        """How many GPUs placement may hand out on this host (``jinad_gpus``, default 0)."""
+        value = self.var("jinad_gpus") or 0
+        try:
+            count = int(value)
+        except (TypeError, ValueError) as exc:
+            raise BadConfig(f"host {self.name}: jinad_gpus must be a number, not {value!r}") from exc
+        if count < 0:
+            raise BadConfig(f"host {self.name}: jinad_gpus must not be negative")
+        return count
+
+    @property
+    def daemon_url(self) -> str:
+        scheme = str(self.var("jinad_scheme") or "http")
+        return f"{scheme}://{_bracket(self.address)}:{self.jinad_port}"
+
+
+def _bracket(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+@dataclasses.dataclass(frozen=True)
+class Inventory:
+    """Hosts by name and groups by name (each group lists every host in it, children included)."""
+
+    hosts: Mapping[str, Host]
+    groups: Mapping[str, tuple[str, ...]]
+    source: pathlib.Path | None = None
+
+    # ---- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_ansible_json(cls, data: Mapping[str, Any], source: str | pathlib.Path | None = None) -> Inventory:
+        """Build from the output of ``ansible-inventory --list``."""
+        hostvars: Mapping[str, Mapping[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+        direct: dict[str, list[str]] = {}
+        children: dict[str, list[str]] = {}
+        for group, body in data.items():
+            if group == "_meta" or not isinstance(body, Mapping):
+                continue
+            direct[group] = list(body.get("hosts", []))
+            children[group] = list(body.get("children", []))
+
+        members: dict[str, list[str]] = {}
+
+        def collect(group: str, seen: frozenset[str] = frozenset()) -> list[str]:
+            if group in members:
+                return members[group]
+            if group in seen:
+                raise BadConfig(f"inventory group {group!r} contains itself")
+            found = list(direct.get(group, []))
+            for child in children.get(group, []):
+                found.extend(h for h in collect(child, seen | {group}) if h not in found)
+            members[group] = found
+            return found
+
+        for group in direct:
+            collect(group)
+        all_hosts = sorted(set(hostvars) | {h for hs in members.values() for h in hs})
+        members["all"] = [h for h in members.get("all", [])] or all_hosts
+        host_groups: dict[str, set[str]] = {h: {"all"} for h in all_hosts}
+        for group, names in members.items():
+            for name in names:
+                host_groups.setdefault(name, {"all"}).add(group)
+        hosts = {
+            name: Host(name=name, groups=frozenset(host_groups[name]), vars=dict(hostvars.get(name, {})))
+            for name in all_hosts
+        }
+        groups = {g: tuple(sorted(set(hs))) for g, hs in members.items()}
+        return cls(hosts=hosts, groups=groups, source=pathlib.Path(source) if source else None)
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path, *, vault_password_file: str | None = None,
+             timeout: float = 60.0) -> Inventory:
+        """Let Ansible parse ``path`` (a file or a folder with group_vars), then build from its JSON."""
+        path = pathlib.Path(path)
+        if not path.exists():
+            raise BadInput(f"inventory {str(path)!r} does not exist")
+        cmd = [_ansible_tool("ansible-inventory"), "-i", str(path), "--list"]
+        if vault_password_file:
+            cmd += ["--vault-password-file", vault_password_file]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BadConfig(f"cannot run ansible-inventory on {path}: {exc}") from exc
+        if proc.returncode != 0:
+            raise BadConfig(f"ansible-inventory refused {path}: {proc.stderr.strip()[-2000:]}")
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError as exc:
+            raise BadConfig(f"ansible-inventory printed no JSON for {path}") from exc
+        return cls.from_ansible_json(data, source=path)
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    @property
+    def directory(self) -> pathlib.Path | None:
+        """The inventory's folder (Ansible's ``inventory_dir``)."""
+        if self.source is None:
+            return None
+        return self.source if self.source.is_dir() else self.source.parent
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __getitem__(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise BadInput(f"no host {name!r} in the inventory (hosts: {', '.join(self.hosts) or 'none'})") from None
+
+    def group(self, name: str) -> list[Host]:
+        if name not in self.groups:
+            raise BadInput(f"no group {name!r} in the inventory (groups: {', '.join(sorted(self.groups))})")
+        return [self.hosts[h] for h in self.groups[name]]
+
+    def select(self, pattern: str | None = None) -> list[Host]:
+        """Hosts matching an Ansible-like pattern: ``all``, ``gpu``, ``gpu:cpu``, ``all:!gpu-2``,
+        ``cpu:&rack1``, ``gpu-*``; terms separated by ``:`` or ``,``. Order: inventory order."""
+        if not pattern or pattern in ("all", "*"):
+            return list(self.hosts.values())
+        chosen: set[str] = set()
+        intersect: list[set[str]] = []
+        exclude: set[str] = set()
+        for raw in pattern.replace(",", ":").split(":"):
+            term = raw.strip()
+            if not term:
+                continue
+            if term.startswith("!"):
+                exclude |= self._match(term[1:])
+            elif term.startswith("&"):
+                intersect.append(self._match(term[1:]))
+            else:
+                chosen |= self._match(term)
+        for names in intersect:
+            chosen &= names
+        chosen -= exclude
+        return [host for name, host in self.hosts.items() if name in chosen]
+
+    def _match(self, term: str) -> set[str]:
+        if term in self.groups:
+            return set(self.groups[term])
+        if term in self.hosts:
+            return {term}
+        names = {h for h in self.hosts if fnmatch.fnmatchcase(h, term)}
+        for group in self.groups:
+            if fnmatch.fnmatchcase(group, term):
+                names |= set(self.groups[group])
+        if not names:
+            raise BadInput(
+                f"{term!r} matches no host or group (groups: {', '.join(sorted(self.groups))})"
+            )
+        return names
+
+    def token_for(self, host: Host) -> str | None:
+        """The daemon token for ``host``: a plain ``jinad_token`` var, else the token file the jinad
+        role generated (``jinad_token_file``, default ``credentials/jinad_token`` by the inventory)."""
+        value = host.vars.get("jinad_token")
+        if isinstance(value, str) and value and "{{" not in value:
+            return value
+        candidate = host.vars.get("jinad_token_file")
+        if isinstance(candidate, str) and candidate and "{{" not in candidate:
+            path = pathlib.Path(os.path.expanduser(candidate))
+            if not path.is_absolute() and self.directory is not None:
+                path = self.directory / path
+        elif self.directory is not None:
+            path = self.directory / TOKEN_FILE
+        else:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").split()[0]
+        except (OSError, IndexError):
+            return None
+
+
+def _ansible_tool(name: str) -> str:
+    """The Ansible CLI next to this interpreter (a venv's bin), else the one on PATH."""
+    beside = pathlib.Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise BadConfig(f"{name} is not installed; try: pip install 'jinad-fab[deploy]'")
+    return found
+
+
+def hosts_table(hosts: Iterable[Host]) -> list[dict[str, Any]]:
+    """Plain rows (for ``--json`` and tables): name, address, groups, gpus, daemon url."""
+    return [
+        {
+            "host": h.name,
+            "address": h.address,
+            "groups": sorted(g for g in h.groups if g not in ("all", "ungrouped")),
+            "gpus": h.gpus,
+            "daemon": h.daemon_url,
+        }
+        for h in hosts
+    ]

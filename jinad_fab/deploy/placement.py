@@ -1,0 +1,206 @@
+"""Place a Flow's Pods on inventory hosts.
+
+A Pod in Flow YAML may say where it wants to run:
+
+- ``hosts: gpu`` - any host matching an inventory pattern (a group, ``gpu:cpu``, ``all:!gpu-2``);
+- ``host: gpu-1`` - exactly that inventory host (an address such as ``10.0.0.5:8000`` that is
+  not an inventory name passes through untouched);
+- neither - the Pod stays local to the Flow, as before.
+
+Placement is deterministic. Pods are placed in file order; a Pod asking for a group goes to the
+candidate with the fewest Peas placed so far (ties: inventory order), so replicas of the Flow's
+Pods spread over the group. A Pod's Peas (``parallel`` x ``shards``) stay on one host, next to
+their head and tail. A Pod with ``gpus: N`` needs N GPUs per Pea, taken from the host's
+``jinad_gpus``; hosts without enough free GPUs are skipped, and the Pod gets
+``CUDA_VISIBLE_DEVICES`` naming the devices it was given.
+
+The concrete Flow YAML then says ``host: <address>:<jinad_port>`` for each placed Pod, the
+form ``Flow.add(host=...)`` takes for remote Pods, with the placement-only keys removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import BadConfig, BadInput
+from .inventory import Host, Inventory
+
+
+class PlacementError(BadConfig):
+    """No host can take a Pod; ``pod`` names it and ``reason`` says why."""
+
+    def __init__(self, pod: str, reason: str):
+        self.pod = pod
+        self.reason = reason
+        super().__init__(f"cannot place Pod {pod!r}: {reason}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Assignment:
+    """Where one Pod runs. ``host`` is None for a local Pod; ``target`` is what ``host:`` becomes."""
+
+    pod: str
+    host: str | None
+    target: str | None
+    peas: int
+    gpu_ids: tuple[int, ...] = ()
+    asked: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pod": self.pod,
+            "host": self.host,
+            "target": self.target,
+            "peas": self.peas,
+            "gpu_ids": list(self.gpu_ids),
+            "asked": self.asked,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    assignments: tuple[Assignment, ...]
+
+    def __iter__(self):
+        return iter(self.assignments)
+
+    def __getitem__(self, pod: str) -> Assignment:
+        for a in self.assignments:
+            if a.pod == pod:
+                return a
+        raise KeyError(pod)
+
+    @property
+    def hosts(self) -> list[str]:
+        """Inventory hosts that run at least one Pod, in placement order."""
+        seen: list[str] = []
+        for a in self.assignments:
+            if a.host and a.host not in seen:
+                seen.append(a.host)
+        return seen
+
+    def by_host(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for a in self.assignments:
+            out.setdefault(a.host or "(local)", []).append(a.pod)
+        return out
+
+
+def pod_specs(flow: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Pods of a parsed Flow YAML mapping (``pods:`` or ``executors:``, list or mapping form)."""
+    pods = flow.get("pods")
+    if pods is None:
+        pods = flow.get("executors")
+    if not pods:
+        raise BadConfig("Flow YAML has no `pods:`")
+    if isinstance(pods, Mapping):
+        pods = [{"name": k, **(v or {})} for k, v in pods.items()]
+    if not isinstance(pods, list) or not all(isinstance(p, Mapping) for p in pods):
+        raise BadConfig("Flow YAML: `pods:` must be a list of mappings")
+    return [{"name": p.get("name", f"pod{i}"), **p} for i, p in enumerate(pods)]
+
+
+def _count(pod: Mapping[str, Any], key: str) -> int:
+    value = pod.get(key, 1) or 1
+    try:
+        n = int(value)
+    except (TypeError, ValueError) as exc:
+        raise BadConfig(f"Pod {pod['name']!r}: {key} must be a whole number, not {value!r}") from exc
+    if n < 1:
+        raise BadConfig(f"Pod {pod['name']!r}: {key} must be at least 1")
+    return n
+
+
+def _gpus(pod: Mapping[str, Any]) -> int:
+    value = pod.get("gpus", 0) or 0
+    if isinstance(value, str) and value.strip().lower() == "all":
+        raise BadConfig(f"Pod {pod['name']!r}: gpus: all cannot be placed; give a number per Pea")
+    try:
+        n = int(value)
+    except (TypeError, ValueError) as exc:
+        raise BadConfig(f"Pod {pod['name']!r}: gpus must be a number, not {value!r}") from exc
+    if n < 0:
+        raise BadConfig(f"Pod {pod['name']!r}: gpus must not be negative")
+    return n
+
+
+def _target(host: Host) -> str:
+    address = host.address
+    if ":" in address and not address.startswith("["):
+        address = f"[{address}]"
+    return f"{address}:{host.jinad_port}"
+
+
+def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory) -> Placement:
+    """Decide a host for every Pod (see the module docstring for the rules)."""
+    load: dict[str, int] = {name: 0 for name in inventory.hosts}
+    gpus_used: dict[str, int] = {name: 0 for name in inventory.hosts}
+    order = {name: i for i, name in enumerate(inventory.hosts)}
+    out: list[Assignment] = []
+
+    def take(pod: Mapping[str, Any], host: Host, peas: int, need: int, asked: str) -> Assignment:
+        start = gpus_used[host.name]
+        gpus_used[host.name] += need
+        load[host.name] += peas
+        return Assignment(
+            pod=pod["name"], host=host.name, target=_target(host), peas=peas,
+            gpu_ids=tuple(range(start, start + need)), asked=asked,
+        )
+
+    for pod in pods:
+        name = pod["name"]
+        peas = _count(pod, "parallel") * _count(pod, "shards")
+        need = _gpus(pod) * peas
+        host_key, hosts_key = pod.get("host"), pod.get("hosts")
+        if host_key and hosts_key:
+            raise PlacementError(name, "give either `host:` or `hosts:`, not both")
+        if host_key:
+            host_key = str(host_key)
+            if host_key not in inventory.hosts:
+                # not an inventory name: an explicit address the Flow reaches by itself
+                out.append(Assignment(pod=name, host=None, target=host_key, peas=peas, asked=host_key))
+                continue
+            host = inventory.hosts[host_key]
+            free = host.gpus - gpus_used[host.name]
+            if need > free:
+                raise PlacementError(name, f"it needs {need} GPU(s) and host {host.name} has {free} free")
+            out.append(take(pod, host, peas, need, host_key))
+        elif hosts_key:
+            pattern = ",".join(hosts_key) if isinstance(hosts_key, list) else str(hosts_key)
+            try:
+                candidates = inventory.select(pattern)
+            except BadInput as exc:
+                raise PlacementError(name, str(exc)) from exc
+            if not candidates:
+                raise PlacementError(name, f"no host matches {pattern!r}")
+            fitting = [h for h in candidates if h.gpus - gpus_used[h.name] >= need]
+            if not fitting:
+                free = ", ".join(f"{h.name}={h.gpus - gpus_used[h.name]}" for h in candidates)
+                raise PlacementError(name, f"it needs {need} GPU(s) on one host; free GPUs in {pattern!r}: {free}")
+            best = min(fitting, key=lambda h: (load[h.name], order[h.name]))
+            out.append(take(pod, best, peas, need, pattern))
+        else:
+            out.append(Assignment(pod=name, host=None, target=None, peas=peas))
+    return Placement(tuple(out))
+
+
+def apply(flow: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
+    """The concrete Flow mapping: placed Pods get ``host: address:port``, ``hosts:`` is dropped."""
+    concrete = {k: v for k, v in flow.items() if k not in ("pods", "executors")}
+    pods = []
+    for spec in pod_specs(flow):
+        spec = {k: v for k, v in spec.items() if k != "hosts"}
+        a = placement[spec["name"]]
+        if a.target:
+            spec["host"] = a.target
+        else:
+            spec.pop("host", None)
+        if a.gpu_ids:
+            env = dict(spec.get("env") or {})
+            env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in a.gpu_ids))
+            spec["env"] = env
+        pods.append(spec)
+    concrete["pods"] = pods
+    return concrete

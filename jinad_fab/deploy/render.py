@@ -1,0 +1,216 @@
+"""Render what jinad-fab would use: concrete Flow YAML for an inventory, the jinad service unit.
+
+Templates render in Jinja2's immutable sandbox with ``StrictUndefined``: a template reads only
+the variables it is given, a missing one is an error (never an empty string), and user data is
+always a variable, never template source - except a Flow file that is itself a template, which
+renders in the same sandbox. Autoescape is off: nothing rendered here is HTML. YAML is read with
+a safe loader; local tags (``!Flow``, executor tags) are carried through unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import getpass
+import importlib.metadata
+import json
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+import yaml
+
+from ..errors import BadConfig
+from . import assets
+from .inventory import Host, Inventory
+from .placement import Placement, apply, place, pod_specs
+
+FLOW_TEMPLATE = "flow.yml.j2"
+UNIT_TEMPLATE = ("roles", "jinad", "templates", "jinad.service.j2")
+ROLE_DEFAULTS = ("roles", "jinad", "defaults", "main.yml")
+
+
+# ---- YAML that keeps local tags ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Tagged:
+    """A YAML node with a local tag (``!Flow``), kept so the rendered YAML has it too."""
+
+    tag: str
+    value: Any
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_tagged(loader: _Loader, suffix: str, node: yaml.Node) -> Tagged:
+    if isinstance(node, yaml.MappingNode):
+        value: Any = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return Tagged("!" + suffix, value)
+
+
+_Loader.add_multi_constructor("!", _construct_tagged)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_tagged(dumper: _Dumper, data: Tagged) -> yaml.Node:
+    if isinstance(data.value, Mapping):
+        return dumper.represent_mapping(data.tag, data.value)
+    if isinstance(data.value, list):
+        return dumper.represent_sequence(data.tag, data.value)
+    return dumper.represent_scalar(data.tag, str(data.value))
+
+
+_Dumper.add_representer(Tagged, _represent_tagged)
+
+
+def load_yaml(text: str, what: str = "YAML") -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise BadConfig(f"invalid {what}: {exc}") from exc
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+# ---- the sandbox -------------------------------------------------------------------------------
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, sort_keys=indent is not None, default=str)
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        loader=jinja2.FunctionLoader(_load_template),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(to_yaml=dump_yaml, to_json=_to_json, to_nice_json=lambda v: _to_json(v, indent=4))
+    return env
+
+
+def _load_template(name: str) -> tuple[str, None, Any]:
+    parts = tuple(name.split("/")) if "/" in name else ("templates", name)
+    return assets.read_text(*parts), None, lambda: False
+
+
+def render_template(name: str, context: Mapping[str, Any]) -> str:
+    """Render a shipped template (``flow.yml.j2`` or ``roles/jinad/templates/...``)."""
+    try:
+        return environment().get_template(name).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise BadConfig(f"template {name}: {exc.message}") from exc
+    except jinja2.TemplateError as exc:
+        raise BadConfig(f"template {name}: {exc}") from exc
+
+
+def render_string(source: str, context: Mapping[str, Any], what: str = "template") -> str:
+    try:
+        return environment().from_string(source).render(**context)
+    except jinja2.UndefinedError as exc:
+        raise BadConfig(f"{what}: {exc.message}") from exc
+    except jinja2.TemplateError as exc:
+        raise BadConfig(f"{what}: {exc}") from exc
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("jinad-fab")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+# ---- Flow YAML ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedFlow:
+    text: str
+    flow: Any
+    placement: Placement
+
+
+def inventory_context(inventory: Inventory) -> dict[str, Any]:
+    """What a Flow template may read: ``groups`` (name -> host names) and ``hostvars``."""
+    return {
+        "groups": {g: list(hs) for g, hs in inventory.groups.items()},
+        "hostvars": {name: dict(h.vars) for name, h in inventory.hosts.items()},
+    }
+
+
+def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
+                inventory_name: str | None = None) -> RenderedFlow:
+    """Concrete Flow YAML for ``inventory``: placement applied, ``!Flow`` kept, ready for `flow up`."""
+    if "{{" in source or "{%" in source:
+        source = render_string(source, inventory_context(inventory), what=what)
+    data = load_yaml(source, what)
+    tagged = isinstance(data, Tagged)
+    body = data.value if tagged else data
+    if not isinstance(body, Mapping):
+        raise BadConfig(f"{what}: expected a mapping (`!Flow` with `pods:`)")
+    placement = place(pod_specs(body), inventory)
+    concrete = apply(body, placement)
+    flow = Tagged(data.tag, concrete) if tagged else concrete
+    text = render_template(FLOW_TEMPLATE, {
+        "flow": flow,
+        "placement": [a.as_dict() for a in placement],
+        "inventory": inventory_name or (str(inventory.source) if inventory.source else "(inline)"),
+        "version": _version(),
+    })
+    # what we print must load again, or `flow up` would ship something broken
+    load_yaml(text, f"rendered {what}")
+    return RenderedFlow(text=text, flow=flow, placement=placement)
+
+
+# ---- the jinad unit ----------------------------------------------------------------------------
+
+
+def _controller_facts() -> dict[str, Any]:
+    """The few facts the local inventory refers to, for hosts reached with connection=local."""
+    return {"user_id": getpass.getuser(), "user_gid": os.getgid(), "user_dir": str(pathlib.Path.home())}
+
+
+def host_vars_for_role(host: Host) -> dict[str, Any]:
+    """The jinad role's defaults overlaid with ``host``'s vars, ``{{ refs }}`` resolved where they
+    can be (a lookup that only Ansible can run, like the token's, is left alone)."""
+    defaults = load_yaml(assets.read_text(*ROLE_DEFAULTS), "jinad role defaults") or {}
+    merged: dict[str, Any] = {**defaults, **dict(host.vars), "inventory_hostname": host.name}
+    if host.connection == "local":
+        merged.setdefault("ansible_facts", _controller_facts())
+    for _ in range(5):  # references nest a few levels (jinad_venv -> jinad_install_dir -> facts)
+        changed = False
+        for key, value in list(merged.items()):
+            if isinstance(value, str) and "{{" in value:
+                try:
+                    rendered = environment().from_string(value).render(**merged)
+                except jinja2.TemplateError:
+                    continue
+                if rendered != value:
+                    merged[key], changed = rendered, True
+        if not changed:
+            break
+    return merged
+
+
+def render_unit(host: Host) -> str:
+    """The systemd unit the jinad role installs on ``host``."""
+    return render_template("/".join(UNIT_TEMPLATE), host_vars_for_role(host))
