@@ -1,4 +1,4 @@
-"""Throughput and latency of local Flows of pass-through Pods.
+"""Throughput and latency of Flows of pass-through Pods, local and created through a local jinad.
 
     python benchmarks/flow_throughput.py [--quick]
 
@@ -11,8 +11,12 @@ Documents are built before the clock starts; the clock covers send -> all answer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import httpx
@@ -23,6 +27,33 @@ from rich.table import Table
 from jinad_fab import Document, DocumentArray, Flow
 
 REFERENCE = {"text": 53_000, "embedding": 40_000, "p50_ms": 1.8, "p99_ms": 2.9, "http": 5_500}
+REMOTE_REFERENCE = {"text": 39_000, "p50_ms": 3.1}  # real Jina 1.3.1 through JinaD, same machine
+
+
+@contextlib.contextmanager
+def local_daemon():
+    """A real `jinad` on a free loopback port with a throw-away home."""
+    with tempfile.TemporaryDirectory(prefix="jinad-bench-") as home:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "jinad_fab.cli.daemon", "--port", str(port), "--home", home,
+                                 "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/alive", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("jinad did not start")
+                time.sleep(0.1)
+            yield f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(15)
 
 
 def make_docs(n: int, kind: str) -> DocumentArray:
@@ -107,6 +138,16 @@ def main() -> None:
                         f"{REFERENCE['p50_ms']} / {REFERENCE['p99_ms']}")
             p50, p99 = latency_http(f, lat_n)
             lat.add_row(str(pods), "http", f"{p50:.2f}", f"{p99:.2f}", "-")
+    with local_daemon() as host:
+        f = Flow(quiet_remote_logs=True).add(name="r0", uses="_pass", host=host).add(name="r1", uses="_pass",
+                                                                                    host=host)
+        with f:
+            for n in sizes:
+                rate = throughput(f, make_docs(n, "text"))
+                table.add_row("2 remote", f"{n:,}", "text", "native", f"{rate:,.0f}",
+                              f"{rate / REMOTE_REFERENCE['text']:.1f}x (JinaD)")
+            p50, p99 = latency_native(f, lat_n)
+            lat.add_row("2 remote", "native", f"{p50:.2f}", f"{p99:.2f}", f"{REMOTE_REFERENCE['p50_ms']} / - (JinaD)")
     console = Console()
     console.print(table)
     console.print(lat)
