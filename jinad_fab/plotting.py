@@ -15,12 +15,12 @@ from .errors import JinadFabError
 if TYPE_CHECKING:
     from .document import Document
 
-__all__ = ["document_svg", "render_svg", "label"]
+__all__ = ["document_svg", "render_svg", "label", "load_graphviz"]
 
 _MAX_NODES = 500
 
 
-def _graphviz() -> Any:
+def load_graphviz() -> Any:
     try:
         import graphviz
     except ImportError as exc:
@@ -30,13 +30,13 @@ def _graphviz() -> Any:
 
 def label(*lines: str) -> str:
     """A node label of several lines, each escaped so user text is drawn as written."""
-    gv = _graphviz()
+    gv = load_graphviz()
     return "\\n".join(str(gv.escape(line)) for line in lines if line)
 
 
 def render_svg(graph: Any, path: str | os.PathLike | None = None) -> str:
     """Run `dot` on a graphviz graph; write the SVG to `path` if given and return its text."""
-    gv = _graphviz()
+    gv = load_graphviz()
     try:
         svg = graph.pipe(format="svg", encoding="utf-8")
     except gv.ExecutableNotFound as exc:
@@ -81,7 +81,7 @@ def _doc_label(doc: Document) -> str:
 
 def document_svg(doc: Document, path: str | os.PathLike | None = None) -> str:
     """Draw a Document and, recursively, its chunks (solid edges) and matches (dashed, with scores)."""
-    gv = _graphviz()
+    gv = load_graphviz()
     g = gv.Digraph("document", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
                    node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#eef4fb",
                               "fontname": "Helvetica", "fontsize": "10"},

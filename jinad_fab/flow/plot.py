@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..plotting import _graphviz, label, render_svg
+from ..plotting import label, load_graphviz, render_svg
 
 if TYPE_CHECKING:
     from .builder import Flow
@@ -24,7 +24,7 @@ def _uses_name(uses: Any) -> str:
 
 
 def flow_svg(flow: Flow, path: str | os.PathLike | None = None) -> str:
-    gv = _graphviz()
+    gv = load_graphviz()
     g = gv.Digraph("flow", graph_attr={"rankdir": "LR", "fontname": "Helvetica", "compound": "true"},
                    node_attr={"shape": "box", "style": "rounded,filled", "fillcolor": "#eef4fb",
                               "fontname": "Helvetica", "fontsize": "10"},
