@@ -91,21 +91,20 @@ def _normalise(E: np.ndarray) -> np.ndarray:
 
 
 def fit_tfidf(texts: Sequence[str], dim: int, path: str) -> dict[str, Any]:
-    """Fit word and character TF-IDF on `texts`, reduce to `dim` with a truncated SVD (LSA); save
-    vocabularies, idf weights and the SVD basis as JSON + ``.npz`` next to `path`."""
-    from sklearn.decomposition import TruncatedSVD
+    """Fit word and character TF-IDF on `texts` and reduce to `dim` with an SVD (LSA); save the
+    vocabularies as JSON and the idf weights and SVD basis as ``.npz``, both next to `path`.
 
+    The SVD is numpy's on the dense matrix: right for a corpus of some thousands of texts."""
     vecs = _vectorizers()
-    M = _tfidf(vecs, texts, fit=True)
-    dim = int(min(dim, M.shape[1] - 1, len(texts) - 1))
-    svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=7, random_state=0).fit(M)
+    M = _tfidf(vecs, texts, fit=True).toarray()
+    _, s, vt = np.linalg.svd(M, full_matrices=False)
+    dim = int(min(dim, len(s)))
     vocab = [{t: int(i) for t, i in v.vocabulary_.items()} for v in vecs]
     with open(path + ".json", "w", encoding="utf-8") as fh:
         json.dump({"vocabulary": vocab}, fh, ensure_ascii=False)
-    np.savez(path + ".npz", idf_word=vecs[0].idf_, idf_char=vecs[1].idf_,
-             components=svd.components_.astype(np.float32))
+    np.savez(path + ".npz", idf_word=vecs[0].idf_, idf_char=vecs[1].idf_, components=vt[:dim].astype(np.float32))
     return {"dim": dim, "features": int(M.shape[1]),
-            "explained_variance": float(svd.explained_variance_ratio_.sum())}
+            "explained_variance": float((s[:dim] ** 2).sum() / max((s ** 2).sum(), 1e-12))}
 
 
 class TextModel:

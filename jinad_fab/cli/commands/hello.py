@@ -113,7 +113,7 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--workdir", default="hello-chat", show_default=True, type=click.Path(file_okay=False),
               help="Where the fitted text model and the index go (created if missing).")
-@click.option("--dim", default=256, show_default=True, type=click.IntRange(2, 2048),
+@click.option("--dim", default=128, show_default=True, type=click.IntRange(2, 2048),
               help="Dimensions the TF-IDF vectors are reduced to.")
 @click.option("--shards", default=2, show_default=True, type=click.IntRange(1, 16), help="Shards of the index Pod.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ready line as JSON (url, counts, timings).")
@@ -135,7 +135,7 @@ def chat(port: int, host: str, workdir: str, dim: int, shards: int, as_json: boo
             Console(highlight=False).print(
                 f"{info['pairs']} questions indexed in {info['timings']['total']:.1f} s.\n"
                 f"Open [bold]{info['url']}[/bold] and ask something, e.g. \"how do I start a flow on a gpu host?\"\n"
-                f"JSON API: curl -s -XPOST {info['url']}search -d '{{\"data\":[{{\"text\":\"install\"}}]}}'\n"
+                f"JSON API: POST {info['url']}search with {{\"data\": [{{\"text\": \"...\"}}]}}\n"
                 "Ctrl-C stops it.")
         sys.stdout.flush()
 
