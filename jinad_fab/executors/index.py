@@ -80,6 +80,10 @@ class IndexExecutor(Executor):
         if row_block % group_size or _ROW_ALIGN % group_size:
             raise BadConfig(f"_index: row_block must be a multiple of group_size, and group_size must "
                             f"divide {_ROW_ALIGN}")
+        if int(self.runtime_args.get("parallel") or 1) > 1:
+            # replicas would share one SQLite file but each keep its own matrix, and drift apart
+            raise BadConfig("_index cannot run with parallel > 1: its replicas would not see each other's "
+                            "writes; use shards=N to spread Documents over several Peas")
         self.metric = metric
         self.default_top_k = int(top_k)
         self._qb, self._rb, self._gs = int(query_block), int(row_block), int(group_size)
@@ -176,9 +180,12 @@ class IndexExecutor(Executor):
         X = self._check_matrix(X, ids)
         blobs = _row_bytes(X)
         payload = docs if docs is not None else [None] * len(ids)
-        with self._db:
+        with self._db:  # the first Documents also fix the dimension, in the same transaction
+            if self.dim is None:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(X.shape[1]),))
             self._db.executemany("INSERT INTO docs (id, embedding, doc) VALUES (?, ?, ?)",
                                  zip(ids, blobs, payload))
+        self.dim = X.shape[1]
         start = self._n
         self._reserve(start + len(ids))
         self._set_rows(slice(start, start + len(ids)), X)
@@ -390,17 +397,15 @@ class IndexExecutor(Executor):
         if not finite.all():
             bad = docs[int(np.argmin(finite))].id
             raise BadDocument("embedding holds NaN or infinity (or overflows float32)", bad)
-        if self.dim is None and what == "embedding":
-            self._set_dim(dim)
         return X
 
     def _check_matrix(self, X: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or len(X) != len(ids):
             raise BadInput(f"expected a ({len(ids)}, dim) matrix of embeddings, got shape {X.shape}")
-        if self.dim is None:
-            self._set_dim(X.shape[1])
-        if X.shape[1] != self.dim:
+        if X.shape[1] == 0:
+            raise BadInput("embeddings must have at least one dimension")
+        if self.dim is not None and X.shape[1] != self.dim:
             raise BadInput(f"embeddings have dimension {X.shape[1]}, the index holds dimension {self.dim}")
         return X
 

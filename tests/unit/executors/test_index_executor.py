@@ -316,3 +316,17 @@ def test_a_kill_in_the_middle_of_writing_leaves_whole_requests(tmp_path):
         assert d[:, 0].tolist() == [0.0, 0.0, 0.0]
     finally:
         ex.close()
+
+
+def test_a_refused_first_request_does_not_fix_the_dimension(make):
+    ex = make()
+    with pytest.raises(BadDocument, match="'odd'.*JSON-serialisable"):
+        ex.index(docs=DocumentArray([Document(id="odd", embedding=[1, 2], tags={"x": object()})]))
+    assert ex.dim is None and len(ex) == 0
+    ex.index(docs=DocumentArray([Document(id="ok", embedding=[1, 2, 3])]))
+    assert ex.dim == 3
+
+
+def test_replicas_are_refused_in_favour_of_shards(tmp_path):
+    with pytest.raises(BadConfig, match="parallel > 1.*shards"):
+        load_executor("_index", uses_metas={"workspace": str(tmp_path)}, runtime_args={"parallel": 2})
