@@ -98,6 +98,34 @@ def load(root: pathlib.Path) -> JinadConfig:
         raise BadConfig(".jinad is not UTF-8 text") from exc
 
 
+def check_requirements(text: str) -> str:
+    """The requirements a workspace image installs: plain specifiers and comments only.
+
+    pip options (``--index-url``, ``-e``, ``-r``), paths and URLs are refused: they would make the
+    daemon host fetch from wherever an upload says. Returns the requirements, one per line.
+    """
+    kept = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.split(" #", 1)[0].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith(("-", ".", "/")) or "://" in stripped:
+            raise BadConfig(
+                f"requirements line {number} ({stripped!r}): only package specifiers are allowed, "
+                "not pip options, paths or URLs"
+            )
+        kept.append(stripped)
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def read_requirements(root: pathlib.Path, config: JinadConfig) -> str:
+    """The checked requirements of the workspace at ``root`` (``""`` when it has none)."""
+    path = root / config.requirements
+    if not path.is_file():
+        return ""
+    return check_requirements(path.read_text(encoding="utf-8", errors="replace"))
+
+
 def _unquote(value: str) -> str:
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":

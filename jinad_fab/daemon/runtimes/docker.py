@@ -201,13 +201,14 @@ class DockerRuntime(Runtime):
         wheels = scratch / "wheels"
         wheels.mkdir()
         own = wheelhouse.self_wheel(scratch / "self")
-        req_src = workspace.root / config.requirements
         requirements = None
-        if req_src.is_file():
-            checked = wheelhouse.check_requirements(req_src.read_text(encoding="utf-8", errors="replace"))
-            if checked:
-                requirements = wheels / "requirements.txt"
-                requirements.write_text(checked)
+        try:
+            checked = jinadfile.read_requirements(workspace.root, config)
+        except BadConfig as exc:
+            raise BuildError(str(exc)) from exc
+        if checked:
+            requirements = wheels / "requirements.txt"
+            requirements.write_text(checked)
         if self.options.wheelhouse:
             log("jinad", "collecting wheels on the host (binary wheels only)")
             req_copy = None

@@ -31,7 +31,6 @@ DIST_NAME = "jinad-fab"
 PACKAGE = "jinad_fab"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _SKIP = re.compile(r"(^|/)(__pycache__|\.mypy_cache|\.pytest_cache)(/|$)|\.py[co]$")
-_REQUIREMENT_OPTION = re.compile(r"^\s*-")
 
 
 def version() -> str:
@@ -74,23 +73,6 @@ def self_wheel(dest: pathlib.Path) -> pathlib.Path:
             zf.writestr(info, data)
     tmp.replace(target)
     return target
-
-
-def check_requirements(text: str) -> str:
-    """Refuse pip options and URLs in an uploaded requirements file: they would make the daemon
-    host fetch from wherever the upload says. Plain specifiers and comments only."""
-    kept = []
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.split(" #", 1)[0].strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if _REQUIREMENT_OPTION.match(stripped) or "://" in stripped or stripped.startswith((".", "/")):
-            raise BuildError(
-                f"requirements line {number} ({stripped!r}): only package specifiers are allowed, "
-                "not pip options, paths or URLs"
-            )
-        kept.append(stripped)
-    return "\n".join(kept) + ("\n" if kept else "")
 
 
 def fill(
