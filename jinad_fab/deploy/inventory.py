@@ -137,8 +137,12 @@ class Inventory:
 
         for group in direct:
             collect(group)
-        all_hosts = sorted(set(hostvars) | {h for hs in members.values() for h in hs})
-        members["all"] = [h for h in members.get("all", [])] or all_hosts
+        # inventory order: as Ansible lists them under `all`, then any host only in hostvars
+        all_hosts: list[str] = list(members.get("all", []))
+        for group in direct:
+            all_hosts.extend(h for h in members[group] if h not in all_hosts)
+        all_hosts.extend(h for h in hostvars if h not in all_hosts)
+        members["all"] = all_hosts
         host_groups: dict[str, set[str]] = {h: {"all"} for h in all_hosts}
         for group, names in members.items():
             for name in names:
@@ -147,7 +151,7 @@ class Inventory:
             name: Host(name=name, groups=frozenset(host_groups[name]), vars=dict(hostvars.get(name, {})))
             for name in all_hosts
         }
-        groups = {g: tuple(sorted(set(hs))) for g, hs in members.items()}
+        groups = {g: tuple(dict.fromkeys(hs)) for g, hs in members.items()}
         return cls(hosts=hosts, groups=groups, source=pathlib.Path(source) if source else None)
 
     @classmethod

@@ -1,0 +1,53 @@
+"""The shipped Ansible content: lint at the production profile, syntax, inventories."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from jinad_fab.deploy import assets
+from jinad_fab.deploy.inventory import Inventory
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def test_ansible_lint_production_profile_passes() -> None:
+    lint = shutil.which("ansible-lint")
+    if lint is None:
+        pytest.fail("ansible-lint is part of the dev extra and must be installed")
+    proc = subprocess.run([lint, "--offline", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+@pytest.mark.parametrize("playbook", assets.PLAYBOOKS)
+@pytest.mark.parametrize("inventory", ["local", "example"])
+def test_playbooks_pass_syntax_check_from_the_shipped_assets(playbook: str, inventory: str) -> None:
+    with assets.assets_dir() as root:
+        proc = subprocess.run(
+            ["ansible-playbook", "--syntax-check", "-i", str(assets.inventory_path(root, inventory)),
+             str(assets.playbook_path(root, playbook))],
+            capture_output=True, text=True, timeout=120,
+            env={"ANSIBLE_CONFIG": str(root / "ansible.cfg"), "PATH": "/usr/bin:/bin:" + str(pathlib.Path(
+                shutil.which("ansible-playbook")).parent)},
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert f"playbook: {root / 'playbooks' / playbook}.yml" in proc.stdout
+
+
+def test_example_inventory_has_gpu_and_cpu_groups_with_gpu_counts() -> None:
+    with assets.assets_dir() as root:
+        inv = Inventory.load(assets.inventory_path(root, "example"))
+    assert [h.name for h in inv.group("gpu")] == ["gpu-1", "gpu-2"]
+    assert [h.name for h in inv.group("cpu")] == ["cpu-1", "cpu-2", "cpu-3"]
+    assert [h.gpus for h in inv.select("all")] == [2, 1, 0, 0, 0]
+    assert inv["gpu-1"].daemon_url == "http://203.0.113.11:8000"
+
+
+def test_local_inventory_is_this_machine_without_ssh() -> None:
+    with assets.assets_dir() as root:
+        inv = Inventory.load(assets.inventory_path(root, "local"))
+    (host,) = inv.select()
+    assert (host.name, host.connection, host.daemon_url) == ("localhost", "local", "http://127.0.0.1:8000")

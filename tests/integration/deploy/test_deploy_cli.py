@@ -1,0 +1,139 @@
+"""`jinad-fab render|hosts|exec|push|logs` through CliRunner against real daemons and a real sshd."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from jinad_fab.cli.main import _register, cli
+
+from .conftest import free_port
+
+FLOW = """!Flow
+version: '1'
+pods:
+  - name: encode
+    uses: Encoder
+    hosts: cpu
+    parallel: 2
+  - name: _index
+    uses: Indexer
+    hosts: gpu
+    gpus: 1
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _commands() -> None:
+    _register()
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def write_inventory(tmp_path: pathlib.Path, hosts: dict[str, dict]) -> str:
+    path = tmp_path / "inventory" / "hosts.yml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"hosts": hosts}}}}))
+    return str(path)
+
+
+def test_render_flow_for_the_example_inventory(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "flow.yml").write_text(FLOW)
+    result = invoke("render", "flow", str(tmp_path / "flow.yml"), "-i", "example")
+    assert result.exit_code == 0, result.output
+    assert "host: 203.0.113.11:8000" in result.output  # _index on gpu-1
+    assert "host: 203.0.113.21:8000" in result.output  # encode on cpu-1
+    as_json = json.loads(invoke("render", "flow", str(tmp_path / "flow.yml"), "-i", "example", "--json").output)
+    assert [(p["pod"], p["host"]) for p in as_json["placement"]] == [("encode", "cpu-1"), ("_index", "gpu-1")]
+
+
+def test_render_flow_that_cannot_be_placed_exits_2_with_the_reason(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "flow.yml").write_text(FLOW.replace("gpus: 1", "gpus: 3"))
+    result = CliRunner().invoke(cli, ["render", "flow", str(tmp_path / "flow.yml"), "-i", "example"])
+    assert result.exit_code == 2
+    assert "cannot place Pod '_index'" in result.output
+
+
+def test_render_unit_for_a_host() -> None:
+    result = invoke("render", "unit", "-i", "example", "-H", "cpu-2")
+    assert result.exit_code == 0
+    assert "ExecStart=/opt/jinad/venv/bin/jinad" in result.output and "[Install]" in result.output
+
+
+def test_hosts_shows_every_daemon_and_exit_codes_follow_failures(tmp_path, jinad) -> None:
+    port, token = jinad
+    dead = free_port()
+    good = {"ansible_connection": "local", "jinad_address": "127.0.0.1", "jinad_port": port, "jinad_token": token}
+    inv = write_inventory(tmp_path, {"up": good})
+    result = invoke("hosts", "-i", inv, "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert row["ok"] and row["value"]["alive"]["version"] and row["value"]["status"]["resources"]["cpu_count"] >= 1
+    assert token not in result.output
+
+    table = invoke("hosts", "-i", inv)
+    assert table.exit_code == 0 and "up" in table.output and "ok" in table.output and token not in table.output
+
+    down = dict(good, jinad_port=dead)
+    inv = write_inventory(tmp_path, {"up": good, "down": down})
+    result = CliRunner().invoke(cli, ["hosts", "-i", inv])
+    assert result.exit_code == 4
+    assert "unreachable: down" in result.output
+
+    inv = write_inventory(tmp_path, {"up": good, "badtoken": dict(good, jinad_token="wrong")})
+    result = CliRunner().invoke(cli, ["hosts", "-i", inv, "--json"])
+    assert result.exit_code == 2
+    rows = {r["host"]: r for r in json.loads(result.output.split("\nError")[0])}
+    assert rows["badtoken"]["status_code"] in (401, 403) and not rows["badtoken"]["unreachable"]
+
+
+def test_hosts_reads_the_token_the_role_generated_next_to_the_inventory(tmp_path, jinad) -> None:
+    port, token = jinad
+    inv = write_inventory(tmp_path, {"up": {"jinad_address": "127.0.0.1", "jinad_port": port}})
+    (tmp_path / "inventory" / "credentials").mkdir()
+    (tmp_path / "inventory" / "credentials" / "jinad_token").write_text(token)
+    result = invoke("hosts", "-i", inv, "--json")
+    assert result.exit_code == 0, result.output
+
+
+def ssh_host(port: int, user: str, key: pathlib.Path) -> dict:
+    return {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": user,
+            "ansible_ssh_private_key_file": str(key)}
+
+
+def test_exec_push_logs_over_real_ssh_with_per_host_results(tmp_path, sshd) -> None:
+    port, user, key = sshd
+    marker = tmp_path / "remote" / "marker.txt"
+    inv = write_inventory(tmp_path, {"s1": ssh_host(port, user, key), "s2": ssh_host(port, user, key)})
+
+    result = invoke("exec", "-i", inv, "--json", "-p", "1", "echo hello-$((6*7)); hostname >/dev/null")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["host"], r["exit_code"], r["stdout"].strip()) for r in rows] == [("s1", 0, "hello-42"), ("s2", 0, "hello-42")]
+
+    src = tmp_path / "payload.txt"
+    src.write_text("payload\n")
+    result = invoke("push", "-i", inv, "-g", "s1", "--mode", "0600", str(src), str(marker))
+    assert result.exit_code == 0, result.output
+    assert marker.read_text() == "payload\n" and (marker.stat().st_mode & 0o777) == 0o600
+
+    log = tmp_path / "jinad.log"
+    log.write_text("".join(f"line {i}\n" for i in range(10)))
+    inv = write_inventory(tmp_path, {"s1": {**ssh_host(port, user, key), "jinad_log_file": str(log)}})
+    result = invoke("logs", "-i", inv, "-n", "2")
+    assert result.exit_code == 0, result.output
+    assert "s1 | line 8" in result.output and "s1 | line 9" in result.output and "line 7" not in result.output
+
+    inv = write_inventory(tmp_path, {"s1": ssh_host(port, user, key), "gone": ssh_host(free_port(), user, key)})
+    result = CliRunner().invoke(cli, ["exec", "-i", inv, "--connect-timeout", "3", "true"])
+    assert result.exit_code == 4 and "unreachable: gone" in result.output
+    result = CliRunner().invoke(cli, ["exec", "-i", inv, "--connect-timeout", "3", "--json", "exit 3"])
+    assert result.exit_code == 2
+    rows = {r["host"]: r for r in json.loads(result.output.split("\nError")[0])}
+    assert rows["s1"]["exit_code"] == 3 and rows["gone"]["unreachable"]

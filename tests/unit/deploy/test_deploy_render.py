@@ -1,0 +1,120 @@
+"""Sandboxed rendering: concrete Flow YAML, the unit file, and what the sandbox refuses."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from jinad_fab.deploy import assets
+from jinad_fab.deploy.inventory import Inventory
+from jinad_fab.deploy.render import Tagged, load_yaml, render_flow, render_string, render_unit
+from jinad_fab.errors import BadConfig
+
+INV = Inventory.from_ansible_json({
+    "_meta": {"hostvars": {
+        "gpu-1": {"ansible_host": "10.9.0.11", "jinad_gpus": 1, "jinad_runtimes": ["process", "docker"]},
+        "cpu-1": {"ansible_host": "10.9.0.21", "jinad_port": 8100, "jinad_home": "/srv/jinad"},
+    }},
+    "gpu": {"hosts": ["gpu-1"]},
+    "cpu": {"hosts": ["cpu-1"]},
+})
+
+FLOW = """!Flow
+version: '1'
+with:
+  protocol: http
+pods:
+  - name: encode
+    uses: Encoder
+    hosts: cpu
+  - name: _index
+    uses: Indexer
+    hosts: gpu
+    gpus: 1
+    needs: encode
+"""
+
+
+def test_render_flow_places_pods_and_keeps_the_flow_tag() -> None:
+    rendered = render_flow(FLOW, INV, inventory_name="test")
+    assert rendered.text.startswith("# Concrete Flow rendered by jinad-fab")
+    assert "#   _index -> gpu-1 (GPUs 0)" in rendered.text
+    data = load_yaml(rendered.text)
+    assert isinstance(data, Tagged) and data.tag == "!Flow"
+    pods = {p["name"]: p for p in data.value["pods"]}
+    assert pods["encode"] == {"name": "encode", "uses": "Encoder", "host": "10.9.0.21:8100"}
+    assert pods["_index"]["host"] == "10.9.0.11:8000"
+    assert pods["_index"]["env"] == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert pods["_index"]["needs"] == "encode"
+
+
+def test_rendered_flow_is_accepted_by_the_flow_loader() -> None:
+    from jinad_fab.flow.yaml import flow_from_dict
+
+    text = render_flow(FLOW, INV).text
+    data = yaml.load(text, Loader=_FlowTagLoader)  # noqa: S506 - a SafeLoader subclass
+    flow = flow_from_dict(data)
+    assert flow.pods["_index"]["host"] == "10.9.0.11:8000"
+    assert flow.pods["encode"]["host"] == "10.9.0.21:8100"
+
+
+class _FlowTagLoader(yaml.SafeLoader):
+    pass
+
+
+_FlowTagLoader.add_constructor("!Flow", lambda loader, node: loader.construct_mapping(node, deep=True))
+
+
+def test_a_flow_file_may_itself_be_a_template_over_the_inventory() -> None:
+    source = "version: '1'\npods:\n  - name: a\n    host: {{ groups.cpu[0] }}\n"
+    data = load_yaml(render_flow(source, INV).text)
+    assert data["pods"][0]["host"] == "10.9.0.21:8100"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ groups.__class__.__init__.__globals__ }}",
+        "{% set x = groups.pop('cpu') %}",  # immutable sandbox: no mutating the context
+    ],
+)
+def test_the_sandbox_refuses_unsafe_templates(source: str) -> None:
+    with pytest.raises(BadConfig):
+        render_string(source, {"groups": {"cpu": ["a"]}})
+
+
+def test_undefined_variables_are_errors_not_empty_strings() -> None:
+    with pytest.raises(BadConfig, match="'nope' is undefined"):
+        render_string("host: {{ nope }}", {})
+    with pytest.raises(BadConfig, match="no attribute 'tpu'"):
+        render_flow("pods:\n  - name: a\n    host: {{ groups.tpu[0] }}\n", INV)
+
+
+def test_yaml_is_loaded_safely() -> None:
+    with pytest.raises(BadConfig):
+        load_yaml("!!python/object/apply:os.system ['true']")
+
+
+def test_unit_uses_role_defaults_and_host_vars() -> None:
+    unit = render_unit(INV["gpu-1"])
+    assert "ExecStart=/opt/jinad/venv/bin/jinad" in unit
+    assert "EnvironmentFile=/var/lib/jinad/jinad.env" in unit
+    assert "SupplementaryGroups=docker" in unit  # the docker runtime is offered there
+    cpu = render_unit(INV["cpu-1"])
+    assert "WorkingDirectory=/srv/jinad" in cpu and "on port 8100" in cpu
+    assert "docker" not in cpu
+
+
+def test_every_shipped_asset_is_found_through_importlib_resources() -> None:
+    for name in assets.PLAYBOOKS:
+        assert assets.exists("playbooks", f"{name}.yml")
+    for role in ("jinad", "docker_engine", "nvidia_toolkit"):
+        for part in ("defaults/main.yml", "tasks/main.yml", "meta/main.yml", "meta/argument_specs.yml", "README.md"):
+            assert assets.exists("roles", role, *part.split("/")), (role, part)
+    assert assets.exists("templates", "flow.yml.j2")
+    assert "roles_path" in assets.read_text("ansible.cfg")
+    with assets.assets_dir() as root:
+        assert (root / "inventories" / "local" / "hosts.yml").is_file()
+        with pytest.raises(assets.AssetNotFound):
+            assets.playbook_path(root, "../../etc/passwd")
