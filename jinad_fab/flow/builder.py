@@ -80,7 +80,9 @@ class Flow:
         self._monitor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._client: Client | None = None
-        self.remote = None  # remote Pods support, set up by flow.remote_pods when a Pod has host=
+        # fork Peas instead of starting interpreters: only for a process that is nothing but this Flow
+        # (what `python -m jinad_fab.runtime flow` is), never inside a user's program
+        self._fork = False
 
     # ---- building ----
     def _copy(self) -> Flow:
@@ -251,7 +253,7 @@ class Flow:
             env.update(spec.get("env") or {})
             if env:
                 args["env"] = env
-            pods[name] = Pod(args)
+            pods[name] = Pod(args, fork=self._fork)
             parts_out[name] = pods[name].out_parts
         leaves = self._leaves()
         gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": sum(parts_out[n] for n in leaves)}
@@ -262,7 +264,7 @@ class Flow:
         if self.args.get("port_expose"):
             gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
         gateway = RuntimeProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
-                                 log_json=bool(self.args.get("log_json")))
+                                 log_json=bool(self.args.get("log_json")), fork=self._fork)
         deadline = time.monotonic() + float(self.args["timeout_ready"])
         started = time.monotonic()
         local = [p for p in pods.values() if isinstance(p, Pod)]

@@ -26,6 +26,10 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
         if not path:
             raise JinadFabError("flow needs --yaml FILE")
         flow = load_flow(path)
+        from ..runtime import gateway, pea  # noqa: F401 - loaded once, inherited by every forked child
+
+        gateway.preload()
+        flow._fork = True
         if host:
             flow.args["host"] = host
         if log_json:

@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if ns.kind == "pod":
         from .host import run_pod
 
+        if ns.log_json:
+            args["log_json"] = True
         return run_pod(args, report, ns.die_with_parent)
     # A Flow sits above the runtime layer; this process entry point is an edge (like a CLI), so it
     # reaches the Flow by name instead of importing upward.

@@ -251,6 +251,13 @@ def _http_app(router: _Router, ctx: zmq.Context, name: str, static_dir: str | No
     return Starlette(routes=routes)
 
 
+def preload() -> None:
+    """Import what a Gateway needs, so processes forked later start serving at once."""
+    import starlette.applications  # noqa: F401
+    import starlette.staticfiles  # noqa: F401
+    import uvicorn  # noqa: F401
+
+
 def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
     """Entry point of a Gateway process."""
     import uvicorn

@@ -32,7 +32,10 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     ctx = make_context()
     pod = None
     try:
-        pod = Pod({k: v for k, v in args.items() if k not in ("targets", "port_ctrl")}, die_with_parent=True)
+        from . import pea  # noqa: F401 - loaded once here, inherited by every forked Pea
+
+        pod = Pod({k: v for k, v in args.items() if k not in ("targets", "port_ctrl")}, die_with_parent=True,
+                  fork=True)
         pod.start()
         pod.wait_ready(time.monotonic() + float(args.get("timeout_ready") or 60))
         host = args.get("host") or "127.0.0.1"

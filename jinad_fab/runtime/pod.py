@@ -43,8 +43,9 @@ def validate_pod_args(args: dict) -> dict:
 class Pod:
     """Starts, wires and stops the Peas of one Pod (in the caller's process tree)."""
 
-    def __init__(self, args: dict, *, die_with_parent: bool = True):
+    def __init__(self, args: dict, *, die_with_parent: bool = True, fork: bool = False):
         self.args = validate_pod_args(args)
+        self.fork = fork
         self.name: str = self.args["name"]
         self.parallel: int = self.args.get("parallel", 1)
         self.shards: int = self.args.get("shards", 1)
@@ -94,14 +95,15 @@ class Pod:
                          "route": {"polling": {**DEFAULT_POLLING, **(self.args.get("polling") or {})}
                                    if self.shards > 1 else {"*": "all"}}}
             self.head = RuntimeProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,
-                                       die_with_parent=self.die_with_parent, log_json=log_json)
+                                       die_with_parent=self.die_with_parent, log_json=log_json, fork=self.fork)
         inner_parts = 1 if self.needs_head else self.num_parts
         for s in range(self.shards):
             row = []
             for r in range(self.parallel):
                 pa = self._pea_args(s if self.shards > 1 else None, r, inner_parts)
                 row.append(RuntimeProcess("pea", pa, label=pa["name"], env=env, cwd=cwd,
-                                          die_with_parent=self.die_with_parent, log_json=log_json))
+                                          die_with_parent=self.die_with_parent, log_json=log_json,
+                                          fork=self.fork))
             self.peas.append(row)
         for p in self.processes:
             p.start()
