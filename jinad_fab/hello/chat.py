@@ -56,6 +56,8 @@ def check_port(host: str, port: int) -> None:
     """Fail before starting anything when the port is taken (the Gateway would fail later, slower)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        # like the Gateway's own listener: connections in TIME_WAIT from an earlier run do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

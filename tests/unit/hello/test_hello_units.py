@@ -1,0 +1,174 @@
+"""hello: the pure pieces (data split, PNG writer, metrics, encoders, placement, report, corpus)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from jinad_fab import Document, DocumentArray
+from jinad_fab.deploy.inventory import Inventory
+from jinad_fab.hello.chat import corpus_docs, load_corpus
+from jinad_fab.hello.digits import load_digits, split
+from jinad_fab.hello.encoders import ProjectionEncoder, TextModel, fit_projection, fit_tfidf
+from jinad_fab.hello.evaluate import precision_recall, random_baseline
+from jinad_fab.hello.placement import PodPlan, flow_add_args, plan
+from jinad_fab.hello.png import digit_data_uri, png_bytes
+from jinad_fab.hello.report import render_report
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (crc,) = struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        chunks.setdefault(kind, b"")
+        chunks[kind] += body
+        pos += 12 + n
+    w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, colour) == (8, 0)
+    raw = zlib.decompress(chunks[b"IDAT"])
+    rows = [raw[r * (w + 1):(r + 1) * (w + 1)] for r in range(h)]
+    assert all(row[0] == 0 for row in rows)
+    return np.array([list(row[1:]) for row in rows], dtype=np.uint8)
+
+
+def test_png_round_trip():
+    img = np.arange(8 * 5, dtype=np.uint8).reshape(5, 8) * 6
+    assert np.array_equal(_decode_png(png_bytes(img)), img)
+    assert digit_data_uri(np.zeros((8, 8))).startswith("data:image/png;base64,")
+
+
+def test_digits_are_bundled_and_split_deterministically():
+    d = load_digits()
+    assert d.images.shape == (1797, 8, 8) and set(d.labels.tolist()) == set(range(10))
+    a, b = split(1797, 200, seed=3), split(1797, 200, seed=3)
+    assert np.array_equal(a.queries, b.queries) and np.array_equal(a.index, b.index)
+    assert len(a.queries) == 200 and len(a.index) == 1597
+    assert not set(a.queries.tolist()) & set(a.index.tolist())
+    assert not np.array_equal(split(1797, 200, seed=4).queries, a.queries)
+
+
+def test_precision_recall_and_baseline():
+    index_labels = np.array([0, 0, 0, 1, 1, 1, 1, 2])
+    m = precision_recall(np.array([0, 1]), [[0, 0, 1], [1, 2, 2]], index_labels, k=3)
+    assert m["precision@3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert m["recall@3"] == pytest.approx((2 / 3 + 1 / 4) / 2)
+    assert m["precision@1"] == 1.0
+    labels = np.repeat(np.arange(10), 100)
+    base = random_baseline(labels[:300], labels, k=10, seed=0)
+    assert 0.05 < base["precision@10"] < 0.15
+
+
+def test_projection_encoder_embeds_blobs(tmp_path):
+    d = load_digits()
+    path = str(tmp_path / "p.npz")
+    info = fit_projection(d.images[:500].reshape(500, -1), 16, path)
+    assert info["dim"] == 16 and 0.5 < info["explained_variance"] <= 1.0
+    enc = ProjectionEncoder(model=path)
+    docs = DocumentArray(Document(blob=img) for img in d.images[:4])
+    enc.encode(docs)
+    assert docs.embeddings.shape == (4, 16)
+    with pytest.raises(ValueError, match="no blob"):
+        enc.encode(DocumentArray([Document(text="x")]))
+
+
+def test_text_model_finds_paraphrases(tmp_path):
+    pairs = load_corpus()
+    questions = [p["question"] for p in pairs]
+    info = fit_tfidf(questions, 128, str(tmp_path / "m"))
+    assert info["dim"] == 128
+    model = TextModel(str(tmp_path / "m"))
+    E = model.encode(questions)
+    assert np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
+    want = {"what's a pea": "What is a Pea?", "provisioning my servers": "How do I provision my hosts?"}
+    best = (model.encode(list(want)) @ E.T).argmax(axis=1)
+    assert [questions[i] for i in best] == list(want.values())
+
+
+def test_corpus_is_a_few_hundred_distinct_pairs():
+    pairs = load_corpus()
+    assert len(pairs) >= 200
+    assert len({p["id"] for p in pairs}) == len(pairs)
+    assert len({p["question"].lower() for p in pairs}) == len(pairs)
+    assert all(p["question"].strip() and p["answer"].strip() and p["topic"] for p in pairs)
+    docs = corpus_docs(pairs[:3])
+    assert docs[0].text == pairs[0]["question"] and docs[0].tags["answer"] == pairs[0]["answer"]
+
+
+def _inventory(gpu: dict, cpu: dict, local: bool = False) -> Inventory:
+    hostvars = {h: {"ansible_host": "127.0.0.1", "jinad_port": 1} for h in [*gpu, *cpu]}
+    if local:
+        for v in hostvars.values():
+            v["ansible_connection"] = "local"
+    return Inventory.from_ansible_json({
+        "_meta": {"hostvars": hostvars},
+        "all": {"children": ["gpu", "cpu"]},
+        "gpu": {"hosts": list(gpu)},
+        "cpu": {"hosts": list(cpu)},
+    })
+
+
+def test_placement_encoders_on_gpu_index_on_cpu():
+    inv = _inventory({"g1": 1}, {"c1": 1, "c2": 1})
+    hp = plan(inv, [PodPlan("encoder", ("gpu", "cpu"), parallel=2), PodPlan("index", ("cpu",), shards=2)])
+    assert hp.host_of("encoder") == "g1" and hp.host_of("index") == "c1"
+    assert not hp.notes
+    assert flow_add_args(hp, "encoder", ["m.npz"]) == {"host": "127.0.0.1:1", "upload_files": ["m.npz"]}
+    assert [h.name for h in hp.remote_hosts] == ["g1", "c1"]
+
+
+def test_placement_falls_back_and_says_so():
+    inv = _inventory({}, {"c1": 1})
+    hp = plan(inv, [PodPlan("encoder", ("gpu", "cpu")), PodPlan("index", ("cpu",))])
+    assert hp.host_of("encoder") == "c1"
+    assert any("'gpu' group is empty" in n for n in hp.notes)
+
+
+def test_placement_on_this_machine_runs_locally():
+    inv = Inventory.from_ansible_json({"_meta": {"hostvars": {"localhost": {"ansible_connection": "local"}}},
+                                       "all": {"hosts": ["localhost"]}})
+    hp = plan(inv, [PodPlan("encoder", ("gpu", "cpu")), PodPlan("index", ("cpu",))])
+    assert hp.host_of("encoder") == "localhost" and hp.is_local("encoder") and hp.is_local("index")
+    assert flow_add_args(hp, "encoder", ["m.npz"]) == {} and hp.remote_hosts == []
+    assert len(hp.notes) == 2
+
+
+def test_report_escapes_and_inlines():
+    summary = {"top_k": 2, "queries": 1, "index_size": 3, "dim": 4, "shards": 1, "seed": 0,
+               "metrics": {"precision@1": 1.0, "precision@2": 0.5, "recall@2": 0.25},
+               "baseline": {"precision@1": 0.0, "precision@2": 0.0, "recall@2": 0.0},
+               "timings": {"index": 0.1}, "pods": {"enc": {"uses": "<b>x</b>", "peas": 1, "host": "h"}},
+               "notes": ["<script>alert(1)</script>"]}
+    uri = digit_data_uri(np.zeros((8, 8)))
+    rows = [{"id": "q", "label": 3, "uri": uri, "matches": [{"id": "a", "uri": uri, "score": 1.5, "hit": True},
+                                                           {"id": "b", "uri": uri, "score": 2.5, "hit": False}]}]
+    html = render_report(summary, rows, "<svg xmlns='http://www.w3.org/2000/svg'></svg>")
+    assert "<script>alert" not in html and "&lt;script&gt;" in html and "&lt;b&gt;x" in html
+    assert html.count('class="match hit"') == 1 and html.count('class="match miss"') == 1
+    assert 'src="data:image/svg+xml;base64,' in html
+
+
+def test_cli_refuses_bad_input_without_traceback(tmp_path):
+    from jinad_fab.cli.main import _register, cli
+
+    _register()
+    runner = CliRunner()
+    r = runner.invoke(cli, ["hello", "images", "--top-k", "0", "--workdir", str(tmp_path)])
+    assert r.exit_code == 2 and "--top-k" in r.output and "Traceback" not in r.output
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = runner.invoke(cli, ["hello", "images", "--workdir", str(blocker / "sub")])
+    assert r.exit_code == 2, r.output
+    assert "cannot write to the work directory" in r.output and "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    r = runner.invoke(cli, ["hello", "images", "--json", "--top-k", "0"])
+    assert r.exit_code == 2 and not r.output.lstrip().startswith("{")
+    json.dumps(r.output)
