@@ -85,6 +85,9 @@ class LaunchSpec:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     ports: list[int] = dataclasses.field(default_factory=list)
     """Ports the object will listen on, when known in advance (a container runtime publishes them)."""
+    gpus: str | int | list[str] | None = None
+    """GPUs the object asks for: ``"all"``, a count, or device ids (see ``runtimes/gpus.py``).
+    ``docker`` sends the matching DeviceRequest; ``process`` sets ``CUDA_VISIBLE_DEVICES``."""
 
 
 @dataclasses.dataclass

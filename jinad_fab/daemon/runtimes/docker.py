@@ -346,7 +346,10 @@ class DockerRuntime(Runtime):
         for path in volumes:
             if "docker.sock" in path:
                 raise StartError("refusing to mount the Docker socket into a workspace container")
-        requested = _gpus.parse(getattr(spec, "gpus", None) or spec.env.get("JINAD_GPUS"))
+        try:
+            requested = _gpus.parse(spec.gpus)
+        except BadConfig as exc:
+            raise StartError(str(exc)) from exc
         device_requests = None
         gpu_kwargs = _gpus.device_request_kwargs(requested)
         if gpu_kwargs:

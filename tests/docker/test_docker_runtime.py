@@ -1,0 +1,99 @@
+"""The docker runtime on a real engine, without a daemon: the runtime contract, GPU requests, GC."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import uuid
+
+import pytest
+from dockerkit import BASE_IMAGE, leftovers, purge
+
+from jinad_fab.daemon.runtimes.base import LaunchSpec, WorkspaceContext
+from jinad_fab.daemon.runtimes.docker import DockerOptions, DockerRuntime
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration" / "daemon"))
+# The one runtime contract, run here against docker with the locally built base image.
+from test_runtime_contract import (  # noqa: E402
+    test_build_start_status_stop_adopt,  # noqa: F401
+    test_failed_build_raises_build_error,  # noqa: F401
+)
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def runtime(tmp_path, engine, wheelhouse):
+    daemon_id = f"jinad-test-{uuid.uuid4().hex[:12]}"
+    rt = DockerRuntime(tmp_path / "home" / "runtimes" / "docker", DockerOptions(
+        daemon_id=daemon_id, base_image=BASE_IMAGE, pip_args=("--no-index", "--find-links", str(wheelhouse)),
+    ))
+    assert rt.available()
+    yield rt
+    rt.close()
+    purge(engine, daemon_id)
+
+
+def _bare_workspace(tmp_path, engine, rt) -> WorkspaceContext:
+    """A workspace whose 'image' is the base image itself: enough to create containers quickly."""
+    wid = "jworkspace-" + uuid.uuid4().hex
+    network = rt._ensure_network(wid)
+    return WorkspaceContext(id=wid, root=tmp_path, env_dir=tmp_path / "env",
+                            build_info={"image": BASE_IMAGE, "network": network, "user": None})
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"),
+    [
+        ("all", {"Driver": "nvidia", "Count": -1, "DeviceIDs": [], "Capabilities": [["gpu"]]}),
+        (2, {"Driver": "nvidia", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]]}),
+        ("0,3", {"Driver": "nvidia", "Count": 0, "DeviceIDs": ["0", "3"], "Capabilities": [["gpu"]]}),
+    ],
+)
+def test_gpus_become_the_exact_device_request(runtime, engine, tmp_path, gpus, expected):
+    # No GPU here: create the container (never start it) and read back what the engine stored.
+    ws = _bare_workspace(tmp_path, engine, runtime)
+    spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", runtime_args=["pea"],
+                      status_file=tmp_path / "run" / "pea.json", gpus=gpus)
+    container = runtime.create(ws, spec, tmp_path / "pea.log")
+    try:
+        container.reload()
+        (request,) = container.attrs["HostConfig"]["DeviceRequests"]
+        assert {k: request.get(k) for k in expected} == expected
+        assert container.attrs["HostConfig"]["Privileged"] is False
+        assert "no-new-privileges" in container.attrs["HostConfig"]["SecurityOpt"]
+    finally:
+        container.remove(force=True)
+
+
+def test_no_gpus_no_device_request_and_limits_apply(engine, tmp_path):
+    daemon_id = f"jinad-test-{uuid.uuid4().hex[:12]}"
+    rt = DockerRuntime(tmp_path / "state", DockerOptions(daemon_id=daemon_id, cpus=0.5, memory="256m"))
+    try:
+        ws = _bare_workspace(tmp_path, engine, rt)
+        spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", runtime_args=["pea"],
+                          status_file=tmp_path / "run" / "pea.json")
+        container = rt.create(ws, spec, None)
+        host_config = container.attrs["HostConfig"]
+        assert not host_config.get("DeviceRequests")
+        assert host_config["NanoCpus"] == 500_000_000 and host_config["Memory"] == 256 * 1024 * 1024
+        assert container.labels["jinad.workspace"] == ws.id and container.labels["jinad.kind"] == "pea"
+    finally:
+        purge(engine, daemon_id)
+
+
+def test_sweep_removes_what_no_record_owns(runtime, engine, tmp_path):
+    kept, dropped = _bare_workspace(tmp_path, engine, runtime), _bare_workspace(tmp_path, engine, runtime)
+    ids = {}
+    for ws in (kept, dropped):
+        spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", runtime_args=["pea"],
+                          status_file=tmp_path / ws.id / "pea.json")
+        runtime.create(ws, spec, None)
+        ids[ws.id] = spec.object_id
+    removed = runtime.sweep(live_objects={ids[kept.id]}, live_workspaces={kept.id})
+    assert sorted(r.split()[0] for r in removed) == ["container", "network"]
+    left = leftovers(engine, runtime.daemon_id)
+    assert left["networks"] == [f"jinad-{kept.id}"]
+    assert left["containers"] == [f"jinad-{ids[kept.id]}"]
+    assert json.dumps(left)  # plain data for the report
