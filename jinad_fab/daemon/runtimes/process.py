@@ -25,6 +25,8 @@ from typing import Any
 
 import psutil
 
+from ...errors import BadConfig
+from . import gpus
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
 
 _START_TIME_TOLERANCE = 0.5  # seconds; psutil derives start times from clock ticks
@@ -154,11 +156,18 @@ class ProcessRuntime(Runtime):
         if not py or not os.path.exists(py):
             raise StartError(f"workspace {workspace.id} has no built environment")
         venv = pathlib.Path(workspace.build_info.get("venv") or pathlib.Path(py).parent.parent)
+        env = self._env(venv, spec.env)
+        try:
+            cuda = gpus.cuda_visible_devices(gpus.parse(spec.gpus))
+        except BadConfig as exc:
+            raise StartError(str(exc)) from exc
+        if cuda is not None and "CUDA_VISIBLE_DEVICES" not in spec.env:
+            env["CUDA_VISIBLE_DEVICES"] = cuda  # the same GPUs a docker object would get
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             proc = subprocess.Popen(
                 [py, "-m", "jinad_fab.runtime", *spec.runtime_args], cwd=workspace.root,
-                env=self._env(venv, spec.env), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True,
             )
         except OSError as exc:
