@@ -102,3 +102,21 @@ def test_bad_options_exit_non_zero_without_traceback(tmp_path):
         r = _run(["hello", "images", *args], timeout=60)
         assert r.returncode == 2, r.stderr
         assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_while_the_flow_runs_stops_it(proc_group, tmp_path):
+    import os
+    import signal
+
+    workdir = tmp_path / "w"
+    proc = proc_group(cli("hello", "images", "--workdir", str(workdir), "--queries", "1000"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(leftovers(str(workdir))) < 3:  # the Peas are up
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert not leftovers(str(workdir))
