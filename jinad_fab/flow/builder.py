@@ -244,7 +244,8 @@ class Flow:
                 continue
             args = {k: spec[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards",
                                         "polling", "env", "workspace") if spec.get(k) is not None}
-            args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host)
+            args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host,
+                        upstream=[n for n in spec["needs"] if n != GATEWAY])
             if self.args.get("log_json"):
                 args["log_json"] = True
             if "workspace" not in args and self.args.get("workspace"):
@@ -256,7 +257,8 @@ class Flow:
             pods[name] = Pod(args, fork=self._fork)
             parts_out[name] = pods[name].out_parts
         leaves = self._leaves()
-        gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": sum(parts_out[n] for n in leaves)}
+        gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": sum(parts_out[n] for n in leaves),
+                   "upstream": leaves}
         if self.args.get("static_dir"):
             gw_args["static_dir"] = os.path.abspath(self.args["static_dir"])
         gw_args["port_http"] = self.args.get("port_http") or 0

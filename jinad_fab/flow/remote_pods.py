@@ -238,7 +238,8 @@ class RemotePod:
                                                            s.get("upload_files") or [], f"Pod {self.name!r}")
         args: dict[str, Any] = {"name": self.name, "uses": uses, "py_modules": py_modules,
                                 "parallel": int(s.get("parallel") or 1), "shards": int(s.get("shards") or 1),
-                                "num_parts": self.num_parts}
+                                "num_parts": self.num_parts,
+                                "upstream": [n for n in s.get("needs") or [] if n != "gateway"]}
         for key in ("uses_with", "uses_metas", "env", "polling", "gpus"):
             if s.get(key):
                 args[key] = s[key]

@@ -48,7 +48,7 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
     parent = os.getppid()
     code = 0
     try:
-        while not stop.wait(0.25):
+        while not stop.wait(0.02):
             if flow.failure is not None:
                 log.error("stopping: Pod %r died (%s)", flow.failure["pod"], flow.failure["msg"])
                 code = 1

@@ -1,4 +1,4 @@
-"""Process entry point: ``python -m jinad_fab.runtime {pea,gateway,pod,flow} ...``.
+"""Process entry point: ``python -m jinad_fab.runtime {pea,gateway,pod,flow,zygote} ...``.
 
 A started process reports exactly one JSON line/file when it is ready (with its ports) or has
 failed (with the reason): on ``--status-fd`` (a pipe from the starter) or ``--status-file``
@@ -64,7 +64,7 @@ def make_reporter(status_fd: int | None, status_file: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jinad_fab.runtime")
-    p.add_argument("kind", choices=["pea", "gateway", "pod", "flow"])
+    p.add_argument("kind", choices=["pea", "gateway", "pod", "flow", "zygote"])
     p.add_argument("--args-json", default="{}", help="the Pea/Pod/Gateway arguments as JSON")
     p.add_argument("--yaml", help="flow: the Flow YAML file")
     p.add_argument("--host", default=None, help="flow: address the Gateway binds")
@@ -74,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status-file", default=None)
     p.add_argument("--die-with-parent", action="store_true", help="exit when the starting process dies")
     p.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
+    p.add_argument("--socket", help="zygote: the unix socket it listens on")
     ns = p.parse_args(argv)
+    if ns.kind == "zygote":
+        from .zygote import serve
+
+        if not ns.socket:
+            p.error("zygote needs --socket PATH")
+
+        return serve(ns.socket)
     try:
         args = json.loads(ns.args_json)
     except json.JSONDecodeError as exc:

@@ -42,6 +42,7 @@ class _Router:
         self.ctx = ctx
         host = args.get("host") or "127.0.0.1"
         self.num_parts = int(args.get("num_parts") or 1)
+        self.upstream = list(args.get("upstream") or [])
         self.native, self.port_native = bind(ctx, zmq.ROUTER, host, int(args.get("port_native") or 0))
         self.results, self.port_results = bind(ctx, zmq.PULL, args.get("results_host") or host,
                                                int(args.get("port_results") or 0))
@@ -152,13 +153,14 @@ class _Router:
             if len(got) < self.num_parts:
                 return
             del self.parts[rid]
-            msg = merge_parts(got)
+            msg = merge_parts(got, self.upstream)
         self._answer(rid, msg)
 
     def _answer(self, rid: str, msg: Message) -> None:
         ident = self.native_pending.pop(rid, None)
         if ident is not None:
             msg.header.pop("merge", None)
+            msg.header.pop("src", None)
             self.native.send_multipart([ident, *msg.frames()], copy=False)
             return
         waiter = self.http_pending.pop(rid, None)
@@ -231,7 +233,7 @@ def _http_app(router: _Router, ctx: zmq.Context, name: str, static_dir: str | No
             router.http_pending.pop(rid, None)
             return json_response({"detail": f"no answer within {timeout:g}s"}, 504)
         err = answer.header.get("err")
-        header = {k: v for k, v in answer.header.items() if k not in ("merge",)}
+        header = {k: v for k, v in answer.header.items() if k not in ("merge", "src")}
         if err:
             status = 503 if err.get("type") in ("PodDied", "NotReady") else 500
             return json_response({"detail": f"Pod {err.get('pod')!r} failed the request: "

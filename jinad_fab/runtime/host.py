@@ -16,7 +16,7 @@ import zmq
 
 from ..errors import JinadFabError
 from .pod import Pod
-from .sockets import bind, ctrl_reply, make_context
+from .sockets import bind, ctrl_reply, drain, make_context, signal_wakeup_fd
 
 log = logging.getLogger("jinad_fab.pod")
 
@@ -29,6 +29,7 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    wake = signal_wakeup_fd()
     ctx = make_context()
     pod = None
     try:
@@ -55,9 +56,15 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     parent = os.getppid()
     poller = zmq.Poller()
     poller.register(ctrl, zmq.POLLIN)
+    poller.register(wake, zmq.POLLIN)
     code = 0
     while not stop["flag"]:
-        if dict(poller.poll(250)).get(ctrl):
+        events = dict(poller.poll(250))
+        if wake in events:
+            drain(wake)
+            if stop["flag"]:
+                break
+        if events.get(ctrl):
             cmd = ctrl.recv_json()
             op = cmd.get("cmd") if isinstance(cmd, dict) else None
             try:

@@ -14,11 +14,21 @@ from ..document import DocumentArray
 from ..wire import Message
 
 
-def merge_parts(parts: list[Message]) -> Message:
+def merge_parts(parts: list[Message], upstream: list[str] | None = None) -> Message:
+    """Join the parts of one request. Parts are taken in the order of `upstream` (the Pods this one
+    needs, as declared), then by sender name, so a join gives the same answer whatever arrived first."""
     if len(parts) == 1:
         return parts[0]
+    rank = {name: i for i, name in enumerate(upstream or [])}
+
+    def key(p: Message) -> tuple:
+        src = p.header.get("src") or ""
+        return (rank.get(src.split("/", 1)[0], len(rank)), src)
+
+    parts = sorted(parts, key=key)
     header = dict(parts[0].header)
     header.pop("pos", None)
+    header.pop("src", None)
     errors = [p.header["err"] for p in parts if p.header.get("err")]
     if errors:
         header["err"] = errors[0]

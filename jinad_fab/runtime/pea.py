@@ -29,7 +29,7 @@ from ..errors import JinadFabError
 from ..executors import load_executor
 from ..wire import Message, doc_count
 from .merge import merge_parts
-from .sockets import bind, ctrl_reply, make_context
+from .sockets import bind, ctrl_reply, drain, make_context, signal_wakeup_fd
 
 log = logging.getLogger("jinad_fab.pea")
 
@@ -54,6 +54,7 @@ class PeaRuntime:
         self.name = args.get("name") or "pea"
         self.pod = args.get("pod") or self.name
         self.num_parts = int(args.get("num_parts") or 1)
+        self.upstream = list(args.get("upstream") or [])
         self.route = args.get("route")  # None, or {"polling": {endpoint: "all"|"id", "*": ...}}
         self.pending: dict[str, list[Message]] = {}
         self.targets: list[zmq.Socket] = []
@@ -89,13 +90,19 @@ class PeaRuntime:
             self.targets.append(s)
 
     # ---- serving ----
-    def serve(self, on_tick=None) -> None:
+    def serve(self, on_tick=None, wake_fd: int | None = None) -> None:
         poller = zmq.Poller()
         poller.register(self.sock_in, zmq.POLLIN)
         poller.register(self.sock_ctrl, zmq.POLLIN)
+        if wake_fd is not None:
+            poller.register(wake_fd, zmq.POLLIN)
         recv = self.sock_in.recv_multipart
         while not self._stop:
             events = dict(poller.poll(_POLL_MS))
+            if wake_fd is not None and wake_fd in events:
+                drain(wake_fd)
+                if self._stop:
+                    break
             if self.sock_ctrl in events:
                 self._on_ctrl(self.sock_ctrl.recv_json())
             if self.sock_in in events:
@@ -151,12 +158,13 @@ class PeaRuntime:
             if len(parts) < self.num_parts:
                 return
             del self.pending[msg.request_id]
-            msg = merge_parts(parts)
+            msg = merge_parts(parts, self.upstream)
         if self.route is not None:
             self._route(msg)
             return
         if not msg.header.get("err"):
             self._run(msg)
+        msg.header["src"] = self.name  # lets a join downstream order the parts it waits for
         out = msg.frames()
         for t in self.targets:
             t.send_multipart(out, copy=False)
@@ -206,6 +214,7 @@ class PeaRuntime:
             buckets[shard_of(d.id, n)].append(i)
         for t, idx in zip(self.targets, buckets):
             header = dict(msg.header, pos=idx)
+            header.pop("src", None)
             part = Message(header, docs=DocumentArray([docs[i] for i in idx]))
             t.send_multipart(part.frames(), copy=False)
 
@@ -254,6 +263,7 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    wake = signal_wakeup_fd()
     try:
         rt.load()
         ports = rt.bind()
@@ -266,7 +276,7 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
     report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports})
     started = time.monotonic()
     try:
-        rt.serve(on_tick=tick)
+        rt.serve(on_tick=tick, wake_fd=wake)
     except _Stop:
         log.warning("%s: parent process is gone, shutting down", rt.name)
     finally:

@@ -24,7 +24,7 @@ from .sockets import connect_host, ctrl_request, make_context
 DEFAULT_POLLING = {"/search": "all", "*": "id"}
 POD_ARG_KEYS = {"name", "uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards", "host",
                 "port_in", "port_ctrl", "workspace", "env", "polling", "num_parts", "base_dir", "timeout_ready",
-                "gpus", "log_json"}
+                "gpus", "log_json", "upstream"}
 
 
 def validate_pod_args(args: dict) -> dict:
@@ -78,7 +78,8 @@ class Pod:
         if self.parallel > 1:
             label += f"/replica-{replica}"
         pea.update(name=label, pod=self.name, host=a.get("host") or "127.0.0.1", num_parts=num_parts,
-                   shard_id=shard, replica_id=replica, shards=self.shards, parallel=self.parallel)
+                   shard_id=shard, replica_id=replica, shards=self.shards, parallel=self.parallel,
+                   upstream=a.get("upstream") or [])
         single = not self.needs_head and self.parallel == 1
         if single:
             pea["port_in"] = a.get("port_in") or 0
@@ -92,6 +93,7 @@ class Pod:
         if self.needs_head:
             head_args = {"name": f"{self.name}/head", "pod": self.name, "host": self.args.get("host") or "127.0.0.1",
                          "num_parts": self.num_parts, "port_in": self.args.get("port_in") or 0,
+                         "upstream": self.args.get("upstream") or [],
                          "route": {"polling": {**DEFAULT_POLLING, **(self.args.get("polling") or {})}
                                    if self.shards > 1 else {"*": "all"}}}
             self.head = RuntimeProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,

@@ -9,6 +9,32 @@ import zmq
 from ..errors import RuntimeFailure
 
 
+def signal_wakeup_fd() -> int:
+    """A pipe that receives a byte whenever a signal arrives; poll it next to the sockets.
+
+    Python retries an interrupted poll, so without this a SIGTERM is only noticed at the
+    poll's next timeout.
+    """
+    import os
+    import signal
+
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r
+
+
+def drain(fd: int) -> None:
+    import os
+
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def make_context() -> zmq.Context:
     return zmq.Context()
 

@@ -44,3 +44,12 @@ def test_shard_of_is_stable_and_spreads():
         counts[shard_of(i, 3)] += 1
     assert all(800 < c < 1200 for c in counts)
     assert shard_of("🐲", 2) == shard_of("🐲", 2)
+
+
+def test_joins_follow_the_declared_needs_order_not_arrival():
+    left = _msg([Document(id="q", tags={"who": "left"}, matches=[Document(id="l")])], src="left")
+    right = _msg([Document(id="q", tags={"who": "right"}, matches=[Document(id="r")])], src="right")
+    for parts in ([left, right], [right, left]):
+        out = merge_parts(parts, upstream=["left", "right"])
+        assert out.docs[0].tags["who"] == "left" and out.docs[0].matches.ids == ["l", "r"]
+        assert "src" not in out.header
