@@ -47,9 +47,9 @@ def test_shard_of_is_stable_and_spreads():
 
 
 def test_joins_follow_the_declared_needs_order_not_arrival():
-    left = _msg([Document(id="q", tags={"who": "left"}, matches=[Document(id="l")])], src="left")
-    right = _msg([Document(id="q", tags={"who": "right"}, matches=[Document(id="r")])], src="right")
-    for parts in ([left, right], [right, left]):
-        out = merge_parts(parts, upstream=["left", "right"])
+    for left_first in (True, False):
+        left = _msg([Document(id="q", tags={"who": "left"}, matches=[Document(id="l")])], src="left")
+        right = _msg([Document(id="q", tags={"who": "right"}, matches=[Document(id="r")])], src="right")
+        out = merge_parts([left, right] if left_first else [right, left], upstream=["left", "right"])
         assert out.docs[0].tags["who"] == "left" and out.docs[0].matches.ids == ["l", "r"]
         assert "src" not in out.header
