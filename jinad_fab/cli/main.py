@@ -75,3 +75,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="jinad-fab")
+
+
+if __name__ == "__main__":
+    main()

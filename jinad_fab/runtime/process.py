@@ -123,8 +123,10 @@ class RuntimeProcess:
         if self.env:
             env.update({k: str(v) for k, v in self.env.items()})
         try:
+            # a session of its own: a terminal's Ctrl-C reaches the program that owns the Flow, which
+            # stops its Peas in order, instead of interrupting Peas that may still be importing
             self.proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         env=env, cwd=self.cwd, close_fds=True)
+                                         env=env, cwd=self.cwd, close_fds=True, start_new_session=True)
         finally:
             os.close(w)
         self._status_r = r
