@@ -1,0 +1,112 @@
+"""The real deploy playbook on this machine (connection=local) in wheelhouse mode, into
+temporary folders on a random port: deploy, hosts, a second deploy that changes nothing,
+verify, teardown - and the daemon is gone afterwards."""
+
+from __future__ import annotations
+
+import getpass
+import grp
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from jinad_fab.cli.main import _register, cli
+from jinad_fab.deploy import wheelhouse
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> pathlib.Path:
+    root = wheelhouse.project_root()
+    assert root is not None, "these tests run from a checkout"
+    dest = tmp_path_factory.mktemp("wheelhouse")
+    wheelhouse.build(dest, root)
+    return dest
+
+
+def test_the_wheel_ships_playbooks_roles_templates_and_inventories(wheels: pathlib.Path) -> None:
+    (wheel,) = wheels.glob("jinad_fab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in ("playbooks/deploy.yml", "playbooks/upgrade.yml", "roles/jinad/tasks/main.yml",
+                 "roles/jinad/meta/argument_specs.yml", "roles/nvidia_toolkit/handlers/main.yml",
+                 "templates/flow.yml.j2", "inventories/example/hosts.yml", "ansible.cfg"):
+        assert f"jinad_fab/assets/{path}" in names, path
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def run(*args: str):
+    result = CliRunner().invoke(cli, list(args))
+    body = result.output.split("\nError:")[0]
+    return result.exit_code, body, result.output
+
+
+def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib.Path, wheels: pathlib.Path) -> None:
+    _register()
+    port = free_port()
+    install, home = tmp_path / "install", tmp_path / "home"
+    inventory = tmp_path / "inv" / "hosts.yml"
+    inventory.parent.mkdir()
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"here": {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "jinad_address": "127.0.0.1",
+        "jinad_port": port,
+        "jinad_fab_become": False,
+        "jinad_create_user": False,
+        "jinad_user": getpass.getuser(),
+        "jinad_group": grp.getgrgid(os.getgid()).gr_name,
+        "jinad_install_dir": str(install),
+        "jinad_home": str(home),
+        "jinad_service_manager": "process",
+        "jinad_python": sys.executable,
+        "jinad_wait_timeout": 90,
+    }}}}))
+    inv = str(inventory)
+    try:
+        code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
+        assert code == 0, out[-4000:]
+        recap = json.loads(body)["hosts"]["here"]
+        assert recap["succeeded"] and recap["changed"] > 0
+        token = (inventory.parent / "credentials" / "jinad_token").read_text().strip()
+        assert len(token) == 40
+        assert f"JINAD_TOKEN='{token}'" in (home / "jinad.env").read_text() or f"JINAD_TOKEN={token}" in (
+            home / "jinad.env").read_text()
+        assert oct((home / "jinad.env").stat().st_mode & 0o777) == "0o600"
+        assert token not in out
+
+        code, body, out = run("hosts", "-i", inv, "--json")
+        assert code == 0, out
+        (row,) = json.loads(body)
+        assert row["value"]["alive"]["version"] and row["url"] == f"http://127.0.0.1:{port}"
+
+        code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
+        assert code == 0, out[-4000:]
+        assert json.loads(body)["hosts"]["here"]["changed"] == 0  # idempotent
+
+        code, body, out = run("provision", "verify", "-i", inv, "--json")
+        assert code == 0, out[-4000:]
+
+        code, body, out = run("provision", "teardown", "-i", inv, "--json")
+        assert code == 0, out[-4000:]
+        assert json.loads(body)["hosts"]["here"]["changed"] > 0
+        assert not _listening(port)
+        assert not install.exists()
+    finally:
+        ctl = install / "jinad-ctl"
+        if ctl.exists():
+            subprocess.run([str(ctl), "stop"], timeout=60, check=False)
