@@ -17,6 +17,7 @@ from ..client import Client
 from ..document import DocumentArray
 from ..errors import BadConfig, PeaStartError
 from ..executors import Executor
+from ..runtime import pea as pea_runtime
 from ..runtime.pod import Pod, start_pods
 from ..runtime.process import RuntimeProcess
 from ..runtime.sockets import ctrl_request, make_context
@@ -207,6 +208,9 @@ class Flow:
     def start(self) -> Flow:
         if self._running:
             return self
+        if pea_runtime.LOADING_EXECUTOR:
+            raise BadConfig("a Flow was started while a Pea imported its Executor's module: guard the code that "
+                            "starts Flows with `if __name__ == '__main__':` or move the Executor to its own file")
         if not self._pods:
             raise BadConfig("the Flow has no Pods; add one with Flow().add(...)")
         order = self.topological_order()

@@ -73,9 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status-fd", type=int, default=None)
     p.add_argument("--status-file", default=None)
     p.add_argument("--die-with-parent", action="store_true", help="exit when the starting process dies")
+    p.add_argument("--parent-pid", type=int, default=None, help="the starting process (with --die-with-parent)")
     p.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
     p.add_argument("--socket", help="zygote: the unix socket it listens on")
     ns = p.parse_args(argv)
+    if ns.die_with_parent:
+        from .orphan import arm
+
+        arm(ns.parent_pid)
     if ns.kind == "zygote":
         from .zygote import serve
 

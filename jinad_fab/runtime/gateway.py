@@ -293,15 +293,11 @@ def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
                             lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     if die_with_parent:
-        from .pea import _watch_parent
-
-        check = _watch_parent()
+        from . import orphan
 
         async def watch() -> None:
             while not server.should_exit:
-                try:
-                    check()
-                except Exception:
+                if orphan.parent_gone():
                     server.should_exit = True
                 await asyncio.sleep(0.5)
     else:

@@ -28,6 +28,7 @@ from ..document import DocumentArray
 from ..errors import JinadFabError
 from ..executors import load_executor
 from ..wire import Message, doc_count
+from . import orphan
 from .merge import merge_parts
 from .sockets import bind, ctrl_reply, drain, make_context, signal_wakeup_fd
 
@@ -35,6 +36,10 @@ log = logging.getLogger("jinad_fab.pea")
 
 _POLL_MS = 250
 _BURST = 64
+
+# True while this process imports user code for its Executor. A script that defines an Executor
+# and starts a Flow at top level would otherwise start that Flow again inside every Pea (and so on).
+LOADING_EXECUTOR = False
 
 
 class _Stop(Exception):
@@ -233,30 +238,15 @@ def _metas(args: dict) -> dict:
     return metas
 
 
-def _watch_parent() -> Any:
-    """Make the kernel SIGTERM us when our parent dies; also return a checker for the poll loop."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+def _orphan_check() -> None:
+    if orphan.parent_gone():
         raise _Stop()
-
-    def check() -> None:
-        if os.getppid() != parent:
-            raise _Stop()
-
-    return check
 
 
 def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
     """Entry point of a Pea process. ``report(event_dict)`` tells the starter what happened."""
     rt = PeaRuntime(args)
-    tick = _watch_parent() if die_with_parent else None
+    tick = _orphan_check if die_with_parent else None
 
     def on_term(signum, frame):
         rt.stop()
@@ -264,8 +254,13 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     wake = signal_wakeup_fd()
+    global LOADING_EXECUTOR
     try:
-        rt.load()
+        LOADING_EXECUTOR = True
+        try:
+            rt.load()
+        finally:
+            LOADING_EXECUTOR = False
         ports = rt.bind()
     except Exception as exc:
         report({"state": "failed", "error": f"{type(exc).__name__}: {exc}"})

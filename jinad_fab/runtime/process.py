@@ -112,7 +112,7 @@ class RuntimeProcess:
         r, w = os.pipe()
         argv = [self.kind, "--args-json", json.dumps(self.args), "--status-fd", str(w)]
         if self.die_with_parent:
-            argv.append("--die-with-parent")
+            argv += ["--die-with-parent", "--parent-pid", str(os.getpid())]
         if self.log_json:
             argv.append("--log-json")
         if self.fork:

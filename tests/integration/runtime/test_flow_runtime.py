@@ -264,3 +264,22 @@ def test_embeddings_survive_three_hops_bit_exact():
     with Flow().add(uses="_pass").add(uses="_logforward").add(uses="_pass") as f:
         got = f.index(docs, request_size=64)
     assert np.array_equal(got.embeddings, m)
+
+
+def test_a_script_that_starts_its_flow_at_import_fails_clearly_instead_of_recursing(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        from jinad_fab import Executor, Flow, requests
+
+        class Mine(Executor):
+            @requests
+            def go(self, docs):
+                pass
+
+        with Flow().add(name="mine", uses=Mine) as f:
+            f.index(["x"])
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode != 0
+    assert "PeaStartError" in out.stderr and "if __name__ == '__main__'" in out.stderr
+    assert "'mine'" in out.stderr
