@@ -179,6 +179,9 @@ class DaemonClient:
     def create_pod(self, workspace_id: str, args: Mapping[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/pods", params={"workspace_id": workspace_id}, json=dict(args))
 
+    def pods(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/pods")["items"]
+
     def pod(self, pod_id: str) -> dict[str, Any]:
         return self._request("GET", f"/pods/{pod_id}")
 

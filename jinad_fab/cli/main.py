@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "jinad_fab.cli.commands.exec_",
     "jinad_fab.cli.commands.push",
     "jinad_fab.cli.commands.logs",
+    "jinad_fab.cli.commands.flow_fleet",
 ]
 
 

@@ -31,32 +31,49 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-@pytest.fixture
-def jinad(tmp_path: pathlib.Path):
-    """A real `jinad` on 127.0.0.1:<random> with a token; yields (port, token)."""
+def _start_jinad(home: pathlib.Path, procs: list) -> tuple[int, str]:
     port, token = free_port(), "t0ken-" + os.urandom(8).hex()
-    log = (tmp_path / "jinad.log").open("wb")
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home.parent / f"{home.name}.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jinad_fab.cli.daemon import main; main()",
-         "--port", str(port), "--home", str(tmp_path / "home"), "--token", token, "--log-level", "warning"],
+         "--port", str(port), "--home", str(home), "--token", token, "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
+    procs.append((proc, log))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/alive", timeout=1).status_code < 500:
+                return port, token
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("jinad did not start:\n" + (home.parent / f"{home.name}.log").read_text()[-3000:])
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def jinads(tmp_path: pathlib.Path):
+    """Start real `jinad`s on 127.0.0.1:<random> with tokens: ``start() -> (port, token)``."""
+    procs: list = []
+
+    def start() -> tuple[int, str]:
+        return _start_jinad(tmp_path / f"jinad{len(procs)}", procs)
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/alive", timeout=1).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("jinad did not start:\n" + (tmp_path / "jinad.log").read_text()[-3000:])
-            time.sleep(0.2)
-        yield port, token
+        yield start
     finally:
-        _stop(proc)
-        log.close()
+        for proc, log in procs:
+            _stop(proc)
+            log.close()
+
+
+@pytest.fixture
+def jinad(jinads):
+    """One real `jinad`; yields (port, token)."""
+    return jinads()
 
 
 def _sshd() -> str | None:
