@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import os
 import pathlib
 import threading
@@ -80,6 +81,11 @@ class Manager:
 
     def close(self) -> None:
         self._builds.shutdown(wait=False, cancel_futures=True)
+        for name, rt in self.runtimes.items():
+            try:
+                rt.close()
+            except Exception:  # shutting down: one runtime's trouble must not keep the others open
+                logging.getLogger("jinad").exception("closing runtime %s failed", name)
 
     # ---- workspaces ---------------------------------------------------------------------------
 

@@ -59,6 +59,20 @@ def preload() -> None:
     importlib.import_module("jinad_fab.flow.serve")
 
 
+def set_name(name: str) -> None:
+    """Name this process in ``ps -o comm``/``top`` (Linux; 15 bytes at most). A forked child keeps
+    the zygote's command line, so the name is what tells a Pea from the zygote that forked it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _start_time(pid: int) -> float | None:
     """The child's start time as psutil reports it (what a daemon compares against later)."""
     try:
@@ -100,6 +114,7 @@ def _child(listener: socket.socket, conn: socket.socket, wake_fds: tuple[int, in
             os.environ.clear()
             os.environ.update({str(k): str(v) for k, v in req["env"].items()})
         sys.argv = [sys.argv[0], *req["argv"]]
+        set_name(f"jinad-{req['argv'][0]}")
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()  # forked children must not share one random stream
     except BaseException:
@@ -178,6 +193,7 @@ def serve(socket_path: str) -> int:
     global _ZYGOTE_CWD
     _ZYGOTE_CWD = sys.path[0] if sys.path else ""
     parent = os.getppid()
+    set_name("jinad-zygote")
     preload()
     exit_codes: collections.OrderedDict[int, int] = collections.OrderedDict()
     children: set[int] = set()
@@ -210,6 +226,7 @@ def serve(socket_path: str) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_term)
     listener = _listen(socket_path)
+    mine = os.stat(socket_path)
     print(json.dumps({"msg": f"zygote {os.getpid()} ready on {socket_path}", "source": "zygote"}), flush=True)
     try:
         while not stopping["flag"] and os.getppid() == parent:
@@ -255,7 +272,9 @@ def serve(socket_path: str) -> int:
     finally:
         listener.close()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(socket_path)
+            now = os.stat(socket_path)
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):  # not a successor's socket
+                os.unlink(socket_path)
     why = "told to" if stopping["flag"] else "its parent went away"
     print(json.dumps({"msg": f"zygote {os.getpid()} exiting ({why}); {len(children)} children live on",
                       "source": "zygote"}), flush=True)

@@ -14,6 +14,7 @@ Life cycle, as the manager drives it::
     rt.stop(handle, timeout)                   # idempotent; returns once nothing is left running
     rt.adopt(handle)                           # after a daemon restart: find it again or report it gone
     rt.remove_workspace(ws)                    # DELETE /workspaces/{id}: drop venv / image / network
+    rt.close()                                 # daemon shutdown: release helpers; objects keep running
 
 Construction: the daemon builds each runtime with ``RuntimeClass.from_settings(settings)``
 (a :class:`jinad_fab.daemon.settings.DaemonSettings`: ``home``, ``build_timeout``,
@@ -144,3 +145,8 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def remove_workspace(self, workspace: WorkspaceContext) -> None:
         """Drop everything this runtime created for the workspace (venv, image, network)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most runtimes hold nothing
+        """Daemon shutdown: release what the runtime holds (clients, helper processes).
+
+        Started objects keep running; a restarted daemon adopts them."""

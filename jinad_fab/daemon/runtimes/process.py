@@ -6,18 +6,30 @@ builds in well under a second, and ``python -m pip`` inside the venv is the host
 into the venv. A ``.pth`` file makes the daemon's own ``jinad_fab`` importable even when it runs
 from a source checkout. pip's cache is shared by every workspace of the daemon.
 
+Objects are forked from a per-workspace zygote (:mod:`.zygotes`, started on the workspace's first
+object with its venv's interpreter): a few milliseconds instead of an interpreter's start-up and
+imports. When the zygote cannot be used (it does not come up, it died, the object needs
+interpreter-level environment such as ``PYTHONPATH``), the object is started as a new interpreter,
+and its log says why. Either way the object is a session leader that outlives the daemon.
+
 Handles are ``{"pid", "start_time", "pgid"}``: a pid alone could be reused after a reboot or a long
-downtime, pid + process start time cannot.
+downtime, pid + process start time cannot. A forked object is not the daemon's child, so its
+status comes from psutil (a zombie counts as exited), as for objects re-adopted after a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import os
 import pathlib
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -26,10 +38,17 @@ from typing import Any
 import psutil
 
 from ...errors import BadConfig
+from .. import logs
 from . import gpus
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
+from .zygotes import MAX_SOCKET_PATH, Zygote, ZygoteError
+
+log = logging.getLogger("jinad")
 
 _START_TIME_TOLERANCE = 0.5  # seconds; psutil derives start times from clock ticks
+_ZYGOTE_START_TIMEOUT = 30.0
+# read by the interpreter or the dynamic loader before any of our code runs: a fork cannot apply them
+_STARTUP_ENV = ("PYTHON", "LD_")
 
 
 def _package_parent() -> pathlib.Path:
@@ -43,19 +62,27 @@ class ProcessRuntime(Runtime):
 
     def __init__(self, cache_dir: pathlib.Path, base_env: Mapping[str, str], *,
                  pip_args: list[str] | None = None, build_timeout: float = 1800.0,
-                 python: str | None = None):
+                 python: str | None = None, run_dir: pathlib.Path | None = None, zygotes: bool = True):
         self.cache_dir = cache_dir
         self.base_env = dict(base_env)
         self.pip_args = list(pip_args or [])
         self.build_timeout = build_timeout
         self.python = python or sys.executable
+        self.run_dir = run_dir or cache_dir.parent / "runtimes" / self.name
+        """Zygotes' logs (and sockets, when the path is short enough for a unix socket)."""
+        self.use_zygotes = zygotes
         self._children: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._zygotes: dict[str, Zygote] = {}
+        self._zygote_locks: dict[str, threading.Lock] = {}
+        self._zygote_failed: dict[str, str] = {}
+        self._forked: dict[int, Zygote] = {}  # pid -> the zygote that forked it (it knows the exit code)
+        self._socket_dir: pathlib.Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProcessRuntime:
         return cls(settings.home / "cache", settings.child_environment(), pip_args=settings.pip_index_args,
-                   build_timeout=settings.build_timeout)
+                   build_timeout=settings.build_timeout, run_dir=settings.home / "runtimes" / cls.name)
 
     # ---- environment --------------------------------------------------------------------------
 
@@ -80,6 +107,7 @@ class ProcessRuntime(Runtime):
         return venv / "bin" / "python"
 
     def build(self, workspace: WorkspaceContext, log: BuildLog) -> dict[str, Any]:
+        self._drop_zygote(workspace.id)  # it imported the old venv's packages
         base = self._interpreter(workspace.config)
         venv = workspace.env_dir / "venv"
         py = self._venv_python(venv)
@@ -147,7 +175,72 @@ class ProcessRuntime(Runtime):
             raise BuildError(f"{what} failed with exit code {rc}")
 
     def remove_workspace(self, workspace: WorkspaceContext) -> None:
+        self._drop_zygote(workspace.id)
+        with contextlib.suppress(FileNotFoundError):
+            self._zygote_log(workspace.id).unlink()
         shutil.rmtree(workspace.env_dir / "venv", ignore_errors=True)
+
+    def close(self) -> None:
+        """Daemon shutdown: stop the zygotes (the objects they forked keep running)."""
+        with self._lock:
+            zygotes = list(self._zygotes.values())
+            self._zygotes.clear()
+        for z in zygotes:
+            z.close()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+    # ---- zygotes ------------------------------------------------------------------------------
+
+    def _zygote_log(self, wid: str) -> pathlib.Path:
+        return self.run_dir / f"zygote-{wid}.log"
+
+    def _zygote_socket(self, wid: str) -> pathlib.Path:
+        name = f"z-{hashlib.sha1(wid.encode()).hexdigest()[:16]}.sock"
+        path = self.run_dir / name
+        if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+            return path
+        with self._lock:  # a deep home (a test's tmp dir): a private 0700 directory in /tmp instead
+            if self._socket_dir is None:
+                self._socket_dir = pathlib.Path(tempfile.mkdtemp(prefix="jinad-z-"))
+        return self._socket_dir / name
+
+    def _zygote_for(self, workspace: WorkspaceContext, py: str, env: Mapping[str, str]) -> Zygote:
+        """The workspace's running zygote, launched now if there is none. Raises ZygoteError."""
+        wid = workspace.id
+        with self._lock:
+            lock = self._zygote_locks.setdefault(wid, threading.Lock())
+        with lock:
+            if wid in self._zygote_failed:
+                raise ZygoteError(self._zygote_failed[wid])
+            z = self._zygotes.get(wid)
+            if z is not None and z.alive():
+                return z
+            if z is not None:
+                rc = z.proc.poll()
+                log.warning("the zygote of %s exited (code %s); starting another", wid, rc)
+                z.close()
+            try:
+                z = Zygote.launch(py, self._zygote_socket(wid), self._zygote_log(wid), cwd=workspace.root,
+                                  env=env, timeout=_ZYGOTE_START_TIMEOUT)
+            except ZygoteError as exc:
+                self._zygote_failed[wid] = f"its zygote failed to start: {exc.reason}"
+                log.warning("workspace %s: %s", wid, self._zygote_failed[wid])
+                raise ZygoteError(self._zygote_failed[wid]) from exc
+            with self._lock:
+                self._zygotes[wid] = z
+            return z
+
+    def _drop_zygote(self, wid: str) -> None:
+        with self._lock:
+            lock = self._zygote_locks.setdefault(wid, threading.Lock())
+        with lock:
+            self._zygote_failed.pop(wid, None)
+            with self._lock:
+                z = self._zygotes.pop(wid, None)
+            if z is not None:
+                z.close()
 
     # ---- objects ------------------------------------------------------------------------------
 
@@ -163,6 +256,26 @@ class ProcessRuntime(Runtime):
             raise StartError(str(exc)) from exc
         if cuda is not None and "CUDA_VISIBLE_DEVICES" not in spec.env:
             env["CUDA_VISIBLE_DEVICES"] = cuda  # the same GPUs a docker object would get
+        if self.use_zygotes:
+            startup = sorted(k for k in spec.env if k.upper().startswith(_STARTUP_ENV))
+            try:
+                if startup:
+                    raise ZygoteError(f"{', '.join(startup)} must be set before the interpreter starts")
+                z = self._zygote_for(workspace, py, self._env(venv))
+                pid, start_time = z.spawn(spec.runtime_args, cwd=workspace.root, env=env, log_path=log_path)
+            except ZygoteError as exc:
+                logs.event(log_path, f"starting a new interpreter: {exc.reason}", level="WARNING")
+            else:
+                if start_time is None:
+                    start_time = _create_time(pid)
+                with self._lock:
+                    self._forked[pid] = z
+                return {"runtime": self.name, "pid": pid, "pgid": pid, "start_time": start_time,
+                        "forked": True}
+        return self._popen(py, workspace, spec, env, log_path)
+
+    def _popen(self, py: str, workspace: WorkspaceContext, spec: LaunchSpec, env: dict[str, str],
+               log_path: pathlib.Path) -> dict[str, Any]:
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             proc = subprocess.Popen(
@@ -176,11 +289,7 @@ class ProcessRuntime(Runtime):
             os.close(fd)
         with self._lock:
             self._children[proc.pid] = proc
-        try:
-            start_time = psutil.Process(proc.pid).create_time()
-        except psutil.Error:
-            start_time = 0.0  # already gone; status() will say so
-        return {"runtime": self.name, "pid": proc.pid, "pgid": proc.pid, "start_time": start_time}
+        return {"runtime": self.name, "pid": proc.pid, "pgid": proc.pid, "start_time": _create_time(proc.pid)}
 
     def status(self, handle: dict[str, Any]) -> ObjectStatus:
         pid = int(handle.get("pid") or 0)
@@ -199,12 +308,21 @@ class ProcessRuntime(Runtime):
             if not same:
                 return ObjectStatus(alive=False, detail=f"process {pid} vanished (its pid now belongs to another process)")
             if proc.status() == psutil.STATUS_ZOMBIE:
-                return ObjectStatus(alive=False, detail=f"process {pid} exited")
+                return self._exited(pid, f"process {pid} exited")
             return ObjectStatus(alive=True)
         except psutil.NoSuchProcess:
-            return ObjectStatus(alive=False, detail=f"process {pid} vanished")
+            return self._exited(pid, f"process {pid} vanished")
         except psutil.Error as exc:
             return ObjectStatus(alive=False, detail=f"process {pid} cannot be inspected: {exc}")
+
+    def _exited(self, pid: int, detail: str) -> ObjectStatus:
+        """A process that is gone (or a zombie): its exit code, if the zygote that forked it knows."""
+        with self._lock:
+            z = self._forked.get(pid)
+        code = z.exit_code(pid) if z is not None else None
+        if code is None:
+            return ObjectStatus(alive=False, detail=detail)
+        return ObjectStatus(alive=False, exit_code=code, detail=_describe_exit(code))
 
     def adopt(self, handle: dict[str, Any]) -> ObjectStatus:
         return self.status(handle)
@@ -215,19 +333,15 @@ class ProcessRuntime(Runtime):
         st = self.status(handle)
         if st.alive:
             _signal(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                st = self.status(handle)
-                if not st.alive:
-                    break
-                time.sleep(0.005)
-            else:
+            st = self._wait_dead(handle, timeout)
+            if st.alive:
                 _signal(pid, signal.SIGKILL)
                 st = self._wait_dead(handle, 2.0)
         if pgid > 0:
             self._reap_group(pgid, grace=min(timeout, 2.0))
         with self._lock:
             child = self._children.pop(pid, None)
+            self._forked.pop(pid, None)
         if child is not None:
             try:
                 child.wait(timeout=1)
@@ -236,12 +350,24 @@ class ProcessRuntime(Runtime):
         return st
 
     def _wait_dead(self, handle: dict[str, Any], timeout: float) -> ObjectStatus:
+        """Wait until the process exits: woken by its pidfd at once where Linux has them, else polling."""
         deadline = time.monotonic() + timeout
-        st = self.status(handle)
-        while st.alive and time.monotonic() < deadline:
-            time.sleep(0.01)
+        pidfd = _pidfd(int(handle.get("pid") or 0))
+        try:
             st = self.status(handle)
-        return st
+            while st.alive:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if pidfd is not None:
+                    select.select([pidfd], [], [], min(left, 0.1))
+                else:
+                    time.sleep(min(left, 0.005))
+                st = self.status(handle)
+            return st
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
 
     def _reap_group(self, pgid: int, grace: float) -> None:
         """Whatever the leader left behind in its process group gets SIGTERM, then SIGKILL."""
@@ -269,6 +395,23 @@ def _group_members(pgid: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.Error):
             continue
     return out
+
+
+def _create_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0  # already gone; status() will say so
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux >= 5.3), or None."""
+    if pid <= 0 or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 def _signal(pid: int, sig: int) -> None:

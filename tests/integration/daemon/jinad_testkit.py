@@ -95,13 +95,21 @@ def processes_of(home: pathlib.Path) -> list[psutil.Process]:
                 continue
             text = " ".join(p.info["cmdline"] or []) + " " + (p.info["cwd"] or "")
             if str(home) in text:
-                if "jinad_fab.cli.daemon" not in text:  # the daemon itself is not one of its objects
-                    found[p.pid] = p
-                for c in p.children(recursive=True):
-                    found[c.pid] = c
+                # the daemon and its per-workspace zygotes are not objects; what they started is
+                for c in [p, *p.children(recursive=True)]:
+                    if not _is_helper(c):
+                        found[c.pid] = c
         except psutil.Error:
             continue
     return [p for p in found.values() if _alive(p)]
+
+
+def _is_helper(p: psutil.Process) -> bool:
+    """The daemon or a zygote (named so; the objects it forks share its command line, not its name)."""
+    try:
+        return "jinad_fab.cli.daemon" in " ".join(p.cmdline()) or p.name() == "jinad-zygote"
+    except psutil.Error:
+        return False
 
 
 def _alive(p: psutil.Process) -> bool:

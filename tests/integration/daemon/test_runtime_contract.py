@@ -34,7 +34,9 @@ def _runtime(name: str, home: pathlib.Path) -> Runtime:
 
 @pytest.fixture(params=RUNTIMES)
 def runtime(request, tmp_path):
-    return _runtime(request.param, tmp_path / "home")
+    rt = _runtime(request.param, tmp_path / "home")
+    yield rt
+    rt.close()
 
 
 def _ws(tmp_path: pathlib.Path, files: dict[str, str]) -> WorkspaceContext:
