@@ -174,17 +174,20 @@ def _read_request(conn: socket.socket) -> bytes:
 
 
 def _listen(path: str) -> socket.socket:
+    """Listen on ``path``; it appears (replacing a stale one) only once it accepts connections."""
+    tmp = f"{path}.{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(tmp)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the socket is created 0600: whoever can connect can run code as us
     try:
-        s.bind(path)
+        s.bind(tmp)
     finally:
         os.umask(old)
-    os.chmod(path, 0o600)
+    os.chmod(tmp, 0o600)
     s.listen(64)
     s.set_inheritable(False)
+    os.replace(tmp, path)
     return s
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...errors import JinadFabError
 
-MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+MAX_SOCKET_PATH = 96  # sun_path is 108 bytes on Linux, 104 on macOS; the zygote binds PATH.<pid> first
 
 
 class ZygoteError(JinadFabError):
