@@ -1,0 +1,212 @@
+"""Three SSH hosts provisioned by the real playbooks in wheelhouse mode, then driven by the CLI:
+hosts, exec, a second deploy that changes nothing, and a host stopped mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from jinad_fab.cli.main import _register, cli
+
+from .conftest import docker
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output.split("\nError:")[0], result.output
+
+
+@pytest.fixture(scope="module")
+def deployed(fleet, wheels):
+    _register()
+    code, body, out = run("provision", "deploy", "-i", str(fleet.inventory), "--wheelhouse", str(wheels),
+                          "--forks", "3", "--json")
+    assert code == 0, out[-6000:]
+    return json.loads(body)
+
+
+def test_deploy_provisions_every_host_over_ssh(fleet, deployed) -> None:
+    recaps = deployed["hosts"]
+    assert sorted(recaps) == ["cpu-1", "cpu-2", "gpu-1"]
+    for name, recap in recaps.items():
+        assert recap["succeeded"] and recap["changed"] > 0 and recap["unreachable"] == 0, (name, recap)
+    # each host has its own filesystem with the package installed from the copied wheelhouse
+    for h in fleet.hosts:
+        out = docker("exec", h.container, "/opt/jinad/venv/bin/python", "-c",
+                     "import jinad_fab.daemon.app, importlib.metadata as m; print(m.version('jinad-fab'))")
+        assert out == "0.1.0"
+        assert docker("exec", h.container, "sh", "-c", "ls /opt/jinad/wheelhouse | grep -c whl") != "0"
+
+
+def test_hosts_shows_all_three_alive(fleet, deployed) -> None:
+    code, body, out = run("hosts", "-i", str(fleet.inventory), "--json")
+    assert code == 0, out
+    rows = {r["host"]: r for r in json.loads(body)}
+    assert sorted(rows) == ["cpu-1", "cpu-2", "gpu-1"]
+    ids = set()
+    for h in fleet.hosts:
+        row = rows[h.name]
+        assert row["ok"] and row["url"] == f"http://{h.address}:8000"
+        assert row["groups"] == list(h.groups)
+        ids.add(row["value"]["alive"]["daemon_id"])
+    assert len(ids) == 3  # three daemons, not one answering thrice
+    token = (fleet.inventory.parent / "credentials" / "jinad_token").read_text().strip()
+    assert token not in out
+
+
+def test_exec_runs_on_a_group_with_per_host_output(fleet, deployed) -> None:
+    code, body, out = run("exec", "-i", str(fleet.inventory), "-g", "cpu", "--json", "hostname")
+    assert code == 0, out
+    assert [(r["host"], r["stdout"].strip()) for r in json.loads(body)] == [("cpu-1", "cpu-1"), ("cpu-2", "cpu-2")]
+
+
+def test_logs_come_from_every_host_prefixed(fleet, deployed) -> None:
+    code, body, out = run("logs", "-i", str(fleet.inventory), "-n", "50")
+    assert code == 0, out
+    for h in fleet.hosts:
+        assert f"{h.name} | " in out
+
+
+def test_a_second_deploy_changes_nothing(fleet, deployed, wheels) -> None:
+    code, body, out = run("provision", "deploy", "-i", str(fleet.inventory), "--wheelhouse", str(wheels), "--json")
+    assert code == 0, out[-6000:]
+    recaps = json.loads(body)["hosts"]
+    assert {name: r["changed"] for name, r in recaps.items()} == {"cpu-1": 0, "cpu-2": 0, "gpu-1": 0}
+
+
+def test_verify_checks_every_daemon(fleet, deployed) -> None:
+    code, body, out = run("provision", "verify", "-i", str(fleet.inventory), "--json")
+    assert code == 0, out[-4000:]
+    assert all(r["succeeded"] for r in json.loads(body)["hosts"].values())
+
+
+def test_upgrade_restarts_a_batch_behind_a_health_barrier(fleet, deployed) -> None:
+    def uptimes() -> dict[str, float]:
+        code, body, out = run("hosts", "-i", str(fleet.inventory), "--json")
+        assert code == 0, out
+        return {r["host"]: r["value"]["alive"]["uptime"] for r in json.loads(body)}
+
+    started = time.monotonic()
+    code, body, out = run("provision", "upgrade", "-i", str(fleet.inventory), "-l", "gpu-1", "--json")
+    assert code == 0, out[-6000:]
+    recaps = json.loads(body)["hosts"]
+    assert list(recaps) == ["gpu-1"] and recaps["gpu-1"]["changed"] > 0
+    took = time.monotonic() - started
+    after = uptimes()
+    assert after["gpu-1"] < took  # reinstalled and restarted during the run, and answering again
+    assert after["cpu-1"] > took and after["cpu-2"] > took  # outside the limit: untouched
+
+
+ENCODER = textwrap.dedent("""
+    import socket
+    import zlib
+    import numpy as np
+    from jinad_fab import Executor, requests
+
+    class HashEncoder(Executor):
+        @requests
+        def encode(self, docs, parameters):
+            for d in docs:
+                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
+                d.embedding = rng.standard_normal(16).astype("float32")
+                d.tags["encoded_on"] = socket.gethostname()
+""")
+
+FLOW = """!Flow
+version: '1'
+with:
+  protocol: http
+pods:
+  - name: encode
+    uses: HashEncoder
+    py_modules: [encoder.py]
+    hosts: cpu
+    parallel: 2
+  - name: _index
+    uses: _index
+    hosts: gpu
+  - name: tail
+    uses: _pass
+    hosts: cpu
+"""
+
+
+def test_flow_up_spreads_a_flow_over_the_fleet_and_down_leaves_nothing(fleet, deployed, tmp_path) -> None:
+    (tmp_path / "encoder.py").write_text(ENCODER)
+    (tmp_path / "flow.yml").write_text(FLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from jinad_fab.cli.main import main; main()", "flow", "up",
+         str(tmp_path / "flow.yml"), "-i", str(fleet.inventory), "--gateway-host", "0.0.0.0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()[-6000:] if proc.poll() is not None else "no output from flow up"
+        info = json.loads(line)
+        assert {(p["pod"], p["host"]) for p in info["placement"]} == {
+            ("encode", "cpu-1"), ("_index", "gpu-1"), ("tail", "cpu-2")}
+        base = f"http://127.0.0.1:{info['gateway']['http_port']}"
+        docs = [{"id": str(i), "text": f"document number {i}"} for i in range(30)]
+        r = httpx.post(f"{base}/index", json={"data": docs}, timeout=120)
+        assert r.status_code == 200, r.text
+        assert sorted(d["id"] for d in r.json()["data"]) == sorted(str(i) for i in range(30))
+        r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": "document number 7"}],
+                                               "parameters": {"top_k": 3}}, timeout=120)
+        assert r.status_code == 200, r.text
+        (hit,) = r.json()["data"]
+        assert hit["tags"]["encoded_on"] == "cpu-1"  # the encoder really ran on that container
+        assert hit["matches"][0]["id"] == "7"
+        assert hit["matches"][0]["scores"]["euclidean"] == pytest.approx(0.0, abs=1e-4)
+        code, body, out = run("flow", "ps", "-i", str(fleet.inventory), "--json")
+        assert code == 0, out
+        running = {r["host"]: [p for p in r["value"]["pods"] if p["state"] == "RUNNING"] for r in json.loads(body)}
+        assert (len(running["gpu-1"]), len(running["cpu-1"]), len(running["cpu-2"])) == (1, 1, 1)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read()[-6000:]
+    code, body, out = run("flow", "down", "-i", str(fleet.inventory), "--json")
+    assert code == 0, out
+    assert all(r["value"]["pods"] == 0 and r["value"]["flows"] == 0 for r in json.loads(body))
+    deadline = time.monotonic() + 60
+    while True:  # the Peas' processes are gone from every host, not only marked stopped
+        left = {h.name: docker("exec", h.container, "sh", "-c", "pgrep -fc 'jinad_fab.runtime' || true")
+                for h in fleet.hosts}
+        if set(left.values()) == {"0"} or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert set(left.values()) == {"0"}, left
+
+
+def test_a_stopped_host_is_named_and_exits_4(fleet, deployed) -> None:
+    victim = fleet.host("cpu-2")
+    docker("stop", "-t", "1", victim.container)
+    try:
+        code, body, out = run("hosts", "-i", str(fleet.inventory), "--timeout", "3")
+        assert code == 4, out
+        assert "unreachable: cpu-2" in out
+        code, body, out = run("exec", "-i", str(fleet.inventory), "--connect-timeout", "3", "true")
+        assert code == 4 and "unreachable: cpu-2" in out
+        code, body, out = run("provision", "verify", "-i", str(fleet.inventory), "--json", "--timeout", "300")
+        assert code == 4, out[-4000:]
+        recaps = json.loads(body)["hosts"]
+        assert recaps["cpu-2"]["unreachable"] > 0 and recaps["cpu-1"]["succeeded"]
+    finally:
+        docker("start", victim.container)
