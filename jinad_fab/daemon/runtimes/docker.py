@@ -53,6 +53,8 @@ CONTAINER_WORKSPACE = "/workspace"
 """Where rendered images hold the workspace's files (copied at build time, part of the hash)."""
 _CONTAINER_BIND = "0.0.0.0"  # inside the container; what the host sees is decided by publishing
 _LOG_TAIL = 25
+_SHARED_STEP = "/tmp/jinad-wheels"
+"""Marks the rendered Dockerfile's wheel steps: the last ones that hold no workspace file."""
 
 
 @dataclasses.dataclass
@@ -265,7 +267,31 @@ class DockerRuntime(Runtime):
             images = self.client.images.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace_id})})
         for image in images:
             if image.id != keep:
-                _quietly(self.client.images.remove, image.id, force=False, noprune=False)
+                self._remove_image(image.id, force=False)
+
+    def _remove_image(self, image_id: str, force: bool = True) -> None:
+        """Remove a workspace image and the layers that hold the workspace's own files.
+
+        The layers below (base image, venv, the installed wheelhouse) are kept as the engine's
+        build cache: they hold no workspace files, and the next workspace with the same wheels
+        builds in seconds instead of reinstalling them.
+        """
+        import docker.errors
+
+        failed = (docker.errors.DockerException, requests_exceptions().RequestException)
+        try:
+            history = self.client.api.history(image_id)
+            self.client.images.remove(image_id, force=force, noprune=True)
+        except failed:
+            return
+        for layer in history[1:]:  # newest first
+            layer_id = layer.get("Id") or ""
+            if not layer_id.startswith("sha256:") or layer.get("Tags") or _SHARED_STEP in (layer.get("CreatedBy") or ""):
+                return
+            try:
+                self.client.images.remove(layer_id, noprune=True)
+            except failed:
+                return  # another image is built on it: it is shared, and so is everything below
 
     def _prune_dangling(self, workspace_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -451,7 +477,7 @@ class DockerRuntime(Runtime):
             for network in self.client.networks.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace.id})}):
                 _quietly(network.remove)
             for image in self.client.images.list(filters={"label": self._mine(**{LABEL_WORKSPACE: workspace.id})}):
-                _quietly(self.client.images.remove, image.id, force=True)
+                self._remove_image(image.id)
         self._prune_dangling(workspace.id)
         shutil.rmtree(self.state_dir / "build" / workspace.id, ignore_errors=True)
 
@@ -480,7 +506,7 @@ class DockerRuntime(Runtime):
                     removed.append(f"network {network.name}")
             for image in self.client.images.list(filters={"label": self._mine()}):
                 if (image.labels or {}).get(LABEL_WORKSPACE) not in live_workspaces:
-                    _quietly(self.client.images.remove, image.id, force=True)
+                    self._remove_image(image.id)
                     removed.append(f"image {image.short_id}")
         return removed
 
@@ -507,6 +533,12 @@ def _engine(error: type[Exception], action: str) -> Iterator[None]:
         raise error(f"could not {action}: {exc}") from exc
     except requests.exceptions.RequestException as exc:
         raise error(f"the Docker engine did not answer while trying to {action}: {exc}") from exc
+
+
+def requests_exceptions() -> Any:
+    import requests.exceptions
+
+    return requests.exceptions
 
 
 def _quietly(fn: Any, *args: Any, **kwargs: Any) -> None:
