@@ -137,3 +137,27 @@ def test_exec_push_logs_over_real_ssh_with_per_host_results(tmp_path, sshd) -> N
     assert result.exit_code == 2
     rows = {r["host"]: r for r in json.loads(result.output.split("\nError")[0])}
     assert rows["s1"]["exit_code"] == 3 and rows["gone"]["unreachable"]
+
+
+def test_provision_names_an_unreachable_host_and_exits_4(tmp_path, sshd) -> None:
+    port, user, key = sshd
+    inv = write_inventory(tmp_path, {"gone": ssh_host(free_port(), user, key)})
+    result = CliRunner().invoke(cli, ["provision", "verify", "-i", inv, "--json"])
+    assert result.exit_code == 4, result.output
+    recap = json.loads(result.output.split("\nError:")[0])["hosts"]["gone"]
+    assert recap["unreachable"] == 1 and not recap["succeeded"]
+    assert "unreachable: gone" in result.output
+
+
+def test_provision_check_mode_reports_per_host_without_changing_anything(tmp_path, sshd) -> None:
+    port, user, key = sshd
+    host = {**ssh_host(port, user, key), "ansible_python_interpreter": "/usr/bin/python3",
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "jinad_fab_become": False, "jinad_install_dir": str(tmp_path / "install"),
+            "jinad_home": str(tmp_path / "home"), "jinad_service_manager": "process"}
+    inv = write_inventory(tmp_path, {"s1": host})
+    result = CliRunner().invoke(cli, ["provision", "deploy", "-i", inv, "--check", "--json"])
+    body = result.output.split("\nError:")[0]
+    recap = json.loads(body)["hosts"]["s1"]
+    assert recap["unreachable"] == 0 and recap["ok"] > 0, result.output
+    assert not (tmp_path / "install").exists() and not (tmp_path / "home").exists()
