@@ -107,8 +107,9 @@ def batches(inputs: Any, request_size: int) -> Iterator[DocumentArray]:
         inputs = iter(inputs)
     elif callable(inputs):
         inputs = inputs()
-    if isinstance(inputs, DocumentArray) and len(inputs) <= request_size:
-        yield inputs
+    if isinstance(inputs, DocumentArray):
+        for i in range(0, len(inputs), request_size):
+            yield inputs[i:i + request_size]
         return
     batch: list[Document] = []
     for item in inputs:

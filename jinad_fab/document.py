@@ -260,7 +260,12 @@ class DocumentArray(Sequence):
                     return d
             raise KeyError(key)
         if isinstance(key, slice):
-            return DocumentArray(self._docs[key])
+            out = DocumentArray()
+            out._docs = self._docs[key]
+            if self._emb_rows is not None and key.step in (None, 1) and self.stacked_embeddings() is not None:
+                # a contiguous slice keeps a view of the shared matrix: sending it stays zero-copy
+                out._emb_matrix, out._emb_rows = self._emb_matrix[key], self._emb_rows[key]
+            return out
         return self._docs[key]
 
     def __iter__(self) -> Iterator[Document]:

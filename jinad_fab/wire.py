@@ -16,6 +16,7 @@ decoding them (see :class:`Message`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -56,15 +57,17 @@ def _encode_arrays(values: list[np.ndarray | None], frames: list) -> dict | None
 
 
 def _column(docs: Sequence[Document], attr: str) -> list | None:
-    col = [getattr(d, attr) for d in docs]
-    return col if any(v is not None for v in col) else None
+    col = list(map(attrgetter(attr), docs))
+    return None if col.count(None) == len(col) else col
 
 
 def _nested(docs: Sequence[Document], attr: str, frames: list) -> dict | None:
+    subs = list(map(attrgetter(attr), docs))
+    if subs.count(None) == len(subs):  # the common case: no chunks/matches at all
+        return None
     counts = []
     flat: list[Document] = []
-    for d in docs:
-        sub = getattr(d, attr)
+    for sub in subs:
         if sub:
             counts.append(len(sub))
             flat.extend(sub)
