@@ -13,7 +13,9 @@ import pytest
 from jinad_fab.daemon.runtimes.base import BuildError, LaunchSpec, Runtime, WorkspaceContext
 from jinad_fab.daemon.settings import DaemonSettings
 
-RUNTIMES = ["process", "docker"]
+# `docker` runs this same contract in the docker tier (tests/docker/test_docker_runtime.py imports
+# these tests), with the locally built base image and every labelled resource removed afterwards.
+RUNTIMES = ["process"]
 
 
 def _runtime(name: str, home: pathlib.Path) -> Runtime:
