@@ -4,7 +4,8 @@
 the same placement `render flow` prints), then runs the Flow here: the Gateway and unplaced
 Pods are local, every placed Pod is started through its host's jinad (one workspace per host).
 It prints the gateway and serves until Ctrl-C or SIGTERM, then stops everything it started.
-`flow ps` lists what runs on every host; `flow down` stops what is left there.
+`flow ps` lists what runs on every host, `flow tail` merges their logs (prefixed host/pod), and
+`flow down` stops what is left there.
 
 These subcommands join the `flow` group of ``flow.py`` (single-host create/ls/logs/delete).
 """
@@ -114,6 +115,11 @@ def _objects(client) -> dict[str, list[dict[str, Any]]]:
             "workspaces": client.workspaces()}
 
 
+def _name(item: dict[str, Any]) -> str:
+    """A Pod's name from its args, a Flow's file name, else the id."""
+    return str((item.get("args") or {}).get("name") or item.get("filename") or item["id"])
+
+
 def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
 
@@ -136,7 +142,7 @@ def ps(inventory: str, vault_password_file: str | None, limit: str | None, as_js
                 continue
             for kind in ("flows", "pods", "workspaces"):
                 for item in r.value[kind]:
-                    rows.append((host, kind[:-1], item.get("id"), item.get("state"), item.get("name", "")))
+                    rows.append((host, kind[:-1], item.get("id"), item.get("state"), _name(item)))
         console().print(table(f"objects on {len(result)} host(s)", ("host", "kind", "id", "state", "name"), rows))
     finish(result, "flow ps")
 
@@ -170,6 +176,49 @@ def down(inventory: str, vault_password_file: str | None, limit: str | None, as_
     finish(result, "flow down")
 
 
+@click.command("tail")
+@inventory_option
+@click.option("-l", "--limit", default=None, help="only hosts matching this pattern")
+@click.option("-f", "--follow", is_flag=True, help="keep streaming (Ctrl-C stops)")
+@click.option("-n", "--lines", type=click.IntRange(0), default=20, show_default=True, help="last N lines of each")
+def tail(inventory: str, vault_password_file: str | None, limit: str | None, follow: bool, lines: int) -> None:
+    """Merge the logs of every running Flow and Pod on the inventory's hosts, each line prefixed
+    with host/name."""
+    from ...deploy.fleet import client_for
+
+    inv = load_inventory(inventory, vault_password_file)
+    hosts = inv.select(limit)
+    listed = fan_out(inv, hosts, lambda c: _live(c.flows()) + _live(c.pods()))
+    out = console()
+    lock = threading.Lock()
+
+    def stream(host_name: str, item: dict[str, Any]) -> None:
+        label = f"{host_name}/{_name(item)}"
+        try:
+            with client_for(inv, inv[host_name], timeout=30) as client:
+                for entry in client.logs(item["id"], follow=follow, tail=lines):
+                    text = entry.get("msg") or entry.get("message") or json.dumps(entry)
+                    with lock:
+                        out.print(f"[cyan]{label}[/cyan] | ", end="")
+                        out.print(text, markup=False, highlight=False)
+        except Exception as exc:  # one stream ending never stops the others
+            with lock:
+                err_console().print(f"{label}: log stream ended: {exc}")
+
+    threads = [threading.Thread(target=stream, args=(h, item), daemon=True)
+               for h, r in listed.items() if r.ok for item in r.value]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        pass
+    finish(listed, "flow tail")
+
+
 command.add_command(up)
 command.add_command(ps)
+command.add_command(tail)
 command.add_command(down)

@@ -93,6 +93,11 @@ def test_flow_up_spreads_pods_and_answers_exactly(tmp_path, jinads) -> None:
         assert ps.exit_code == 0, ps.output
         running = {r["host"]: [p for p in r["value"]["pods"] if p["state"] == "RUNNING"] for r in json.loads(ps.output)}
         assert len(running["g1"]) == 1 and len(running["c1"]) == 1
+
+        merged = CliRunner().invoke(cli, ["flow", "tail", "-i", str(inv), "-n", "5"])
+        assert merged.exit_code == 0, merged.output
+        prefixes = {line.split(" | ")[0] for line in merged.output.splitlines() if " | " in line}
+        assert {"g1/index", "c1/encode"} <= prefixes, merged.output
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
