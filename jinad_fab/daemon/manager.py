@@ -295,7 +295,8 @@ class Manager:
                 error = f"not ready after {self.settings.start_timeout:g}s"
                 break
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            # a forked object is ready within tens of ms: a coarse poll would add up to its own length
+            delay = min(delay * 1.5, 0.01)
         await asyncio.to_thread(rt.stop, handle, self.settings.stop_timeout)
         tail = logs.tail_messages(log_path, 15)
         logs.event(log_path, f"failed to start: {error}", level="ERROR")

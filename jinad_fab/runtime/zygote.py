@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -198,6 +199,9 @@ def serve(socket_path: str) -> int:
     parent = os.getppid()
     set_name("jinad-zygote")
     preload()
+    # what was imported stays shared with the children: the collector will not write to it
+    gc.collect()
+    gc.freeze()
     exit_codes: collections.OrderedDict[int, int] = collections.OrderedDict()
     children: set[int] = set()
 

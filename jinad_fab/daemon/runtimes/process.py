@@ -319,7 +319,14 @@ class ProcessRuntime(Runtime):
         """A process that is gone (or a zombie): its exit code, if the zygote that forked it knows."""
         with self._lock:
             z = self._forked.get(pid)
-        code = z.exit_code(pid) if z is not None else None
+        code = None
+        # a zombie leader may still wait for its other threads to exit before it can be reaped
+        deadline = time.monotonic() + 0.2
+        while z is not None and z.alive():
+            code = z.exit_code(pid)
+            if code is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
         if code is None:
             return ObjectStatus(alive=False, detail=detail)
         return ObjectStatus(alive=False, exit_code=code, detail=_describe_exit(code))
