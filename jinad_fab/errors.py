@@ -97,11 +97,14 @@ class RequestTimeout(RuntimeFailure, TimeoutError):
 class DaemonError(JinadFabError):
     """A non-success answer from a jinad daemon."""
 
-    def __init__(self, message: str, status_code: int | None = None, host: str | None = None):
+    def __init__(self, message: Any, status_code: int | None = None, host: str | None = None):
         self.status_code = status_code
         self.host = host
+        # `detail` is what a daemon answers with: usually text, sometimes an object with a message
+        self.detail = message
+        text = message.get("message", str(message)) if isinstance(message, dict) else str(message)
         prefix = f"{host}: " if host else ""
-        super().__init__(prefix + message)
+        super().__init__(prefix + text)
 
 
 class DaemonUnreachable(DaemonError):

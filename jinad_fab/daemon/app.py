@@ -114,7 +114,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
     @app.exception_handler(DaemonError)
     async def _daemon_error(request: Request, exc: DaemonError) -> JSONResponse:
-        detail = exc.args[0] if exc.args else str(exc)
+        detail = exc.detail if exc.detail is not None else str(exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse({"detail": detail}, status_code=exc.status_code or 400, headers=headers)
 
