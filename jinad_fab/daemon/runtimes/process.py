@@ -41,7 +41,7 @@ from ...errors import BadConfig
 from .. import logs
 from . import gpus
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
-from .zygotes import MAX_SOCKET_PATH, Zygote, ZygoteError
+from .zygotes import MAX_SOCKET_PATH, Zygote, ZygoteError, ZygoteUnsure
 
 log = logging.getLogger("jinad")
 
@@ -263,6 +263,10 @@ class ProcessRuntime(Runtime):
                     raise ZygoteError(f"{', '.join(startup)} must be set before the interpreter starts")
                 z = self._zygote_for(workspace, py, self._env(venv))
                 pid, start_time = z.spawn(spec.runtime_args, cwd=workspace.root, env=env, log_path=log_path)
+            except ZygoteUnsure as exc:
+                # it may have forked the object: starting another copy could run it twice
+                self._drop_zygote(workspace.id)
+                raise StartError(f"cannot start {spec.kind}: {exc.reason}") from exc
             except ZygoteError as exc:
                 logs.event(log_path, f"starting a new interpreter: {exc.reason}", level="WARNING")
             else:

@@ -32,6 +32,10 @@ class ZygoteError(JinadFabError):
         super().__init__(reason)
 
 
+class ZygoteUnsure(ZygoteError):
+    """A request was sent but no answer came: the zygote may or may not have forked the object."""
+
+
 class Zygote:
     """One running zygote process and its socket."""
 
@@ -83,11 +87,13 @@ class Zygote:
 
     def request(self, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """One request, one answer; ``{"error": ...}`` answers and every failure raise ZygoteError."""
+        sent = False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(timeout)
                 s.connect(str(self.socket_path))
                 s.sendall((json.dumps(req) + "\n").encode())
+                sent = True
                 buf = b""
                 while not buf.endswith(b"\n"):
                     chunk = s.recv(65536)
@@ -95,7 +101,10 @@ class Zygote:
                         break
                     buf += chunk
         except OSError as exc:
-            raise ZygoteError(f"the zygote did not answer: {type(exc).__name__}: {exc}") from exc
+            error = ZygoteUnsure if sent else ZygoteError
+            raise error(f"the zygote did not answer: {type(exc).__name__}: {exc}") from exc
+        if sent and not buf:
+            raise ZygoteUnsure("the zygote closed the connection without an answer")
         try:
             answer = json.loads(buf)
         except ValueError as exc:
