@@ -134,6 +134,8 @@ class PeaCreate(BaseModel):
     port_ctrl: int = Field(0, ge=0, le=65535)
     env: dict[str, str] = Field(default_factory=dict)
     num_parts: int = Field(1, ge=1, le=1024, description="messages per request to join (upstream Pods/shards)")
+    gpus: str | int | list[int] | None = Field(
+        None, description="GPUs for it: 'all', a count, or device ids ('0,2' or [0, 2])")
     upstream: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=256, description="the Pods this one needs, in order (joins follow it)")
 

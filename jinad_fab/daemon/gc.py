@@ -4,16 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from ..schemas import ObjectState
 from .manager import Manager
 
+log = logging.getLogger("jinad_fab.daemon.gc")
+
+
+SWEEP_EVERY = 10  # reconcile rounds between two sweeps of runtime leftovers
+
 
 async def reconcile_forever(manager: Manager, interval: float) -> None:
-    """Every ``interval`` seconds, mark RUNNING objects whose process died as FAILED (with why)."""
+    """Every ``interval`` seconds, mark RUNNING objects whose process died as FAILED (with why);
+    every few rounds, let runtimes that keep things outside the store (Docker containers,
+    networks, images) remove what no record owns any more."""
+    rounds = 0
     while True:
         await asyncio.sleep(interval)
         for kind in ("flow", "pod", "pea"):
             for rec in manager.store.list(kind=kind, states=(ObjectState.RUNNING.value,)):
                 with contextlib.suppress(Exception):  # one odd record must not stop the loop
                     await asyncio.to_thread(manager.refresh, rec)
+        rounds += 1
+        if rounds % SWEEP_EVERY == 0:
+            await sweep(manager)
+
+
+async def sweep(manager: Manager) -> dict[str, list[str]]:
+    """Run each runtime's ``sweep(live_objects, live_workspaces)`` if it has one."""
+    live_states = (ObjectState.STARTING.value, ObjectState.RUNNING.value, ObjectState.STOPPING.value)
+    live_objects = {r.id for kind in ("flow", "pod", "pea")
+                    for r in manager.store.list(kind=kind, states=live_states)}
+    live_workspaces = {r.id for r in manager.store.list(kind="workspace")}
+    removed: dict[str, list[str]] = {}
+    for name, rt in manager.runtimes.items():
+        fn = getattr(rt, "sweep", None)
+        if fn is None:
+            continue
+        try:
+            removed[name] = await asyncio.to_thread(fn, live_objects, live_workspaces)
+        except Exception as exc:  # an engine hiccup must not stop housekeeping
+            log.warning("sweep of the %s runtime failed: %s", name, exc)
+    return removed

@@ -243,10 +243,10 @@ class Manager:
         runtime_args = [kind, "--args-json", json.dumps(args), "--status-file", str(self.status_path(oid)),
                         "--log-json"]
         ports = [p for p in (args.get("port_in"), args.get("port_ctrl")) if p]
-        return await self._start(ws, oid, kind, runtime_args, {"args": body.model_dump()}, ports)
+        return await self._start(ws, oid, kind, runtime_args, {"args": body.model_dump()}, ports, gpus=body.gpus)
 
     async def _start(self, ws: Record, oid: str, kind: str, runtime_args: list[str], data: dict[str, Any],
-                     ports: list[int] | None = None) -> Record:
+                     ports: list[int] | None = None, gpus: Any = None) -> Record:
         rt = self.runtime_for(ws)
         log_path = self.log_path(oid)
         status_file = self.status_path(oid)
@@ -255,7 +255,7 @@ class Manager:
                                  runtime=ws.runtime, data=data))
         logs.event(log_path, f"starting {kind} in workspace {ws.id}", args=runtime_args[:1] + runtime_args[3:4])
         spec = LaunchSpec(object_id=oid, kind=kind, runtime_args=runtime_args,  # type: ignore[arg-type]
-                          status_file=status_file, ports=ports or [])
+                          status_file=status_file, ports=ports or [], gpus=gpus)
         async with self._lock(oid):
             try:
                 handle = await asyncio.to_thread(rt.start, self.context(ws), spec, log_path)
@@ -265,6 +265,25 @@ class Manager:
                 raise Conflict(str(exc), status_code=409) from exc
             self.store.update(oid, handle=handle, data={"pid": handle.get("pid")})
             return await self._await_ready(oid, rt, handle)
+
+    def _public_addresses(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Objects bound on a wildcard address are reached at the host's public name."""
+        wild = ("0.0.0.0", "::", "")
+        host = self.settings.public_host
+        gw = info.get("gateway")
+        if isinstance(gw, dict) and gw.get("host") in wild:
+            info["gateway"] = {**gw, "host": host}
+
+        def fix(addr: Any) -> Any:
+            if isinstance(addr, str) and addr.startswith(("tcp://0.0.0.0:", "tcp://[::]:")):
+                return f"tcp://{host}:{addr.rsplit(':', 1)[1]}"
+            return addr
+
+        if "in_addresses" in info:
+            info["in_addresses"] = [fix(a) for a in info["in_addresses"] or []]
+        if "ctrl_address" in info:
+            info["ctrl_address"] = fix(info["ctrl_address"])
+        return info
 
     async def _await_ready(self, oid: str, rt: Runtime, handle: dict[str, Any]) -> Record:
         """Wait for the status file; on failure stop what is left and raise 400 with the reason."""
@@ -276,7 +295,7 @@ class Manager:
         while True:
             report = _read_status(status_file)
             if report is not None and report.get("state") == "ready":
-                info = {k: v for k, v in report.items() if k != "state"}
+                info = self._public_addresses({k: v for k, v in report.items() if k != "state"})
                 logs.event(log_path, f"ready: {_summary(info)}")
                 rec = self.store.update(oid, state=ObjectState.RUNNING.value, error=None, data=info,
                                         expect_state=(ObjectState.STARTING.value,))

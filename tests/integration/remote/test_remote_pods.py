@@ -180,3 +180,34 @@ def test_teardown_happens_on_exceptions(daemons, project):
             assert len(_objects(h)["workspaces"]) == 1
             raise RuntimeError("user code failed")
     assert _objects(h)["workspaces"] == []
+
+
+GPU_PROBE = textwrap.dedent("""
+    import os
+    from jinad_fab import Executor, requests
+
+    class GpuProbe(Executor):
+        @requests
+        def probe(self, docs):
+            for d in docs:
+                d.tags["cuda"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+                d.tags["env"] = os.environ.get("MY_SETTING")
+""")
+
+
+def test_every_argument_reaches_the_remote_side(daemons, project):
+    """gpus (no GPU here: the process runtime's CUDA_VISIBLE_DEVICES is what would reach CUDA), env,
+    uses_with and shards all arrive on the host."""
+    (project / "probe.py").write_text(GPU_PROBE)
+    h = daemons()
+    f = (Flow().add(name="gpu", uses="GpuProbe", py_modules=["probe.py"], host=_host(h), gpus="1,3",
+                    env={"MY_SETTING": "on"})
+         .add(name="tag", host=_host(h), shards=2, **_tagger("with-arg")))
+    with f:
+        got = f.post("/x", [Document(id=f"d{i}") for i in range(6)])
+        pods = _objects(h)["pods"]
+    assert {d.tags["cuda"] for d in got} == {"1,3"} and {d.tags["env"] for d in got} == {"on"}
+    assert all(d.tags["path"] == ["with-arg"] for d in got)
+    gpu_pod = next(p for p in pods if p["args"]["name"] == "gpu")
+    assert gpu_pod["args"]["gpus"] == "1,3"
+    assert next(p for p in pods if p["args"]["name"] == "tag")["args"]["shards"] == 2
