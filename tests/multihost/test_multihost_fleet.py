@@ -91,14 +91,15 @@ def test_verify_checks_every_daemon(fleet, deployed) -> None:
     assert all(r["succeeded"] for r in json.loads(body)["hosts"].values())
 
 
-def test_upgrade_restarts_a_batch_behind_a_health_barrier(fleet, deployed) -> None:
+def test_upgrade_restarts_a_batch_behind_a_health_barrier(fleet, deployed, wheels) -> None:
     def uptimes() -> dict[str, float]:
         code, body, out = run("hosts", "-i", str(fleet.inventory), "--json")
         assert code == 0, out
         return {r["host"]: r["value"]["alive"]["uptime"] for r in json.loads(body)}
 
     started = time.monotonic()
-    code, body, out = run("provision", "upgrade", "-i", str(fleet.inventory), "-l", "gpu-1", "--json")
+    code, body, out = run("provision", "upgrade", "-i", str(fleet.inventory), "-l", "gpu-1",
+                          "--wheelhouse", str(wheels), "--json")
     assert code == 0, out[-6000:]
     recaps = json.loads(body)["hosts"]
     assert list(recaps) == ["gpu-1"] and recaps["gpu-1"]["changed"] > 0

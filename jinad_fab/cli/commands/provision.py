@@ -88,23 +88,31 @@ def _print_recap(run: PlaybookRun) -> None:
                           ("host", "result", "ok", "changed", "failed", "unreachable", "skipped", "message"), rows))
 
 
+def _wheelhouse_option(fn):
+    return click.option("--wheelhouse", "wheel_dir", type=click.Path(file_okay=False), default=None,
+                        help="install from this folder of wheels, copied to the hosts (built from the "
+                             "checkout when it holds no jinad_fab wheel)")(fn)
+
+
+def _wheelhouse_vars(wheel_dir: str | None) -> dict[str, str]:
+    if not wheel_dir:
+        return {}
+    path = pathlib.Path(wheel_dir).resolve()
+    if not any(path.glob("jinad_fab-*.whl")):
+        root = wheelhouse.project_root()
+        if root is None:
+            raise click.UsageError(f"{path} holds no jinad_fab wheel, and there is no checkout to build one from")
+        err_console().print(f"building a wheelhouse from {root} into {path} ...")
+        wheelhouse.build(path, root)
+    return {"jinad_install_mode": "wheelhouse", "jinad_wheelhouse_src": str(path)}
+
+
 @command.command("deploy")
 @_options
-@click.option("--wheelhouse", "wheel_dir", type=click.Path(file_okay=False), default=None,
-              help="install from this folder of wheels (built from the checkout when empty/missing)")
+@_wheelhouse_option
 def deploy(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json, wheel_dir) -> None:
     """Install and start jinad (and Docker / the NVIDIA toolkit where asked). Idempotent."""
-    extra = {}
-    if wheel_dir:
-        path = pathlib.Path(wheel_dir).resolve()
-        if not any(path.glob("jinad_fab-*.whl")):
-            root = wheelhouse.project_root()
-            if root is None:
-                raise click.UsageError(f"{path} holds no jinad_fab wheel, and there is no checkout to build one from")
-            err_console().print(f"building a wheelhouse from {root} into {path} ...")
-            wheelhouse.build(path, root)
-        extra = {"jinad_install_mode": "wheelhouse", "jinad_wheelhouse_src": str(path)}
-    _run("deploy", inventory, limit, check, forks, extra_vars, timeout, as_json, extra)
+    _run("deploy", inventory, limit, check, forks, extra_vars, timeout, as_json, _wheelhouse_vars(wheel_dir))
 
 
 @command.command("teardown")
@@ -118,12 +126,14 @@ def teardown(inventory, vault_password_file, limit, check, forks, extra_vars, ti
 
 @command.command("upgrade")
 @_options
+@_wheelhouse_option
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
               help="hosts upgraded at a time; each batch must answer /alive before the next")
-def upgrade(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json, batch_size) -> None:
+def upgrade(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json, wheel_dir,
+            batch_size) -> None:
     """Reinstall jinad-fab batch by batch behind a health barrier."""
     _run("upgrade", inventory, limit, check, forks, extra_vars, timeout, as_json,
-         {"jinad_upgrade_batch_size": batch_size})
+         {"jinad_upgrade_batch_size": batch_size, **_wheelhouse_vars(wheel_dir)})
 
 
 @command.command("verify")
