@@ -30,7 +30,7 @@ from ..document import DocumentArray
 from ..errors import BadInput, JinadFabError
 from ..wire import Message, new_header
 from .merge import merge_parts
-from .sockets import bind, ctrl_reply, make_context
+from .sockets import bind, ctrl_reply, make_context, push_targets
 
 log = logging.getLogger("jinad_fab.gateway")
 
@@ -57,16 +57,7 @@ class _Router:
         self.stopping = False
 
     def connect(self, targets: list[list[str]]) -> None:
-        for s in self.roots:
-            s.close(linger=0)
-        self.roots = []
-        for addrs in targets:
-            s = self.ctx.socket(zmq.PUSH)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, 0)
-            for a in addrs:
-                s.connect(a)
-            self.roots.append(s)
+        self.roots = push_targets(self.ctx, self.roots, targets)
 
     def loop(self) -> None:
         poller = zmq.Poller()

@@ -30,7 +30,7 @@ from ..executors import load_executor
 from ..wire import Message, doc_count
 from . import orphan
 from .merge import merge_parts
-from .sockets import bind, ctrl_reply, drain, make_context, signal_wakeup_fd
+from .sockets import bind, ctrl_reply, drain, make_context, push_targets, signal_wakeup_fd
 
 log = logging.getLogger("jinad_fab.pea")
 
@@ -83,16 +83,8 @@ class PeaRuntime:
         return {"port_in": port_in, "port_ctrl": port_ctrl}
 
     def connect(self, targets: list[list[str]]) -> None:
-        for t in self.targets:
-            t.close(linger=0)
-        self.targets = []
-        for addrs in targets:
-            s = self.ctx.socket(zmq.PUSH)
-            s.setsockopt(zmq.LINGER, 1000)
-            s.setsockopt(zmq.SNDHWM, 0)
-            for addr in addrs:
-                s.connect(addr)
-            self.targets.append(s)
+        # linger: answers already queued still leave when the Pea stops
+        self.targets = push_targets(self.ctx, self.targets, targets, linger_ms=1000)
 
     # ---- serving ----
     def serve(self, on_tick=None, wake_fd: int | None = None) -> None:

@@ -59,6 +59,23 @@ def bind(ctx: zmq.Context, kind: int, host: str, port: int = 0) -> tuple[zmq.Soc
     return s, port
 
 
+def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str]],
+                 linger_ms: int = 0) -> list[zmq.Socket]:
+    """Replace `old` PUSH sockets with one per target, each connected to all of the target's
+    addresses (replicas: ZeroMQ load-balances between them); sends never block (no HWM)."""
+    for s in old:
+        s.close(linger=0)
+    out = []
+    for addrs in targets:
+        s = ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.LINGER, linger_ms)
+        s.setsockopt(zmq.SNDHWM, 0)
+        for a in addrs:
+            s.connect(a)
+        out.append(s)
+    return out
+
+
 def ctrl_reply(sock: zmq.Socket, ok: bool, **fields: Any) -> None:
     sock.send_json({"ok": ok, **fields})
 
