@@ -27,6 +27,7 @@ import pathlib
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,9 @@ class ProcessRuntime(Runtime):
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+        else:  # one a previous run of the daemon left behind (it was killed)
+            with contextlib.suppress(OSError):
+                _private_dir_name(self.run_dir).rmdir()
 
     # ---- zygotes ------------------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class ProcessRuntime(Runtime):
             return path
         with self._lock:  # a deep home (a test's tmp dir): a private 0700 directory in /tmp instead
             if self._socket_dir is None:
-                self._socket_dir = pathlib.Path(tempfile.mkdtemp(prefix="jinad-z-"))
+                self._socket_dir = _private_dir(self.run_dir)
         return self._socket_dir / name
 
     def _zygote_for(self, workspace: WorkspaceContext, py: str, env: Mapping[str, str]) -> Zygote:
@@ -406,6 +410,23 @@ def _group_members(pgid: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.Error):
             continue
     return out
+
+
+def _private_dir_name(key: pathlib.Path) -> pathlib.Path:
+    digest = hashlib.sha1(str(key).encode()).hexdigest()[:12]
+    return pathlib.Path(tempfile.gettempdir()) / f"jinad-z-{os.getuid()}-{digest}"
+
+
+def _private_dir(key: pathlib.Path) -> pathlib.Path:
+    """A 0700 directory of ours in the temp dir, the same one for the same ``key`` (so a restarted
+    daemon reuses it rather than leaving one behind per run); a fresh one if that name is taken."""
+    path = _private_dir_name(key)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    st = path.lstat()
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700:
+        return path
+    return pathlib.Path(tempfile.mkdtemp(prefix="jinad-z-"))  # someone else's, or not a private directory
 
 
 def _create_time(pid: int) -> float:
