@@ -47,6 +47,9 @@ def test_deploy_provisions_every_host_over_ssh(fleet, deployed) -> None:
                      "import jinad_fab.daemon.app, importlib.metadata as m; print(m.version('jinad-fab'))")
         assert out == "0.1.0"
         assert docker("exec", h.container, "sh", "-c", "ls /opt/jinad/wheelhouse | grep -c whl") != "0"
+        # exactly one daemon, running as the jinad account (a restart must not leave an orphan)
+        assert docker("exec", h.container, "pgrep", "-u", "jinad", "-fc", "venv/bin/jinad") == "1"
+        assert docker("exec", h.container, "pgrep", "-fc", "venv/bin/jinad") == "1"
 
 
 def test_hosts_shows_all_three_alive(fleet, deployed) -> None:
@@ -107,6 +110,7 @@ def test_upgrade_restarts_a_batch_behind_a_health_barrier(fleet, deployed, wheel
     after = uptimes()
     assert after["gpu-1"] < took  # reinstalled and restarted during the run, and answering again
     assert after["cpu-1"] > took and after["cpu-2"] > took  # outside the limit: untouched
+    assert docker("exec", fleet.host("gpu-1").container, "pgrep", "-fc", "venv/bin/jinad") == "1"
 
 
 ENCODER = textwrap.dedent("""
