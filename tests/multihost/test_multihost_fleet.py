@@ -192,7 +192,7 @@ def test_flow_up_spreads_a_flow_over_the_fleet_and_down_leaves_nothing(fleet, de
     assert all(r["value"]["pods"] == 0 and r["value"]["flows"] == 0 for r in json.loads(body))
     deadline = time.monotonic() + 60
     while True:  # the Peas' processes are gone from every host, not only marked stopped
-        left = {h.name: docker("exec", h.container, "sh", "-c", "pgrep -fc 'jinad_fab.runtime' || true")
+        left = {h.name: docker("exec", h.container, "pgrep", "-fc", "jinad_fab[.]runtime", check=False)
                 for h in fleet.hosts}
         if set(left.values()) == {"0"} or time.monotonic() > deadline:
             break
