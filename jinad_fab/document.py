@@ -262,8 +262,9 @@ class DocumentArray(Sequence):
         if isinstance(key, slice):
             out = DocumentArray()
             out._docs = self._docs[key]
-            if self._emb_rows is not None and key.step in (None, 1) and self.stacked_embeddings() is not None:
-                # a contiguous slice keeps a view of the shared matrix: sending it stays zero-copy
+            if self._emb_rows is not None and len(self._emb_rows) == len(self._docs) and key.step in (None, 1):
+                # a contiguous slice keeps a view of the shared matrix (sending it stays zero-copy);
+                # `stacked_embeddings` checks just the slice's rows
                 out._emb_matrix, out._emb_rows = self._emb_matrix[key], self._emb_rows[key]
             return out
         return self._docs[key]

@@ -67,3 +67,15 @@ def test_document_array_lookup_slice_and_type_checks():
         da["9"]
     with pytest.raises(BadDocument):
         da.append("not a doc")
+
+
+def test_slices_keep_a_view_of_the_matrix_until_a_row_is_replaced():
+    da = DocumentArray(Document() for _ in range(10))
+    m = np.arange(30, dtype=np.float32).reshape(10, 3)
+    da.embeddings = m
+    part = da[2:5]
+    assert np.shares_memory(part.stacked_embeddings(), m) and part.embeddings.tolist() == m[2:5].tolist()
+    da[3].embedding = np.zeros(3, dtype=np.float32)
+    assert da[2:5].stacked_embeddings() is None  # the slice holding the replaced row re-stacks
+    assert da[2:5].embeddings[1].tolist() == [0, 0, 0]
+    assert da[5:8].stacked_embeddings() is not None  # other slices still share the matrix
