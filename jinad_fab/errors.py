@@ -20,7 +20,7 @@ The tree::
     │   ├── PayloadTooLarge           413: upload over the configured limits
     │   └── Invalid                   400/422: the daemon refused the input
     └── DeployError                   provisioning or SSH tasks failed on some hosts (carries per-host results)
-        └── HostsUnreachable          no host could be reached at all
+        └── HostsUnreachable          every host that failed could not be reached (exit code 4)
 
 Errors carry data, not only text: read the attributes rather than parsing messages.
 """
