@@ -80,11 +80,14 @@ class DaemonClient:
         timeout: float = DEFAULT_TIMEOUT,
         name: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        verify: str | bool = True,
     ):
+        """``verify``: for an ``https://`` daemon, a CA bundle (path) to check its certificate with."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self.name = name or self.base_url
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,
+                                  verify=verify)
 
     def __repr__(self) -> str:  # never shows the token
         return f"DaemonClient({self.base_url!r})"

@@ -14,6 +14,8 @@ import click
 @click.option("--token", default=None, help="bearer token clients must send (or JINAD_TOKEN)")
 @click.option("--advertise-host", default=None, help="address clients use to reach gateways and pods")
 @click.option("--runtime", default=None, type=click.Choice(["process", "docker"]), help="default runtime")
+@click.option("--tls-certfile", default=None, type=click.Path(dir_okay=False), help="serve HTTPS with this PEM certificate")
+@click.option("--tls-keyfile", default=None, type=click.Path(dir_okay=False), help="the certificate's PEM private key")
 @click.option("--max-upload-bytes", default=None, type=int)
 @click.option("--max-files", default=None, type=int)
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
@@ -31,8 +33,11 @@ def cli(log_level: str, **flags: object) -> None:
         msgs = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise click.UsageError(msgs) from None
     settings.home.mkdir(parents=True, exist_ok=True)
+    tls = {}
+    if settings.tls_certfile is not None:
+        tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                            access_log=False, timeout_graceful_shutdown=5)
+                            access_log=False, timeout_graceful_shutdown=5, **tls)
     server = uvicorn.Server(config)
     server.run()
     if not server.started:

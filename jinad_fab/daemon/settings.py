@@ -32,6 +32,8 @@ class DaemonSettings(BaseSettings):
     )
 
     runtime: str = Field("process", description="default runtime for new workspaces")
+    tls_certfile: pathlib.Path | None = Field(None, description="serve HTTPS with this certificate (PEM)")
+    tls_keyfile: pathlib.Path | None = Field(None, description="the certificate's private key (PEM)")
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     max_files: int = Field(1000, ge=1)
     max_extract_bytes: int = Field(1024 * 1024 * 1024, ge=1, description="bound on unpacked archives")
@@ -55,6 +57,15 @@ class DaemonSettings(BaseSettings):
     docker_wheelhouse: bool = Field(True, description="install into images from a wheelhouse built on the host")
     docker_cpus: float | None = Field(None, gt=0, description="CPU limit per container")
     docker_memory: str | None = Field(None, pattern=r"^[0-9]+[bkmg]?$", description="memory limit, e.g. 2g")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> DaemonSettings:
+        if bool(self.tls_certfile) != bool(self.tls_keyfile):
+            raise ValueError("TLS needs both a certificate and its key (--tls-certfile and --tls-keyfile)")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {str(path)!r} does not exist")
+        return self
 
     @model_validator(mode="after")
     def _token_for_public_bind(self) -> DaemonSettings:

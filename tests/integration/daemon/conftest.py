@@ -16,8 +16,9 @@ from jinad_testkit import Daemon, reap  # noqa: E402
 def daemon_factory(tmp_path):
     made: list[Daemon] = []
 
-    def make(token: str | None = None, extra: list[str] | None = None, home: pathlib.Path | None = None) -> Daemon:
-        d = Daemon(home or tmp_path / f"home{len(made)}", token=token, extra=extra)
+    def make(token: str | None = None, extra: list[str] | None = None, home: pathlib.Path | None = None,
+             **kw) -> Daemon:
+        d = Daemon(home or tmp_path / f"home{len(made)}", token=token, extra=extra, **kw)
         made.append(d)
         return d.start()
 

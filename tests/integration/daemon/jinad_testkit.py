@@ -37,17 +37,20 @@ def free_port() -> int:
 class Daemon:
     """One `jinad` process; `restart()` keeps the home, `kill()` is SIGKILL."""
 
-    def __init__(self, home: pathlib.Path, token: str | None = None, extra: list[str] | None = None):
+    def __init__(self, home: pathlib.Path, token: str | None = None, extra: list[str] | None = None,
+                 scheme: str = "http", verify: str | bool = True):
         self.home = home
         self.token = token
         self.extra = extra or []
+        self.scheme = scheme
+        self.verify = verify
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = home.parent / f"{home.name}-daemon.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> Daemon:
         env = dict(os.environ, PYTHONPATH=REPO_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -63,14 +66,14 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/alive", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/alive", timeout=1, verify=self.verify).status_code == 200:
                     return self
             time.sleep(0.05)
         raise TimeoutError(f"jinad did not answer within {timeout}s: {self.log.read_text()[-2000:]}")
 
     def client(self, **kw) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(base_url=self.url, timeout=60, headers=headers, **kw)
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers, verify=self.verify, **kw)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
