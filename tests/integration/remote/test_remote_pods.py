@@ -211,3 +211,33 @@ def test_every_argument_reaches_the_remote_side(daemons, project):
     gpu_pod = next(p for p in pods if p["args"]["name"] == "gpu")
     assert gpu_pod["args"]["gpus"] == "1,3"
     assert next(p for p in pods if p["args"]["name"] == "tag")["args"]["shards"] == 2
+
+
+def test_a_dropped_log_stream_resumes_from_its_last_line(daemons, project, capfd):
+    """SIGKILL the host's daemon mid-Flow and start it again: the Pod is re-adopted, the Flow keeps
+    serving, and the log stream picks up where it broke, with no line printed twice."""
+    import re
+    import time
+
+    h = daemons()
+
+    def wait_for(pattern: str, err: list[str]) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            err.append(capfd.readouterr().err)
+            if re.search(pattern, "".join(err)):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{pattern!r} never appeared in: {''.join(err)[-2000:]}")
+
+    err: list[str] = []
+    with Flow().add(name="lf", uses="_logforward", host=_host(h)) as f:
+        first = f.index([Document(text="one")])
+        wait_for(r"lf \| lf: /index request", err)
+        h.kill()
+        h.start()  # same port and home: the daemon re-adopts the running Pod
+        second = f.index([Document(text="two")])  # the data path never went through the daemon
+        assert first[0].text == "one" and second[0].text == "two"
+        wait_for(r"lf \| lf: /index request .*\n(.*\n)*.*lf \| lf: /index request", err)
+    lines = [x for x in "".join(err).splitlines() if "lf | lf: /index request" in x]
+    assert len(lines) == 2 and len(set(lines)) == 2, lines
