@@ -84,6 +84,10 @@ class DaemonClient:
     ):
         """``verify``: for an ``https://`` daemon, a CA bundle (path) to check its certificate with."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if isinstance(verify, str):
+            import ssl
+
+            verify = ssl.create_default_context(cafile=verify)
         self.base_url = base_url.rstrip("/")
         self.name = name or self.base_url
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,

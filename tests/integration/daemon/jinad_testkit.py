@@ -43,6 +43,10 @@ class Daemon:
         self.token = token
         self.extra = extra or []
         self.scheme = scheme
+        if isinstance(verify, str):  # a CA bundle: httpx wants an SSL context for it
+            import ssl
+
+            verify = ssl.create_default_context(cafile=verify)
         self.verify = verify
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
