@@ -22,6 +22,8 @@ log = logging.getLogger("jinad_fab.pod")
 
 
 def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
+    if int(args.get("parallel") or 1) == 1 and int(args.get("shards") or 1) == 1:
+        return _run_single(args, report, die_with_parent)
     stop = {"flag": False}
 
     def on_term(signum, frame):
@@ -91,3 +93,34 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     ctrl.close(linger=0)
     ctx.destroy(linger=0)
     return code
+
+
+_PEA_KEYS = ("name", "uses", "uses_with", "uses_metas", "py_modules", "host", "port_in", "port_ctrl", "workspace",
+             "num_parts", "upstream", "base_dir", "targets")
+
+
+def _run_single(args: dict, report, die_with_parent: bool) -> int:
+    """A Pod of one Pea is that Pea, in this very process: no host process and no second fork.
+
+    It reports what a Pod host reports (input addresses and a control address that takes
+    ``connect``), so whoever started it cannot tell the difference.
+    """
+    from .pea import run_pea
+    from .sockets import connect_host
+
+    for key, value in (args.get("env") or {}).items():
+        os.environ[str(key)] = str(value)
+    host = args.get("host") or "127.0.0.1"
+    pea_args = {k: args[k] for k in _PEA_KEYS if args.get(k) is not None}
+    pea_args["pod"] = args.get("name") or "pod"
+
+    def as_pod(event: dict) -> None:
+        if event.get("state") != "ready":
+            report(event)
+            return
+        port_in, port_ctrl = event["port_in"], event["port_ctrl"]
+        report({"state": "ready", "pid": os.getpid(), "in_addresses": [f"tcp://{connect_host(host)}:{port_in}"],
+                "ctrl_address": f"tcp://{host}:{port_ctrl}", "out_parts": 1,
+                "ports": {"port_in": port_in, "ports_in": [port_in], "port_ctrl": port_ctrl}})
+
+    return run_pea(pea_args, as_pod, die_with_parent)
