@@ -57,6 +57,35 @@ def _uses_spec(uses: Any) -> tuple[Any, list[str]]:
     return uses, []
 
 
+def order_by_needs(needs: dict[str, list[str]], what: str = "the Flow") -> list[str]:
+    """Names ordered so each comes after the Pods it needs (depth-first, declaration order kept).
+
+    A cycle, or a name that is not defined, is BadConfig naming it.
+    """
+    state: dict[str, int] = {}  # 1: on the current path, 2: placed
+    order: list[str] = []
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = path[path.index(name):] + [name]
+            raise BadConfig(f"{what}: the Pods' `needs` form a cycle: {' -> '.join(cycle)}")
+        state[name] = 1
+        for n in needs[name]:
+            if n == GATEWAY:
+                continue
+            if n not in needs:
+                raise BadConfig(f"{what}: Pod {name!r} needs {n!r}, which is not defined")
+            visit(n, path + [name])
+        state[name] = 2
+        order.append(name)
+
+    for name in needs:
+        visit(name, [])
+    return order
+
+
 class Flow:
     """A DAG of Pods and a Gateway.
 
@@ -160,28 +189,7 @@ class Flow:
 
     def topological_order(self) -> list[str]:
         """Pod names so that each comes after what it needs; a cycle or unknown name is BadConfig."""
-        state: dict[str, int] = {}
-        order: list[str] = []
-
-        def visit(name: str, path: list[str]) -> None:
-            if state.get(name) == 2:
-                return
-            if state.get(name) == 1:
-                cycle = path[path.index(name):] + [name]
-                raise BadConfig(f"the Flow's `needs` form a cycle: {' -> '.join(cycle)}")
-            state[name] = 1
-            for n in self._pods[name]["needs"]:
-                if n == GATEWAY:
-                    continue
-                if n not in self._pods:
-                    raise BadConfig(f"Pod {name!r} needs {n!r}, which is not in the Flow")
-                visit(n, path + [name])
-            state[name] = 2
-            order.append(name)
-
-        for name in self._pods:
-            visit(name, [])
-        return order
+        return order_by_needs({name: spec["needs"] for name, spec in self._pods.items()})
 
     # ---- running ----
     @property

@@ -9,7 +9,7 @@ import yaml
 
 from ..errors import BadConfig
 from ..executors.loader import load_yaml
-from .builder import ADD_KEYS, GATEWAY, SECRET_KEYS, Flow
+from .builder import ADD_KEYS, GATEWAY, SECRET_KEYS, Flow, order_by_needs
 
 _POD_KEYS = ADD_KEYS | {"method"}
 
@@ -82,27 +82,7 @@ def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow 
             p["needs"] = [p["needs"]]
         prev = p["name"]
     by_name = {p["name"]: p for p in specs}
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(name: str, path: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = path[path.index(name):] + [name]
-            raise BadConfig(f"{what}: the Pods' `needs` form a cycle: {' -> '.join(cycle)}")
-        state[name] = 1
-        for n in by_name[name]["needs"]:
-            if n == GATEWAY:
-                continue
-            if n not in by_name:
-                raise BadConfig(f"{what}: Pod {name!r} needs {n!r}, which is not defined")
-            visit(n, path + [name])
-        state[name] = 2
-        order.append(name)
-
-    for n in names:
-        visit(n, [])
+    order = order_by_needs({n: by_name[n]["needs"] for n in names}, what)
     for name in order:
         f = f.add(**by_name[name])
     return f
