@@ -208,11 +208,14 @@ class Document:
             parts.append(f"scores={self._scores}")
         return f"<Document {' '.join(parts)}>"
 
-    def plot(self, path: str | None = None) -> str:
-        """Render this Document with its nested chunks and matches as SVG (needs graphviz)."""
-        from .plotting import document_svg
+    def plot(self, path: str | None = None, engine: str = "auto") -> str:
+        """Draw this Document with its nested chunks and matches as SVG (written to `path` if given).
 
-        return document_svg(self, path)
+        Graphviz's ``dot`` lays it out when it is on PATH, else a built-in layout does (see
+        :func:`jinad_fab.viz.render_svg`); returns the SVG text."""
+        from .viz import document_svg
+
+        return document_svg(self, path, engine)
 
 
 def _all_numbers(value: Any) -> bool:
@@ -368,8 +371,8 @@ class DocumentArray(Sequence):
     def from_list(cls, items: Iterable[dict[str, Any]]) -> DocumentArray:
         return cls(Document.from_dict(x) for x in items)
 
-    def plot(self, path: str | None = None) -> str:
-        from .plotting import document_svg
+    def plot(self, path: str | None = None, engine: str = "auto") -> str:
+        """Draw the Documents as the chunks of one root node (see :meth:`Document.plot`)."""
+        from .viz import document_svg
 
-        root = Document(id="DocumentArray", chunks=self._docs)
-        return document_svg(root, path)
+        return document_svg(Document(id="DocumentArray", chunks=list(self)), path, engine)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Graphviz's `dot`, which Flow.plot() and Document.plot() run to draw SVG.
+# Graphviz's `dot`: Flow.plot() and Document.plot() use it when present (else a built-in layout),
+# and tests/unit/test_plotting.py draws with both.
 # Idempotent: does nothing when `dot` is already on PATH.
 set -euo pipefail
 if command -v dot >/dev/null 2>&1; then

@@ -13,6 +13,6 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# selenium comes with `pip install -e '.[all]'` (the hello extra); installing it here as well lets
+# selenium comes with `pip install -e '.[all,dev]'` (the dev extra); installing it here as well lets
 # this step be checked on its own. SE_OFFLINE keeps Selenium Manager from fetching any driver.
 python -c "import selenium" 2>/dev/null || python -m pip install -q 'selenium>=4.20'

@@ -1,4 +1,4 @@
-"""Flows: the builder, YAML form, plotting and remote Pods."""
+"""Flows: the builder, YAML form and remote Pods."""
 
 from .builder import Flow
 

@@ -447,11 +447,14 @@ class Flow:
 
         return load_flow(source)
 
-    def plot(self, path: str | None = None) -> str:
-        """Draw the Flow's DAG as SVG (written to `path` if given); returns the SVG text."""
-        from .plot import flow_svg
+    def plot(self, path: str | None = None, engine: str = "auto") -> str:
+        """Draw the Flow's DAG as SVG (written to `path` if given); returns the SVG text.
 
-        return flow_svg(self, path)
+        Graphviz's ``dot`` lays it out when it is on PATH, else a built-in layout does (see
+        :func:`jinad_fab.viz.render_svg`)."""
+        from ..viz import flow_svg
+
+        return flow_svg(self, path, engine)
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"

@@ -59,9 +59,15 @@ def build_flow(opts: ImagesOptions, model: str, workspace: str, hp: HelloPlaceme
 
 
 def _flow_svg(flow: Flow) -> tuple[str | None, str]:
+    """The Flow's graph: Graphviz's dot when installed, else the built-in layout; should dot itself
+    fail, the built-in layout still draws it."""
     try:
         return flow.plot(), ""
-    except (ImportError, OSError, JinadFabError) as exc:  # graphviz missing: the report says so
+    except (OSError, JinadFabError):
+        pass
+    try:
+        return flow.plot(engine="python"), ""
+    except (OSError, JinadFabError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
 
 
