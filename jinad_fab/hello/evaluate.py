@@ -28,3 +28,11 @@ def random_baseline(query_labels: np.ndarray, index_labels: np.ndarray, k: int, 
     k_eff = min(k, len(index_labels))
     picks = [index_labels[rng.choice(len(index_labels), size=k_eff, replace=False)] for _ in query_labels]
     return precision_recall(query_labels, picks, index_labels, k)
+
+
+def recall_ceiling(query_labels: np.ndarray, index_labels: np.ndarray, k: int) -> float:
+    """The best recall@k any ranking can reach: k matches cannot find more than k of the (often many
+    more) indexed items that share a query's label."""
+    counts = np.bincount(index_labels, minlength=int(max(index_labels.max(), query_labels.max())) + 1)
+    per_query = [min(k, int(counts[label])) / max(int(counts[label]), 1) for label in query_labels.tolist()]
+    return float(np.mean(per_query))

@@ -19,7 +19,7 @@ from ..errors import BadInput, JinadFabError
 from ._common import Progress, Timings, writable_dir
 from .digits import load_digits, split
 from .encoders import ProjectionEncoder, fit_projection
-from .evaluate import precision_recall, random_baseline
+from .evaluate import precision_recall, random_baseline, recall_ceiling
 from .placement import LOCAL, HelloPlacement, PodPlan, flow_add_args, plan, probe
 from .png import digit_data_uri
 from .report import REPORT_NAME, render_report
@@ -123,6 +123,7 @@ def run_images(opts: ImagesOptions, progress: Progress | None = None) -> dict[st
         q_labels = digits.labels[sp.queries]
         metrics = precision_recall(q_labels, match_labels, digits.labels[sp.index], opts.top_k)
         baseline = random_baseline(q_labels, digits.labels[sp.index], opts.top_k, opts.seed)
+        ceiling = recall_ceiling(q_labels, digits.labels[sp.index], opts.top_k)
     with timings.stage("report"):
         progress.status("writing the report")
         rows = []
@@ -147,6 +148,8 @@ def run_images(opts: ImagesOptions, progress: Progress | None = None) -> dict[st
         "explained_variance": round(fit_info["explained_variance"], 4),
         "metrics": metrics,
         "baseline": baseline,
+        "recall_ceiling": round(ceiling, 4),
+        "queries_with_misses": sum(1 for row in rows if not all(m["hit"] for m in row["matches"])),
         "pods": pods,
         "placement": hp.as_dict() if hp else None,
         "notes": list(hp.notes) if hp else [],

@@ -126,11 +126,19 @@ def _place(graph: Graph, rows: list[list[str]], layer: dict[str, int]) -> dict[s
             tw, th = _text_size(e.lines, _EDGE_CHAR_W, _EDGE_LINE_H)
             gap_after[layer[e.src]] = max(gap_after[layer[e.src]], (tw if lr else th) + 30.0)
     title_h = {cid: _text_size(c.lines)[1] + 10.0 for cid, c in graph.clusters.items()}
+    title_w = {cid: _text_size(c.lines)[0] + 20.0 for cid, c in graph.clusters.items()}
     boxes: dict[str, _Box] = {}
     main = _MARGIN + (max(title_h.values(), default=0.0) if not lr else 0.0)
     cross_extent: list[float] = []
+    cluster_layers: dict[str, set[int]] = defaultdict(set)
+    for n in graph.nodes.values():
+        if n.cluster is not None:
+            cluster_layers[n.cluster].add(layer[n.id])
     for i, row in enumerate(rows):
         depth = max((sizes[n][0] if lr else sizes[n][1] for n in row), default=0.0)
+        if lr:  # a cluster that lives in this layer alone gets room for its title's width
+            own = {graph.nodes[n].cluster for n in row} - {None}
+            depth = max([depth] + [title_w[c] - 20.0 for c in own if cluster_layers[c] == {i}])
         cross, prev_cluster = _MARGIN, None
         for j, n in enumerate(row):
             w, h = sizes[n]
@@ -201,7 +209,9 @@ def layout_svg(graph: Graph) -> str:
         y1 = max(b.y + b.h / 2 for b in members) + 10
         th = _text_size(c.lines)[1] + 8
         y0 = min(b.y - b.h / 2 for b in members) - 10 - th
-        x1 = max(x1, x0 + _text_size(c.lines)[0] + 20)
+        spare = _text_size(c.lines)[0] + 20 - (x1 - x0)
+        if spare > 0:  # widen the frame evenly to hold its title
+            x0, x1 = x0 - spare / 2, x1 + spare / 2
         frames[cid] = [x0, y0, x1, y1]
         parts.append(f'<g class="cluster"><title>{escape(cid)}</title>'
                      f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" rx="8" '

@@ -83,7 +83,12 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
+    from ...hello.report import headline
+
     out = Console(highlight=False)
+    for sentence in headline(summary):
+        out.print(sentence)
+    out.print()
     k = summary["top_k"]
     names = ["precision@1", f"precision@{k}", f"recall@{k}"]
     t = Table(title=f"{summary['queries']} queries against {summary['index_size']} indexed digits, top {k}",

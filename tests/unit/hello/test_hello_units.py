@@ -172,3 +172,27 @@ def test_cli_refuses_bad_input_without_traceback(tmp_path):
     r = runner.invoke(cli, ["hello", "images", "--json", "--top-k", "0"])
     assert r.exit_code == 2 and not r.output.lstrip().startswith("{")
     json.dumps(r.output)
+
+
+def test_report_opens_with_a_summary_and_puts_misses_first():
+    from jinad_fab.hello.evaluate import recall_ceiling
+    from jinad_fab.hello.report import headline, order_rows
+
+    index_labels = np.repeat(np.arange(10), 160)
+    ceiling = recall_ceiling(np.array([0, 1]), index_labels, k=10)
+    assert ceiling == pytest.approx(10 / 160)
+    assert recall_ceiling(np.array([0]), np.array([0, 0, 1]), k=10) == 1.0  # fewer same-label items than k
+    summary = {"top_k": 10, "queries": 200, "index_size": 1597, "recall_ceiling": ceiling, "queries_with_misses": 2,
+               "metrics": {"precision@1": 0.985, "precision@10": 0.96, "recall@10": 0.06},
+               "baseline": {"precision@1": 0.1, "precision@10": 0.1, "recall@10": 0.006}}
+    text = " ".join(headline(summary))
+    assert text.startswith("Searched 200 held-out handwritten digits against 1,597 indexed ones")
+    assert "197 of 200 queries" in text and "of a possible 0.062" in text and "ceiling" in text
+    assert "2 of 200 queries have at least one match with another label" in text
+
+    def row(i, hits):
+        return {"id": f"q{i}", "matches": [{"hit": h} for h in hits]}
+
+    rows = [row(0, [True, True]), row(1, [True, False]), row(2, [False, True]), row(3, [True, True]),
+            row(4, [True, False])]
+    assert [r["id"] for r in order_rows(rows)] == ["q2", "q1", "q4", "q0", "q3"]
