@@ -180,7 +180,10 @@ class _Run:
 
 class _Base:
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, protocol: str = "native",
-                 timeout: float | None = None, prefetch: int = 64):
+                 timeout: float | None = None, prefetch: int = 64,
+                 health: Callable[[], dict | None] | None = None):
+        """``health``, when given, is asked before each wait: it returns an error dict
+        (``{"pod": name, "msg": why}``) once a Pod of the Flow is known to be dead (what Flow.client passes)."""
         if protocol not in ("native", "http"):
             raise BadInput(f"protocol must be 'native' or 'http', got {protocol!r}")
         if port is None:
@@ -188,8 +191,7 @@ class _Base:
         self.host, self.port, self.protocol = host, int(port), protocol
         self.timeout = timeout
         self.prefetch = max(1, int(prefetch))
-        # set by Flow: returns an error dict when a Pod of the Flow is known to be dead
-        self._health: Callable[[], dict | None] | None = None
+        self._health = health
 
     def _check(self, run: _Run, timeout: float | None) -> None:
         if self._health is not None:

@@ -18,8 +18,8 @@ from ..document import DocumentArray
 from ..errors import BadConfig, PeaStartError
 from ..executors import Executor
 from ..runtime import pea as pea_runtime
+from ..runtime.child import ChildProcess
 from ..runtime.pod import Pod, start_pods
-from ..runtime.process import RuntimeProcess
 from ..runtime.sockets import ctrl_request, make_context
 
 log = logging.getLogger("jinad_fab.flow")
@@ -94,7 +94,10 @@ class Flow:
     Gateway, and stops them all on exit, even on errors.
     """
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, fork: bool = False, **kwargs: Any):
+        """``kwargs`` are the Flow's options (FLOW_KEYS). ``fork=True`` forks Peas and the Gateway from
+        this process instead of starting interpreters: only for a process that is nothing but this
+        Flow (what ``python -m jinad_fab.launch flow`` is), never inside a user's program."""
         _check_keys("Flow", kwargs, FLOW_KEYS)
         protocol = kwargs.get("protocol", "native")
         if protocol not in ("native", "http"):
@@ -104,15 +107,13 @@ class Flow:
         self._last = GATEWAY
         self.base_dir = os.getcwd()
         self._running: dict[str, Pod] = {}
-        self._gateway: RuntimeProcess | None = None
+        self._gateway: ChildProcess | None = None
         self._ctx = None
         self._failure: dict | None = None
         self._monitor: threading.Thread | None = None
         self._stopping = threading.Event()
         self._client: Client | None = None
-        # fork Peas instead of starting interpreters: only for a process that is nothing but this Flow
-        # (what `python -m jinad_fab.runtime flow` is), never inside a user's program
-        self._fork = False
+        self._fork = fork
 
     # ---- building ----
     def _copy(self) -> Flow:
@@ -277,7 +278,7 @@ class Flow:
         gw_args["port_native"] = self.args.get("port_native") or 0
         if self.args.get("port_expose"):
             gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
-        gateway = RuntimeProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
+        gateway = ChildProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
                                  log_json=bool(self.args.get("log_json")), fork=self._fork)
         deadline = time.monotonic() + float(self.args["timeout_ready"])
         started = time.monotonic()
@@ -376,7 +377,7 @@ class Flow:
         procs = [p for pod in self._running.values() for p in pod.processes]
         if self._gateway is not None:
             procs.append(self._gateway)
-        from ..runtime.process import stop_all
+        from ..runtime.child import stop_all
 
         stop_all(procs, timeout=10)
         for pod in self._running.values():
@@ -405,10 +406,9 @@ class Flow:
             raise BadConfig("the Flow is not running: use `with flow:` or flow.start()")
         protocol = protocol or self.protocol
         port = self._gateway.info["port_http" if protocol == "http" else "port_native"]
-        c = Client(port=port, protocol=protocol, timeout=self.args.get("timeout"),
-                   **({"prefetch": self.args["prefetch"]} if self.args.get("prefetch") else {}), **kwargs)
-        c._health = lambda: self._failure
-        return c
+        return Client(port=port, protocol=protocol, timeout=self.args.get("timeout"),
+                      **({"prefetch": self.args["prefetch"]} if self.args.get("prefetch") else {}),
+                      health=lambda: self._failure, **kwargs)
 
     def post(self, on: str, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
         if self._client is None:

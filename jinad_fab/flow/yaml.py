@@ -14,7 +14,7 @@ from .builder import ADD_KEYS, GATEWAY, SECRET_KEYS, Flow, order_by_needs
 _POD_KEYS = ADD_KEYS | {"method"}
 
 
-def load_flow(source: str) -> Flow:
+def load_flow(source: str, *, fork: bool = False) -> Flow:
     base_dir = os.getcwd()
     if "\n" not in source and source.endswith((".yml", ".yaml")):
         if not os.path.isfile(source):
@@ -26,10 +26,10 @@ def load_flow(source: str) -> Flow:
     else:
         text, what = source, "Flow YAML"
     data = load_yaml(text, what=what)
-    return flow_from_dict(data, base_dir=base_dir, what=what)
+    return flow_from_dict(data, base_dir=base_dir, what=what, fork=fork)
 
 
-def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow YAML") -> Flow:
+def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow YAML", fork: bool = False) -> Flow:
     if not isinstance(data, dict):
         raise BadConfig(f"{what}: expected a mapping (`!Flow` with `pods:`), got {type(data).__name__}")
     kind = data.pop("__kind__", None)
@@ -53,7 +53,7 @@ def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow 
         pods = [{"name": k, **(v or {})} for k, v in pods.items()]
     if not isinstance(pods, list):
         raise BadConfig(f"{what}: `pods:` must be a list")
-    f = Flow(**flow_args)
+    f = Flow(fork=fork, **flow_args)
     if base_dir:
         f.base_dir = base_dir
     specs = []

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from ..errors import BadConfig, PeaStartError
-from .process import RuntimeProcess, stop_all
+from .child import ChildProcess, stop_all
 from .sockets import connect_host, ctrl_request, make_context
 
 DEFAULT_POLLING = {"/search": "all", "*": "id"}
@@ -51,8 +51,8 @@ class Pod:
         self.shards: int = self.args.get("shards", 1)
         self.num_parts: int = int(self.args.get("num_parts") or 1)
         self.die_with_parent = die_with_parent
-        self.head: RuntimeProcess | None = None
-        self.peas: list[list[RuntimeProcess]] = []  # [shard][replica]
+        self.head: ChildProcess | None = None
+        self.peas: list[list[ChildProcess]] = []  # [shard][replica]
         self._ctx = None
 
     @property
@@ -65,7 +65,7 @@ class Pod:
         return self.shards
 
     @property
-    def processes(self) -> list[RuntimeProcess]:
+    def processes(self) -> list[ChildProcess]:
         return ([self.head] if self.head else []) + [p for shard in self.peas for p in shard]
 
     def _pea_args(self, shard: int | None, replica: int, num_parts: int) -> dict:
@@ -96,14 +96,14 @@ class Pod:
                          "upstream": self.args.get("upstream") or [],
                          "route": {"polling": {**DEFAULT_POLLING, **(self.args.get("polling") or {})}
                                    if self.shards > 1 else {"*": "all"}}}
-            self.head = RuntimeProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,
+            self.head = ChildProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,
                                        die_with_parent=self.die_with_parent, log_json=log_json, fork=self.fork)
         inner_parts = 1 if self.needs_head else self.num_parts
         for s in range(self.shards):
             row = []
             for r in range(self.parallel):
                 pa = self._pea_args(s if self.shards > 1 else None, r, inner_parts)
-                row.append(RuntimeProcess("pea", pa, label=pa["name"], env=env, cwd=cwd,
+                row.append(ChildProcess("pea", pa, label=pa["name"], env=env, cwd=cwd,
                                           die_with_parent=self.die_with_parent, log_json=log_json,
                                           fork=self.fork))
             self.peas.append(row)
@@ -118,7 +118,7 @@ class Pod:
             self.close()
             raise PeaStartError(self.name, f"{exc.pod}: {exc.reason}", exc.log_tail) from exc
 
-    def _addr(self, p: RuntimeProcess, port_key: str = "port_in") -> str:
+    def _addr(self, p: ChildProcess, port_key: str = "port_in") -> str:
         return f"tcp://{connect_host(self.args.get('host') or '127.0.0.1')}:{p.info[port_key]}"
 
     @property
@@ -142,7 +142,7 @@ class Pod:
             for p in row:
                 self._ctrl(p, {"cmd": "connect", "targets": targets}, timeout)
 
-    def _ctrl(self, p: RuntimeProcess, cmd: dict, timeout: float) -> dict:
+    def _ctrl(self, p: ChildProcess, cmd: dict, timeout: float) -> dict:
         reply = ctrl_request(self._ctx, self._addr(p, "port_ctrl"), cmd, timeout)
         if not reply.get("ok"):
             raise PeaStartError(p.label, f"control command {cmd['cmd']!r} refused: {reply.get('error')}")

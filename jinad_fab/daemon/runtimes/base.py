@@ -27,7 +27,7 @@ Rules for implementations:
   back to the daemon), and must never inherit the daemon's listening socket (``close_fds``).
 * Its stdout and stderr go to ``log_path`` (appended); the daemon writes its own JSON-lines
   events to the same file, and the log route turns any non-JSON line into a JSON object.
-* The process is ``python -m jinad_fab.runtime <spec.runtime_args...>``; it writes
+* The process is ``python -m jinad_fab.launch <spec.runtime_args...>``; it writes
   ``spec.status_file`` (a path on the *host*: a container runtime must mount its directory)
   once, atomically, with ``{"state": "ready", ...}`` or ``{"state": "failed", "error": ...}``.
 * A handle is a JSON-serialisable dict holding what is needed to find the object again with no
@@ -81,7 +81,7 @@ class LaunchSpec:
     object_id: str
     kind: Literal["flow", "pod", "pea"]
     runtime_args: list[str]
-    """Arguments after ``python -m jinad_fab.runtime`` (``pod --args-json ... --status-file ...``)."""
+    """Arguments after ``python -m jinad_fab.launch`` (``pod --args-json ... --status-file ...``)."""
     status_file: pathlib.Path
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     ports: list[int] = dataclasses.field(default_factory=list)

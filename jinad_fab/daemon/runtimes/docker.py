@@ -334,7 +334,7 @@ class DockerRuntime(Runtime):
         args, ports = _publishable(spec.runtime_args, spec.ports, self.options.publish_host)
         spec = dataclasses.replace(spec, runtime_args=_bind_everywhere(args), ports=ports)
         return self._create(workspace, spec, log_path,
-                            command=["python", "-m", "jinad_fab.runtime", *spec.runtime_args], kind=spec.kind)
+                            command=["python", "-m", "jinad_fab.launch", *spec.runtime_args], kind=spec.kind)
 
     def _create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None,
                 command: list[str], kind: str) -> Any:

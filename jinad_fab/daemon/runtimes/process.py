@@ -135,11 +135,11 @@ class ProcessRuntime(Runtime):
                       extra_env={"PIP_CACHE_DIR": str(self.cache_dir / "pip")})
         else:
             log("jinad", f"no {req_name}; nothing to install")
-        check = subprocess.run([str(py), "-c", "import jinad_fab.runtime"], cwd=workspace.root,
+        check = subprocess.run([str(py), "-c", "import jinad_fab.launch"], cwd=workspace.root,
                                env=self._env(venv), capture_output=True, text=True, timeout=120)
         if check.returncode != 0:
             tail = (check.stderr or check.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            log("jinad", f"warning: jinad_fab.runtime is not importable in the venv: {tail[0]}")
+            log("jinad", f"warning: jinad_fab.launch is not importable in the venv: {tail[0]}")
         return {"python": str(py), "venv": str(venv), "base_python": base}
 
     def _env(self, venv: pathlib.Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -287,7 +287,7 @@ class ProcessRuntime(Runtime):
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             proc = subprocess.Popen(
-                [py, "-m", "jinad_fab.runtime", *spec.runtime_args], cwd=workspace.root,
+                [py, "-m", "jinad_fab.launch", *spec.runtime_args], cwd=workspace.root,
                 env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True,
             )

@@ -1,6 +1,6 @@
-"""The daemon's side of a workspace zygote (see :mod:`jinad_fab.runtime.zygote`).
+"""The daemon's side of a workspace zygote (see :mod:`jinad_fab.launch.zygote`).
 
-:class:`Zygote` launches ``python -m jinad_fab.runtime zygote --socket PATH`` with a workspace's
+:class:`Zygote` launches ``python -m jinad_fab.launch zygote --socket PATH`` with a workspace's
 interpreter and talks to it: ``spawn`` forks a runtime process from it in a few milliseconds
 instead of a new interpreter's start-up and imports. Anything that goes wrong (it does not come
 up, it died, it answered nonsense) is a :class:`ZygoteError`, and the process runtime falls back
@@ -55,7 +55,7 @@ class Zygote:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            proc = subprocess.Popen([python, "-m", "jinad_fab.runtime", "zygote", "--socket", str(socket_path)],
+            proc = subprocess.Popen([python, "-m", "jinad_fab.launch", "zygote", "--socket", str(socket_path)],
                                     cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
@@ -117,7 +117,7 @@ class Zygote:
 
     def spawn(self, argv: list[str], *, cwd: pathlib.Path, env: Mapping[str, str],
               log_path: pathlib.Path) -> tuple[int, float | None]:
-        """Fork ``python -m jinad_fab.runtime <argv>`` from the zygote; returns (pid, start time)."""
+        """Fork ``python -m jinad_fab.launch <argv>`` from the zygote; returns (pid, start time)."""
         answer = self.request({"argv": list(argv), "cwd": str(cwd), "env": dict(env), "log_path": str(log_path)})
         pid = answer.get("pid")
         if not isinstance(pid, int) or pid <= 0:

@@ -87,7 +87,7 @@ def test_interpreter_level_env_gets_a_new_interpreter(rt, ws, tmp_path):
 def test_a_zygote_that_cannot_start_falls_back_to_a_new_interpreter(rt, ws, tmp_path):
     # the workspace's interpreter refuses to be a zygote (say, an older jinad_fab in the venv)
     wrapper = tmp_path / "python-no-zygote"
-    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *"runtime zygote"*) echo "no zygote here" >&2; exit 3;; esac\n'
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *"launch zygote"*) echo "no zygote here" >&2; exit 3;; esac\n'
                        f'exec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)
     ws.build_info = {**ws.build_info, "python": str(wrapper)}

@@ -217,46 +217,6 @@ def test_no_orphans_when_the_flow_process_is_sigkilled(tmp_path):
             proc.kill()
 
 
-def test_runtime_entry_point_reports_ready_in_a_status_file(tmp_path):
-    """What jinad relies on: `python -m jinad_fab.runtime flow --yaml ... --status-file ...`."""
-    (tmp_path / "flow.yml").write_text("!Flow\nversion: 1\npods:\n  - name: a\n    uses: _logforward\n")
-    status = tmp_path / "status.json"
-    proc = subprocess.Popen([sys.executable, "-m", "jinad_fab.runtime", "flow", "--yaml", "flow.yml",
-                             "--status-file", str(status), "--log-json"], cwd=tmp_path,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not status.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        import json
-
-        info = json.loads(status.read_text())
-        assert info["state"] == "ready" and info["pid"] == proc.pid
-        port = info["gateway"]["http_port"]
-        r = httpx.post(f"http://127.0.0.1:{port}/index", json={"data": [{"text": "hello"}]})
-        assert r.status_code == 200 and r.json()["data"][0]["text"] == "hello"
-        kids = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-        assert psutil.wait_procs(kids, timeout=10)[1] == []
-        lines = [json.loads(x) for x in proc.stderr.read().decode().splitlines() if x.startswith("{")]
-        assert any("/index request" in x["msg"] and x["source"] == "a" for x in lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-def test_runtime_entry_point_reports_failure(tmp_path):
-    status = tmp_path / "status.json"
-    (tmp_path / "flow.yml").write_text("!Flow\nversion: 1\npods:\n  - name: a\n    uses: Nope\n")
-    code = subprocess.call([sys.executable, "-m", "jinad_fab.runtime", "flow", "--yaml", "flow.yml",
-                            "--status-file", str(status)], cwd=tmp_path, stderr=subprocess.DEVNULL, timeout=30)
-    import json
-
-    info = json.loads(status.read_text())
-    assert code == 1 and info["state"] == "failed" and "Nope" in info["error"]
-
-
 def test_embeddings_survive_three_hops_bit_exact():
     m = np.random.default_rng(1).standard_normal((500, 64)).astype(np.float32)
     docs = DocumentArray(Document() for _ in range(500))

@@ -1,4 +1,4 @@
-"""The zygote: a real `python -m jinad_fab.runtime zygote` forking real Peas over its unix socket."""
+"""The zygote: a real `python -m jinad_fab.launch zygote` forking real Peas over its unix socket."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def zygote(tmp_path):
     sock = sock_dir / "z.sock"
     log = tmp_path / "zygote.log"
     with open(log, "ab") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "jinad_fab.runtime", "zygote", "--socket", str(sock)],
+        proc = subprocess.Popen([sys.executable, "-m", "jinad_fab.launch", "zygote", "--socket", str(sock)],
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     forked: list[int] = []
 
@@ -198,7 +198,7 @@ def test_exit_request_and_losing_its_parent_both_end_it(zygote, tmp_path):
     sock = pathlib.Path(tempfile.mkdtemp(prefix="zyg-")) / "orphan.sock"
     starter = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"
-        f"p = subprocess.Popen([sys.executable, '-m', 'jinad_fab.runtime', 'zygote', '--socket', {str(sock)!r}],"
+        f"p = subprocess.Popen([sys.executable, '-m', 'jinad_fab.launch', 'zygote', '--socket', {str(sock)!r}],"
         " start_new_session=True)\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)

@@ -1,6 +1,7 @@
-"""Starting runtime processes and learning when they are ready.
+"""Starting the runtime's child processes (a Pod's Peas, a Flow's Gateway) and learning when they are ready.
 
-Each process is ``python -m jinad_fab.runtime <kind> --args-json ... --status-fd N``: it reports
+Each child is ``python -m jinad_fab.runtime <kind> --args-json ... --status-fd N`` (see
+:mod:`jinad_fab.runtime.entry`): it reports
 one JSON line on a pipe when it is ready (with its ports) or failed (with the reason). Stderr is
 kept in a bounded ring so a failure can show the process's last log lines.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import select
 import signal
@@ -21,13 +23,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from ..errors import PeaStartError
 
 
 class _Forked:
-    """The part of subprocess.Popen's interface RuntimeProcess uses, for a forked child."""
+    """The part of subprocess.Popen's interface ChildProcess uses, for a forked child."""
 
     stderr = None
 
@@ -67,12 +70,10 @@ class _Forked:
         self.send_signal(signal.SIGKILL)
 
 
-def _fork_entry(argv: list[str]) -> None:
-    """Child side of a fork: run the runtime entry point, never return into the parent's code."""
+def run_forked(main: Callable[[list[str]], int], argv: list[str]) -> NoReturn:
+    """Child side of a fork: run ``main(argv)`` (an entry point), never return into the parent's code."""
     code = 1
     try:
-        from .__main__ import main
-
         code = main(argv)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -88,7 +89,7 @@ def _fork_entry(argv: list[str]) -> None:
             os._exit(code or 0)
 
 
-class RuntimeProcess:
+class ChildProcess:
     """A child process running one Pea, Gateway or Pod host."""
 
     def __init__(self, kind: str, args: dict, *, label: str, env: dict | None = None,
@@ -142,7 +143,10 @@ class RuntimeProcess:
                 os.chdir(self.cwd)
             if self.env:
                 os.environ.update({k: str(v) for k, v in self.env.items()})
-            _fork_entry(argv)
+            from . import entry
+
+            level = logging.getLevelName(logging.getLogger().level)  # what this process's entry point set
+            run_forked(lambda a: entry.main(a, default_log_level=level), argv)
         os.close(w)
         self._status_r = r
         self.proc = _Forked(pid)
@@ -222,7 +226,7 @@ class RuntimeProcess:
             self._tail_thread.join(timeout)
 
 
-def stop_all(procs: list[RuntimeProcess], timeout: float = 10.0) -> None:
+def stop_all(procs: list[ChildProcess], timeout: float = 10.0) -> None:
     """SIGTERM everything at once, then reap (SIGKILL what does not stop in time)."""
     for p in procs:
         p.terminate()

@@ -8,7 +8,7 @@ import signal
 import threading
 
 from ..errors import JinadFabError
-from .yaml import load_flow
+from ..flow.yaml import load_flow
 
 log = logging.getLogger("jinad_fab.flow")
 
@@ -25,11 +25,11 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
     try:
         if not path:
             raise JinadFabError("flow needs --yaml FILE")
-        flow = load_flow(path)
+        # this process is nothing but the Flow: its Peas and Gateway are forked from it
+        flow = load_flow(path, fork=True)
         from ..runtime import gateway, pea  # noqa: F401 - loaded once, inherited by every forked child
 
         gateway.preload()
-        flow._fork = True
         if host:
             flow.args["host"] = host
         if log_json:

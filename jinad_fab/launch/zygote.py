@@ -1,10 +1,10 @@
-"""A warm parent for runtime processes: ``python -m jinad_fab.runtime zygote --socket PATH``.
+"""A warm parent for runtime processes: ``python -m jinad_fab.launch zygote --socket PATH``.
 
 Starting a Flow, Pod or Pea as a new interpreter costs the interpreter's start-up plus importing
 numpy, pyzmq, the Gateway's web stack and this package, which is most of the time ``jinad`` needs
 to start one. A zygote pays that once per workspace: it imports everything a runtime process
 needs, then listens on a unix socket (mode 0600) and forks a child per request. The child runs
-the same entry point a new interpreter would (:func:`jinad_fab.runtime.__main__.main`), in its own
+the same entry point a new interpreter would (:func:`jinad_fab.launch.__main__.main`), in its own
 session, with its output appended to a log file.
 
 The protocol is one JSON line in, one JSON line out, one request per connection::
@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import importlib
 import json
 import os
 import select
@@ -50,14 +49,12 @@ def preload() -> None:
     import numpy  # noqa: F401
     import zmq  # noqa: F401
 
-    from . import gateway, host, pea  # noqa: F401
+    from ..runtime import gateway, pea, pod_host  # noqa: F401
+    from . import __main__, serve  # noqa: F401 - what a child runs (imported, not run as __main__)
 
     gateway.preload()
     with contextlib.suppress(ImportError):
         import psutil  # noqa: F401 - for _start_time
-    importlib.import_module("jinad_fab.runtime.__main__")  # what a child runs (not as __main__)
-    # a Flow sits above the runtime layer; like __main__, reach it by name instead of importing upward
-    importlib.import_module("jinad_fab.flow.serve")
 
 
 def set_name(name: str) -> None:
@@ -123,9 +120,10 @@ def _child(listener: socket.socket, conn: socket.socket, wake_fds: tuple[int, in
 
         traceback.print_exc()
         os._exit(code)
-    from .process import _fork_entry
+    from ..runtime.child import run_forked
+    from .__main__ import main
 
-    _fork_entry(list(req["argv"]))
+    run_forked(main, list(req["argv"]))
 
 
 def _parse(raw: bytes) -> dict:
