@@ -1,9 +1,10 @@
 """``jinad-fab hello chat``: a search page over the jinad-fab FAQ shipped in the package.
 
-The Flow is ``encoder`` (TF-IDF over words and character n-grams, fitted on the shipped
-questions when the command starts, reduced by a truncated SVD, normalised) -> ``index`` (the
-built-in ``_index``, inner product, which on unit vectors is the cosine similarity). Its HTTP
-Gateway serves one static page that calls the Gateway's own ``POST /search``.
+The Flow is ``encoder`` (TF-IDF with sublinear tf over normalised words and word pairs, with a
+small synonym list of the FAQ's own terms, fitted on the shipped questions and answers when the
+command starts) -> ``index`` (the built-in ``_index``, inner product, which on these vectors is the
+cosine similarity). Its HTTP Gateway serves one static page that calls the Gateway's own
+``POST /search`` and says "no good match" when the best answer scores under :data:`MIN_SCORE`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from ._common import Progress, Timings, writable_dir
 from .encoders import TextEncoder, fit_tfidf
 
 WORKSPACE = "hello-chat-workspace"
+# Under this cosine the best answer is no answer: queries whose words the FAQ never uses score 0,
+# the held-out paraphrases of real questions score 0.3 and more (tests/integration/hello).
+MIN_SCORE = 0.15
 
 
 @dataclasses.dataclass
@@ -32,7 +36,7 @@ class ChatOptions:
     workdir: str | os.PathLike = "hello-chat"
     port: int = 8080
     host: str = "127.0.0.1"
-    dim: int = 128
+    dim: int = 256  # at least the number of pairs keeps every dimension: scores are exact cosines
     shards: int = 2
     timeout_ready: float = 60.0
 
@@ -84,15 +88,16 @@ def start_chat(opts: ChatOptions, progress: Progress | None = None) -> tuple[Flo
     workspace = workdir / WORKSPACE
     with timings.stage("fit encoder"):
         pairs = load_corpus()
-        progress.status(f"fitting TF-IDF on {len(pairs)} questions")
+        progress.status(f"fitting TF-IDF on {len(pairs)} questions and answers")
         if workspace.exists():  # a fresh index each start: the corpus is the package's, not the user's
             shutil.rmtree(workspace)
         workspace.mkdir()
         model = str(workspace / "tfidf")
-        fit = fit_tfidf([p["question"] for p in pairs], opts.dim, model)
+        fit = fit_tfidf([p["question"] for p in pairs], [p["answer"] for p in pairs], opts.dim, model)
         static_dir = workspace / "static"
         static_dir.mkdir()
-        (static_dir / "index.html").write_text(_asset("chat", "index.html").read_text("utf-8"), encoding="utf-8")
+        page = _asset("chat", "index.html").read_text("utf-8").replace("__MIN_SCORE__", repr(MIN_SCORE))
+        (static_dir / "index.html").write_text(page, encoding="utf-8")
     flow = build_flow(opts, model, str(workspace), str(static_dir))
     with timings.stage("start Flow"):
         progress.status("starting the Flow (every Pod is a process)")
@@ -106,7 +111,7 @@ def start_chat(opts: ChatOptions, progress: Progress | None = None) -> tuple[Flo
         raise
     shown = f"[{opts.host}]" if ":" in opts.host else opts.host
     url = f"http://{shown}:{flow.port_expose}/"
-    info = {"url": url, "pairs": len(pairs), "dim": fit["dim"], "features": fit["features"],
+    info = {"url": url, "pairs": len(pairs), "dim": fit["dim"], "features": fit["features"], "min_score": MIN_SCORE,
             "shards": opts.shards, "timings": {**timings, "total": sum(timings.values())}}
     return flow, info
 

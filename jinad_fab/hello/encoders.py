@@ -9,18 +9,13 @@ loads exactly numbers and words. Every replica then loads the same file and enco
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from jinad_fab import DocumentArray, Executor, requests
-
-# TF-IDF settings, shared by fitting and encoding: words and in-word character n-grams, so
-# "installing" still meets "install" and a typo costs one n-gram, not the whole word.
-_WORD = {"analyzer": "word", "ngram_range": (1, 2), "sublinear_tf": True, "lowercase": True,
-         "token_pattern": r"(?u)\b[\w\-]+\b"}
-_CHAR = {"analyzer": "char_wb", "ngram_range": (3, 5), "sublinear_tf": True, "lowercase": True}
 
 
 # --------------------------------------------------------------------------- images: a projection
@@ -65,24 +60,63 @@ class ProjectionEncoder(Executor):
         docs.embeddings = project(np.stack([np.asarray(b).ravel() for b in blobs]), self.mean, self.components)
 
 
-# --------------------------------------------------------------------------- text: TF-IDF + LSA
-def _vectorizers(vocab: Sequence[dict[str, int]] | None = None, idf: Sequence[np.ndarray] | None = None):
+# --------------------------------------------------------------------------- text: TF-IDF over the FAQ
+# Words are normalised before counting, the same way for questions, answers and queries: lower case,
+# a few phrases rewritten to the corpus's own word for them, a light suffix stripping ("installed",
+# "installing" -> "install"), then single words mapped to the term the FAQ uses ("server" -> "host").
+# Stop words carry no weight: a query made only of them ("how do I cook dinner") matches nothing,
+# which is what lets the page say "no good match" instead of showing three unrelated answers.
+PHRASES: tuple[tuple[str, str], ...] = (
+    # installing the daemon on hosts is what the FAQ calls provisioning (`jinad` alone, not `jinad-fab`)
+    (r"\b(?:install|set\s*up|deploy)\w*\s+(?:the\s+|a\s+)?(?:daemons?|jinad)\b(?!-)", "provision jinad"),
+    (r"\broll(?:ing)?\s*back\b", "rollback"),
+)
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "server": ("host",), "machine": ("host",), "node": ("host",), "box": ("host",), "computer": ("host",),
+    "daemon": ("daemon", "jinad"), "setup": ("install",), "deploy": ("provision",), "replica": ("parallel",),
+    "view": ("follow",), "see": ("follow",), "watch": ("follow",), "tail": ("follow",),
+    "error": ("exception",), "throw": ("raise",), "crash": ("exception",), "fail": ("exception",),
+    "kill": ("stop",), "remove": ("delete",), "erase": ("delete",),
+    "graph": ("plot",), "picture": ("plot",), "draw": ("plot",), "diagram": ("plot",),
+    "card": ("gpu",), "cuda": ("gpu",), "nvidia": ("gpu",), "container": ("docker",),
+}
+STOP_WORDS = frozenset(
+    "a an the of to in on at for from my i me we our you your do does did doing how can could should would "
+    "what what's whats which who why when where is are was be been it its and or with by this that these those "
+    "there get got want need please some any s".split())
+_WORD_RE = re.compile(r"[a-z0-9_][a-z0-9_\-.]*[a-z0-9_]|[a-z0-9_]")
+_PHRASES = tuple((re.compile(p), r) for p, r in PHRASES)
+ANSWER_WEIGHT = 0.5  # an indexed item is its question plus half its answer (questions say more per word)
+
+
+def _stem(word: str) -> str:
+    for suffix, keep in (("ing", 4), ("ed", 4), ("es", 5), ("s", 3)):
+        if word.endswith(suffix) and len(word) - len(suffix) >= keep and not word.endswith("ss"):
+            return word[: -len(suffix)]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """The counted terms of a text: its normalised content words and their adjacent pairs."""
+    text = text.lower()
+    for pattern, replacement in _PHRASES:
+        text = pattern.sub(replacement, text)
+    words: list[str] = []
+    for raw in _WORD_RE.findall(text):
+        if raw in STOP_WORDS:
+            continue
+        stem = _stem(raw)
+        words.extend(w for w in SYNONYMS.get(stem, (stem,)) if w not in STOP_WORDS)
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+def _vectorizer(vocabulary: dict[str, int] | None = None, idf: np.ndarray | None = None):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    out = []
-    for i, params in enumerate((_WORD, _CHAR)):
-        vec = TfidfVectorizer(**params, vocabulary=None if vocab is None else vocab[i])
-        if idf is not None:
-            vec.idf_ = idf[i]
-        out.append(vec)
-    return out
-
-
-def _tfidf(vecs, texts: Sequence[str], fit: bool = False):
-    from scipy.sparse import hstack
-
-    mats = [v.fit_transform(texts) if fit else v.transform(texts) for v in vecs]
-    return hstack(mats).tocsr()
+    vec = TfidfVectorizer(analyzer=terms, sublinear_tf=True, vocabulary=vocabulary)
+    if idf is not None:
+        vec.idf_ = idf
+    return vec
 
 
 def _normalise(E: np.ndarray) -> np.ndarray:
@@ -90,49 +124,73 @@ def _normalise(E: np.ndarray) -> np.ndarray:
     return (E / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-def fit_tfidf(texts: Sequence[str], dim: int, path: str) -> dict[str, Any]:
-    """Fit word and character TF-IDF on `texts` and reduce to `dim` with an SVD (LSA); save the
-    vocabularies as JSON and the idf weights and SVD basis as ``.npz``, both next to `path`.
+def _items(vec, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+    """Unit rows: each question's TF-IDF vector plus ANSWER_WEIGHT times its answer's."""
+    q = _normalise(vec.transform(list(questions)).toarray())
+    a = _normalise(vec.transform(list(answers)).toarray())
+    return _normalise(q + ANSWER_WEIGHT * a)
 
-    The SVD is numpy's on the dense matrix: right for a corpus of some thousands of texts."""
-    vecs = _vectorizers()
-    M = _tfidf(vecs, texts, fit=True).toarray()
-    _, s, vt = np.linalg.svd(M, full_matrices=False)
-    dim = int(min(dim, len(s)))
-    vocab = [{t: int(i) for t, i in v.vocabulary_.items()} for v in vecs]
+
+def fit_tfidf(questions: Sequence[str], answers: Sequence[str], dim: int, path: str) -> dict[str, Any]:
+    """Fit TF-IDF (sublinear tf, word pairs, the normalisation above) on the questions and answers;
+    keep an orthonormal basis of the indexed items' span, at most `dim` wide; save the vocabulary as
+    JSON and the idf weights and basis as ``.npz`` next to `path`.
+
+    When `dim` is at least the number of items, nothing is lost: a query's inner product with an
+    item is exactly their cosine in the full TF-IDF space (the items lie in the span, and a query is
+    normalised before it is projected). Smaller `dim` is classic LSA."""
+    if len(questions) != len(answers) or not questions:
+        raise ValueError("need as many answers as questions, and at least one of each")
+    vec = _vectorizer()
+    vec.fit(list(questions) + list(answers))
+    items = _items(vec, questions, answers)
+    _, s, vt = np.linalg.svd(items, full_matrices=False)
+    rank = int((s > 1e-6 * s.max()).sum())
+    dim = int(min(dim, rank))
     with open(path + ".json", "w", encoding="utf-8") as fh:
-        json.dump({"vocabulary": vocab}, fh, ensure_ascii=False)
-    np.savez(path + ".npz", idf_word=vecs[0].idf_, idf_char=vecs[1].idf_, components=vt[:dim].astype(np.float32))
-    return {"dim": dim, "features": int(M.shape[1]),
+        json.dump({"vocabulary": {t: int(i) for t, i in vec.vocabulary_.items()}}, fh, ensure_ascii=False)
+    np.savez(path + ".npz", idf=vec.idf_, components=vt[:dim].astype(np.float32))
+    return {"dim": dim, "features": len(vec.vocabulary_),
             "explained_variance": float((s[:dim] ** 2).sum() / max((s ** 2).sum(), 1e-12))}
 
 
 class TextModel:
-    """A fitted TF-IDF + SVD model loaded from the files :func:`fit_tfidf` wrote."""
+    """A fitted model loaded from the files :func:`fit_tfidf` wrote."""
 
     def __init__(self, path: str):
         with open(path + ".json", encoding="utf-8") as fh:
             vocab = json.load(fh)["vocabulary"]
         with np.load(path + ".npz") as data:
-            idf = [data["idf_word"], data["idf_char"]]
+            self.vec = _vectorizer(vocab, data["idf"])
             self.components = data["components"]
-        self.vecs = _vectorizers(vocab, idf)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return _normalise(_tfidf(self.vecs, texts) @ self.components.T)
+        """Queries: unit TF-IDF vectors, projected (not re-normalised, so scores stay cosines)."""
+        return (_normalise(self.vec.transform(list(texts)).toarray()) @ self.components.T).astype(np.float32)
+
+    def encode_items(self, questions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+        """Indexed items: question plus weighted answer, as :func:`fit_tfidf` fitted them."""
+        return (_items(self.vec, questions, answers) @ self.components.T).astype(np.float32)
 
 
 class TextEncoder(Executor):
-    """Embeds each Document's ``text`` with a model from :func:`fit_tfidf` (unit vectors, so the
-    index's inner product is the cosine similarity); ``uses_with``: ``model`` (path prefix)."""
+    """Embeds Documents with a model from :func:`fit_tfidf`; the index's inner product is then the
+    cosine similarity. ``/index``: each Document is a question (``text``) with its answer in
+    ``tags["answer"]``; any other endpoint embeds ``text`` as a query. ``uses_with``: ``model``."""
 
     def __init__(self, model: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.model = TextModel(model)
+
+    @requests(on="/index")
+    def encode_items(self, docs: DocumentArray) -> None:
+        if not docs:
+            return
+        docs.embeddings = self.model.encode_items([d.text or "" for d in docs],
+                                                  [str(d.tags.get("answer", "")) for d in docs])
 
     @requests
     def encode(self, docs: DocumentArray) -> None:
         if not docs:
             return
         docs.embeddings = self.model.encode([d.text or "" for d in docs])
-

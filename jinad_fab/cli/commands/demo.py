@@ -22,17 +22,26 @@ from ...flow import Flow
 @click.option("--parallel", default=2, show_default=True, type=click.IntRange(1, 32),
               help="Replicas of the middle Pod.")
 @click.option("--protocol", type=click.Choice(["native", "http"]), default="native", show_default=True)
-def command(n_docs: int, request_size: int, parallel: int, protocol: str) -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the Peas' logs (one line per request from the `_logforward` Pod, start-up and stop).")
+def command(n_docs: int, request_size: int, parallel: int, protocol: str, verbose: bool) -> None:
     """Start a 3-Pod Flow on this machine, push Documents with embeddings through it and report.
 
     The Flow is `_logforward` -> `_pass` (PARALLEL replicas) -> `_pass`, with a Gateway in front;
-    every Pod is its own process talking ZeroMQ on loopback. Nothing is downloaded.
+    every Pod is its own process talking ZeroMQ on loopback. Nothing is downloaded. Quiet but for
+    the summary (and warnings); -v shows the Peas' logs.
+
+    \b
+    Examples:
+      jinad-fab demo
+      jinad-fab demo --docs 1000 --parallel 4 --protocol http -v
     """
     console = Console()
     rng = np.random.default_rng(0)
     docs = DocumentArray(Document(text=f"demo document {i}", tags={"i": i}) for i in range(n_docs))
     docs.embeddings = rng.random((n_docs, 64), dtype=np.float32)
-    flow = (Flow(protocol=protocol)
+    # the Peas' log level travels in their environment; warnings and errors always show
+    flow = (Flow(protocol=protocol, env={"JINAD_FAB_LOG_LEVEL": "INFO" if verbose else "WARNING"})
             .add(name="log", uses="_logforward")
             .add(name="work", uses="_pass", parallel=parallel)
             .add(name="out", uses="_pass"))

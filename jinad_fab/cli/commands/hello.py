@@ -118,15 +118,17 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--workdir", default="hello-chat", show_default=True, type=click.Path(file_okay=False),
               help="Where the fitted text model and the index go (created if missing).")
-@click.option("--dim", default=128, show_default=True, type=click.IntRange(2, 2048),
-              help="Dimensions the TF-IDF vectors are reduced to.")
+@click.option("--dim", default=256, show_default=True, type=click.IntRange(2, 2048),
+              help="Dimensions kept of the TF-IDF space (capped at the number of FAQ entries, which "
+                   "keeps scores exact cosines; fewer is LSA).")
 @click.option("--shards", default=2, show_default=True, type=click.IntRange(1, 16), help="Shards of the index Pod.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ready line as JSON (url, counts, timings).")
 def chat(port: int, host: str, workdir: str, dim: int, shards: int, as_json: bool) -> None:
     """Serve a question/answer search page over the jinad-fab FAQ shipped in the package.
 
-    A TF-IDF encoder (fitted at start-up, reduced and normalised) feeds the built-in _index; the
-    Flow's HTTP gateway serves the page and the JSON API it calls. Ctrl-C stops it.
+    A TF-IDF encoder (sublinear tf, word pairs and a small synonym list, fitted at start-up) feeds
+    the built-in _index; the Flow's HTTP gateway serves the page and the JSON API it calls. Answers
+    under a cosine of 0.15 are not shown: the page says there is no good match. Ctrl-C stops it.
     """
     from ...hello.chat import ChatOptions, serve_chat
 

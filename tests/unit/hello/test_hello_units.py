@@ -80,17 +80,29 @@ def test_projection_encoder_embeds_blobs(tmp_path):
         enc.encode(DocumentArray([Document(text="x")]))
 
 
-def test_text_model_finds_paraphrases(tmp_path):
+def test_text_model_finds_paraphrases_and_knows_when_nothing_matches(tmp_path):
+    from jinad_fab.hello.chat import MIN_SCORE
+    from jinad_fab.hello.encoders import terms
+
     pairs = load_corpus()
-    questions = [p["question"] for p in pairs]
-    info = fit_tfidf(questions, 128, str(tmp_path / "m"))
-    assert info["dim"] == 128
+    questions, answers = [p["question"] for p in pairs], [p["answer"] for p in pairs]
+    info = fit_tfidf(questions, answers, 256, str(tmp_path / "m"))
+    assert info["dim"] == len(pairs) and info["explained_variance"] == pytest.approx(1.0)
     model = TextModel(str(tmp_path / "m"))
-    E = model.encode(questions)
-    assert np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-5)
-    want = {"what's a pea": "What is a Pea?", "provisioning my servers": "How do I provision my hosts?"}
-    best = (model.encode(list(want)) @ E.T).argmax(axis=1)
-    assert [questions[i] for i in best] == list(want.values())
+    E = model.encode_items(questions, answers)
+    assert np.allclose(np.linalg.norm(E, axis=1), 1, atol=1e-4)
+    want = {"what's a pea": "What is a Pea?", "provisioning my servers": "How do I provision my hosts?",
+            "how do I install the daemon on my gpu servers": "How do I provision my hosts?"}
+    scores = model.encode(list(want)) @ E.T
+    assert [questions[i] for i in scores.argmax(axis=1)] == list(want.values())
+    assert (scores.max(axis=1) > 2 * MIN_SCORE).all()
+    # words the FAQ never uses, or only stop words: every score is (about) zero, under the threshold
+    none = model.encode(["rollback", "how do I cook dinner", "what is the weather", ""]) @ E.T
+    assert np.abs(none).max() < MIN_SCORE
+    # the normalisation: stems, the FAQ's own terms, stop words dropped, word pairs added
+    assert terms("Installing the daemon on my servers") == ["provision", "jinad", "host", "provision jinad",
+                                                            "jinad host"]
+    assert terms("install jinad-fab") == ["install", "jinad-fab", "install jinad-fab"]
 
 
 def test_corpus_is_a_few_hundred_distinct_pairs():
