@@ -1,14 +1,19 @@
-"""`jinad-fab`: the operator CLI. Every JinadFabError becomes a one-line message and an exit code."""
+"""`jinad-fab`: the operator CLI. Every JinadFabError becomes its message and its class's exit code.
+
+Exit codes, the same in every command (:mod:`jinad_fab.errors`): 0 fine, 1 usage (Click's own
+usage errors included, which Click alone would end with 2), 2 failed, 4 unreachable.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import BadInput, DeployError, JinadFabError
+from ..errors import EXIT_USAGE, JinadFabError
 
 # Each module in cli/commands defines `command` (a click.Command or Group) that is added here.
 # Modules are imported lazily-by-list so a missing optional extra only disables its command.
@@ -29,22 +34,28 @@ COMMAND_MODULES = [
 
 
 class CliError(click.ClickException):
-    """A JinadFabError on its way out: message to stderr, exit code from the error."""
+    """A JinadFabError on its way out: message to stderr, exit code from the error's class."""
 
     def __init__(self, exc: JinadFabError):
         super().__init__(str(exc))
-        if isinstance(exc, DeployError):
-            self.exit_code = exc.exit_code
-        elif isinstance(exc, BadInput):
-            self.exit_code = 2
-        else:
-            self.exit_code = 1
+        self.exit_code = exc.exit_code
 
 
 class Group(click.Group):
-    def invoke(self, ctx: click.Context):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # `jinad-fab --bogus`
+            exc.exit_code = EXIT_USAGE
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's missing or bad option
+            exc.exit_code = EXIT_USAGE
+            raise
         except JinadFabError as exc:
             raise CliError(exc) from exc
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..errors import BadInput, DaemonError
+from ..errors import DaemonError, JinadFabError
 from . import gc
 from .api.routes import flows, health, logs, pods, workspaces
 from .manager import Manager
@@ -112,20 +112,21 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.state.started = time.monotonic()
     app.state.gpus = []
 
-    @app.exception_handler(DaemonError)
-    async def _daemon_error(request: Request, exc: DaemonError) -> JSONResponse:
-        detail = exc.detail if exc.detail is not None else str(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse({"detail": detail}, status_code=exc.status_code or 400, headers=headers)
-
-    @app.exception_handler(BadInput)
-    async def _bad_input(request: Request, exc: BadInput) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    @app.exception_handler(JinadFabError)
+    async def _our_error(request: Request, exc: JinadFabError) -> JSONResponse:
+        """Every error of ours answers with its class's status; its detail is the daemon's message
+        (or, for an error about one object, ``{"message", "id", "log_tail"}``)."""
+        status = type(exc).http_status
+        if status >= 500 and not isinstance(exc, DaemonError):
+            return await _internal(request, exc)  # a failure of ours, not a refusal: log it, say little
+        detail = exc.detail if isinstance(exc, DaemonError) else str(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
     app.include_router(health.router)
     app.include_router(workspaces.router)

@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import Request
 
-from ..errors import Unauthorized
+from ..errors import Forbidden, Unauthorized
 
 
 def check_token(request: Request) -> None:
@@ -16,6 +16,6 @@ def check_token(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, supplied = header.partition(" ")
     if scheme.lower() != "bearer" or not supplied:
-        raise Unauthorized("missing bearer token", status_code=401)
+        raise Unauthorized("missing bearer token")
     if not hmac.compare_digest(supplied.strip().encode(), expected.get_secret_value().encode()):
-        raise Unauthorized("wrong token", status_code=403)
+        raise Forbidden("wrong token")

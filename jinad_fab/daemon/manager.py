@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import Conflict, DaemonError, Invalid, NotFound
+from ..errors import Busy, Conflict, DaemonError, Invalid, NotFound, StartFailed
 from ..schemas import ObjectState, PeaCreate, PodCreate, WorkspaceState, new_id
 from . import logs
 from . import workspaces as wsfiles
@@ -63,12 +63,12 @@ class Manager:
         try:
             return self.runtimes[rec.runtime]
         except KeyError:
-            raise Conflict(f"runtime {rec.runtime!r} is not available on this host", status_code=409) from None
+            raise Conflict(f"runtime {rec.runtime!r} is not available on this host") from None
 
     def get(self, object_id: str, kind: str | None = None) -> Record:
         rec = self.store.get(object_id)
         if rec is None or (kind is not None and rec.kind != kind):
-            raise NotFound(f"no {kind or 'object'} with id {object_id}", status_code=404)
+            raise NotFound(f"no {kind or 'object'} with id {object_id}")
         return rec
 
     def _lock(self, object_id: str) -> asyncio.Lock:
@@ -92,7 +92,7 @@ class Manager:
     def _check_queue(self) -> None:
         queued = len(self.store.list(kind="workspace", states=BUILD_ACTIVE))
         if queued >= self.settings.max_queued_builds:
-            raise DaemonError(f"{queued} builds are already queued; try again later", status_code=503)
+            raise Busy(f"{queued} builds are already queued; try again later")
 
     def _stage(self, parts: list[tuple[str, Any]], extract: bool) -> tuple[pathlib.Path, list[str], dict | None]:
         checked = [(wsfiles.safe_relpath(name), upload.file) for name, upload in parts]
@@ -111,8 +111,7 @@ class Manager:
     async def create_workspace(self, parts: list[tuple[str, Any]], runtime: str | None, extract: bool) -> Record:
         runtime = runtime or self.settings.runtime
         if runtime not in self.runtimes:
-            raise Invalid(f"runtime {runtime!r} is not available here (have: {sorted(self.runtimes)})",
-                          status_code=400)
+            raise Invalid(f"runtime {runtime!r} is not available here (have: {sorted(self.runtimes)})")
         self._check_queue()
         staging, files, config = await asyncio.to_thread(self._stage, parts, extract)
         config = config or {}
@@ -130,7 +129,7 @@ class Manager:
     async def update_workspace(self, wid: str, parts: list[tuple[str, Any]], extract: bool) -> Record:
         rec = self.get(wid, "workspace")
         if rec.state not in (WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value):
-            raise Conflict(f"workspace {wid} is {rec.state}; wait for its build to finish", status_code=409)
+            raise Conflict(f"workspace {wid} is {rec.state}; wait for its build to finish")
         self._check_queue()
         if parts:
             staging, _, _ = await asyncio.to_thread(self._stage, parts, extract)
@@ -145,7 +144,7 @@ class Manager:
                                 data={"files": wsfiles.list_files(root), "config": config},
                                 expect_state=(WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value))
         if rec is None:
-            raise Conflict(f"workspace {wid} changed state meanwhile", status_code=409)
+            raise Conflict(f"workspace {wid} changed state meanwhile")
         logs.event(self.log_path(wid), f"workspace updated ({len(parts)} files); rebuild queued")
         self._queue_build(wid)
         return rec
@@ -210,7 +209,7 @@ class Manager:
     def _active_workspace(self, wid: str) -> Record:
         ws = self.get(wid, "workspace")
         if ws.state != WorkspaceState.ACTIVE.value:
-            raise Conflict(f"workspace {wid} is {ws.state}, not ACTIVE", status_code=409)
+            raise Conflict(f"workspace {wid} is {ws.state}, not ACTIVE")
         return ws
 
     async def start_flow(self, wid: str, filename: str) -> Record:
@@ -218,7 +217,7 @@ class Manager:
         rel = wsfiles.safe_relpath(filename)
         path = wsfiles.confined(self.context(ws).root, rel)
         if not path.is_file():
-            raise Invalid(f"no file {str(rel)!r} in workspace {wid}", status_code=400)
+            raise Invalid(f"no file {str(rel)!r} in workspace {wid}")
         await asyncio.to_thread(wsfiles.check_yaml, path)
         fid = new_id("flow")
         args = ["flow", "--yaml", str(rel), "--status-file", str(self.status_path(fid)),
@@ -232,11 +231,11 @@ class Manager:
             rel = wsfiles.safe_relpath(args["uses"])
             path = wsfiles.confined(self.context(ws).root, rel)
             if not path.is_file():
-                raise Invalid(f"uses: no file {str(rel)!r} in workspace {wid}", status_code=400)
+                raise Invalid(f"uses: no file {str(rel)!r} in workspace {wid}")
             await asyncio.to_thread(wsfiles.check_yaml, path)
         for mod in args.get("py_modules", []):
             if not wsfiles.confined(self.context(ws).root, wsfiles.safe_relpath(mod)).is_file():
-                raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}", status_code=400)
+                raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}")
         oid = new_id(kind)
         args["host"] = self.settings.bind_host_for_objects
         args["workspace"] = str(self.context(ws).root)
@@ -262,7 +261,7 @@ class Manager:
             except StartError as exc:
                 logs.event(log_path, f"could not start: {exc}", level="ERROR")
                 self.store.update(oid, state=ObjectState.FAILED.value, error=str(exc))
-                raise Conflict(str(exc), status_code=409) from exc
+                raise Conflict(str(exc)) from exc
             self.store.update(oid, handle=handle, data={"pid": handle.get("pid")})
             return await self._await_ready(oid, rt, handle)
 
@@ -320,8 +319,7 @@ class Manager:
         tail = logs.tail_messages(log_path, 15)
         logs.event(log_path, f"failed to start: {error}", level="ERROR")
         self.store.update(oid, state=ObjectState.FAILED.value, error=error)
-        raise Invalid({"message": f"{oid} failed to start: {error}", "id": oid, "log_tail": tail},  # type: ignore[arg-type]
-                      status_code=400)
+        raise StartFailed(f"{oid} failed to start: {error}", object_id=oid, log_tail=tail)
 
     def refresh(self, rec: Record) -> Record:
         """Ask the runtime whether a RUNNING object really runs; record the truth."""

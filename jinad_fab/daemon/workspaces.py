@@ -24,7 +24,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from .. import jinadfile
-from ..errors import Invalid, PayloadTooLarge
+from ..errors import Invalid, PayloadTooLarge, Unprocessable
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
@@ -32,11 +32,11 @@ _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
 def bad(msg: str) -> Invalid:
-    return Invalid(msg, status_code=400)
+    return Invalid(msg)
 
 
 def too_large(msg: str) -> PayloadTooLarge:
-    return PayloadTooLarge(msg, status_code=413)
+    return PayloadTooLarge(msg)
 
 
 def safe_relpath(name: str) -> pathlib.PurePosixPath:
@@ -84,7 +84,7 @@ async def read_upload(request: Request, *, max_bytes: int, max_files: int) -> li
     """
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
-        raise Invalid("expected a multipart/form-data body with one or more 'files' parts", status_code=422)
+        raise Unprocessable("expected a multipart/form-data body with one or more 'files' parts")
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -115,7 +115,7 @@ async def read_upload(request: Request, *, max_bytes: int, max_files: int) -> li
             continue
         if field != "files":
             await form.close()
-            raise Invalid(f"unexpected file field {field!r}; use 'files'", status_code=422)
+            raise Unprocessable(f"unexpected file field {field!r}; use 'files'")
         parts.append((value.filename or "", value))
     return parts
 

@@ -229,7 +229,7 @@ class Flow:
         if remote:
             from . import remote_pods
 
-            far = [remote_pods.split_host(self._pods[n]["host"], self._pods[n].get("port_expose"))[0]
+            far = [remote_pods.daemon_address(self._pods[n]["host"], self._pods[n].get("port_expose")).host
                    for n in remote]
             far = [h for h in far if not remote_pods.is_local_host(h)]
             if far:
@@ -243,11 +243,11 @@ class Flow:
             spec = self._pods[name]
             num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
             if spec.get("host"):
-                h, p = remote_pods.split_host(spec["host"], spec.get("port_expose"))
-                sess = sessions.get((h, p))
+                address = remote_pods.daemon_address(spec["host"], spec.get("port_expose"))
+                sess = sessions.get(address)
                 if sess is None:
-                    sess = sessions[(h, p)] = remote_pods.HostSession(
-                        h, p, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
+                    sess = sessions[address] = remote_pods.HostSession(
+                        address, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
                         quiet=bool(self.args.get("quiet_remote_logs")),
                         keep_workspace=bool(self.args.get("keep_workspace")),
                         timeout_ready=float(self.args["timeout_ready"]))

@@ -1,6 +1,7 @@
 """Pods on other hosts: ``Flow().add(host='gpu1:8000', upload_files=[...])``.
 
-A remote Pod is created through that host's ``jinad`` (:class:`~jinad_fab.remote.DaemonClient`):
+A remote Pod is created through that host's ``jinad`` (:mod:`jinad_fab.remote`; the host may be
+``https://gpu1:8443``, checked against the Flow's ``ca_file`` when it has one):
 
 1. all the Pods of one Flow on one host share one workspace, made of the files their ``uses``,
    ``py_modules`` and ``upload_files`` name (paths relative to the Flow's directory are kept);
@@ -26,9 +27,9 @@ from typing import Any
 
 import zmq
 
-from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, PeaStartError
+from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, NotReady, PeaStartError
 from ..executors.loader import executor_spec
-from ..remote import DaemonClient
+from ..remote import DaemonAddress, DaemonClient, Workspace, WorkspaceFiles
 from ..runtime.sockets import ctrl_request, make_context
 
 log = logging.getLogger("jinad_fab.remote")
@@ -36,16 +37,9 @@ log = logging.getLogger("jinad_fab.remote")
 _LOCAL = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "")
 
 
-def split_host(host: str, port_expose: int | None = None) -> tuple[str, int]:
-    """'gpu1:8000' or ('gpu1', port_expose=8000) -> ('gpu1', 8000)."""
-    if not isinstance(host, str) or not host:
-        raise BadConfig(f"host must be 'name:port', got {host!r}")
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and name:
-        return name, int(port)
-    if port_expose:
-        return host, int(port_expose)
-    return host, 8000
+def daemon_address(host: str, port_expose: int | None = None) -> DaemonAddress:
+    """A Pod's ``host`` (``gpu1:8000``, ``https://gpu1:8443``; ``port_expose`` when it names no port)."""
+    return DaemonAddress.parse(host, default_port=int(port_expose) if port_expose else None)
 
 
 def is_local_host(host: str) -> bool:
@@ -76,28 +70,9 @@ def readdress(addresses: list[str], host: str) -> list[str]:
     return out
 
 
-class WorkspaceFiles:
-    """The files a workspace upload carries, keyed by their path relative to the Flow's directory."""
-
-    def __init__(self, base_dir: str):
-        self.base_dir = base_dir
-        self.files: dict[str, str] = {}  # workspace path -> local path
-
-    def add(self, path: str, what: str) -> str:
-        """Register a local file for upload; returns its path inside the workspace."""
-        local = path if os.path.isabs(path) else os.path.join(self.base_dir, path)
-        local = os.path.normpath(local)
-        if not os.path.isfile(local):
-            raise BadConfig(f"{what}: {path!r} is not a file (looked at {local!r})")
-        rel = os.path.relpath(local, self.base_dir)
-        if rel.startswith(".."):
-            rel = os.path.basename(local)  # outside the Flow's directory: uploaded at the top
-        rel = rel.replace(os.sep, "/")
-        other = self.files.get(rel)
-        if other is not None and other != local:
-            raise BadConfig(f"{what}: two different files would both be uploaded as {rel!r}")
-        self.files[rel] = local
-        return rel
+class PodFiles(WorkspaceFiles):
+    """The files a workspace upload carries for Pods: what their ``uses``, ``py_modules`` and
+    ``upload_files`` name, keyed by their path relative to the Flow's directory."""
 
     def add_executor(self, uses: Any, py_modules: list[str], upload_files: list[str], what: str) -> tuple[Any, list[str]]:
         """Register what one Pod needs; returns its `uses` and `py_modules` as workspace paths."""
@@ -112,19 +87,10 @@ class WorkspaceFiles:
             self.add(f, f"{what} upload_files")
         return uses, mods
 
-    def payload(self) -> dict[str, bytes]:
-        out = {}
-        for rel, local in sorted(self.files.items()):
-            with open(local, "rb") as fh:
-                out[rel] = fh.read()
-        # a workspace always gets at least one file so the daemon has something to build from
-        out.setdefault(".jinad", b"[jinad]\n")
-        return out
-
 
 def flow_upload(flow: Any, flow_file: str, extra: list[str] = ()) -> dict[str, bytes]:
     """Everything a whole Flow needs on a daemon: its YAML and every file its Pods name."""
-    files = WorkspaceFiles(flow.base_dir)
+    files = PodFiles(flow.base_dir)
     files.add(flow_file, "the Flow file")
     for name, spec in flow.pods.items():
         if spec.get("host"):
@@ -139,67 +105,60 @@ def flow_upload(flow: Any, flow_file: str, extra: list[str] = ()) -> dict[str, b
 class HostSession:
     """One daemon, one workspace: shared by every Pod of a Flow placed on that host."""
 
-    def __init__(self, host: str, port: int, *, token: str | None, base_dir: str, quiet: bool,
-                 keep_workspace: bool = False, timeout_ready: float = 600.0):
-        self.host, self.port = host, port
-        self.label = f"{host}:{port}"
-        self.client = DaemonClient(f"http://{host}:{port}", token=token, name=self.label)
+    def __init__(self, address: DaemonAddress, *, token: str | None, base_dir: str, quiet: bool,
+                 keep_workspace: bool = False, timeout_ready: float = 600.0, ca_file: str | None = None):
+        self.address = address
+        self.host = address.host
+        self.label = address.label
+        self.client = DaemonClient.from_address(address, token, ca_file=ca_file)
         self.base_dir = base_dir
         self.quiet = quiet
         self.keep_workspace = keep_workspace
         self.timeout_ready = timeout_ready
-        self.files = WorkspaceFiles(base_dir)
-        self.workspace_id: str | None = None
+        self.files = PodFiles(base_dir)
+        self.workspace: Workspace | None = None
         self._lock = threading.Lock()
 
-    def ensure_workspace(self) -> str:
-        with self._lock:  # Pods of one host start in parallel threads but share one workspace
-            if self.workspace_id is None:
-                self._create_workspace()
-            return self.workspace_id
+    @property
+    def workspace_id(self) -> str | None:
+        return self.workspace.id if self.workspace is not None else None
 
-    def _create_workspace(self) -> None:
+    def ensure_workspace(self) -> Workspace:
+        with self._lock:  # Pods of one host start in parallel threads but share one workspace
+            if self.workspace is None:
+                self.workspace = self._create_workspace()
+            return self.workspace
+
+    def _create_workspace(self) -> Workspace:
         try:
             self.client.alive()
         except DaemonUnreachable as exc:
-            raise PeaStartError(self.label, f"the jinad daemon on {self.label} is unreachable: {exc}") from exc
+            raise PeaStartError(self.label, f"the jinad daemon on {self.label} is unreachable: {exc.message}") from exc
         except DaemonError as exc:
-            raise PeaStartError(self.label, f"the jinad daemon on {self.label} refused us: {exc}") from exc
-        payload = self.files.payload()
+            raise PeaStartError(self.label, f"the jinad daemon on {self.label} refused us: {exc.message}") from exc
         try:
-            ws = self.client.create_workspace(payload)
+            ws = Workspace.create(self.client, self.files.payload())
         except DaemonError as exc:
-            raise PeaStartError(self.label, f"could not create a workspace: {exc}") from exc
-        self.workspace_id = ws["id"]
-        self._wait_active()
+            raise PeaStartError(self.label, f"could not create a workspace: {exc.message}") from exc
+        self.workspace = ws  # deleted on close() even when its build fails
 
-    def _wait_active(self) -> None:
-        deadline = time.monotonic() + self.timeout_ready
-        last = None
-        while True:
-            body = self.client.workspace(self.workspace_id)
-            state = body.get("state")
-            if state != last:
-                _say(f"🌏 {self.label} workspace {self.workspace_id}: {state}", self.quiet)
-                last = state
-            if state == "ACTIVE":
-                return
-            if state == "FAILED":
-                tail = "\n".join(body.get("build_log_tail") or [])
-                raise PeaStartError(self.label, f"workspace {self.workspace_id} failed to build: "
-                                                f"{body.get('error')}", tail)
-            if time.monotonic() > deadline:
-                raise PeaStartError(self.label, f"workspace {self.workspace_id} still {state} after "
-                                                f"{self.timeout_ready:g}s")
-            time.sleep(0.2)
+        def say(w: Workspace) -> None:
+            _say(f"🌏 {self.label} workspace {w.id}: {w.state}", self.quiet)
+
+        try:
+            return ws.wait_active(self.timeout_ready, interval=0.2, on_state=say)
+        except NotReady as exc:
+            raise PeaStartError(self.label, exc.message) from exc
+        except DaemonError as exc:  # BuildFailed carries the build log's tail
+            raise PeaStartError(self.label, exc.message, "\n".join(exc.log_tail)) from exc
 
     def close(self) -> None:
-        if self.workspace_id is not None and not self.keep_workspace:
+        if self.workspace is not None and not self.keep_workspace:
             try:
-                self.client.delete_workspace(self.workspace_id)
+                self.workspace.delete()
             except JinadFabError as exc:
-                log.warning("could not delete workspace %s on %s: %s", self.workspace_id, self.label, exc)
-            self.workspace_id = None
+                log.warning("could not delete workspace %s on %s: %s", self.workspace.id, self.label, exc)
+            self.workspace = None
         self.client.close()
 
 
@@ -249,13 +208,14 @@ class RemotePod:
         """Create (or reuse) the host's workspace and start the Pod there."""
         ws = self.session.ensure_workspace()
         try:
-            body = self.session.client.create_pod(ws, self.args)
-        except DaemonError as exc:
-            raise PeaStartError(self.name, f"{self.session.label} could not start it: {exc}") from exc
-        self.pod_id = body["id"]
-        self.info = body
-        if body.get("state") not in ("RUNNING", "running"):
-            raise PeaStartError(self.name, f"{self.session.label} reports it {body.get('state')}: {body.get('error')}")
+            pod = ws.start_pod(self.args)
+        except DaemonError as exc:  # the daemon's message, and the Pod's log tail when it started at all
+            raise PeaStartError(self.name, f"{self.session.label} could not start it: {exc.message}",
+                                "\n".join(exc.log_tail)) from exc
+        self.pod_id = pod.id
+        self.info = pod.body
+        if pod.state != "RUNNING":
+            raise PeaStartError(self.name, f"{self.session.label} reports it {pod.state}: {pod.error}")
         if not self.quiet_logs:
             self._log_thread = threading.Thread(target=self._follow_logs, name=f"logs-{self.name}", daemon=True)
             self._log_thread.start()

@@ -1,23 +1,83 @@
-"""Options shared by the commands that talk to one host's `jinad`."""
+"""Options shared by the commands that talk to one host's `jinad`.
+
+``--host`` is parsed by :class:`~jinad_fab.remote.DaemonAddress` while Click reads the command
+line, so ``http://h:p`` and ``https://h:p`` work and a port out of range is a usage error
+(exit 1) before any connection is tried. The token comes from ``--token``/``JINAD_TOKEN``, else
+from :func:`local_token` (the file a daemon on this machine wrote to its home).
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from ...flow.remote_pods import split_host
-from ...remote import DaemonClient
+from ...errors import BadAddress
+from ...remote import DaemonAddress, DaemonClient
+
+_CA_FILE = "jinad_fab.ca_file"
+
+
+class AddressType(click.ParamType):
+    """HOST[:PORT] or http(s)://HOST[:PORT] -> DaemonAddress; a bad one is a usage error."""
+
+    name = "HOST[:PORT]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> DaemonAddress:
+        if isinstance(value, DaemonAddress):
+            return value
+        try:
+            return DaemonAddress.parse(value)
+        except BadAddress as exc:
+            self.fail(exc.reason if value else "empty address", param, ctx)
+
+
+ADDRESS = AddressType()
+
+
+def _keep_ca_file(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_CA_FILE] = value
+
+
+def ca_file_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ca-file``: kept in the context for :func:`daemon` (so commands need no extra argument)."""
+    return click.option("--ca-file", envvar="JINAD_CA_FILE", show_envvar=True, expose_value=False,
+                        callback=_keep_ca_file, type=click.Path(dir_okay=False, exists=True),
+                        help="CA bundle to check an https:// daemon's certificate with")(fn)
 
 
 def host_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = ca_file_option(fn)
     fn = click.option("--token", envvar="JINAD_TOKEN", default=None, show_envvar=True,
                       help="the daemon's Bearer token (never printed)")(fn)
-    return click.option("--host", "host", required=True, metavar="HOST[:PORT]",
-                        help="the jinad daemon, e.g. gpu1:8000 (port 8000 when left out)")(fn)
+    return click.option("--host", "host", required=True, type=ADDRESS, metavar="HOST[:PORT]",
+                        help="the jinad daemon: gpu1:8000, https://gpu1:8443 (port 8000 when left out)")(fn)
 
 
-def daemon(host: str, token: str | None, timeout: float = 30.0) -> DaemonClient:
-    name, port = split_host(host)
-    return DaemonClient(f"http://{name}:{port}", token=token, name=f"{name}:{port}", timeout=timeout)
+def local_token(address: DaemonAddress) -> str | None:
+    """The token a daemon on this machine wrote to ``<home>/token`` (``$JINAD_HOME``, else ``~/.jinad``).
+
+    Only for a loopback address: a token of this machine is never sent to another one.
+    """
+    try:
+        if address.host != "localhost" and not ipaddress.ip_address(address.host).is_loopback:
+            return None
+    except ValueError:
+        return None
+    home = pathlib.Path(os.environ.get("JINAD_HOME") or pathlib.Path.home() / ".jinad")
+    try:
+        return (home / "token").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def daemon(host: str | DaemonAddress, token: str | None, timeout: float = 30.0) -> DaemonClient:
+    """The client for ``--host``, with ``--ca-file`` when the command line gave one."""
+    ctx = click.get_current_context(silent=True)
+    ca_file = ctx.meta.get(_CA_FILE) if ctx is not None else None
+    return DaemonClient.from_address(host, token or local_token, ca_file=ca_file, timeout=timeout)

@@ -12,6 +12,7 @@ from rich.table import Table
 from ...errors import JinadFabError
 from ...flow import Flow
 from ...flow.remote_pods import flow_upload
+from ...remote import Workspace
 from ._daemon import daemon, host_options
 
 
@@ -33,13 +34,13 @@ def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...
     filename = os.path.relpath(os.path.abspath(flow_file), flow.base_dir).replace(os.sep, "/")
     err = Console(stderr=True)
     with daemon(host, token) as d:
-        ws = d.create_workspace(files)
-        with err.status(f"building workspace {ws['id']} on {d.name} ({len(files)} files)..."):
-            d.wait_workspace(ws["id"])
+        ws = Workspace.create(d, files)
         try:
-            body = d.create_flow(ws["id"], filename)
+            with err.status(f"building workspace {ws.id} on {d.name} ({len(files)} files)..."):
+                ws.wait_active()
+            body = ws.start_flow(filename).body
         except JinadFabError:
-            d.delete_workspace(ws["id"])
+            ws.delete()
             raise
     if as_json:
         click.echo(json.dumps(body, indent=2))

@@ -8,16 +8,18 @@ import time
 import click
 
 from ...errors import DaemonUnreachable, HostsUnreachable, JinadFabError
-from ._daemon import daemon
+from ...remote import DaemonAddress
+from ._daemon import ADDRESS, ca_file_option, daemon
 
 
 @click.command("ping")
-@click.argument("host")
+@click.argument("host", type=ADDRESS)
 @click.option("-c", "--count", type=click.IntRange(1, 10_000), default=3, show_default=True)
 @click.option("--interval", type=click.FloatRange(0), default=0.2, show_default=True, help="seconds between pings")
 @click.option("--timeout", type=click.FloatRange(0.01), default=3.0, show_default=True)
 @click.option("--token", envvar="JINAD_TOKEN", default=None, help="not needed for /alive; accepted for symmetry")
-def command(host: str, count: int, interval: float, timeout: float, token: str | None) -> None:
+@ca_file_option
+def command(host: DaemonAddress, count: int, interval: float, timeout: float, token: str | None) -> None:
     """Send COUNT health requests to the jinad on HOST and print each round trip and the average."""
     times: list[float] = []
     failed = 0

@@ -8,7 +8,8 @@ import os
 import click
 
 from ...errors import JinadFabError
-from ...flow.remote_pods import WorkspaceFiles
+from ...flow.remote_pods import PodFiles
+from ...remote import Workspace
 from ._daemon import daemon, host_options
 
 
@@ -34,20 +35,21 @@ def command(uses: str, host: str, token: str | None, name: str, parallel: int, s
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--uses-with") from exc
     if not isinstance(kwargs, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--uses-with")
-    files = WorkspaceFiles(os.getcwd())
+    files = PodFiles(os.getcwd())
     uses_in_ws, mods = files.add_executor(uses, list(py_modules), list(uploads), f"Pod {name!r}")
     with daemon(host, token) as d:
-        ws = d.create_workspace(files.payload())
+        workspace = Workspace.create(d, files.payload())
+        ws = workspace.body
         pod = None
         try:
-            d.wait_workspace(ws["id"])
-            pod = d.create_pod(ws["id"], {"name": name, "uses": uses_in_ws, "py_modules": mods,
-                                          "parallel": parallel, "shards": shards, "uses_with": kwargs})
+            workspace.wait_active()
+            pod = workspace.start_pod({"name": name, "uses": uses_in_ws, "py_modules": mods,
+                                       "parallel": parallel, "shards": shards, "uses_with": kwargs}).body
             click.echo(f"{pod['id']} {pod['state']} on {d.name} (workspace {ws['id']})")
             click.echo(f"  in: {', '.join(pod.get('in_addresses') or [])}")
             click.echo(f"  ctrl: {pod.get('ctrl_address')}")
             if detach:
-                click.echo(f"remove it with: curl -X DELETE http://{d.name}/pods/{pod['id']}")
+                click.echo(f"remove it with: curl -X DELETE {d.base_url}/pods/{pod['id']}")
                 pod = None
                 return
             click.echo("following its log; Ctrl-C stops and removes it", err=True)

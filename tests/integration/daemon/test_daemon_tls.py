@@ -24,7 +24,7 @@ def test_https_with_a_verified_certificate(daemon_factory, cert, tmp_path):
     crt, key = cert
     d = daemon_factory(token="t0k", extra=["--tls-certfile", str(crt), "--tls-keyfile", str(key)], scheme="https",
                        verify=str(crt))
-    with DaemonClient(f"https://127.0.0.1:{d.port}", token="t0k", verify=str(crt)) as c:
+    with DaemonClient.from_address(f"https://127.0.0.1:{d.port}", token="t0k", ca_file=str(crt)) as c:
         assert c.alive()["version"]
         assert c.workspaces() == []
     with pytest.raises(DaemonUnreachable):  # a client that does not trust the certificate stops here

@@ -139,11 +139,11 @@ def test_unreachable_inventory_hosts_fail_clearly(tmp_path):
 def test_bad_options_exit_non_zero_without_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    cases = ((["--top-k", "0"], "--top-k"), (["--workdir", str(blocker)], "--workdir"),
-             (["--workdir", str(blocker / "sub")], "cannot write to the work directory"))
-    for args, needle in cases:
+    cases = ((["--top-k", "0"], "--top-k", 1), (["--workdir", str(blocker)], "--workdir", 1),  # usage
+             (["--workdir", str(blocker / "sub")], "cannot write to the work directory", 2))  # failed
+    for args, needle, code in cases:
         r = _run(["hello", "images", *args], timeout=60)
-        assert r.returncode == 2, r.stderr
+        assert r.returncode == code, r.stderr
         assert needle in r.stderr and "Traceback" not in r.stderr
 
 

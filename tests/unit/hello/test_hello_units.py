@@ -174,7 +174,7 @@ def test_cli_refuses_bad_input_without_traceback(tmp_path):
     _register()
     runner = CliRunner()
     r = runner.invoke(cli, ["hello", "images", "--top-k", "0", "--workdir", str(tmp_path)])
-    assert r.exit_code == 2 and "--top-k" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "--top-k" in r.output and "Traceback" not in r.output  # usage
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     r = runner.invoke(cli, ["hello", "images", "--workdir", str(blocker / "sub")])
@@ -182,7 +182,7 @@ def test_cli_refuses_bad_input_without_traceback(tmp_path):
     assert "cannot write to the work directory" in r.output and "Traceback" not in r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
     r = runner.invoke(cli, ["hello", "images", "--json", "--top-k", "0"])
-    assert r.exit_code == 2 and not r.output.lstrip().startswith("{")
+    assert r.exit_code == 1 and not r.output.lstrip().startswith("{")
     json.dumps(r.output)
 
 

@@ -25,7 +25,7 @@ async def get_logs(object_id: AnyId, manager: ManagerDep,
                    follow: bool = Query(False, description="keep streaming until the object stops")):
     path = manager.log_path(object_id)
     if manager.store.get(object_id) is None and not path.exists():
-        raise NotFound(f"no object with id {object_id}", status_code=404)
+        raise NotFound(f"no object with id {object_id}")
 
     def finished() -> bool:
         rec = manager.store.get(object_id)

@@ -1,0 +1,298 @@
+"""`DaemonClient`: the raw layer, one method per route of one host's `jinad` REST API (v1).
+
+Bodies come back as the daemon's JSON (plain dicts), so the same client serves the CLI, deploy
+fan-outs and remote Pods; :mod:`.objects` wraps them in handles. Every foreign error is
+translated in exactly one place, :func:`_translate`, into the
+:class:`~jinad_fab.errors.DaemonError` family; callers read ``status_code``, ``host``,
+``object_id`` and ``log_tail`` rather than parsing messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    BadAddress,
+    Busy,
+    Conflict,
+    DaemonError,
+    DaemonUnreachable,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    StartFailed,
+    Unauthorized,
+    Unprocessable,
+)
+from .address import DaemonAddress
+
+DEFAULT_TIMEOUT = 10.0
+
+TokenSource = Callable[[DaemonAddress], "str | None"]
+"""Finds the token for an address when none is given: the CLI passes one that reads
+``JINAD_TOKEN`` or the token file a local daemon wrote (the environment is read only at the edge)."""
+
+_STATUS_ERRORS: dict[int, type[DaemonError]] = {
+    400: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    422: Unprocessable,
+    503: Busy,
+}
+
+
+def error_for_response(response: httpx.Response, host: str | None = None) -> DaemonError:
+    """The error a non-success answer stands for: the daemon's message, and the object and log tail
+    it names when it names one."""
+    object_id, log_tail = None, None
+    try:
+        detail = response.json().get("detail", "")
+    except (ValueError, AttributeError):  # not JSON (a proxy's page): its first line says enough
+        lines = response.text.strip().splitlines()
+        detail = lines[0][:200] if lines else ""
+    if isinstance(detail, dict):  # {"message", "id", "log_tail"}: an object that failed
+        object_id, log_tail = detail.get("id"), detail.get("log_tail")
+        detail = str(detail.get("message") or "")
+    elif isinstance(detail, list):  # FastAPI's validation errors: where, and what is wrong there
+        detail = "; ".join(
+            ".".join(str(p) for p in e.get("loc", ())) + f": {e.get('msg', e)}" if isinstance(e, dict) else str(e)
+            for e in detail)
+    cls = _STATUS_ERRORS.get(response.status_code, DaemonError)
+    if cls is Invalid and object_id is not None:
+        cls = StartFailed
+    message = str(detail) or f"{response.request.method} {response.request.url.path} answered " \
+                             f"{response.status_code} {response.reason_phrase}"
+    err = cls(message, host=host, object_id=object_id, log_tail=log_tail)
+    err.status_code = response.status_code
+    return err
+
+
+def _unreachable(exc: httpx.HTTPError, address: DaemonAddress) -> DaemonUnreachable:
+    """Say why a host cannot be reached and what to do about it, from the error's causes' types."""
+    causes = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    host = address.host
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
+        why = ("its TLS certificate is not trusted: pass the CA bundle that signed it "
+               "(--ca-file, or jinad_ca_file in the inventory)")
+    elif any(isinstance(c, ssl.SSLError) for c in causes):
+        why = (f"the TLS handshake failed: does the daemon on {host} serve "
+               f"{'HTTPS' if address.scheme == 'https' else 'plain HTTP'}?")
+    elif any(isinstance(c, socket.gaierror) for c in causes):
+        why = f"the name {host!r} does not resolve"
+    elif isinstance(exc, httpx.TimeoutException):
+        why = f"no answer in time ({type(exc).__name__})"
+    elif isinstance(exc, httpx.ConnectError):
+        start = f"jinad --port {address.port}" if _is_loopback(host) else f"jinad --host 0.0.0.0 --port {address.port}"
+        why = (f"connection refused: is jinad running on {host}? start it with `{start}` there, "
+               f"or install it with `jinad-fab provision deploy`")
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    return DaemonUnreachable(f"cannot reach jinad at {address.url}: {why}", host=address.label)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _translate(address: DaemonAddress, label: str) -> Iterator[None]:
+    """Map httpx's transport errors and bad statuses onto the DaemonError tree, in one place."""
+    try:
+        yield
+    except httpx.HTTPStatusError as exc:
+        raise error_for_response(exc.response, label) from exc
+    except httpx.DecodingError as exc:
+        raise DaemonError(f"unreadable answer: {exc}", host=label) from exc
+    except (httpx.TransportError, httpx.TimeoutException) as exc:
+        err = _unreachable(exc, address)
+        err.host = label
+        raise err from exc
+
+
+class DaemonClient:
+    """One daemon. Use as a context manager (or call :meth:`close`) so connections are released.
+
+    ``address`` as :meth:`DaemonAddress.parse` reads it: ``gpu1``, ``gpu1:8000``,
+    ``https://gpu1:8443``, ``[::1]:8000``. ``token`` is sent as a Bearer token; a callable is asked
+    for the token of this address (how the CLI finds a local daemon's token file). ``ca_file``: a
+    CA bundle to check an HTTPS daemon's certificate with (default: the system's).
+    """
+
+    def __init__(
+        self,
+        address: str | DaemonAddress,
+        token: str | TokenSource | None = None,
+        *,
+        ca_file: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        name: str | None = None,
+        default_port: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        if not isinstance(address, DaemonAddress):
+            address = DaemonAddress.parse(address, default_port)
+        self.address = address
+        self.base_url = address.url
+        self.name = name or address.label
+        if callable(token):
+            token = token(address)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise BadAddress(address.url, f"cannot use CA bundle {str(ca_file)!r}: {exc}") from exc
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,
+                                  verify=verify)
+
+    @classmethod
+    def from_address(
+        cls,
+        address: str | DaemonAddress,
+        token: str | TokenSource | None = None,
+        *,
+        ca_file: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        default_port: int | None = None,
+        name: str | None = None,
+    ) -> DaemonClient:
+        """The client for ``gpu1:8000`` | ``https://gpu1:8443`` | ``http://h:p`` (port 8000 when left out).
+
+        A malformed address (unknown scheme, port out of range) raises
+        :class:`~jinad_fab.errors.BadAddress` here, before any connection is tried.
+        """
+        return cls(address, token, ca_file=ca_file, timeout=timeout, default_port=default_port, name=name)
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"DaemonClient({self.base_url!r})"
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        with _translate(self.address, self.name):
+            response = self._http.request(method, path, **kwargs)
+            response.raise_for_status()
+            if not response.content:
+                return None
+            return response.json()
+
+    # ---- health --------------------------------------------------------------------------------
+
+    def alive(self) -> dict[str, Any]:
+        """``GET /alive``: version, daemon id, uptime, runtimes, GPUs."""
+        return self._request("GET", "/alive")
+
+    def status(self) -> dict[str, Any]:
+        """``GET /status``: host resources and object counts by state."""
+        return self._request("GET", "/status")
+
+    # ---- workspaces ----------------------------------------------------------------------------
+
+    def create_workspace(self, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> dict[str, Any]:
+        """``POST /workspaces``: each item is (path relative to the workspace root, content)."""
+        return self._request("POST", "/workspaces", files=_parts(files))
+
+    def update_workspace(self, workspace_id: str, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]
+                         ) -> dict[str, Any]:
+        """``PUT /workspaces/{id}``: add or replace files and rebuild."""
+        return self._request("PUT", f"/workspaces/{workspace_id}", files=_parts(files))
+
+    def workspaces(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/workspaces")["items"]
+
+    def workspace(self, workspace_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/workspaces/{workspace_id}")
+
+    def delete_workspace(self, workspace_id: str) -> Any:
+        return self._request("DELETE", f"/workspaces/{workspace_id}")
+
+    # ---- flows ---------------------------------------------------------------------------------
+
+    def create_flow(self, workspace_id: str, filename: str) -> dict[str, Any]:
+        """``POST /flows?workspace_id=&filename=``: start a Flow from a YAML file in the workspace."""
+        return self._request("POST", "/flows", params={"workspace_id": workspace_id, "filename": filename})
+
+    def flows(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/flows")["items"]
+
+    def flow(self, flow_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/flows/{flow_id}")
+
+    def delete_flow(self, flow_id: str) -> Any:
+        return self._request("DELETE", f"/flows/{flow_id}")
+
+    # ---- pods / peas ---------------------------------------------------------------------------
+
+    def create_pod(self, workspace_id: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/pods", params={"workspace_id": workspace_id}, json=dict(args))
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/pods")["items"]
+
+    def pod(self, pod_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/pods/{pod_id}")
+
+    def delete_pod(self, pod_id: str) -> Any:
+        return self._request("DELETE", f"/pods/{pod_id}")
+
+    # ---- logs ----------------------------------------------------------------------------------
+
+    def logs(self, object_id: str, *, follow: bool = False, tail: int | None = None,
+             offset: int = 0) -> Iterator[dict[str, Any]]:
+        """``GET /logs/{id}``: the object's log as parsed NDJSON lines; ``follow`` keeps streaming.
+
+        ``offset`` skips the lines already received, so a dropped stream resumes where it stopped.
+        """
+        params: dict[str, Any] = {"follow": str(follow).lower()}
+        if tail is not None:
+            params["tail"] = tail
+        if offset:
+            params["offset"] = offset
+        timeout = None if follow else self._http.timeout
+        with _translate(self.address, self.name):
+            with self._http.stream("GET", f"/logs/{object_id}", params=params, timeout=timeout) as response:
+                if response.is_error:
+                    response.read()
+                    response.raise_for_status()
+                for line in response.iter_lines():
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except ValueError:
+                            yield {"message": line}
+
+
+def _parts(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    items = files.items() if isinstance(files, Mapping) else files
+    return [("files", (name, content, "application/octet-stream")) for name, content in items]
