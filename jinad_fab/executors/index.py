@@ -2,16 +2,40 @@
 
 Endpoints: ``/index`` (create), ``/search``, ``/update`` (replace by id), ``/delete`` (by id).
 
-Layout in memory: one float32 matrix ``A`` of shape (capacity, dim + 1). Row ``i`` holds the
-embedding ``x`` of the Document in slot ``i`` and, in its last column, ``-|x|²/2``. One matrix
-product of the queries ``[q, 1]`` with ``A`` then yields ``q·x - |x|²/2``, which ranks like the
-negative euclidean distance; the same product with ``[q, 0]`` is the inner product. The search
-scans ``A`` in blocks (a float32 BLAS product per block of queries x block of rows), keeps only the
-maximum of each *group* of rows (rows ``j, j + m, j + 2m, ...`` of a block), and then looks at the
-rows of the ``k`` best groups only. That is exact: the ``k`` best group maxima are ``k`` rows that
-all score at least the ``k``-th best group maximum, and every row of any other group scores at
-most that, so the true top-k lies in the chosen groups. Final scores are recomputed from the raw
-vectors, so a Document's euclidean distance to itself is exactly 0.
+Storage, in the Executor's workspace (one per shard):
+
+* ``index.sqlite`` (SQLite, WAL): every Document by ``slot`` (its row in the vector file) and ``id``,
+  with its other fields as JSON; the dimension; a journal of in-place vector writes;
+* ``vectors.f32``: row ``i`` is the float32 embedding of the Document in slot ``i``;
+* ``norms.f32``: ``|x|²`` of row ``i``.
+
+Both vector files are memory-mapped read-only and written with ``pwrite``: opening an index reads
+no vector, so an index larger than the RAM opens at once and the page cache holds what searches touch.
+Nothing about a Document is kept per vector in Python objects (ids come from SQLite by slot), which
+keeps memory at the vectors' own size plus 4 bytes.
+
+Search engines (``engine``): ``faiss`` (the ``faiss-cpu`` package, the default when it is installed)
+or ``numpy`` (the fallback). Both are exact for the default ``index: flat``:
+
+* faiss: ``knn_L2sqr`` (with the cached norms) or ``knn_inner_product`` straight on the mapped file,
+  for batches; a handful of queries go through one numpy matrix-vector product instead, which is
+  several times faster than faiss's per-query path;
+* numpy: a float32 BLAS product per block of queries x block of rows that keeps only the maximum of
+  each *group* of rows (rows ``j, j + m, j + 2m, ...`` of a block), then looks at the rows of the
+  best groups only. That is exact: the ``c`` best group maxima are ``c`` rows that all score at least
+  the ``c``-th best group maximum, and every row of any other group scores at most that, so the true
+  top-c lies in the chosen groups. Cosine always runs here (faiss cannot scale rows by 1/|x|).
+
+Both engines propose a few more candidates than asked (``top_k + max(top_k, 8)``); their scores are
+recomputed in float64 from the raw vectors and sorted by (score, slot), so a Document's euclidean
+distance to itself is exactly 0 and float32 rounding cannot reorder the answer.
+
+Approximate search (``index: ivf`` or ``index: hnsw``, faiss only) for indexes past a few million
+vectors: an ``IVF{nlist},SQ8`` or ``HNSW{hnsw_m},SQ8`` faiss index (one byte per dimension) proposes
+``top_k * rerank`` candidates, rescored exactly from the vector file as above. It is built in memory
+at the first search (training on a sample), extended by later ``/index`` requests and rebuilt after
+``/update`` or ``/delete``; below ``ann_min`` vectors, and for a metric other than the index's own,
+search stays exact. ``nprobe`` / ``ef_search`` can be given per request in ``parameters``.
 
 Scores (``match.scores[metric]``) and their order:
 
@@ -21,20 +45,24 @@ Scores (``match.scores[metric]``) and their order:
 
 The search handler sets ``header["merge"]`` so that the answers of several shards are re-ranked
 by the same score and cut to ``top_k`` (see :mod:`jinad_fab.runtime.merge`). Ties are broken by
-storage position (insertion order, until deletions move rows).
+storage position (insertion order, until deletions move rows: a deleted slot takes the last row).
 
-Persistence: SQLite in WAL mode in the Executor's workspace (one file per shard). Every request
-that changes the index is one transaction, committed before the in-memory matrix changes, so a
-crash leaves either the state before or after the request. The matrix is rebuilt from SQLite
-when the Executor starts.
+Crash safety: every request is one SQLite transaction. New rows are written to the vector files
+(past the stored count, and fsynced with ``durability: full``) before the transaction that makes them
+count commits; rows overwritten in place (``/update`` with an embedding, the moves of ``/delete``) are
+written into the journal table in that same transaction and applied after it, and again on the next
+start. A crash leaves the state either before or after the request.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import mmap
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -44,27 +72,85 @@ from ..document import Document, DocumentArray
 from ..errors import BadConfig, BadDocument, BadInput
 from .base import Executor, requests
 
-__all__ = ["IndexExecutor", "METRICS"]
+__all__ = ["IndexExecutor", "METRICS", "ENGINES", "INDEX_KINDS"]
 
 # metric -> ascending? (True: smaller is closer)
 METRICS: dict[str, bool] = {"euclidean": True, "cosine": True, "inner_product": False}
-_SCHEMA_VERSION = "1"
+ENGINES = ("auto", "faiss", "numpy")
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+_SCHEMA_VERSION = "2"
 _DURABILITY = ("full", "normal")
 _ROW_ALIGN = 32  # capacity is kept a multiple of the group size
+_FEW_QUERIES = 8  # up to this many queries, one numpy product beats faiss's per-query path
+_SQL_CHUNK = 500
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+class _RowFile:
+    """A file of fixed-width float32 rows: written with pwrite, read through a read-only mapping."""
+
+    def __init__(self, path: str, width: int, fresh: bool):
+        self.path, self.width, self.rowbytes = path, width, 4 * width
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if fresh:
+            os.ftruncate(self.fd, 0)
+        self.cap = os.fstat(self.fd).st_size // self.rowbytes
+        self._map()
+
+    def _map(self) -> None:
+        if self.cap == 0:
+            self.rows = np.zeros((0, self.width), dtype=np.float32)
+            return
+        mm = mmap.mmap(self.fd, self.cap * self.rowbytes, prot=mmap.PROT_READ)
+        self.rows = np.frombuffer(mm, dtype=np.float32).reshape(self.cap, self.width)
+
+    def reserve(self, n: int) -> None:
+        if n <= self.cap:
+            return
+        cap = max(n, int(self.cap * 1.5), 1024)
+        cap = -(-cap // _ROW_ALIGN) * _ROW_ALIGN
+        os.ftruncate(self.fd, cap * self.rowbytes)  # sparse: no disk used until written
+        self.cap = cap
+        self._map()
+
+    def write(self, start: int, X: np.ndarray) -> None:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        view, off, done = memoryview(X).cast("B"), start * self.rowbytes, 0
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], off + done)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        self.rows = np.zeros((0, self.width), dtype=np.float32)
+        os.close(self.fd)
 
 
 class IndexExecutor(Executor):
-    """Stores Documents with their embeddings; exact top-k search by euclidean, cosine or inner product.
+    """Stores Documents with their embeddings; top-k search by euclidean, cosine or inner product.
 
     ``uses_with``: ``dim`` (fixed by the first indexed Document when not given), ``metric``
     (default ``euclidean``), ``top_k`` (default 10), ``durability`` (``full``: fsync every
     request, the default; ``normal``: survives a crash of the process, not of the machine),
-    ``query_block`` / ``row_block`` / ``group_size`` (search tiling, rarely worth changing).
+    ``engine`` (``auto``: faiss when installed, else numpy), ``index`` (``flat``: exact, the default;
+    ``ivf`` / ``hnsw``: approximate, with ``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``,
+    ``ef_construction``, ``rerank``, ``ann_min``), ``query_block`` / ``row_block`` / ``group_size``
+    (the numpy engine's tiling, rarely worth changing).
     """
 
     def __init__(self, dim: int | None = None, metric: str = "euclidean", top_k: int = 10,
-                 durability: str = "full", query_block: int = 512, row_block: int = 16384,
-                 group_size: int = 32, **kwargs: Any):
+                 durability: str = "full", engine: str = "auto", index: str = "flat",
+                 nlist: int | None = None, nprobe: int = 16, hnsw_m: int = 32, ef_search: int = 64,
+                 ef_construction: int = 64, rerank: int = 4, ann_min: int = 20000,
+                 query_block: int = 512, row_block: int = 16384, group_size: int = 32, **kwargs: Any):
         super().__init__(**kwargs)
         if dim is not None and (not _is_int(dim) or dim < 1):
             raise BadConfig(f"_index: dim must be a positive integer, got {dim!r}")
@@ -74,26 +160,48 @@ class IndexExecutor(Executor):
             raise BadConfig(f"_index: top_k must be a positive integer, got {top_k!r}")
         if durability not in _DURABILITY:
             raise BadConfig(f"_index: durability must be one of {_DURABILITY}, got {durability!r}")
-        for name, v in (("query_block", query_block), ("row_block", row_block), ("group_size", group_size)):
+        if engine not in ENGINES:
+            raise BadConfig(f"_index: engine must be one of {ENGINES}, got {engine!r}")
+        if index not in INDEX_KINDS:
+            raise BadConfig(f"_index: index must be one of {INDEX_KINDS}, got {index!r}")
+        for name, v in (("query_block", query_block), ("row_block", row_block), ("group_size", group_size),
+                        ("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search),
+                        ("ef_construction", ef_construction), ("rerank", rerank),
+                        ("nlist", 1 if nlist is None else nlist)):
             if not _is_int(v) or v < 1:
                 raise BadConfig(f"_index: {name} must be a positive integer, got {v!r}")
+        if not _is_int(ann_min) or ann_min < 0:
+            raise BadConfig(f"_index: ann_min must be a non-negative integer, got {ann_min!r}")
         if row_block % group_size or _ROW_ALIGN % group_size:
             raise BadConfig(f"_index: row_block must be a multiple of group_size, and group_size must "
                             f"divide {_ROW_ALIGN}")
         if int(self.runtime_args.get("parallel") or 1) > 1:
-            # replicas would share one SQLite file but each keep its own matrix, and drift apart
+            # replicas would share one SQLite file but each keep its own view, and drift apart
             raise BadConfig("_index cannot run with parallel > 1: its replicas would not see each other's "
                             "writes; use shards=N to spread Documents over several Peas")
+        faiss = _faiss()
+        if engine == "faiss" and faiss is None:
+            raise BadConfig("_index: engine 'faiss' needs the faiss-cpu package (pip install 'jinad-fab[faiss]')")
+        if index != "flat" and (engine == "numpy" or faiss is None):
+            raise BadConfig(f"_index: index {index!r} is approximate search through faiss; install "
+                            f"faiss-cpu (pip install 'jinad-fab[faiss]') and do not force engine 'numpy'")
+        self.engine = "numpy" if engine == "numpy" or faiss is None else "faiss"
+        self._faiss = faiss if self.engine == "faiss" else None
+        self.kind = index
         self.metric = metric
         self.default_top_k = int(top_k)
+        self._sync_writes = durability == "full"
+        self._ann_cfg = {"nlist": nlist, "nprobe": int(nprobe), "hnsw_m": int(hnsw_m), "ef_search": int(ef_search),
+                         "ef_construction": int(ef_construction), "rerank": int(rerank), "ann_min": int(ann_min)}
         self._qb, self._rb, self._gs = int(query_block), int(row_block), int(group_size)
         self.dim: int | None = int(dim) if dim is not None else None
-        self._A: np.ndarray | None = None  # (capacity, dim + 1) float32
         self._n = 0
-        self._ids: list[str] = []
-        self._slot: dict[str, int] = {}
-        self._has_doc: np.ndarray = np.zeros(0, dtype=bool)  # slot stores more than id + embedding
-        self._inv_norm: np.ndarray | None = None  # cached 1/|x| for cosine, dropped on every change
+        self._vec: _RowFile | None = None
+        self._norm: _RowFile | None = None
+        self._cache: dict[str, Any] = {}  # derived arrays and the id list, dropped on every change
+        self._journal_pending = False  # moves applied to the files but maybe not yet on disk
+        self._ann: Any = None
+        self._ann_rows = 0
         self._db = self._open_db(os.path.join(self.workspace, "index.sqlite"), durability)
         self._load()
 
@@ -105,8 +213,6 @@ class IndexExecutor(Executor):
         ids = docs.ids
         seen: set[str] = set()
         for i in ids:
-            if i in self._slot:
-                raise BadDocument("is already indexed; use /update to replace it", i)
             if i in seen:
                 raise BadDocument("appears twice in one /index request", i)
             seen.add(i)
@@ -137,6 +243,13 @@ class IndexExecutor(Executor):
         if metric not in METRICS:
             raise BadInput(f"unknown metric {metric!r}; known: {', '.join(METRICS)} (request with Documents "
                            f"{_some(docs.ids)})")
+        tuning = {}
+        for name in ("nprobe", "ef_search"):
+            v = parameters.get(name)
+            if v is not None:
+                if not _is_int(v) or v < 1:
+                    raise BadInput(f"{name} must be a positive integer, got {v!r}")
+                tuning[name] = int(v)
         header["merge"] = {"score": metric, "ascending": METRICS[metric], "top_k": int(top_k)}
         if not docs:
             return
@@ -145,7 +258,7 @@ class IndexExecutor(Executor):
             for d in docs:
                 d.matches = None
             return
-        slots, scores = self.search_vectors(Q, int(top_k), metric)
+        slots, scores = self.search_vectors(Q, int(top_k), metric, **tuning)
         docs_by_slot = self._documents(np.unique(slots))
         for d, row_slots, row_scores in zip(docs, slots, scores):
             matches = []
@@ -162,209 +275,333 @@ class IndexExecutor(Executor):
 
     @property
     def ids(self) -> list[str]:
-        return list(self._ids)
+        """Ids in slot order (read from SQLite once per change)."""
+        ids = self._cache.get("ids")
+        if ids is None:
+            ids = self._cache["ids"] = [r[0] for r in self._db.execute("SELECT id FROM docs ORDER BY slot")]
+        return list(ids)
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._slot
+        return isinstance(doc_id, str) and self._db.execute(
+            "SELECT 1 FROM docs WHERE id = ?", (doc_id,)).fetchone() is not None
 
     @property
     def nbytes(self) -> int:
-        """Bytes held for the vectors (matrix capacity included) plus the id bookkeeping."""
-        if self._A is None:
+        """Bytes the search reads per pass: the stored vectors and norms (plus an approximate index)."""
+        if self._vec is None:
             return 0
-        ids = sum(len(i) + 49 for i in self._ids) + 8 * len(self._ids)  # str objects + list pointers
-        return self._A.nbytes + self._has_doc.nbytes + ids + 100 * len(self._slot)  # dict entries, roughly
+        ann = 0
+        if self._ann is not None:
+            ann = self._ann_rows * (getattr(self._ann, "code_size", 0) + 8)
+        return self._n * (self._vec.rowbytes + 4) + ann
 
     def add(self, ids: Sequence[str], X: np.ndarray, docs: Sequence[str | None] | None = None) -> None:
-        """Append vectors (and serialised Documents) under new ids: one transaction, then memory."""
+        """Append vectors (and serialised Documents) under new ids: files first, then one transaction."""
         X = self._check_matrix(X, ids)
-        blobs = _row_bytes(X)
         payload = docs if docs is not None else [None] * len(ids)
-        with self._db:  # the first Documents also fix the dimension, in the same transaction
-            if self.dim is None:
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(X.shape[1]),))
-            self._db.executemany("INSERT INTO docs (id, embedding, doc) VALUES (?, ?, ?)",
-                                 zip(ids, blobs, payload))
+        first = self.dim is None
+        if first or self._vec is None:
+            self._open_files(X.shape[1], fresh=True)
+        start, m = self._n, len(ids)
+        norms = np.einsum("ij,ij->i", X, X)[:, None]
+        self._vec.reserve(start + m)
+        self._norm.reserve(start + m)
+        self._vec.write(start, X)  # past the stored count: invisible until the transaction commits
+        self._norm.write(start, norms)
+        if self._sync_writes:
+            self._vec.sync()
+            self._norm.sync()
+        try:
+            with self._db:  # the first Documents also fix the dimension, in the same transaction
+                if first:
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(X.shape[1]),))
+                self._db.executemany("INSERT INTO docs (slot, id, doc) VALUES (?, ?, ?)",
+                                     zip(range(start, start + m), ids, payload))
+        except sqlite3.IntegrityError:
+            raise self._duplicate(ids) from None
         self.dim = X.shape[1]
-        start = self._n
-        self._reserve(start + len(ids))
-        self._set_rows(slice(start, start + len(ids)), X)
-        self._has_doc[start:start + len(ids)] = [p is not None for p in payload]
-        self._ids.extend(ids)
-        for i, doc_id in enumerate(ids, start):
-            self._slot[doc_id] = i
-        self._n += len(ids)
-        self._inv_norm = None
+        self._n += m
+        self._changed(appended=True)
 
     def replace(self, rows: Sequence[tuple[str, int | None]], X: np.ndarray | None,
                 docs: Sequence[str | None]) -> None:
         """Replace stored Documents; ``rows`` pairs each id with its row in X (None: keep the vector)."""
+        self._require_known([doc_id for doc_id, _ in rows], "updated")
         with_vec = [(doc_id, r) for doc_id, r in rows if r is not None]
+        moves: dict[int, np.ndarray] = {}
         if with_vec:
             X = self._check_matrix(X[[r for _, r in with_vec]], [doc_id for doc_id, _ in with_vec])
-        blobs = _row_bytes(X) if with_vec else []
+            slot_of = self._slots_of([doc_id for doc_id, _ in with_vec])
+            for (doc_id, _), x in zip(with_vec, X):
+                moves[slot_of[doc_id]] = x
         with self._db:
-            if with_vec:
-                self._db.executemany("UPDATE docs SET embedding = ? WHERE id = ?",
-                                     zip(blobs, (doc_id for doc_id, _ in with_vec)))
+            self._begin_moves(moves)
             self._db.executemany("UPDATE docs SET doc = ? WHERE id = ?",
                                  zip(docs, (doc_id for doc_id, _ in rows)))
-        if with_vec:
-            slots = np.fromiter((self._slot[doc_id] for doc_id, _ in with_vec), dtype=np.int64,
-                                count=len(with_vec))
-            self._set_rows(slots, X)
-        for (doc_id, _), payload in zip(rows, docs):
-            self._has_doc[self._slot[doc_id]] = payload is not None
-        self._inv_norm = None
+        self._apply_moves(moves)
+        self._changed(appended=not moves)
 
     def remove(self, ids: Sequence[str]) -> None:
-        """Delete by ids; every id must be stored (nothing is deleted otherwise)."""
+        """Delete by ids; every id must be stored (nothing is deleted otherwise).
+
+        The last row moves into each freed slot, so the files stay packed."""
         self._require_known(ids, "deleted")
         ids = list(dict.fromkeys(ids))
+        moves: dict[int, np.ndarray] = {}
+        n = self._n
         with self._db:
-            self._db.executemany("DELETE FROM docs WHERE id = ?", ((i,) for i in ids))
-        A = self._A
-        for doc_id in ids:  # swap each removed row with the last one: O(1) per id, the matrix stays packed
-            slot = self._slot.pop(doc_id)
-            last = self._n - 1
-            if slot != last:
-                moved = self._ids[last]
-                A[slot] = A[last]
-                self._has_doc[slot] = self._has_doc[last]
-                self._ids[slot] = moved
-                self._slot[moved] = slot
-            self._ids.pop()
-            self._n = last
-        self._inv_norm = None
+            db = self._db
+            for doc_id in ids:
+                (slot,) = db.execute("SELECT slot FROM docs WHERE id = ?", (doc_id,)).fetchone()
+                last = n - 1
+                db.execute("DELETE FROM docs WHERE slot = ?", (slot,))
+                if slot != last:
+                    db.execute("UPDATE docs SET slot = ? WHERE slot = ?", (slot, last))
+                    moved = moves.pop(last, None)
+                    moves[slot] = self._vec.rows[last].copy() if moved is None else moved
+                else:
+                    moves.pop(last, None)
+                n = last
+            self._begin_moves(moves)
+        self._n = n
+        self._apply_moves(moves)
+        self._changed(appended=False)
 
     def vectors(self) -> np.ndarray:
-        """The stored embeddings in slot order (a view; do not modify)."""
-        if self._A is None:
+        """The stored embeddings in slot order (a read-only view of the mapped file)."""
+        if self._vec is None:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
-        return self._A[: self._n, : self.dim]
+        return self._vec.rows[: self._n]
 
-    def search_vectors(self, Q: np.ndarray, top_k: int, metric: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k: (slots, scores), both (len(Q), min(top_k, len(self))), best first."""
+    def search_vectors(self, Q: np.ndarray, top_k: int, metric: str | None = None, *,
+                       nprobe: int | None = None, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k: (slots, scores), both (len(Q), min(top_k, len(self))), best first.
+
+        Exact unless the index is approximate (``index: ivf|hnsw``) and holds at least ``ann_min`` vectors."""
         metric = metric or self.metric
         if metric not in METRICS:
             raise BadInput(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         if Q.ndim != 2 or (self.dim is not None and Q.shape[1] != self.dim):
             raise BadInput(f"queries must be a (n, {self.dim}) matrix, got shape {Q.shape}")
-        n, d = self._n, self.dim
+        n = self._n
         k = min(int(top_k), n)
         nq = len(Q)
         if k == 0 or nq == 0:
             return np.zeros((nq, 0), dtype=np.int64), np.zeros((nq, 0), dtype=np.float64)
-        Qa = np.empty((nq, d + 1), dtype=np.float32)
-        if metric == "cosine":
-            norms = np.linalg.norm(Q, axis=1, keepdims=True)
-            np.divide(Q, norms, out=Qa[:, :d], where=norms > 0)
-            Qa[(norms[:, 0] == 0), :d] = 0
-        else:
-            Qa[:, :d] = Q
-        Qa[:, d] = 1.0 if metric == "euclidean" else 0.0
-        inv = self._inverse_norms() if metric == "cosine" else None
-        slots = np.empty((nq, k), dtype=np.int64)
-        for q0 in range(0, nq, self._qb):
-            Qc = Qa[q0:q0 + self._qb]
-            slots[q0:q0 + len(Qc)] = self._top_slots(Qc, k, inv)
-        return slots, self._exact_scores(Q, slots, metric)
+        if self.kind != "flat" and metric == self.metric and n >= self._ann_cfg["ann_min"]:
+            cand = self._ann_candidates(Q, k, metric, nprobe, ef_search)
+            slots, scores = self._rescore(Q, cand, k, metric)
+            lost = np.flatnonzero((slots < 0).any(axis=1))  # the graph or lists gave too few: go exact
+            if len(lost):
+                slots[lost], scores[lost] = self._exact(Q[lost], k, metric)
+            return slots, scores
+        return self._exact(Q, k, metric)
 
     # ------------------------------------------------------------------ search internals
-    def _top_slots(self, Qc: np.ndarray, k: int, inv: np.ndarray | None) -> np.ndarray:
-        n, A, gs, rb = self._n, self._A, self._gs, self._rb
+    def _exact(self, Q: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        kc = min(self._n, k + max(k, 8))
+        if self._faiss is not None and metric != "cosine" and len(Q) > _FEW_QUERIES:
+            cand = self._faiss_candidates(Q, kc, metric)
+        else:
+            cand = np.empty((len(Q), kc), dtype=np.int64)
+            Qs = _unit_rows(Q) if metric == "cosine" else Q
+            for q0 in range(0, len(Q), self._qb):
+                Qc = Qs[q0:q0 + self._qb]
+                cand[q0:q0 + len(Qc)] = self._numpy_candidates(Qc, kc, metric)
+        return self._rescore(Q, cand, k, metric)
+
+    def _faiss_candidates(self, Q: np.ndarray, kc: int, metric: str) -> np.ndarray:
+        faiss, n, d = self._faiss, self._n, self.dim
+        V = self._vec.rows[:n]
+        D = np.empty((len(Q), kc), dtype=np.float32)
+        Idx = np.empty((len(Q), kc), dtype=np.int64)
+        ptr = faiss.swig_ptr
+        if metric == "euclidean":
+            norms = self._norm.rows[:n, 0]
+            faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx), ptr(norms))
+        else:
+            faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx))
+        return Idx
+
+    def _bias_scale(self, metric: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """What turns q·x into a score to maximise: euclidean adds -|x|²/2, cosine scales by 1/|x|."""
+        if metric == "inner_product":
+            return None, None
+        key = f"numpy-{metric}"
+        got = self._cache.get(key)
+        if got is None or len(got) < self._n:
+            sq = self._norm.rows[: self._n, 0]
+            if metric == "euclidean":
+                got = -0.5 * sq
+            else:
+                got = np.divide(1.0, np.sqrt(sq), out=np.zeros_like(sq), where=sq > 0).astype(np.float32)
+            self._cache[key] = got
+        return (got, None) if metric == "euclidean" else (None, got)
+
+    def _numpy_candidates(self, Qc: np.ndarray, kc: int, metric: str) -> np.ndarray:
+        """The kc best slots of each query (any order), exact in float32."""
+        n, gs = self._n, self._gs
+        V = self._vec.rows
+        bias, scale = self._bias_scale(metric)
         m = len(Qc)
-        if n <= 8192 or 4 * k * gs > n:  # few rows (or a huge k): score every row
-            out = np.empty((m, k), dtype=np.int64)
+        if n <= 8192 or 4 * kc * gs > n or m <= _FEW_QUERIES:  # few rows, few queries or a huge k: every row
+            out = np.empty((m, kc), dtype=np.int64)
             step = max(1, (1 << 25) // n)  # at most 128 MB of scores at a time
             for r0 in range(0, m, step):
-                s = Qc[r0:r0 + step] @ A[:n].T
-                if inv is not None:
-                    s *= inv[:n]
-                if n <= 8192:  # stable order: ties go to the earlier slot
-                    out[r0:r0 + step] = np.argsort(-s, axis=1, kind="stable")[:, :k]
-                else:
-                    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-                    out[r0:r0 + step] = np.take_along_axis(
-                        top, np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable"), axis=1)
+                s = Qc[r0:r0 + step] @ V[:n].T
+                if bias is not None:
+                    s += bias
+                if scale is not None:
+                    s *= scale
+                out[r0:r0 + step] = np.argpartition(-s, kc - 1, axis=1)[:, :kc] if kc < n else np.arange(n)
             return out
-        rb = max(rb, (1 << 22) // m // rb * rb)  # few queries: bigger blocks, fewer BLAS calls
+        rb = max(self._rb, (1 << 22) // m // self._rb * self._rb)  # few queries: bigger blocks, fewer BLAS calls
         groups_per_block = rb // gs
         n_padded = -(-n // gs) * gs
         G = np.empty((m, n_padded // gs), dtype=np.float32)
         S = np.empty(m * min(rb, n_padded), dtype=np.float32)
         for b0 in range(0, n_padded, rb):
             width = min(rb, n_padded - b0)
+            real = min(width, n - b0)
             s = S[: m * width].reshape(m, width)  # contiguous, so BLAS writes it directly
-            np.matmul(Qc, A[b0:b0 + width].T, out=s)
-            if inv is not None:
-                s *= inv[b0:b0 + width]
-            if b0 + width > n:  # padding rows of the last block never win
-                s[:, n - b0:] = -np.inf
+            np.matmul(Qc, V[b0:b0 + real].T, out=s[:, :real])
+            if bias is not None:
+                s[:, :real] += bias[b0:b0 + real]
+            if scale is not None:
+                s[:, :real] *= scale[b0:b0 + real]
+            if real < width:  # padding rows of the last block never win
+                s[:, real:] = -np.inf
             np.max(s.reshape(m, gs, width // gs), axis=1, out=G[:, b0 // gs:(b0 + width) // gs])
-        best = np.argpartition(G, G.shape[1] - k, axis=1)[:, G.shape[1] - k:]
+        best = np.argpartition(G, G.shape[1] - kc, axis=1)[:, G.shape[1] - kc:]
         block = best // groups_per_block
         b0 = block * rb
         stride = np.minimum(rb, n_padded - b0) // gs  # groups in that block = stride between a group's rows
         first = b0 + (best - block * groups_per_block)
         cand = (first[:, :, None] + np.arange(gs)[None, None, :] * stride[:, :, None]).reshape(m, -1)
-        # every group has a real row first, so padding rows (scored -inf) never make the top k
+        # every group has a real row first, so padding rows (scored -inf) never make the top
         padding = cand >= n
         np.minimum(cand, n - 1, out=cand)
-        cs = np.einsum("qd,qcd->qc", Qc, A[cand])
-        if inv is not None:
-            cs *= inv[cand]
+        cs = np.einsum("qd,qcd->qc", Qc, V[cand])
+        if bias is not None:
+            cs += bias[cand]
+        if scale is not None:
+            cs *= scale[cand]
         cs[padding] = -np.inf
-        order = np.lexsort((cand, -cs), axis=-1)[:, :k]  # by score, then by slot for ties
-        return np.take_along_axis(cand, order, axis=1)
+        top = np.argpartition(-cs, kc - 1, axis=1)[:, :kc]
+        return np.take_along_axis(cand, top, axis=1)
 
-    def _exact_scores(self, Q: np.ndarray, slots: np.ndarray, metric: str) -> np.ndarray:
-        """Scores of the chosen rows recomputed in float64 from the raw vectors; rows re-sorted by them."""
-        X = self._A[slots, : self.dim].astype(np.float64)  # (nq, k, d): only k rows per query
+    def _rescore(self, Q: np.ndarray, cand: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the candidates in float64 from the raw vectors; the best k by (score, slot).
+
+        Candidates < 0 (none found) score worst and stay < 0 in the answer."""
+        missing = cand < 0
+        X = self._vec.rows[np.where(missing, 0, cand)].astype(np.float64)  # (nq, c, d): a few rows per query
         q = Q.astype(np.float64)[:, None, :]
         if metric == "euclidean":
-            scores = np.sqrt(np.square(X - q).sum(axis=2))
+            diff = X - q
+            scores = np.sqrt(np.einsum("qcd,qcd->qc", diff, diff))
         else:
-            dots = np.einsum("qkd,qkd->qk", X, np.broadcast_to(q, X.shape))
+            dots = np.einsum("qcd,qd->qc", X, q[:, 0, :])
             if metric == "inner_product":
                 scores = dots
             else:
-                nx = np.linalg.norm(X, axis=2)
-                nq_ = np.linalg.norm(q, axis=2)
-                denom = nx * nq_
+                nx = np.sqrt(np.einsum("qcd,qcd->qc", X, X))
+                denom = nx * np.linalg.norm(q[:, 0, :], axis=1)[:, None]
                 cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
                 scores = 1.0 - cos
         key = scores if METRICS[metric] else -scores
-        order = np.argsort(key, axis=1, kind="stable")
-        slots[:] = np.take_along_axis(slots, order, axis=1)
-        return np.take_along_axis(scores, order, axis=1)
+        key[missing] = np.inf
+        order = np.lexsort((cand, key), axis=-1)[:, :k]  # by score, then by slot for ties
+        slots = np.take_along_axis(cand, order, axis=1)
+        return slots, np.take_along_axis(scores, order, axis=1)
 
-    def _inverse_norms(self) -> np.ndarray:
-        if self._inv_norm is None or len(self._inv_norm) < self._n:
-            sq = -2.0 * self._A[:, self.dim]
-            self._inv_norm = np.divide(1.0, np.sqrt(np.maximum(sq, 0)), out=np.zeros_like(sq),
-                                       where=sq > 0).astype(np.float32)
-        return self._inv_norm
+    # ------------------------------------------------------------------ approximate search
+    def _ann_candidates(self, Q: np.ndarray, k: int, metric: str, nprobe: int | None,
+                        ef_search: int | None) -> np.ndarray:
+        faiss, cfg = self._faiss, self._ann_cfg
+        self._ann_sync(metric)
+        kc = min(self._n, k * cfg["rerank"])
+        Qs = _unit_rows(Q) if metric == "cosine" else Q
+        if self.kind == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=nprobe or cfg["nprobe"])
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search or cfg["ef_search"], kc))
+        _, cand = self._ann.search(Qs, kc, params=params)
+        return cand
 
-    # ------------------------------------------------------------------ memory layout
-    def _reserve(self, n: int) -> None:
-        cap = 0 if self._A is None else len(self._A)
-        if n <= cap:
-            return
-        new_cap = max(n, int(cap * 1.5), 1024)
-        new_cap = -(-new_cap // _ROW_ALIGN) * _ROW_ALIGN
-        A = np.zeros((new_cap, self.dim + 1), dtype=np.float32)
-        has = np.zeros(new_cap, dtype=bool)
-        if self._A is not None:
-            A[: self._n] = self._A[: self._n]
-            has[: self._n] = self._has_doc[: self._n]
-        self._A, self._has_doc = A, has
+    def _ann_sync(self, metric: str) -> None:
+        """Build the approximate index on first use, then add the rows appended since."""
+        faiss, cfg, n, d = self._faiss, self._ann_cfg, self._n, self.dim
+        V = self._vec.rows
+        fmetric = faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT
 
-    def _set_rows(self, where: slice | np.ndarray, X: np.ndarray) -> None:
-        d = self.dim
-        self._A[where, :d] = X
-        self._A[where, d] = -0.5 * np.einsum("ij,ij->i", X, X)
+        def rows(a: int, b: int) -> np.ndarray:
+            x = np.ascontiguousarray(V[a:b])
+            return _unit_rows(x) if metric == "cosine" else x
+
+        if self._ann is None:
+            if self.kind == "ivf":
+                nlist = cfg["nlist"] or max(16, min(65536, int(math.sqrt(n))))
+                ann = faiss.index_factory(d, f"IVF{nlist},SQ8", fmetric)
+                sample = 50 * nlist
+            else:
+                ann = faiss.index_factory(d, f"HNSW{cfg['hnsw_m']},SQ8", fmetric)
+                ann.hnsw.efConstruction = cfg["ef_construction"]
+                sample = 65536
+            pick = np.sort(np.random.default_rng(0).choice(n, size=min(n, sample), replace=False))
+            ann.train(rows(0, n)[pick] if metric == "cosine" else np.ascontiguousarray(V[pick]))
+            self._ann, self._ann_rows = ann, 0
+            self.logger.info("built an approximate %s index over %d vectors", self.kind, n)
+        for a in range(self._ann_rows, n, 65536):  # HNSW numbers rows in add order: they are the slots
+            b = min(n, a + 65536)
+            if self.kind == "ivf":
+                self._ann.add_with_ids(rows(a, b), np.arange(a, b, dtype=np.int64))
+            else:
+                self._ann.add(rows(a, b))
+        self._ann_rows = n
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _changed(self, appended: bool) -> None:
+        self._cache.clear()
+        if not appended:
+            self._ann, self._ann_rows = None, 0  # rows moved or changed: rebuild at the next search
+
+    def _begin_moves(self, moves: dict[int, np.ndarray]) -> None:
+        """Inside a write transaction: journal the rows about to be overwritten in place."""
+        if self._journal_pending and self._sync_writes:  # the last moves reach the disk before their journal goes
+            self._vec.sync()
+            self._norm.sync()
+        self._db.execute("DELETE FROM moves")
+        self._journal_pending = False
+        if moves:
+            self._db.executemany("INSERT INTO moves (slot, embedding) VALUES (?, ?)",
+                                 ((s, np.ascontiguousarray(x, dtype=np.float32).tobytes())
+                                  for s, x in moves.items()))
+
+    def _apply_moves(self, moves: dict[int, np.ndarray]) -> None:
+        for slot, x in moves.items():
+            x = np.asarray(x, dtype=np.float32)[None, :]
+            self._vec.write(slot, x)
+            self._norm.write(slot, np.einsum("ij,ij->i", x, x)[:, None])
+        self._journal_pending = bool(moves)
+
+    def _slots_of(self, ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), _SQL_CHUNK):
+            part = ids[i:i + _SQL_CHUNK]
+            out.update(self._db.execute(f"SELECT id, slot FROM docs WHERE id IN ({','.join('?' * len(part))})",
+                                        part).fetchall())
+        return out
+
+    def _duplicate(self, ids: Sequence[str]) -> BadDocument:
+        stored = self._slots_of(ids)
+        for i in ids:
+            if i in stored:
+                return BadDocument("is already indexed; use /update to replace it", i)
+        twice = next(i for i, c in Counter(ids).items() if c > 1)
+        return BadDocument("appears twice in one /index request", twice)
 
     # ------------------------------------------------------------------ validation
     def _embeddings(self, docs: DocumentArray, *, required: bool, what: str = "embedding") -> np.ndarray | None:
@@ -410,7 +647,9 @@ class IndexExecutor(Executor):
         return X
 
     def _require_known(self, ids: Iterable[str], verb: str) -> None:
-        unknown = [i for i in ids if i not in self._slot]
+        ids = list(ids)
+        stored = self._slots_of(ids)
+        unknown = [i for i in ids if i not in stored]
         if unknown:
             raise BadDocument(f"is not in the index, so nothing was {verb} ({len(unknown)} unknown ids: "
                               f"{_some(unknown)})", unknown[0])
@@ -423,10 +662,24 @@ class IndexExecutor(Executor):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         with db:
-            db.execute("CREATE TABLE IF NOT EXISTS docs (id TEXT NOT NULL UNIQUE, embedding BLOB NOT NULL, doc TEXT)")
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+            fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is None
+            if fresh:
+                IndexExecutor._create_tables(db)
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
         return db
+
+    @staticmethod
+    def _create_tables(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE docs (slot INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT)")
+        db.execute("CREATE TABLE IF NOT EXISTS moves (slot INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
+
+    def _open_files(self, dim: int, fresh: bool) -> None:
+        for f in (self._vec, self._norm):
+            if f is not None:
+                f.close()
+        self._vec = _RowFile(os.path.join(self.workspace, "vectors.f32"), dim, fresh)
+        self._norm = _RowFile(os.path.join(self.workspace, "norms.f32"), 1, fresh)
 
     def _set_dim(self, dim: int) -> None:
         with self._db:
@@ -435,6 +688,9 @@ class IndexExecutor(Executor):
 
     def _load(self) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") == "1":
+            self._migrate_v1(int(meta["dim"]) if "dim" in meta else None)
+            meta["schema"] = _SCHEMA_VERSION
         if meta.get("schema") != _SCHEMA_VERSION:
             raise BadConfig(f"_index: {self.workspace} holds index schema {meta.get('schema')!r}, "
                             f"this version reads {_SCHEMA_VERSION!r}")
@@ -446,39 +702,65 @@ class IndexExecutor(Executor):
                 self._set_dim(self.dim)
             return
         self.dim = stored
-        rows = self._db.execute("SELECT id, embedding, doc IS NOT NULL FROM docs ORDER BY rowid").fetchall()
-        if not rows:
-            return
-        ids, embs, has = zip(*rows)
-        X = np.frombuffer(b"".join(embs), dtype=np.float32).reshape(len(rows), self.dim)
-        self._reserve(len(rows))
-        self._set_rows(slice(0, len(rows)), X)
-        self._has_doc[: len(rows)] = has
-        self._ids = list(ids)
-        self._slot = {doc_id: i for i, doc_id in enumerate(self._ids)}
-        self._n = len(rows)
-        self.logger.info("loaded %d Documents of dimension %d from %s", self._n, self.dim, self.workspace)
+        count, top = self._db.execute("SELECT count(*), max(slot) FROM docs").fetchone()
+        if count and top != count - 1:
+            raise BadConfig(f"_index: {self.workspace}: slots are not packed ({count} rows, last slot {top})")
+        self._open_files(stored, fresh=False)
+        if self._vec.cap < count or self._norm.cap < count:
+            raise BadConfig(f"_index: {self.workspace}: vectors.f32 holds {self._vec.cap} rows, "
+                            f"the store {count} Documents")
+        journal = self._db.execute("SELECT slot, embedding FROM moves").fetchall()
+        if journal:  # a crash between a move's commit and its writes: apply it again
+            self._apply_moves({s: np.frombuffer(e, dtype=np.float32) for s, e in journal})
+        self._n = count
+        self.logger.info("opened %d Documents of dimension %d in %s (engine %s)", count, stored,
+                         self.workspace, self.engine)
+
+    def _migrate_v1(self, dim: int | None) -> None:
+        """Schema 1 kept the embeddings in SQLite: move them to the vector files, slots by rowid."""
+        if dim is not None:
+            self._open_files(dim, fresh=True)
+            start = 0
+            cur = self._db.execute("SELECT embedding FROM docs ORDER BY rowid")
+            while rows := cur.fetchmany(10000):
+                X = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+                self._vec.reserve(start + len(X))
+                self._norm.reserve(start + len(X))
+                self._vec.write(start, X)
+                self._norm.write(start, np.einsum("ij,ij->i", X, X)[:, None])
+                start += len(X)
+            self._vec.sync()
+            self._norm.sync()
+        with self._db:
+            self._db.execute("ALTER TABLE docs RENAME TO docs_v1")
+            self._create_tables(self._db)
+            self._db.execute("INSERT INTO docs (slot, id, doc) SELECT row_number() OVER (ORDER BY rowid) - 1, "
+                             "id, doc FROM docs_v1")
+            self._db.execute("DROP TABLE docs_v1")
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (_SCHEMA_VERSION,))
+        self.logger.info("moved %s to index schema %s", self.workspace, _SCHEMA_VERSION)
 
     def _documents(self, slots: np.ndarray) -> dict[int, Document]:
-        """Slot -> stored Document (with a copy of its embedding), one SQLite query per 500 ids."""
+        """Slot -> stored Document (with a copy of its embedding), one SQLite query per 500 slots."""
         out: dict[int, Document] = {}
-        stored: list[int] = []
-        vecs = self._A[slots, : self.dim]
-        for s, vec in zip(slots.tolist(), vecs):
-            if self._has_doc[s]:
-                stored.append(s)
-            out[s] = Document(id=self._ids[s], embedding=vec)
-        for i in range(0, len(stored), 500):
-            part = stored[i:i + 500]
-            ids = [self._ids[s] for s in part]
-            found = dict(self._db.execute(f"SELECT id, doc FROM docs WHERE id IN ({','.join('?' * len(ids))})",
-                                          ids).fetchall())
-            for s, doc_id in zip(part, ids):
-                out[s] = _deserialise(doc_id, found[doc_id], out[s]._embedding)
+        slots = slots[slots >= 0].tolist()
+        vecs = self._vec.rows[slots]
+        vec_of = dict(zip(slots, vecs))
+        for i in range(0, len(slots), _SQL_CHUNK):
+            part = slots[i:i + _SQL_CHUNK]
+            rows = self._db.execute(f"SELECT slot, id, doc FROM docs WHERE slot IN ({','.join('?' * len(part))})",
+                                    part).fetchall()
+            for s, doc_id, doc in rows:
+                out[s] = (Document(id=doc_id, embedding=vec_of[s]) if doc is None
+                          else _deserialise(doc_id, doc, vec_of[s]))
         return out
 
     def close(self) -> None:
         db, self._db = getattr(self, "_db", None), None
+        for f in (getattr(self, "_vec", None), getattr(self, "_norm", None)):
+            if f is not None:
+                f.close()
+        self._vec = self._norm = None
         if db is not None:
             try:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -496,8 +778,10 @@ def _some(ids: Sequence[str], n: int = 5) -> str:
     return f"[{shown}{', ...' if len(ids) > n else ''}]"
 
 
-def _row_bytes(X: np.ndarray) -> list[bytes]:
-    return [row.tobytes() for row in X]
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero), float32."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, norms, out=np.zeros_like(X, dtype=np.float32), where=norms > 0).astype(np.float32)
 
 
 def _serialise(doc: Document) -> str | None:

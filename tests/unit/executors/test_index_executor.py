@@ -1,5 +1,6 @@
 """The `_index` Executor in-process: no sockets, no Peas — CRUD, exactness, bad input, persistence."""
 
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -19,12 +20,18 @@ from jinad_fab.executors.index import IndexExecutor
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def make(tmp_path):
+ENGINES = ["numpy"] + (["faiss"] if importlib.util.find_spec("faiss") else [])
+
+
+@pytest.fixture(params=ENGINES)
+def make(tmp_path, request):
+    """Every test that uses it runs once per search engine: faiss (when installed) and the numpy fallback."""
     made = []
 
     def factory(**kwargs):
+        kwargs.setdefault("engine", request.param)
         ex = IndexExecutor(metas={"workspace": str(tmp_path), "name": "idx"}, **kwargs)
+        assert ex.engine == request.param
         made.append(ex)
         return ex
 
