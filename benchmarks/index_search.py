@@ -1,12 +1,19 @@
-"""Exact top-10 search with the built-in `_index`, compared in the same run with faiss `IndexFlatL2`.
+"""Top-10 search with the built-in `_index` (faiss and numpy engines) against faiss `IndexFlatL2`, one run.
 
-    python benchmarks/index_search.py                      # 100k and 1M x 128 float32
-    python benchmarks/index_search.py --sizes 100000 --no-flow
+    python benchmarks/index_search.py                      # 100k and 1M x 128, and approximate at 1M
+    python benchmarks/index_search.py --sizes 100000 --no-flow --ann-size 200000
 
-For each size: index time, queries/s batched (all queries in one call) and one at a time,
-recall@10 against a float64 brute-force check, and memory per stored vector. `_index` is measured
-in-process (its core `search_vectors`, and the `/search` handler building matches) and, for the
-sizes listed in `--flow-sizes`, through a real Flow (one Pea, native protocol).
+Exact part (random uniform data, as the first measurements were): for each size, index time,
+queries/s batched (all queries in one call) and one at a time, recall@10 against a float64
+brute-force check, and memory per stored vector, for faiss `IndexFlatL2` and `_index` with each
+engine, measured round by round in alternation so they see the same machine load. `_index` is
+measured in-process (its core `search_vectors`, the `/search` handler building matches, reopening)
+and, for the sizes in `--flow-sizes`, through a real Flow (one Pea, native protocol).
+
+Approximate part (`--ann-size`, clustered data: Gaussian clusters of uneven sizes, queries drawn from
+the same mixture): `_index` exact next to `index: ivf` (and `hnsw` with `--ann-kinds ivf,hnsw`),
+build time included in "index s", recall@10 against float64 brute force and QPS as a multiple of the
+exact search in the same run.
 """
 
 from __future__ import annotations
@@ -38,15 +45,15 @@ def rss() -> int:
 
 
 def brute_force(X: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
-    """float64 ground truth, in blocks of queries."""
-    Xd = X.astype(np.float64)
-    xx = np.einsum("ij,ij->i", Xd, Xd)
+    """float64 ground truth, in blocks of rows and queries."""
+    xx = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
     out = []
     for q0 in range(0, len(Q), 50):
         q = Q[q0:q0 + 50].astype(np.float64)
-        d = xx[None, :] - 2 * q @ Xd.T
-        top = np.argpartition(d, k, axis=1)[:, :k]
-        out.append(top)
+        d = np.empty((len(q), len(X)))
+        for r0 in range(0, len(X), 200_000):
+            d[:, r0:r0 + 200_000] = xx[r0:r0 + 200_000][None, :] - 2 * q @ X[r0:r0 + 200_000].astype(np.float64).T
+        out.append(np.argpartition(d, k, axis=1)[:, :k])
     return np.concatenate(out)
 
 
@@ -55,19 +62,46 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
-def best_qps(fn, Q: np.ndarray, rounds: int) -> tuple[float, object]:
-    """Queries/s of the best of `rounds` runs (the machine may be shared), and the last result."""
-    best, out = 0.0, None
-    for _ in range(rounds):
-        time.sleep(0.5)  # let the other engine's BLAS/OpenMP threads stop spinning first
-        t = time.perf_counter()
-        out = fn(Q)
-        best = max(best, len(Q) / (time.perf_counter() - t))
-    return best, out
+def timed_qps(fn, Q: np.ndarray) -> tuple[float, object]:
+    time.sleep(0.5)  # let the other engine's BLAS/OpenMP threads stop spinning first
+    t = time.perf_counter()
+    out = fn(Q)
+    return len(Q) / (time.perf_counter() - t), out
 
 
 def one_at_a_time(fn, Q: np.ndarray) -> np.ndarray:
     return np.concatenate([fn(q[None, :]) for q in Q])
+
+
+def clustered(n: int, d: int, rng: np.random.Generator, centres: int = 1000,
+              latent: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """n points and 2,000 queries from one mixture of Gaussian clusters of uneven size and spread in a
+    `latent`-dimensional space, mapped linearly into d dimensions, plus a little isotropic noise: data
+    of low intrinsic dimension, as embeddings are (not uniform noise, the worst case of graph indexes)."""
+    C = rng.standard_normal((centres, latent)).astype(np.float32) * 3
+    weights = rng.pareto(1.5, centres) + 1
+    weights /= weights.sum()
+    spread = rng.uniform(0.5, 1.5, centres).astype(np.float32)
+    W = (rng.standard_normal((latent, d)) / np.sqrt(latent)).astype(np.float32)
+
+    def draw(m):
+        c = rng.choice(centres, size=m, p=weights)
+        out = np.empty((m, d), dtype=np.float32)
+        for i in range(0, m, 100_000):
+            cc = c[i:i + 100_000]
+            z = C[cc] + rng.standard_normal((len(cc), latent), dtype=np.float32) * spread[cc, None]
+            out[i:i + 100_000] = z @ W + rng.standard_normal((len(cc), d), dtype=np.float32) * 0.1
+        return out
+
+    return draw(n), draw(2000)
+
+
+def build_index(ws: str, X: np.ndarray, ids: list[str], **kwargs) -> tuple[IndexExecutor, float]:
+    ex = IndexExecutor(metas={"workspace": ws, "name": kwargs.get("engine", "idx")}, **kwargs)
+    t = time.perf_counter()
+    for i in range(0, len(X), 10_000):  # requests of 10,000, each its own transaction (fsynced)
+        ex.add(ids[i:i + 10_000], X[i:i + 10_000])
+    return ex, time.perf_counter() - t
 
 
 def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
@@ -76,16 +110,16 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
         import faiss
     except ImportError:
         faiss = None
+    engines = ["faiss", "numpy"] if faiss is not None else ["numpy"]
     with tempfile.TemporaryDirectory() as ws:
-        gc.collect()
-        before = rss()
-        ex = IndexExecutor(metas={"workspace": ws})
+        built = {}
         ids = [f"{i:08d}" for i in range(n)]
-        t = time.perf_counter()
-        for i in range(0, n, 10_000):
-            ex.add(ids[i:i + 10_000], X[i:i + 10_000])
-        t_index = time.perf_counter() - t
-        mem = rss() - before
+        for engine in engines:
+            gc.collect()
+            before = rss()
+            ex, t_index = build_index(ws, X, ids, engine=engine)
+            ex.search_vectors(Q[:100], K)  # maps (touches) every page of the vector file
+            built[engine] = (ex, t_index, rss() - before)
         if faiss is not None:
             gc.collect()
             before = rss()
@@ -94,26 +128,38 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             fx.add(X)
             t_faiss = time.perf_counter() - t
             fmem = rss() - before
-        # alternate the engines round by round so both see the same machine load
-        core_q = core1_q = faiss_q = faiss1_q = 0.0
+        # alternate the engines round by round so all see the same machine load; keep each one's best
+        best: dict[str, list[float]] = {name: [0.0, 0.0] for name in ["faiss ref", *engines]}
+        found: dict[str, np.ndarray] = {}
         for _ in range(rounds):
-            q, (slots, _) = best_qps(lambda Q: ex.search_vectors(Q, K), Q, 1)
-            core_q = max(core_q, q)
-            q, _ = best_qps(lambda Q: one_at_a_time(lambda x: ex.search_vectors(x, K)[0], Q), Q1, 1)
-            core1_q = max(core1_q, q)
-            if faiss is not None:
-                q, (_, found) = best_qps(lambda Q: fx.search(Q, K), Q, 1)
-                faiss_q = max(faiss_q, q)
-                q, _ = best_qps(lambda Q: one_at_a_time(lambda x: fx.search(x, K)[1], Q), Q1, 1)
-                faiss1_q = max(faiss1_q, q)
+            for name in best:
+                if name == "faiss ref":
+                    q, (_, got) = timed_qps(lambda Q: fx.search(Q, K), Q)
+                    q1, _ = timed_qps(lambda Q: one_at_a_time(lambda x: fx.search(x, K)[1], Q), Q1)
+                else:
+                    ex = built[name][0]
+                    q, (got, _) = timed_qps(lambda Q, ex=ex: ex.search_vectors(Q, K), Q)
+                    q1, _ = timed_qps(lambda Q, ex=ex: one_at_a_time(lambda x: ex.search_vectors(x, K)[0], Q), Q1)
+                best[name] = [max(best[name][0], q), max(best[name][1], q1)]
+                found[name] = got
         if faiss is not None:
-            rows.append(["faiss IndexFlatL2", n, t_faiss, faiss_q, faiss1_q, recall(found[: len(truth)], truth),
-                         4 * X.shape[1], fmem / n])
+            rows.append(["faiss IndexFlatL2 (reference)", n, t_faiss, *best["faiss ref"],
+                         recall(found["faiss ref"][: len(truth)], truth), 4 * X.shape[1], fmem / n])
             del fx
         else:
             rows.append(["faiss IndexFlatL2 (not installed)", n, None, None, None, None, None, None])
-        rows.append(["_index core (search_vectors)", n, t_index, core_q, core1_q, recall(slots[: len(truth)], truth),
-                     ex.nbytes / n, mem / n])
+        for engine in engines:
+            ex, t_index, mem = built[engine]
+            rows.append([f"_index engine={engine} (search_vectors)", n, t_index, *best[engine],
+                         recall(found[engine][: len(truth)], truth), ex.nbytes / n, mem / n])
+        if faiss is not None:
+            for engine in engines:
+                rows.append([f"  -> _index {engine} / faiss", n, None,
+                             Ratio(best[engine][0] / best["faiss ref"][0]),
+                             Ratio(best[engine][1] / best["faiss ref"][1]), None, None, None])
+        ex = built[engines[0]][0]
+        for other in engines[1:]:
+            built[other][0].close()
 
         # the /search handler: the same search plus building the match Documents
         def handler(Q):
@@ -121,19 +167,61 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             ex.search(docs=docs, parameters={"top_k": K}, header={})
             return docs
 
-        qps, docs = best_qps(handler, Q, rounds)
+        qps = qps1 = 0.0
+        for _ in range(rounds):
+            q, docs = timed_qps(handler, Q)
+            q1, _ = timed_qps(lambda Q: [handler(q[None, :]) for q in Q], Q1)
+            qps, qps1 = max(qps, q), max(qps1, q1)
         found_h = np.array([[int(m.id) for m in d.matches] for d in docs[: len(truth)]])
-        qps1, _ = best_qps(lambda Q: [handler(q[None, :]) for q in Q], Q1, rounds)
-        rows.append(["_index /search handler", n, None, qps, qps1, recall(found_h, truth), None, None])
+        rows.append([f"_index /search handler ({engines[0]})", n, None, qps, qps1, recall(found_h, truth), None, None])
         ex.close()
+        gc.collect()
+        before = rss()
         t = time.perf_counter()
-        IndexExecutor(metas={"workspace": ws}).close()
-        rows.append(["_index reopen (load from SQLite)", n, time.perf_counter() - t, None, None, None, None, None])
-        if faiss is not None:
-            rows.append(["  -> _index core / faiss", n, None, Ratio(core_q / faiss_q), Ratio(core1_q / faiss1_q),
-                         None, None, None])
+        again = IndexExecutor(metas={"workspace": ws, "name": engines[0]})
+        t_open = time.perf_counter() - t
+        rows.append(["_index reopen (maps the files)", n, t_open, None, None, None, None, (rss() - before) / n])
+        again.close()
     if flow:
         bench_flow(X, Q, Q1, truth, rows)
+
+
+def bench_ann(n: int, d: int, kinds: list[str], rounds: int, rows: list, rng: np.random.Generator) -> None:
+    X, Q = clustered(n, d, rng)
+    t = time.perf_counter()
+    truth = brute_force(X, Q[:500], K)
+    print(f"clustered {n:,} x {d}: ground truth for 500 queries in {time.perf_counter() - t:.1f} s", flush=True)
+    Q1 = Q[:100]
+    with tempfile.TemporaryDirectory() as ws:
+        exs = {}
+        ids = [f"{i:08d}" for i in range(n)]
+        for kind in ["flat", *kinds]:
+            gc.collect()
+            before = rss()
+            ex, t_index = build_index(os.path.join(ws, kind), X, ids, index=kind)
+            t = time.perf_counter()
+            ex.search_vectors(Q[:1], K)  # an approximate index is built at its first search
+            exs[kind] = (ex, t_index + time.perf_counter() - t, rss() - before)
+            print(f"  {kind}: indexed (and built) in {exs[kind][1]:.1f} s", flush=True)
+        best = {kind: [0.0, 0.0] for kind in exs}
+        found = {}
+        for _ in range(rounds):
+            for kind, (ex, _, _) in exs.items():
+                q, (got, _) = timed_qps(lambda Q, ex=ex: ex.search_vectors(Q, K), Q)
+                q1, _ = timed_qps(lambda Q, ex=ex: one_at_a_time(lambda x: ex.search_vectors(x, K)[0], Q), Q1)
+                best[kind] = [max(best[kind][0], q), max(best[kind][1], q1)]
+                found[kind] = got
+        for kind, (ex, t_index, mem) in exs.items():
+            label = "exact (flat)" if kind == "flat" else f"index={kind}"
+            cfg = "" if kind == "flat" else (f", nprobe={ex._ann_cfg['nprobe']}, nlist={ex._ann.nlist}" if kind == "ivf"
+                                             else f", M={ex._ann_cfg['hnsw_m']}, ef_search={ex._ann_cfg['ef_search']}")
+            rows.append([f"_index {label}{cfg}, clustered", n, t_index, *best[kind],
+                         recall(found[kind][: len(truth)], truth), ex.nbytes / n, mem / n])
+        for kind in kinds:
+            rows.append([f"  -> {kind} / exact", n, None, Ratio(best[kind][0] / best["flat"][0]),
+                         Ratio(best[kind][1] / best["flat"][1]), None, None, None])
+        for ex, _, _ in exs.values():
+            ex.close()
 
 
 def bench_flow(X, Q, Q1, truth, rows: list) -> None:
@@ -204,6 +292,9 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=100, help="queries sent one at a time")
     ap.add_argument("--truth", type=int, default=500, help="queries checked against brute force")
     ap.add_argument("--rounds", type=int, default=3, help="best of this many runs per measurement")
+    ap.add_argument("--ann-size", type=int, default=1_000_000, help="clustered vectors for approximate search "
+                    "(0: skip)")
+    ap.add_argument("--ann-kinds", default="ivf", help="approximate index kinds to measure: ivf,hnsw")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     rows: list = []
@@ -213,8 +304,15 @@ def main() -> None:
         Q = rng.random((args.queries, args.dim), dtype=np.float32)
         truth = brute_force(X, Q[: args.truth], K)
         bench_size(X, Q, Q[: args.single], truth, rows, args.rounds, not args.no_flow and n in flow_sizes)
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     render(rows, f"exact top-{K} search, {args.dim}-d float32, random uniform data "
-                 f"({os.cpu_count()} CPUs, numpy {np.__version__})")
+                 f"({os.cpu_count()} CPUs, load average {load}, numpy {np.__version__})")
+    if args.ann_size:
+        rows = []
+        bench_ann(args.ann_size, args.dim, [k for k in args.ann_kinds.split(",") if k], args.rounds, rows, rng)
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        render(rows, f"approximate top-{K} search, {args.dim}-d float32, clustered data "
+                     f"({os.cpu_count()} CPUs, load average {load})")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -199,6 +200,7 @@ class IndexExecutor(Executor):
         self._vec: _RowFile | None = None
         self._norm: _RowFile | None = None
         self._cache: dict[str, Any] = {}  # derived arrays and the id list, dropped on every change
+        self._syncer: ThreadPoolExecutor | None = None
         self._journal_pending = False  # moves applied to the files but maybe not yet on disk
         self._ann: Any = None
         self._ann_rows = 0
@@ -308,17 +310,27 @@ class IndexExecutor(Executor):
         self._norm.reserve(start + m)
         self._vec.write(start, X)  # past the stored count: invisible until the transaction commits
         self._norm.write(start, norms)
-        if self._sync_writes:
-            self._vec.sync()
-            self._norm.sync()
+        # durability full: the new rows reach the disk before the commit that makes them count; the
+        # fsyncs run in a thread while SQLite inserts, and the commit waits for them
+        syncing = self._sync_in_background() if self._sync_writes else None
         try:
             with self._db:  # the first Documents also fix the dimension, in the same transaction
                 if first:
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dim', ?)", (str(X.shape[1]),))
-                self._db.executemany("INSERT INTO docs (slot, id, doc) VALUES (?, ?, ?)",
-                                     zip(range(start, start + m), ids, payload))
+                if docs is not None and any(payload):  # (a stored form is never '')
+                    rows = json.dumps([[i, p] for i, p in zip(ids, payload)], ensure_ascii=False)
+                    self._db.execute("INSERT INTO docs (slot, id, doc) SELECT ? + key, json_extract(value, '$[0]'), "
+                                     "json_extract(value, '$[1]') FROM json_each(?)", (start, rows))
+                else:  # one statement over a JSON array: several times faster than executemany
+                    self._db.execute("INSERT INTO docs (slot, id) SELECT ? + key, value FROM json_each(?)",
+                                     (start, json.dumps(list(ids), ensure_ascii=False)))
+                if syncing is not None:
+                    syncing.result()  # raises the fsync's error, which rolls the transaction back
         except sqlite3.IntegrityError:
             raise self._duplicate(ids) from None
+        finally:
+            if syncing is not None:
+                wait([syncing])  # never leave an fsync running past the request
         self.dim = X.shape[1]
         self._n += m
         self._changed(appended=True)
@@ -562,6 +574,15 @@ class IndexExecutor(Executor):
         self._ann_rows = n
 
     # ------------------------------------------------------------------ bookkeeping
+    def _sync_in_background(self) -> Future:
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="index-fsync")
+        return self._syncer.submit(self._sync_files)
+
+    def _sync_files(self) -> None:
+        self._vec.sync()
+        self._norm.sync()
+
     def _changed(self, appended: bool) -> None:
         self._cache.clear()
         if not appended:
@@ -570,8 +591,7 @@ class IndexExecutor(Executor):
     def _begin_moves(self, moves: dict[int, np.ndarray]) -> None:
         """Inside a write transaction: journal the rows about to be overwritten in place."""
         if self._journal_pending and self._sync_writes:  # the last moves reach the disk before their journal goes
-            self._vec.sync()
-            self._norm.sync()
+            self._sync_files()
         self._db.execute("DELETE FROM moves")
         self._journal_pending = False
         if moves:
@@ -757,6 +777,9 @@ class IndexExecutor(Executor):
 
     def close(self) -> None:
         db, self._db = getattr(self, "_db", None), None
+        syncer, self._syncer = getattr(self, "_syncer", None), None
+        if syncer is not None:
+            syncer.shutdown()
         for f in (getattr(self, "_vec", None), getattr(self, "_norm", None)):
             if f is not None:
                 f.close()
