@@ -12,7 +12,9 @@ import enum
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from .spec import PeaOptions, PodOptions
 
 _HEX = "[0-9a-f]{32}"
 
@@ -117,35 +119,24 @@ class GatewayAddress(BaseModel):
     native_port: int | None = None
 
 
-class PeaCreate(BaseModel):
-    """JSON args of a Pea, as the runtime's ``--args-json`` takes them.
+class PeaCreate(PeaOptions):
+    """JSON args of a Pea: its options (:class:`~jinad_fab.spec.PeaOptions`) plus how it is wired.
 
     ``host`` and ``workspace`` are decided by the daemon (bind address and workspace root).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pea"
-    uses: str | dict[str, Any] = "_logforward"
-    uses_with: dict[str, Any] = Field(default_factory=dict)
-    uses_metas: dict[str, Any] = Field(default_factory=dict)
-    py_modules: list[str] = Field(default_factory=list)
     port_in: int = Field(0, ge=0, le=65535)
     port_ctrl: int = Field(0, ge=0, le=65535)
-    env: dict[str, str] = Field(default_factory=dict)
     num_parts: int = Field(1, ge=1, le=1024, description="messages per request to join (upstream Pods/shards)")
-    gpus: str | int | list[int] | None = Field(
-        None, description="GPUs for it: 'all', a count, or device ids ('0,2' or [0, 2])")
     upstream: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=256, description="the Pods this one needs, in order (joins follow it)")
 
 
-class PodCreate(PeaCreate):
+class PodCreate(PodOptions, PeaCreate):
+    """JSON args of a Pod: every :class:`~jinad_fab.spec.PodOptions` field plus how it is wired."""
+
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pod"
-    parallel: int = Field(1, ge=1, le=64)
-    shards: int = Field(1, ge=1, le=64)
-    polling: dict[str, Literal["all", "id"]] = Field(
-        default_factory=dict, description="per endpoint: send to all shards or split by Document id")
 
 
 class _ObjectPublic(BaseModel):

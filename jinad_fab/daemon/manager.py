@@ -233,7 +233,7 @@ class Manager:
             if not path.is_file():
                 raise Invalid(f"uses: no file {str(rel)!r} in workspace {wid}")
             await asyncio.to_thread(wsfiles.check_yaml, path)
-        for mod in args.get("py_modules", []):
+        for mod in args.get("py_modules") or []:
             if not wsfiles.confined(self.context(ws).root, wsfiles.safe_relpath(mod)).is_file():
                 raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}")
         oid = new_id(kind)

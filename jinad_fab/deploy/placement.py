@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import BadConfig, BadInput
+from ..spec import PodSpec, names
 from .inventory import Host, Inventory
 
 
@@ -102,8 +103,12 @@ def pod_specs(flow: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": p.get("name", f"pod{i}"), **p} for i, p in enumerate(pods)]
 
 
+_OPTION_OF = names(PodSpec)
+
+
 def _count(pod: Mapping[str, Any], key: str) -> int:
-    value = pod.get(key, 1) or 1
+    # any name the spec accepts for the option (`replicas` is `parallel`)
+    value = next((v for k, v in pod.items() if _OPTION_OF.get(k) == key), 1) or 1
     try:
         n = int(value)
     except (TypeError, ValueError) as exc:

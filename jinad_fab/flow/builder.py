@@ -9,10 +9,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .. import gpus
 from ..client import Client
 from ..document import DocumentArray
 from ..errors import BadConfig, PeaStartError
@@ -21,23 +21,14 @@ from ..runtime import pea as pea_runtime
 from ..runtime.child import ChildProcess
 from ..runtime.pod import Pod, start_pods
 from ..runtime.sockets import ctrl_request, make_context
+from .spec import FlowSpec, PodOptions, PodSpec, parse, secret_fields
 
 log = logging.getLogger("jinad_fab.flow")
 
 GATEWAY = "gateway"
-FLOW_KEYS = {"protocol", "port_expose", "port_http", "port_native", "host", "name", "timeout_ready", "env",
-             "workspace", "prefetch", "timeout", "static_dir", "log_json", "token", "keep_workspace",
-             "quiet_remote_logs"}
-ADD_KEYS = {"name", "uses", "needs", "parallel", "shards", "uses_with", "uses_metas", "py_modules", "polling",
-            "env", "host", "port_expose", "upload_files", "quiet_remote_logs", "gpus", "workspace",
-            "timeout_ready", "token"}
-SECRET_KEYS = {"token"}  # never written to YAML, never logged
-
-
-def _check_keys(what: str, given: Iterable[str], known: set[str]) -> None:
-    unknown = set(given) - known
-    if unknown:
-        raise BadConfig(f"{what}: unknown argument(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+SECRET_KEYS = secret_fields(PodSpec) | secret_fields(FlowSpec)  # never written to YAML, never logged
+# what a Pod's processes take, wherever they run: the same fields a daemon's POST /pods body has
+POD_PROCESS_KEYS = tuple(PodOptions.model_fields)
 
 
 def _uses_spec(uses: Any) -> tuple[Any, list[str]]:
@@ -95,14 +86,12 @@ class Flow:
     """
 
     def __init__(self, *, fork: bool = False, **kwargs: Any):
-        """``kwargs`` are the Flow's options (FLOW_KEYS). ``fork=True`` forks Peas and the Gateway from
-        this process instead of starting interpreters: only for a process that is nothing but this
-        Flow (what ``python -m jinad_fab.launch flow`` is), never inside a user's program."""
-        _check_keys("Flow", kwargs, FLOW_KEYS)
-        protocol = kwargs.get("protocol", "native")
-        if protocol not in ("native", "http"):
-            raise BadConfig(f"Flow protocol must be 'native' or 'http', got {protocol!r}")
-        self.args: dict[str, Any] = {"protocol": protocol, "host": "127.0.0.1", "timeout_ready": 60.0, **kwargs}
+        """``kwargs`` are the Flow's options (:class:`~jinad_fab.spec.FlowSpec`). ``fork=True`` forks Peas
+        and the Gateway from this process instead of starting interpreters: only for a process that is
+        nothing but this Flow (what ``python -m jinad_fab.launch flow`` is), never inside a user's program."""
+        spec = parse(FlowSpec, kwargs, "Flow")
+        self.args: dict[str, Any] = {"protocol": spec.protocol, "host": spec.host,
+                                     "timeout_ready": spec.timeout_ready, **spec.model_dump(exclude_unset=True)}
         self._pods: dict[str, dict[str, Any]] = {}
         self._last = GATEWAY
         self.base_dir = os.getcwd()
@@ -128,14 +117,16 @@ class Flow:
 
     def add(self, **kwargs: Any) -> Flow:
         """A new Flow with one more Pod; it needs the previously added Pod unless `needs` says otherwise."""
-        _check_keys("Flow.add", kwargs, ADD_KEYS)
         f = self._copy()
-        name = kwargs.pop("name", None) or f"pod{len(f._pods)}"
+        name = kwargs.get("name") or f"pod{len(f._pods)}"
+        what = f"Flow.add(name={name!r})"
+        uses, mods = _uses_spec(kwargs.get("uses", "_pass"))
+        spec = parse(PodSpec, {**kwargs, "uses": uses}, what)
         if not isinstance(name, str) or not name or name == GATEWAY or "/" in name:
             raise BadConfig(f"invalid Pod name {name!r}")
         if name in f._pods:
             raise BadConfig(f"a Pod named {name!r} already exists in this Flow")
-        needs = kwargs.pop("needs", None)
+        needs = spec.needs
         if needs is None:
             needs = [f._last]
         elif isinstance(needs, str):
@@ -143,17 +134,10 @@ class Flow:
         needs = list(needs)
         if not needs:
             raise BadConfig(f"Pod {name!r}: needs must name at least one Pod (or 'gateway')")
-        uses, mods = _uses_spec(kwargs.pop("uses", "_pass"))
-        pod = {"name": name, "uses": uses, "needs": needs, "parallel": 1, "shards": 1, **kwargs}
+        pod = {"name": name, "uses": uses, "needs": needs, "parallel": spec.parallel, "shards": spec.shards,
+               **spec.model_dump(exclude_unset=True, exclude={"name", "uses", "needs"})}
         if mods:
             pod["py_modules"] = list(pod.get("py_modules") or []) + mods
-        for key in ("parallel", "shards"):
-            v = pod[key]
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise BadConfig(f"Pod {name!r}: {key} must be an integer >= 1, got {v!r}")
-        for key in ("uses_with", "uses_metas", "env", "polling"):
-            if pod.get(key) is not None and not isinstance(pod[key], dict):
-                raise BadConfig(f"Pod {name!r}: {key} must be a mapping")
         try:
             json.dumps({k: v for k, v in pod.items() if k != "uses" or not isinstance(v, dict)})
             json.dumps(pod["uses"])
@@ -255,8 +239,7 @@ class Flow:
                 pods[name] = remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet)
                 parts_out[name] = pods[name].out_parts
                 continue
-            args = {k: spec[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards",
-                                        "polling", "env", "workspace") if spec.get(k) is not None}
+            args = {k: spec[k] for k in (*POD_PROCESS_KEYS, "workspace") if spec.get(k) is not None}
             args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host,
                         upstream=[n for n in spec["needs"] if n != GATEWAY])
             if self.args.get("log_json"):
@@ -264,7 +247,8 @@ class Flow:
             if "workspace" not in args and self.args.get("workspace"):
                 args["workspace"] = self.args["workspace"]
             env = dict(self.args.get("env") or {})
-            env.update(spec.get("env") or {})
+            env.update(gpus.local_env(spec.get("gpus")))
+            env.update(spec.get("env") or {})  # an explicit CUDA_VISIBLE_DEVICES wins over `gpus`
             if env:
                 args["env"] = env
             pods[name] = Pod(args, fork=self._fork)
@@ -280,7 +264,9 @@ class Flow:
             gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
         gateway = ChildProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
                                  log_json=bool(self.args.get("log_json")), fork=self._fork)
-        deadline = time.monotonic() + float(self.args["timeout_ready"])
+        # the Gateway may wait as long as the slowest Pod is allowed to take (a Pod's own timeout_ready)
+        deadline = time.monotonic() + max(float(self.args["timeout_ready"]),
+                                          *(float(s.get("timeout_ready") or 0) for s in self._pods.values()))
         started = time.monotonic()
         local = [p for p in pods.values() if isinstance(p, Pod)]
         far_pods = [p for p in pods.values() if not isinstance(p, Pod)]

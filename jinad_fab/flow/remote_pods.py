@@ -31,6 +31,7 @@ from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, N
 from ..executors.loader import executor_spec
 from ..remote import DaemonAddress, DaemonClient, Workspace, WorkspaceFiles
 from ..runtime.sockets import ctrl_request, make_context
+from .spec import PodOptions
 
 log = logging.getLogger("jinad_fab.remote")
 
@@ -195,13 +196,10 @@ class RemotePod:
         s = self.spec
         uses, py_modules = self.session.files.add_executor(s.get("uses") or "_pass", s.get("py_modules") or [],
                                                            s.get("upload_files") or [], f"Pod {self.name!r}")
-        args: dict[str, Any] = {"name": self.name, "uses": uses, "py_modules": py_modules,
-                                "parallel": int(s.get("parallel") or 1), "shards": int(s.get("shards") or 1),
-                                "num_parts": self.num_parts,
-                                "upstream": [n for n in s.get("needs") or [] if n != "gateway"]}
-        for key in ("uses_with", "uses_metas", "env", "polling", "gpus"):
-            if s.get(key):
-                args[key] = s[key]
+        # every option a Pod's processes take travels in the POST /pods body (schemas.PodCreate)
+        args: dict[str, Any] = {k: s[k] for k in PodOptions.model_fields if s.get(k) is not None}
+        args.update(name=self.name, uses=uses, py_modules=py_modules, num_parts=self.num_parts,
+                    upstream=[n for n in s.get("needs") or [] if n != "gateway"])
         return args
 
     def start(self) -> None:

@@ -9,9 +9,10 @@ import yaml
 
 from ..errors import BadConfig
 from ..executors.loader import load_yaml
-from .builder import ADD_KEYS, GATEWAY, SECRET_KEYS, Flow, order_by_needs
+from .builder import GATEWAY, SECRET_KEYS, Flow, order_by_needs
+from .spec import FlowSpec, PodSpec, did_you_mean, refuse_unknown
 
-_POD_KEYS = ADD_KEYS | {"method"}
+_TOP_KEYS = ("version", "with", "pods", "executors", "jtype")
 
 
 def load_flow(source: str, *, fork: bool = False) -> Flow:
@@ -44,7 +45,9 @@ def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow 
     if pods is None:
         pods = data.pop("executors", None)
     if data:
-        raise BadConfig(f"{what}: unknown top-level key(s) {sorted(data)} (known: version, with, pods)")
+        hints = [f"{k!r}" + (f" (did you mean {g!r}?)" if (g := did_you_mean(str(k), _TOP_KEYS)) else "")
+                 for k in data]
+        raise BadConfig(f"{what}: unknown top-level key(s) {', '.join(hints)} (known: version, with, pods)")
     if not isinstance(flow_args, dict):
         raise BadConfig(f"{what}: `with:` must be a mapping")
     if pods is None or not pods:
@@ -53,16 +56,18 @@ def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow 
         pods = [{"name": k, **(v or {})} for k, v in pods.items()]
     if not isinstance(pods, list):
         raise BadConfig(f"{what}: `pods:` must be a list")
-    f = Flow(fork=fork, **flow_args)
+    refuse_unknown(FlowSpec, flow_args, f"{what}: with")
+    try:
+        f = Flow(fork=fork, **flow_args)
+    except BadConfig as exc:
+        raise BadConfig(f"{what}: {exc}") from exc
     if base_dir:
         f.base_dir = base_dir
     specs = []
     for i, pod in enumerate(pods):
         if not isinstance(pod, dict):
             raise BadConfig(f"{what}: pods[{i}] must be a mapping")
-        unknown = set(pod) - _POD_KEYS
-        if unknown:
-            raise BadConfig(f"{what}: pods[{i}] has unknown key(s) {sorted(unknown)}")
+        refuse_unknown(PodSpec, pod, f"{what}: pods[{i}] ({pod.get('name') or 'unnamed'})", extra=("method",))
         pod = dict(pod)
         method = pod.pop("method", "add")
         if method not in ("add", "needs"):
@@ -84,14 +89,16 @@ def flow_from_dict(data: Any, *, base_dir: str | None = None, what: str = "Flow 
     by_name = {p["name"]: p for p in specs}
     order = order_by_needs({n: by_name[n]["needs"] for n in names}, what)
     for name in order:
-        f = f.add(**by_name[name])
+        try:
+            f = f.add(**by_name[name])
+        except BadConfig as exc:
+            raise BadConfig(f"{what}: {exc}") from exc
     return f
 
 
 def flow_to_dict(flow: Flow) -> dict[str, Any]:
-    with_args = {k: v for k, v in flow.args.items() if k not in SECRET_KEYS
-                 if not (k == "protocol" and v == "native") and not (k == "host" and v == "127.0.0.1")
-                 and not (k == "timeout_ready" and v == 60.0)}
+    defaults = {k: info.default for k, info in FlowSpec.model_fields.items()}
+    with_args = {k: v for k, v in flow.args.items() if k not in SECRET_KEYS and v != defaults.get(k)}
     pods = []
     for spec in flow.pods.values():
         out: dict[str, Any] = {"name": spec["name"], "uses": spec["uses"], "needs": list(spec["needs"])}

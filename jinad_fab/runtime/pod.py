@@ -22,15 +22,32 @@ from .child import ChildProcess, stop_all
 from .sockets import connect_host, ctrl_request, make_context
 
 DEFAULT_POLLING = {"/search": "all", "*": "id"}
-POD_ARG_KEYS = {"name", "uses", "uses_with", "uses_metas", "py_modules", "parallel", "shards", "host",
-                "port_in", "port_ctrl", "workspace", "env", "polling", "num_parts", "base_dir", "timeout_ready",
-                "gpus", "log_json", "upstream"}
+
+
+def routing(polling: str | dict | None) -> dict[str, str]:
+    """A sharded Pod's routing table from its ``polling`` option: endpoint -> ``all`` | ``id``.
+
+    ``'all'`` or ``'any'`` alone applies to every endpoint (Jina's ``polling='any'``: each Document
+    reaches one shard; here the shard its id hashes to, so update/delete find it again). In a
+    mapping, ``'*'`` names every endpoint not listed and then replaces the defaults entirely.
+    """
+    if polling is None:
+        polling = {}
+    if isinstance(polling, str):
+        polling = {"*": polling}
+    table = {} if "*" in polling else dict(DEFAULT_POLLING)
+    for endpoint, mode in polling.items():
+        if mode not in ("all", "any", "id"):
+            raise BadConfig(f"polling for {endpoint!r} must be 'all', 'any' or 'id', not {mode!r}")
+        table[endpoint] = "id" if mode == "any" else mode
+    table.setdefault("*", DEFAULT_POLLING["*"])
+    return table
 
 
 def validate_pod_args(args: dict) -> dict:
-    unknown = set(args) - POD_ARG_KEYS
-    if unknown:
-        raise BadConfig(f"Pod {args.get('name')!r}: unknown argument(s) {sorted(unknown)}")
+    """The counts a Pod cannot start without. The options themselves were checked against the Pod
+    spec by whoever built ``args`` (``Flow.add``, the daemon's ``PodCreate``): the runtime keeps no
+    list of them, so an option added to the spec reaches the Pod without touching this layer."""
     out = dict(args)
     for key in ("parallel", "shards"):
         v = out.get(key, 1)
@@ -94,7 +111,7 @@ class Pod:
             head_args = {"name": f"{self.name}/head", "pod": self.name, "host": self.args.get("host") or "127.0.0.1",
                          "num_parts": self.num_parts, "port_in": self.args.get("port_in") or 0,
                          "upstream": self.args.get("upstream") or [],
-                         "route": {"polling": {**DEFAULT_POLLING, **(self.args.get("polling") or {})}
+                         "route": {"polling": routing(self.args.get("polling"))
                                    if self.shards > 1 else {"*": "all"}}}
             self.head = ChildProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,
                                        die_with_parent=self.die_with_parent, log_json=log_json, fork=self.fork)
@@ -164,13 +181,16 @@ class Pod:
 
 
 def start_pods(pods: list[Pod], timeout: float) -> None:
-    """Start several Pods at once and wait for all; on any failure stop them all and re-raise."""
-    deadline = time.monotonic() + timeout
+    """Start several Pods at once and wait for all; on any failure stop them all and re-raise.
+
+    Each Pod may take its own ``timeout_ready`` seconds; ``timeout`` is for those that set none.
+    """
+    started = time.monotonic()
     try:
         for pod in pods:
             pod.start()
         for pod in pods:
-            pod.wait_ready(deadline)
+            pod.wait_ready(started + float(pod.args.get("timeout_ready") or timeout))
     except BaseException:
         for pod in pods:
             pod.close(timeout=5)

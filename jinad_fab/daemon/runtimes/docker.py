@@ -38,9 +38,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ... import gpus as _gpus
 from ... import jinadfile, templating
 from ...errors import BadConfig
-from . import gpus as _gpus
 from . import wheelhouse
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
 

@@ -38,9 +38,9 @@ from typing import Any
 
 import psutil
 
+from ... import gpus
 from ...errors import BadConfig
 from .. import logs
-from . import gpus
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
 from .zygotes import MAX_SOCKET_PATH, Zygote, ZygoteError, ZygoteUnsure
 

@@ -64,3 +64,26 @@ class ShardEcho(Executor):
         shard = self.runtime_args.get("shard_id")
         for d in docs:
             d.tags["shard"] = shard
+
+
+class EnvEcho(Executor):
+    """Tags each Document with the GPU-related environment its Pea process received."""
+
+    @requests
+    def echo(self, docs):
+        for d in docs:
+            d.tags["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+            d.tags["pid"] = os.getpid()
+
+
+class SlowStart(Executor):
+    """Takes `seconds` to construct: a Pea that is slow to become ready."""
+
+    def __init__(self, seconds: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        time.sleep(seconds)
+
+    @requests
+    def mark(self, docs):
+        for d in docs:
+            d.tags["slow"] = True

@@ -7,8 +7,9 @@ import zipfile
 
 import pytest
 
+from jinad_fab import gpus
 from jinad_fab.daemon.runtimes import docker as rt
-from jinad_fab.daemon.runtimes import gpus, wheelhouse
+from jinad_fab.daemon.runtimes import wheelhouse
 from jinad_fab.errors import BadConfig
 
 

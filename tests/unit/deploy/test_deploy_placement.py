@@ -30,6 +30,9 @@ def test_replicas_count_as_load() -> None:
             {"name": "c", "hosts": "cpu", "shards": 2}]
     placement = place(pods, fleet())
     assert [(a.host, a.peas) for a in placement] == [("c1", 3), ("c2", 1), ("c3", 1), ("c2", 2)]
+    # `replicas` is the spec's other name for `parallel`: the same load
+    pods[0] = {"name": "big", "hosts": "cpu", "replicas": 3}
+    assert [(a.host, a.peas) for a in place(pods, fleet())] == [("c1", 3), ("c2", 1), ("c3", 1), ("c2", 2)]
 
 
 def test_gpu_pods_go_where_gpus_are_free_and_get_their_device_ids() -> None:

@@ -1,9 +1,9 @@
-"""What a Pod/Pea means by ``gpus``, for both runtimes.
+"""What a Pod/Pea means by ``gpus``: for both daemon runtimes and for local Pods of a Flow.
 
 ``gpus`` is ``"all"``, a count (``2`` or ``"2"``), or device ids (``"0,2"``, ``[0, 2]``,
 ``["GPU-3f2a..."]``). :func:`parse` normalises it once; the docker runtime turns the result into
 a Docker ``DeviceRequest`` and the process runtime into ``CUDA_VISIBLE_DEVICES``
-(:func:`cuda_visible_devices`).
+(:func:`cuda_visible_devices`); a Flow does the same for its local Pods (:func:`local_env`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ...errors import BadConfig
+from .errors import BadConfig
 
 Gpus = str | int | tuple[str, ...] | None
 """``None`` (no GPU), ``"all"``, a count > 0, or a tuple of device ids."""
@@ -80,3 +80,15 @@ def device_request_kwargs(gpus: Gpus) -> dict[str, Any] | None:
     else:
         kwargs["device_ids"] = list(gpus)
     return kwargs
+
+
+def local_env(value: Any) -> dict[str, str]:
+    """The environment a local Pod's processes get for its ``gpus`` option (``{}``: nothing asked).
+
+    Unlike a daemon object, a local Pod that asks for nothing keeps the GPUs its Flow's process sees.
+    """
+    parsed = parse(value)
+    if parsed is None:
+        return {}
+    cuda = cuda_visible_devices(parsed)
+    return {} if cuda is None else {"CUDA_VISIBLE_DEVICES": cuda}

@@ -1,0 +1,246 @@
+"""Every option of a Pea, a Pod and a Flow, listed once: its type, its default and what it means.
+
+The models nest by where an option is used::
+
+    PeaOptions   what one Pea process needs: its Executor, env, GPUs, how long it may take to start
+      PodOptions   + how many Peas and how requests reach them (parallel/replicas, shards, polling)
+        PodSpec      + what only the Flow uses: name, needs, host (a jinad host), uploads, token
+    FlowSpec     the Flow's own options (protocol, ports, timeouts, ...)
+
+Everything else reads these models instead of keeping its own list of keys: ``Flow(...)`` and
+``Flow.add(...)`` validate with :class:`FlowSpec` / :class:`PodSpec`, the YAML codec checks each
+``pods:`` entry against :class:`PodSpec`, a Pod on a jinad host sends the :class:`PodOptions`
+fields, the daemon's ``POST /pods`` body (``schemas.PodCreate``) derives from :class:`PodOptions`,
+and ``jinad-fab pod`` makes its command-line options from it. Adding an option is one field here
+plus the code that uses it.
+
+This module sits beside ``errors`` and ``schemas``: it imports only pydantic and ``errors``, so the
+daemon, the daemon client and the Flow can all import it (``jinad_fab.flow.spec`` re-exports it).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from . import gpus
+from .errors import BadConfig
+
+__all__ = ["PeaOptions", "PodOptions", "PodSpec", "FlowSpec", "parse", "refuse_unknown", "secret_fields",
+           "did_you_mean"]
+
+_SECRET = {"secret": True}
+
+PollingMode = Literal["all", "any", "id"]
+Polling = Literal["all", "any"] | dict[str, PollingMode]
+Gpus = StrictInt | str | list[StrictInt | str]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # the same "did you mean" whoever validates: Flow.add, the YAML codec, the daemon's POST /pods
+        if isinstance(data, Mapping):
+            unknown = _unknown(cls, data)
+            if unknown:
+                raise ValueError(unknown)
+        return data
+
+
+class PeaOptions(_Spec):
+    """What one Pea process needs, wherever it runs (here, or on a jinad host)."""
+
+    uses: str | dict[str, Any] = Field(
+        "_pass", description="the Executor: a built-in (_pass, _logforward, _index), a registered class name, "
+                             "a .yml file, inline YAML, or a mapping {jtype, with, metas, py_modules}; "
+                             "Flow.add also takes an Executor subclass defined in a .py file")
+    uses_with: dict[str, Any] | None = Field(
+        None, description="keyword arguments of the Executor's __init__ (override its YAML `with:`)")
+    uses_metas: dict[str, Any] | None = Field(
+        None, description="Executor metas (name, workspace, ...) overriding its YAML `metas:`")
+    py_modules: list[str] | None = Field(
+        None, description="Python files to import first so the Executor class they define is found")
+    env: dict[str, str] | None = Field(
+        None, description="environment variables of the Pod's processes (added to the Flow's `env`)")
+    gpus: Gpus | None = Field(
+        None, description="GPUs for the Pod: 'all', a count (2) or device ids ('0,2' or [0, 2]); on a jinad "
+                          "host the runtime hands them over (docker: a device request), for a local Pod its "
+                          "processes get CUDA_VISIBLE_DEVICES")
+    timeout_ready: float | None = Field(
+        None, gt=0, description="seconds the Pod's processes may take to be ready (default: the Flow's "
+                                "timeout_ready)")
+
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        gpus.parse(value)  # refused here, before any process starts; kept as the user wrote it
+        return value
+
+
+class PodOptions(PeaOptions):
+    """What the processes of a Pod need: its Peas' options, how many Peas, and how requests reach them."""
+
+    parallel: StrictInt = Field(
+        1, ge=1, le=64, validation_alias=AliasChoices("parallel", "replicas"),
+        description="replicas: Peas that share the load (ZeroMQ balances requests between them); "
+                    "`replicas` is accepted as another name")
+    shards: StrictInt = Field(
+        1, ge=1, le=64, description="shards: each holds part of the data; a head Pea routes every request "
+                                    "(see polling) and the next Pod merges their answers")
+    polling: Polling | None = Field(
+        None, description="how a sharded Pod's head routes requests: 'all' (every shard sees every request), "
+                          "'any' (each Document goes to one shard, chosen by its id, so update/delete find it "
+                          "again), or per endpoint {'/search': 'all', '*': 'any'}; default: /search to all "
+                          "shards, everything else by id")
+
+
+class PodSpec(PodOptions):
+    """One Pod of a Flow: everything ``Flow.add(...)`` and a ``pods:`` entry of Flow YAML take."""
+
+    name: str | None = Field(None, description="the Pod's name in the Flow (default pod0, pod1, ...)")
+    needs: str | list[str] | None = Field(
+        None, description="the Pods whose output this one takes ('gateway' for the Flow's input); default: "
+                          "the Pod added before it")
+    host: str | None = Field(
+        None, description="run the Pod on the jinad daemon of this host ('gpu1:8000'); its files are uploaded "
+                          "into a workspace there")
+    port_expose: StrictInt | None = Field(
+        None, ge=1, le=65535, description="the port of `host`'s jinad daemon when `host` does not name one")
+    upload_files: list[str] | None = Field(
+        None, description="more files to upload into the remote Pod's workspace (paths relative to the Flow)")
+    quiet_remote_logs: StrictBool | None = Field(
+        None, description="do not stream this remote Pod's log back (default: the Flow's setting)")
+    workspace: str | None = Field(
+        None, description="the Executor's workspace directory (default: the Flow's `workspace`)")
+    token: str | None = Field(
+        None, repr=False, json_schema_extra=_SECRET,
+        description="the token of `host`'s jinad daemon (default: the Flow's token); never written to YAML")
+
+
+class FlowSpec(_Spec):
+    """The options of a Flow itself: ``Flow(...)`` and the ``with:`` block of Flow YAML."""
+
+    protocol: Literal["native", "http"] = Field(
+        "native", description="the protocol clients use by default: 'native' (ZeroMQ) or 'http' (JSON)")
+    host: str = Field("127.0.0.1", description="the address the Gateway and local Pods bind to")
+    port_expose: StrictInt | None = Field(
+        None, ge=1, le=65535, description="the Gateway's port for `protocol` (default: a free port)")
+    port_http: StrictInt | None = Field(None, ge=1, le=65535, description="the Gateway's HTTP port")
+    port_native: StrictInt | None = Field(None, ge=1, le=65535, description="the Gateway's native port")
+    name: str | None = Field(None, description="a name for the Flow (shown in logs and listings)")
+    timeout_ready: float = Field(60.0, gt=0, description="seconds every Pod and the Gateway may take to start")
+    timeout: float | None = Field(None, gt=0, description="seconds a client waits for each answer")
+    prefetch: StrictInt | None = Field(None, ge=1, description="requests a client keeps in flight")
+    env: dict[str, str] | None = Field(None, description="environment variables of every local Pod")
+    workspace: str | None = Field(None, description="the default workspace directory of every Pod's Executor")
+    static_dir: str | None = Field(None, description="a directory the Gateway serves over HTTP at /static/")
+    log_json: StrictBool = Field(False, description="processes log JSON lines instead of text")
+    keep_workspace: StrictBool = Field(
+        False, description="keep the workspaces made on jinad hosts for remote Pods after the Flow stops")
+    quiet_remote_logs: StrictBool = Field(False, description="do not stream remote Pods' logs back")
+    token: str | None = Field(
+        None, repr=False, json_schema_extra=_SECRET,
+        description="the token of the jinad daemons the Flow's remote Pods use; never written to YAML")
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def names(model: type[BaseModel]) -> dict[str, str]:
+    """Every key the model accepts (field names and their other names) -> its field name."""
+    out: dict[str, str] = {}
+    for field, info in model.model_fields.items():
+        out[field] = field
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            for choice in alias.choices:
+                if isinstance(choice, str):
+                    out[choice] = field
+        elif isinstance(alias, str):
+            out[alias] = field
+    return out
+
+
+def secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Fields never written to YAML nor logged (tokens)."""
+    return frozenset(k for k, info in model.model_fields.items()
+                     if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret"))
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str | None:
+    """The known key closest to a misspelt one (``paralel`` -> ``parallel``), if any is close enough."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _unknown(model: type[BaseModel], keys: Iterable[Any], extra: Iterable[str] = ()) -> str | None:
+    accepted = set(names(model)) | set(extra)
+    unknown = [k for k in keys if k not in accepted]
+    if not unknown:
+        return None
+    parts = []
+    for k in unknown:
+        guess = did_you_mean(str(k), accepted) if isinstance(k, str) else None
+        parts.append(f"{k!r} (did you mean {guess!r}?)" if guess else repr(k))
+    plural = "s" if len(unknown) > 1 else ""
+    return f"unknown argument{plural} {', '.join(parts)}; known: {', '.join(sorted(accepted))}"
+
+
+def refuse_unknown(model: type[BaseModel], keys: Iterable[Any], what: str, extra: Iterable[str] = ()) -> None:
+    """BadConfig naming every key the model does not take, each with the closest known key."""
+    unknown = _unknown(model, keys, extra)
+    if unknown:
+        raise BadConfig(f"{what}: {unknown}")
+
+
+def parse(model: type[S], data: Mapping[str, Any], what: str) -> S:
+    """Validate ``data`` against a spec model; every problem becomes one BadConfig naming the keys."""
+    refuse_unknown(model, data, what)
+    by_field: dict[str, list[str]] = {}
+    for key, field in names(model).items():
+        if key in data:
+            by_field.setdefault(field, []).append(key)
+    both = [keys for keys in by_field.values() if len(keys) > 1]
+    if both:
+        raise BadConfig(f"{what}: {' and '.join(repr(k) for k in both[0])} name the same option; give one")
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise BadConfig(f"{what}: {explain(exc, model, data)}") from exc
+
+
+def explain(exc: ValidationError, model: type[BaseModel], data: Mapping[str, Any] | None = None) -> str:
+    """Pydantic's errors as one line per option: what was given and what the option takes."""
+    lines: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        field = loc[0] if loc else "?"
+        if field in lines:
+            continue  # a union reports once per member; the option's description says what it takes
+        info = model.model_fields.get(field)
+        takes = f" ({info.description})" if info is not None and info.description else ""
+        given = err.get("input")
+        label = field
+        value = data.get(field) if data is not None else None
+        if len(loc) > 1 and isinstance(value, Mapping) and loc[1] in value:
+            label += f"[{loc[1]!r}]"  # the key inside a mapping, e.g. env['A']
+        lines[field] = f"{label}={given!r}: {err.get('msg', 'invalid')}{takes}"
+    return "; ".join(lines.values())
+
