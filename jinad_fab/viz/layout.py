@@ -128,13 +128,16 @@ def _place(graph: Graph, rows: list[list[str]], layer: dict[str, int]) -> dict[s
     title_h = {cid: _text_size(c.lines)[1] + 10.0 for cid, c in graph.clusters.items()}
     title_w = {cid: _text_size(c.lines)[0] + 20.0 for cid, c in graph.clusters.items()}
     boxes: dict[str, _Box] = {}
-    main = _MARGIN + (max(title_h.values(), default=0.0) if not lr else 0.0)
+    main = _MARGIN
     cross_extent: list[float] = []
     cluster_layers: dict[str, set[int]] = defaultdict(set)
     for n in graph.nodes.values():
         if n.cluster is not None:
             cluster_layers[n.cluster].add(layer[n.id])
     for i, row in enumerate(rows):
+        if not lr:  # top to bottom: a cluster's frame and title need room above its first layer
+            opening = {graph.nodes[n].cluster for n in row} - {None}
+            main += max([0.0] + [title_h[c] + 10.0 for c in opening if min(cluster_layers[c]) == i])
         depth = max((sizes[n][0] if lr else sizes[n][1] for n in row), default=0.0)
         if lr:  # a cluster that lives in this layer alone gets room for its title's width
             own = {graph.nodes[n].cluster for n in row} - {None}
@@ -155,6 +158,9 @@ def _place(graph: Graph, rows: list[list[str]], layer: dict[str, int]) -> dict[s
             prev_cluster = cluster
         cross_extent.append(cross)
         main += depth + gap_after[i]
+        if not lr:  # and room below its last one, for the frame
+            closing = {graph.nodes[n].cluster for n in row} - {None}
+            main += 10.0 if any(max(cluster_layers[c]) == i for c in closing) else 0.0
     widest = max(cross_extent, default=0.0)
     for row, extent in zip(rows, cross_extent):  # centre every layer on the widest one
         shift = (widest - extent) / 2
@@ -199,6 +205,7 @@ def layout_svg(graph: Graph) -> str:
     rows = _order(graph, layer)
     boxes = _place(graph, rows, layer)
     parts: list[str] = []
+    titles: list[str] = []  # drawn over the edges, so an edge into a cluster never hides its title
     frames: dict[str, list[float]] = {}
     for cid, c in graph.clusters.items():
         members = [boxes[n.id] for n in graph.nodes.values() if n.cluster == cid]
@@ -215,8 +222,9 @@ def layout_svg(graph: Graph) -> str:
         frames[cid] = [x0, y0, x1, y1]
         parts.append(f'<g class="cluster"><title>{escape(cid)}</title>'
                      f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" height="{y1 - y0:.1f}" rx="8" '
-                     f'fill="none" stroke="#7f9fbf" stroke-dasharray="5,3"/>'
-                     + _text_svg(c.lines, (x0 + x1) / 2, y0 + th / 2 + 2, 10, _LINE_H) + "</g>")
+                     f'fill="none" stroke="#7f9fbf" stroke-dasharray="5,3"/></g>')
+        titles.append('<g class="cluster-title">'
+                      + _text_svg(c.lines, (x0 + x1) / 2, y0 + th / 2 + 2, 10, _LINE_H, halo=True) + "</g>")
     for e in graph.edges:
         a, b = boxes[e.src], boxes[e.dst]
         if layer[e.src] < layer[e.dst]:
@@ -235,19 +243,23 @@ def layout_svg(graph: Graph) -> str:
         parts.append(f'<g class="edge"><title>{escape(e.src)}-&gt;{escape(e.dst)}</title>'
                      f'<path d="{d}" fill="none" stroke={quoteattr(e.color)}{dash} marker-end="url(#arrow)"/>'
                      f"{label}</g>")
+    parts.extend(titles)
     for n in graph.nodes.values():
         b = boxes[n.id]
         parts.append(f'<g class="node"><title>{escape(n.id)}</title>{_shape_svg(n, b)}'
                      + _text_svg(n.lines, b.x, b.y, 10, _LINE_H) + "</g>")
-    xs = [b.x + b.w / 2 for b in boxes.values()] + [f[2] for f in frames.values()]
-    ys = [b.y + b.h / 2 for b in boxes.values()] + [f[3] for f in frames.values()]
-    width, height = max(xs, default=0) + _MARGIN, max(ys, default=0) + _MARGIN
+    left = min([b.x - b.w / 2 for b in boxes.values()] + [f[0] for f in frames.values()], default=0) - _MARGIN
+    top = min([b.y - b.h / 2 for b in boxes.values()] + [f[1] for f in frames.values()], default=0) - _MARGIN
+    right = max([b.x + b.w / 2 for b in boxes.values()] + [f[2] for f in frames.values()], default=0) + _MARGIN
+    bottom = max([b.y + b.h / 2 for b in boxes.values()] + [f[3] for f in frames.values()], default=0) + _MARGIN
+    left, top = min(left, 0.0), min(top, 0.0)  # a frame widened for its title may reach past the margin
+    width, height = right - left, bottom - top
     return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             "<!-- drawn by jinad-fab's built-in layered layout (Graphviz's dot was not used) -->\n"
             f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}pt" height="{height:.0f}pt" '
-            f'viewBox="0 0 {width:.1f} {height:.1f}" font-family={quoteattr(FONT)}>\n'
+            f'viewBox="{left:.1f} {top:.1f} {width:.1f} {height:.1f}" font-family={quoteattr(FONT)}>\n'
             f"<title>{escape(graph.name)}</title>\n"
             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
             'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333333"/></marker></defs>\n'
-            '<rect width="100%" height="100%" fill="white"/>\n'
+            f'<rect x="{left:.1f}" y="{top:.1f}" width="{width:.1f}" height="{height:.1f}" fill="white"/>\n'
             + "\n".join(parts) + "\n</svg>\n")

@@ -143,3 +143,22 @@ def test_user_text_cannot_break_out_of_dot_or_svg():
         render_svg(g, engine="neato")
     with pytest.raises(BadInput):
         g.edge("a", "nowhere")
+
+
+@pytest.mark.parametrize("direction", ["LR", "TB"])
+def test_built_in_layout_keeps_every_shape_inside_the_picture(direction):
+    """Cluster frames widened for a long title must not be cut off by the viewBox."""
+    g = Graph("wide", direction=direction)
+    g.node("a", "a")
+    g.cluster("c", "a cluster whose title is much wider than the two nodes inside it, on purpose")
+    g.node("c/0", "x", cluster="c")
+    g.node("c/1", "y", cluster="c")
+    g.edge("a", "c/0", "an edge label")
+    g.edge("a", "c/1")
+    root = ET.fromstring(render_svg(g, engine="python"))
+    vx, vy, vw, vh = map(float, root.get("viewBox").split())
+    rects = [r for r in root.iter(f"{SVG}rect")]
+    assert len(rects) >= 4  # background, the frame, the three nodes
+    for r in rects:
+        x, y, w, h = (float(r.get(k)) for k in ("x", "y", "width", "height"))
+        assert vx - 0.1 <= x and x + w <= vx + vw + 0.1 and vy - 0.1 <= y and y + h <= vy + vh + 0.1
