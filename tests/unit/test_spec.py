@@ -87,7 +87,8 @@ def test_the_spec_is_the_only_list_of_pod_options():
 
 
 def test_a_remote_pod_sends_every_option_its_processes_take(tmp_path):
-    session = remote_pods.HostSession("127.0.0.1", 1, token=None, base_dir=str(tmp_path), quiet=True)
+    session = remote_pods.HostSession(remote_pods.daemon_address("127.0.0.1:1"), token=None, base_dir=str(tmp_path),
+                                      quiet=True)
     f = Flow().add(name="far", host="127.0.0.1:1", replicas=2, shards=2, polling="any", gpus=[0, 1],
                    timeout_ready=9, env={"A": "b"}, uses_with={"k": 1})
     pod = remote_pods.RemotePod(f.pods["far"], session, num_parts=1, quiet_logs=True)
