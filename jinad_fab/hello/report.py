@@ -45,7 +45,7 @@ def headline(summary: Mapping[str, Any]) -> list[str]:
                    "not the search, keeps recall low here.")
     misses = summary.get("queries_with_misses")
     if misses is not None:
-        out.append(f"{misses:,} of {n:,} queries have at least one match with another label; they come first below."
+        out.append(f"{misses:,} of {n:,} queries have at least one match with another label; they come first in the report."
                    if misses else "Every match of every query has the query's label.")
     return out
 
