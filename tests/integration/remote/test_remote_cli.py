@@ -70,6 +70,28 @@ def test_pod_detached_then_visible_on_the_host(daemons, tmp_path, monkeypatch):
         c.delete(f"/pods/{pod_id}")
 
 
+def test_pod_takes_every_spec_option_and_the_daemon_receives_them(daemons, tmp_path, monkeypatch):
+    h = daemons()
+    monkeypatch.chdir(tmp_path)
+    code, out = run("pod", "--host", f"127.0.0.1:{h.port}", "--name", "opts", "--uses", "_pass", "--replicas", "2",
+                    "--shards", "2", "--polling", "any", "--uses-with", "{}", "--env", "{MARK: here}",
+                    "--timeout-ready", "45", "--detach")
+    assert code == 0, out
+    pod_id = re.search(r"(jpod-[0-9a-f]+) RUNNING", out).group(1)
+    with h.client() as c:
+        args = c.get(f"/pods/{pod_id}").json()["args"]
+        c.delete(f"/pods/{pod_id}")
+    assert (args["parallel"], args["shards"], args["polling"]) == (2, 2, "any")
+    assert args["env"] == {"MARK": "here"} and args["timeout_ready"] == 45.0 and args["uses_with"] == {}
+
+
+def test_pod_refuses_a_bad_option_value_before_contacting_the_host():
+    result = CliRunner().invoke(cli, ["pod", "--host", "127.0.0.1:1", "--polling", "some"])
+    assert result.exit_code == 1 and "polling='some'" in result.output and "'any'" in result.output
+    result = CliRunner().invoke(cli, ["pod", "--host", "127.0.0.1:1", "--paralel", "2"])
+    assert result.exit_code != 0 and "Did you mean '--parallel'" in result.output
+
+
 def test_ping(daemons):
     h = daemons()
     code, out = run("ping", f"127.0.0.1:{h.port}", "-c", "3", "--interval", "0")
