@@ -103,3 +103,32 @@ def test_ping_unreachable_exits_4():
 
     result = CliRunner().invoke(cli, ["ping", f"127.0.0.1:{free_port()}", "-c", "2", "--interval", "0"])
     assert result.exit_code == 4 and "unreachable" in result.output
+
+
+def test_exit_codes_are_the_same_in_every_command(daemons):
+    """0 fine, 1 usage, 2 failed, 4 unreachable: `flow ls` and `ping` agree on a closed port."""
+    from jinad_testkit import free_port
+
+    h = daemons(token="t")
+    closed = free_port()
+    for args in (["flow", "ls", "--host", f"127.0.0.1:{closed}"], ["ping", f"127.0.0.1:{closed}", "-c", "1"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 4, (args, result.output)
+        assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{closed}"])
+    assert f"is jinad running on 127.0.0.1? start it with `jinad --port {closed}`" in result.output
+
+    for args in (["flow", "ls", "--host", "127.0.0.1:70000"], ["ping", "127.0.0.1:70000"],
+                 ["flow", "ls", "--host", "ftp://127.0.0.1"], ["flow", "ls"], ["--no-such-option"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (args, result.output)  # usage: nothing was tried
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", "127.0.0.1:70000"])
+    assert "port 70000 is out of range 1-65535" in result.output and "Connection refused" not in result.output
+
+    code, out = run("flow", "ls", "--host", f"http://127.0.0.1:{h.port}", "--token", "t", "--json")
+    assert code == 0 and json.loads(out) == []  # a URL is a host too: no ':8000' appended to it
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token", "wrong"])
+    assert result.exit_code == 2 and "wrong token" in result.output
+    result = CliRunner().invoke(cli, ["flow", "delete", "jflow-" + "0" * 32, "--host", f"127.0.0.1:{h.port}",
+                                      "--token", "t"])
+    assert result.exit_code == 2 and "no flow with id" in result.output and '"detail"' not in result.output
