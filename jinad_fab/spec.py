@@ -119,8 +119,11 @@ class PodSpec(PodOptions):
         None, description="the Pods whose output this one takes ('gateway' for the Flow's input); default: "
                           "the Pod added before it")
     host: str | None = Field(
-        None, description="run the Pod on the jinad daemon of this host ('gpu1:8000'); its files are uploaded "
-                          "into a workspace there")
+        None, description="run the Pod on the jinad daemon of this host ('gpu1:8000', 'https://gpu1:8443'); "
+                          "its files are uploaded into a workspace there")
+    ca_file: str | None = Field(
+        None, description="CA bundle (PEM; relative to the Flow) to check an https:// `host`'s certificate "
+                          "with (default: the Flow's `ca_file`, else the system's)")
     port_expose: StrictInt | None = Field(
         None, ge=1, le=65535, description="the port of `host`'s jinad daemon when `host` does not name one")
     upload_files: list[str] | None = Field(
@@ -155,6 +158,8 @@ class FlowSpec(_Spec):
     keep_workspace: StrictBool = Field(
         False, description="keep the workspaces made on jinad hosts for remote Pods after the Flow stops")
     quiet_remote_logs: StrictBool = Field(False, description="do not stream remote Pods' logs back")
+    ca_file: str | None = Field(
+        None, description="CA bundle (PEM; relative to the Flow) to check https:// jinad hosts' certificates with")
     token: str | None = Field(
         None, repr=False, json_schema_extra=_SECRET,
         description="the token of the jinad daemons the Flow's remote Pods use; never written to YAML")

@@ -33,7 +33,8 @@ class DaemonAnswer:
 
 
 def client_for(inventory: Inventory, host: Host, timeout: float = 10.0) -> DaemonClient:
-    return DaemonClient(host.daemon_url, inventory.token_for(host), timeout=timeout, name=host.name)
+    return DaemonClient.from_address(host.daemon_address, inventory.token_for(host),
+                                     ca_file=inventory.ca_file_for(host), timeout=timeout, name=host.name)
 
 
 def fan_out(

@@ -21,7 +21,8 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
-from ..errors import BadConfig, BadInput
+from ..errors import BadAddress, BadConfig, BadInput
+from ..remote import DaemonAddress
 
 DEFAULT_JINAD_PORT = 8000
 TOKEN_FILE = pathlib.Path("credentials") / "jinad_token"
@@ -91,9 +92,17 @@ class Host:
         return count
 
     @property
+    def daemon_address(self) -> DaemonAddress:
+        """Where this host's jinad answers: ``jinad_scheme`` (http, https), the address and ``jinad_port``."""
+        scheme, port = str(self.var("jinad_scheme") or "http"), self.jinad_port
+        try:
+            return DaemonAddress.parse(f"{scheme}://{_bracket(self.address)}:{port}")
+        except BadAddress as exc:
+            raise BadConfig(f"host {self.name}: {exc.reason} (jinad_scheme, jinad_address, jinad_port)") from exc
+
+    @property
     def daemon_url(self) -> str:
-        scheme = str(self.var("jinad_scheme") or "http")
-        return f"{scheme}://{_bracket(self.address)}:{self.jinad_port}"
+        return self.daemon_address.url
 
 
 def _bracket(address: str) -> str:
@@ -236,6 +245,17 @@ class Inventory:
                 f"{term!r} matches no host or group (groups: {', '.join(sorted(self.groups))})"
             )
         return names
+
+    def ca_file_for(self, host: Host) -> str | None:
+        """The CA bundle to check ``host``'s HTTPS daemon with: ``jinad_ca_file`` (relative to the
+        inventory), else None (the system's CAs)."""
+        value = host.var("jinad_ca_file")
+        if not value:
+            return None
+        path = pathlib.Path(os.path.expanduser(str(value)))
+        if not path.is_absolute() and self.directory is not None:
+            path = self.directory / path
+        return str(path)
 
     def token_for(self, host: Host) -> str | None:
         """The daemon token for ``host``: a plain ``jinad_token`` var, else the token file the jinad

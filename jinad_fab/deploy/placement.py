@@ -132,10 +132,9 @@ def _gpus(pod: Mapping[str, Any]) -> int:
 
 
 def _target(host: Host) -> str:
-    address = host.address
-    if ":" in address and not address.startswith("["):
-        address = f"[{address}]"
-    return f"{address}:{host.jinad_port}"
+    """What ``host:`` says for a Pod placed on ``host``: ``address:port``, the URL for an HTTPS daemon."""
+    address = host.daemon_address
+    return address.url if address.scheme == "https" else address.netloc
 
 
 def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory) -> Placement:

@@ -230,11 +230,13 @@ class Flow:
                 address = remote_pods.daemon_address(spec["host"], spec.get("port_expose"))
                 sess = sessions.get(address)
                 if sess is None:
+                    ca_file = spec.get("ca_file") or self.args.get("ca_file")
                     sess = sessions[address] = remote_pods.HostSession(
                         address, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
                         quiet=bool(self.args.get("quiet_remote_logs")),
                         keep_workspace=bool(self.args.get("keep_workspace")),
-                        timeout_ready=float(self.args["timeout_ready"]))
+                        timeout_ready=float(self.args["timeout_ready"]),
+                        ca_file=os.path.join(self.base_dir, ca_file) if ca_file else None)
                 quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
                 pods[name] = remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet)
                 parts_out[name] = pods[name].out_parts

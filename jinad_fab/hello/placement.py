@@ -73,10 +73,18 @@ def plan(inventory: Inventory, pods: Sequence[PodPlan]) -> HelloPlacement:
 
 def flow_add_args(hp: HelloPlacement, pod: str, upload_files: Sequence[str] = ()) -> Mapping[str, Any]:
     """Extra ``Flow.add`` arguments that put a Pod where it was placed: nothing for this machine,
-    ``host=<address:port>`` plus the files its Executor needs for any other host."""
+    ``host=<address:port>`` plus the files its Executor needs for any other host, and that host's
+    token and CA bundle from the inventory (in memory only)."""
     if hp.is_local(pod):
         return {}
-    args: dict[str, Any] = {"host": hp.placement[pod].target}
+    a = hp.placement[pod]
+    args: dict[str, Any] = {"host": a.target}
+    host = hp.inventory.hosts[a.host]
+    token, ca_file = hp.inventory.token_for(host), hp.inventory.ca_file_for(host)
+    if token:
+        args["token"] = token
+    if ca_file:
+        args["ca_file"] = ca_file
     if upload_files:
         args["upload_files"] = list(upload_files)
     return args

@@ -53,9 +53,11 @@ def placed_flow(flow_file: str, inv: Inventory, *, inventory_name: str | None = 
     for spec in body["pods"]:
         a = rendered.placement[spec["name"]]
         if a.host:
-            token = inv.token_for(inv[a.host])
+            token, ca_file = inv.token_for(inv[a.host]), inv.ca_file_for(inv[a.host])
             if token:
                 spec["token"] = token
+            if ca_file:
+                spec["ca_file"] = ca_file
     if flow_args:
         body["with"] = {**(body.get("with") or {}), **flow_args}
     base_dir = os.path.dirname(os.path.abspath(flow_file))

@@ -97,3 +97,26 @@ def test_token_comes_from_a_plain_var_or_the_generated_file(tmp_path) -> None:
     assert inv.token_for(inv["b"]) == "s3cret-from-file"
     assert inv.token_for(inv["c"]) == "s3cret-other"
     assert Inventory.from_ansible_json(data).token_for(inv["b"]) is None
+
+
+def test_https_hosts_their_ca_bundle_and_where_placed_pods_go(tmp_path) -> None:
+    from jinad_fab.deploy.placement import _target
+
+    data = {
+        "_meta": {"hostvars": {
+            "tls": {"ansible_host": "10.9.0.31", "jinad_scheme": "https", "jinad_port": 8443,
+                    "jinad_ca_file": "pki/ca.pem"},
+            "v6": {"ansible_host": "fd00::31", "jinad_scheme": "https", "jinad_ca_file": "/etc/fleet/ca.pem"},
+            "plain": {"ansible_host": "10.9.0.32"},
+            "bad": {"ansible_host": "10.9.0.33", "jinad_scheme": "ftp"},
+        }},
+        "all": {"hosts": ["tls", "v6", "plain", "bad"]},
+    }
+    inv = Inventory.from_ansible_json(data, source=tmp_path)
+    assert inv["tls"].daemon_url == "https://10.9.0.31:8443" and inv["v6"].daemon_url == "https://[fd00::31]:8000"
+    assert inv.ca_file_for(inv["tls"]) == str(tmp_path / "pki" / "ca.pem")  # relative to the inventory
+    assert inv.ca_file_for(inv["v6"]) == "/etc/fleet/ca.pem" and inv.ca_file_for(inv["plain"]) is None
+    assert _target(inv["tls"]) == "https://10.9.0.31:8443" and _target(inv["plain"]) == "10.9.0.32:8000"
+    assert _target(inv["v6"]) == "https://[fd00::31]:8000"
+    with pytest.raises(BadConfig, match="host bad: scheme 'ftp'"):
+        _ = inv["bad"].daemon_url
