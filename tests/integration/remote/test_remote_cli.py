@@ -132,3 +132,20 @@ def test_exit_codes_are_the_same_in_every_command(daemons):
     result = CliRunner().invoke(cli, ["flow", "delete", "jflow-" + "0" * 32, "--host", f"127.0.0.1:{h.port}",
                                       "--token", "t"])
     assert result.exit_code == 2 and "no flow with id" in result.output and '"detail"' not in result.output
+
+
+def test_a_local_daemons_token_file_is_used_when_no_token_is_given(daemons, tmp_path, monkeypatch):
+    """The CLI's token source: --token / JINAD_TOKEN first, else <JINAD_HOME>/token for a loopback host."""
+    h = daemons(token="from-the-file")
+    home = tmp_path / "jinad-home"
+    home.mkdir()
+    (home / "token").write_text("from-the-file\n")
+    monkeypatch.delenv("JINAD_TOKEN", raising=False)
+    monkeypatch.setenv("JINAD_HOME", str(home))
+    code, out = run("flow", "ls", "--host", f"127.0.0.1:{h.port}", "--json")
+    assert code == 0 and json.loads(out) == []
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token", "other"])
+    assert result.exit_code == 2 and "wrong token" in result.output  # an explicit token wins
+    monkeypatch.setenv("JINAD_HOME", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}"])
+    assert result.exit_code == 2 and "missing bearer token" in result.output
