@@ -6,8 +6,11 @@ import sys
 
 import click
 
+from ..errors import EXIT_FAILED
+from .exits import Command
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--host", default=None, help="bind address [127.0.0.1]; non-loopback needs --token")
 @click.option("--port", default=None, type=int, help="bind port [8000]")
 @click.option("--home", default=None, type=click.Path(file_okay=False), help="state directory [~/.jinad]")
@@ -39,9 +42,14 @@ def cli(log_level: str, **flags: object) -> None:
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
                             access_log=False, timeout_graceful_shutdown=5, **tls)
     server = uvicorn.Server(config)
-    server.run()
-    if not server.started:
-        sys.exit(1)
+    try:
+        server.run()
+    except SystemExit as exc:  # uvicorn ends a failed start (a taken port...) with its own code
+        if exc.code not in (0, None):
+            sys.exit(EXIT_FAILED)
+        raise
+    if not server.started:  # uvicorn has said why
+        sys.exit(EXIT_FAILED)
 
 
 def main(argv: list[str] | None = None) -> None:

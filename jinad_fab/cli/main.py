@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import EXIT_USAGE, JinadFabError
+from .exits import Group
 
 # Each module in cli/commands defines `command` (a click.Command or Group) that is added here.
 # Modules are imported lazily-by-list so a missing optional extra only disables its command.
@@ -31,33 +30,6 @@ COMMAND_MODULES = [
     "jinad_fab.cli.commands.logs",
     "jinad_fab.cli.commands.flow_fleet",
 ]
-
-
-class CliError(click.ClickException):
-    """A JinadFabError on its way out: message to stderr, exit code from the error's class."""
-
-    def __init__(self, exc: JinadFabError):
-        super().__init__(str(exc))
-        self.exit_code = exc.exit_code
-
-
-class Group(click.Group):
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click.UsageError as exc:  # `jinad-fab --bogus`
-            exc.exit_code = EXIT_USAGE
-            raise
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:  # a subcommand's missing or bad option
-            exc.exit_code = EXIT_USAGE
-            raise
-        except JinadFabError as exc:
-            raise CliError(exc) from exc
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

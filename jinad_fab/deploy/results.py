@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar
 
-from ..errors import DeployError, HostsUnreachable
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, DeployError, HostsUnreachable
 
-OK, FAILED, UNREACHABLE = 0, 2, 4
+OK, FAILED, UNREACHABLE = EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE  # the exit codes of jinad_fab.errors
 
 
 class HostOutcome(Protocol):

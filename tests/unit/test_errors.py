@@ -63,7 +63,7 @@ def test_an_error_about_one_object_keeps_its_id_and_log_tail_as_data():
 
 
 def test_the_cli_exits_with_the_class_code():
-    from jinad_fab.cli.main import CliError, Group
+    from jinad_fab.cli.exits import CliError, Group
 
     assert CliError(errors.DaemonUnreachable("down")).exit_code == EXIT_UNREACHABLE
     assert CliError(errors.BadAddress("h:0", "port 0 is out of range 1-65535")).exit_code == EXIT_USAGE

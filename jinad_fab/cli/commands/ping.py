@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ...errors import DaemonUnreachable, HostsUnreachable, JinadFabError
+from ...errors import EXIT_FAILED, DaemonUnreachable, HostsUnreachable, JinadFabError
 from ...remote import DaemonAddress
 from ._daemon import ADDRESS, ca_file_option, daemon
 
@@ -47,4 +47,4 @@ def command(host: DaemonAddress, count: int, interval: float, timeout: float, to
     if not times:
         raise HostsUnreachable(f"{host}: no answer to {count} ping(s)")
     if failed:
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(EXIT_FAILED)  # some pings failed
