@@ -84,7 +84,7 @@ def flow_graph(flow: Flow) -> Graph:
                     g.edge(src, dst)
     g.node(GATEWAY_OUT, "gateway", shape="ellipse", fill="#ffe7b3")
     needed = {n for name in order for n in _needs(pods[name])}
-    leaves = [name for name in order if name not in needed] or []
+    leaves = [name for name in order if name not in needed]
     for name in leaves:
         for src in exits[name]:
             g.edge(src, GATEWAY_OUT)
