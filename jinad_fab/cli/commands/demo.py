@@ -30,11 +30,6 @@ def command(n_docs: int, request_size: int, parallel: int, protocol: str, verbos
     The Flow is `_logforward` -> `_pass` (PARALLEL replicas) -> `_pass`, with a Gateway in front;
     every Pod is its own process talking ZeroMQ on loopback. Nothing is downloaded. Quiet but for
     the summary (and warnings); -v shows the Peas' logs.
-
-    \b
-    Examples:
-      jinad-fab demo
-      jinad-fab demo --docs 1000 --parallel 4 --protocol http -v
     """
     console = Console()
     rng = np.random.default_rng(0)
