@@ -149,3 +149,16 @@ def test_a_local_daemons_token_file_is_used_when_no_token_is_given(daemons, tmp_
     monkeypatch.setenv("JINAD_HOME", str(tmp_path / "nowhere"))
     result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}"])
     assert result.exit_code == 2 and "missing bearer token" in result.output
+
+
+def test_a_flow_that_cannot_start_shows_the_daemons_message_and_log_tail(daemons, tmp_path, monkeypatch):
+    h = daemons()
+    (tmp_path / "flow.yml").write_text("!Flow\nversion: 1\npods:\n  - name: a\n    uses: NoSuchExecutor\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["flow", "create", "flow.yml", "--host", f"127.0.0.1:{h.port}"])
+    assert result.exit_code == 2, result.output
+    first, _, tail = result.output.partition("--- last log lines ---")
+    assert f"127.0.0.1:{h.port}: jflow-" in first and "failed to start" in first and "NoSuchExecutor" in first
+    assert tail.strip() and "NoSuchExecutor" in tail and '{"' not in result.output and "Traceback" not in result.output
+    with h.client() as c:
+        assert c.get("/workspaces").json()["items"] == []  # the workspace made for it is gone again
