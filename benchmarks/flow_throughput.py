@@ -1,17 +1,28 @@
 """Throughput and latency of Flows of pass-through Pods, local and created through a local jinad.
 
-    python benchmarks/flow_throughput.py [--quick]
+    python benchmarks/flow_throughput.py [--quick] [--floor-only] [--rounds 5]
 
-Prints one table: docs/s for 10,000 and 100,000 Documents with request_size=100 through 2 and 3
+First, the floor: a raw pyzmq chain of the same shape as a 2-Pod Flow (client PUSH -> two
+forwarding processes, PULL -> PUSH -> client PULL) carrying the very frames jinad-fab's wire
+produces for each batch (encoded before the clock, as the raw chain never encodes), with the same
+64 requests in flight as the Client, measured in alternation with the 2-Pod Flow round by round;
+the table prints the medians and the Flow's share of the floor (throughput) or its multiple of it
+(1-Document p50), with the load average of the machine.
+
+Then one table: docs/s for 10,000 and 100,000 Documents with request_size=100 through 2 and 3
 `_pass` Pods (text Documents, and 128-d float32 embeddings), and the latency of 1-Document
 requests (p50/p99 over 1,000 sequential requests) through the native and the HTTP gateway.
 Documents are built before the clock starts; the clock covers send -> all answers received.
+The Jina 1.3.1 column holds figures measured on this machine with a peer venv (see
+benchmarks/README.md for the recipe).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
+import os
 import socket
 import statistics
 import subprocess
@@ -21,10 +32,12 @@ import time
 
 import httpx
 import numpy as np
+import zmq
 from rich.console import Console
 from rich.table import Table
 
 from jinad_fab import Document, DocumentArray, Flow
+from jinad_fab.wire import Message, new_header
 
 REFERENCE = {"text": 53_000, "embedding": 40_000, "p50_ms": 1.8, "p99_ms": 2.9, "http": 5_500}
 REMOTE_REFERENCE = {"text": 39_000, "p50_ms": 3.1}  # real Jina 1.3.1 through JinaD, same machine
@@ -107,12 +120,148 @@ def latency_http(flow: Flow, n: int) -> tuple[float, float]:
     return statistics.median(samples), float(np.percentile(samples, 99))
 
 
+# ---------------------------------------------------------------------- the raw pyzmq floor
+def _forwarder(port_in: int, port_out: int, ready) -> None:
+    """One hop of the raw chain: PULL -> PUSH, frames untouched."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(f"tcp://127.0.0.1:{port_in}")
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port_out}")
+    ready.set()
+    while True:
+        frames = pull.recv_multipart(copy=False)
+        if len(frames) == 1 and frames[0].bytes == b"stop":
+            push.send(b"stop")
+            break
+        push.send_multipart(frames, copy=False)
+    pull.close(linger=0)
+    push.close(linger=1000)
+    ctx.term()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RawChain:
+    """client PUSH -> forwarder -> forwarder -> client PULL, over TCP on loopback like a Flow."""
+
+    def __init__(self, hops: int = 2):
+        mp = multiprocessing.get_context("spawn")
+        ports = [_free_port() for _ in range(hops + 1)]
+        self.ctx = zmq.Context()
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.bind(f"tcp://127.0.0.1:{ports[-1]}")
+        self.procs = []
+        for i in range(hops):
+            ready = mp.Event()
+            p = mp.Process(target=_forwarder, args=(ports[i], ports[i + 1], ready), daemon=True)
+            p.start()
+            ready.wait(30)
+            self.procs.append(p)
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.push.connect(f"tcp://127.0.0.1:{ports[0]}")
+        self.push.send(b"warm")
+        self.pull.recv()
+
+    def throughput(self, batches: list[list], per_batch: int, window: int = 64) -> float:
+        """docs/s sending pre-encoded batches with at most `window` in flight."""
+        send, recv = self.push.send_multipart, self.pull.recv_multipart
+        inflight = done = 0
+        it = iter(batches)
+        t0 = time.perf_counter()
+        pending = len(batches)
+        while done < pending:
+            while inflight < window:
+                frames = next(it, None)
+                if frames is None:
+                    break
+                send(frames, copy=False)
+                inflight += 1
+            recv(copy=False)
+            inflight -= 1
+            done += 1
+        return done * per_batch / (time.perf_counter() - t0)
+
+    def latency(self, frames: list, n: int) -> tuple[float, float]:
+        for _ in range(50):
+            self.push.send_multipart(frames, copy=False)
+            self.pull.recv_multipart(copy=False)
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self.push.send_multipart(frames, copy=False)
+            self.pull.recv_multipart(copy=False)
+            samples.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(samples), float(np.percentile(samples, 99))
+
+    def close(self) -> None:
+        self.push.send(b"stop")
+        self.pull.recv()
+        for p in self.procs:
+            p.join(10)
+        self.push.close(linger=0)
+        self.pull.close(linger=0)
+        self.ctx.term()
+
+
+def wire_frames(docs: DocumentArray, request_size: int = 100) -> list[list]:
+    """The frames the Client sends for these Documents (header included), one list per request."""
+    return [Message(new_header(os.urandom(16).hex(), "/index"), docs=docs[i:i + request_size]).frames()
+            for i in range(0, len(docs), request_size)]
+
+
+def floor_table(rounds: int, n: int, lat_n: int) -> Table:
+    """2 `_pass` Pods against the raw chain, alternating round by round; medians and ratios."""
+    chain = RawChain(2)
+    f = Flow().add(name="p0", uses="_pass").add(name="p1", uses="_pass")
+    samples: dict[tuple[str, str], list[float]] = {}
+    sizes: dict[str, int] = {}
+    try:
+        with f:
+            data = {kind: make_docs(n, kind) for kind in ("text", "embedding")}
+            frames = {kind: wire_frames(docs) for kind, docs in data.items()}
+            for kind, fr in frames.items():
+                sizes[kind] = sum(len(memoryview(x).cast("B")) for x in fr[0])
+            one = wire_frames(DocumentArray([Document(text="one")]))[0]
+            throughput(f, data["text"][:2000])  # warm both paths up
+            chain.throughput(frames["text"][:20], 100)
+            for _ in range(rounds):
+                for kind in ("text", "embedding"):
+                    samples.setdefault((kind, "raw"), []).append(chain.throughput(frames[kind], 100))
+                    samples.setdefault((kind, "flow"), []).append(throughput(f, data[kind]))
+                samples.setdefault(("p50", "raw"), []).append(chain.latency(one, lat_n)[0])
+                samples.setdefault(("p50", "flow"), []).append(latency_native(f, lat_n)[0])
+    finally:
+        chain.close()
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    t = Table(title=f"2 `_pass` Pods vs the raw pyzmq chain (floor), {n:,} docs, request_size=100, "
+                    f"medians of {rounds} alternating rounds; load average {load} on {os.cpu_count()} CPUs")
+    for col in ("measure", "bytes/request", "raw pyzmq chain", "jinad-fab Flow", "Flow vs floor", "target"):
+        t.add_column(col, justify="right")
+    for kind in ("text", "embedding"):
+        raw, flow = med[(kind, "raw")], med[(kind, "flow")]
+        t.add_row(f"{kind} docs/s", f"{sizes[kind]:,}", f"{raw:,.0f}", f"{flow:,.0f}", f"{flow / raw:.0%}", ">= 60%")
+    raw, flow = med[("p50", "raw")], med[("p50", "flow")]
+    t.add_row("1-doc p50 ms", "-", f"{raw:.3f}", f"{flow:.3f}", f"{flow / raw:.2f}x", "<= 1.5x")
+    return t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10k docs only, 200 latency samples")
+    ap.add_argument("--floor-only", action="store_true", help="only the comparison with the raw pyzmq chain")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds against the raw chain")
     ns = ap.parse_args()
     sizes = [10_000] if ns.quick else [10_000, 100_000]
     lat_n = 200 if ns.quick else 1_000
+    Console().print(floor_table(ns.rounds, sizes[-1], lat_n))
+    if ns.floor_only:
+        return
     table = Table(title="Flow throughput (local Pods, request_size=100)")
     for col in ("Pods", "docs", "content", "protocol", "docs/s", "vs Jina 1.3.1"):
         table.add_column(col, justify="right")

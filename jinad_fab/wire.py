@@ -16,7 +16,8 @@ decoding them (see :class:`Message`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
+from functools import partial
+from operator import is_not
 from typing import Any
 
 import numpy as np
@@ -56,13 +57,10 @@ def _encode_arrays(values: list[np.ndarray | None], frames: list) -> dict | None
     return {"each": [None if v is None else _array_spec(v, frames) for v in values]}
 
 
-def _column(docs: Sequence[Document], attr: str) -> list | None:
-    col = list(map(attrgetter(attr), docs))
-    return None if col.count(None) == len(col) else col
+_is_set = partial(is_not, None)  # x -> None is not x, in C
 
 
-def _nested(docs: Sequence[Document], attr: str, frames: list) -> dict | None:
-    subs = list(map(attrgetter(attr), docs))
+def _nested(subs: list, frames: list) -> dict | None:
     if subs.count(None) == len(subs):  # the common case: no chunks/matches at all
         return None
     counts = []
@@ -79,15 +77,28 @@ def _nested(docs: Sequence[Document], attr: str, frames: list) -> dict | None:
 
 
 def _encode_docs(docs: Sequence[Document], frames: list) -> dict:
-    n = len(docs)
-    body: dict[str, Any] = {"n": n, "id": [d.id for d in docs]}
-    for attr, key in (("text", "text"), ("uri", "uri"), ("mime_type", "mime_type"), ("_tags", "tags"),
-                      ("_scores", "scores")):
-        col = _column(docs, attr)
-        if col is not None:
-            body[key] = col
-    buffers = [d.buffer for d in docs]
-    if any(b is not None for b in buffers):
+    # one list comprehension per field (plain attribute reads: the fastest loop Python has), and a
+    # field is left out when no Document sets it (list.count runs in C)
+    ds = docs._docs if isinstance(docs, DocumentArray) else docs
+    n = len(ds)
+    body: dict[str, Any] = {"n": n, "id": [d.id for d in ds]}
+    col = [d.text for d in ds]
+    if col.count(None) != n:
+        body["text"] = col
+    col = [d.uri for d in ds]
+    if col.count(None) != n:
+        body["uri"] = col
+    col = [d.mime_type for d in ds]
+    if col.count(None) != n:
+        body["mime_type"] = col
+    col = [d._tags for d in ds]
+    if col.count(None) != n:
+        body["tags"] = col
+    col = [d._scores for d in ds]
+    if col.count(None) != n:
+        body["scores"] = col
+    buffers = [d.buffer for d in ds]
+    if buffers.count(None) != n:
         spec = []
         for b in buffers:
             if b is None:
@@ -99,16 +110,19 @@ def _encode_docs(docs: Sequence[Document], frames: list) -> dict:
     stacked = docs.stacked_embeddings() if isinstance(docs, DocumentArray) else None
     if stacked is not None:  # rows of one matrix already: send it as is
         body["embedding"] = {"stack": _array_spec(stacked, frames)}
-    for attr, key in (("_embedding", "embedding"), ("_blob", "blob")):
-        if key in body:
-            continue
-        enc = _encode_arrays([getattr(d, attr) for d in docs], frames)
-        if enc is not None:
-            body[key] = enc
-    for attr, key in (("_chunks", "chunks"), ("_matches", "matches")):
-        nested = _nested(docs, attr, frames)
-        if nested is not None:
-            body[key] = nested
+    else:
+        col = [d._embedding for d in ds]
+        if any(map(_is_set, col)):  # (not list.count: an array compared with None is an array)
+            body["embedding"] = _encode_arrays(col, frames)
+    col = [d._blob for d in ds]
+    if any(map(_is_set, col)):
+        body["blob"] = _encode_arrays(col, frames)
+    nested = _nested([d._chunks for d in ds], frames)
+    if nested is not None:
+        body["chunks"] = nested
+    nested = _nested([d._matches for d in ds], frames)
+    if nested is not None:
+        body["matches"] = nested
     return body
 
 
