@@ -103,6 +103,11 @@ def batches(inputs: Any, request_size: int) -> Iterator[DocumentArray]:
         return
     if isinstance(inputs, (Document, dict, str, bytes)):
         inputs = [inputs]
+    elif isinstance(inputs, np.ndarray) and inputs.ndim and inputs.dtype.kind in "biufc":
+        # one array per Document (its blob), built column-wise: rows are views of the input
+        for i in range(0, len(inputs), request_size):
+            yield DocumentArray._of_column("_blob", list(inputs[i:i + request_size]))
+        return
     elif isinstance(inputs, np.ndarray):
         inputs = iter(inputs)
     elif callable(inputs):
@@ -111,14 +116,24 @@ def batches(inputs: Any, request_size: int) -> Iterator[DocumentArray]:
         for i in range(0, len(inputs), request_size):
             yield inputs[i:i + request_size]
         return
-    batch: list[Document] = []
+    if isinstance(inputs, (list, tuple)):
+        for i in range(0, len(inputs), request_size):
+            yield _batch(inputs[i:i + request_size])
+        return
+    chunk: list = []
     for item in inputs:
-        batch.append(to_document(item))
-        if len(batch) >= request_size:
-            yield DocumentArray(batch)
-            batch = []
-    if batch:
-        yield DocumentArray(batch)
+        chunk.append(item)
+        if len(chunk) >= request_size:
+            yield _batch(chunk)
+            chunk = []
+    if chunk:
+        yield _batch(chunk)
+
+
+def _batch(items: list | tuple) -> DocumentArray:
+    if all(map(str.__instancecheck__, items)):  # texts: built column-wise, no per-item dispatch
+        return DocumentArray._of_column("text", list(items))
+    return DocumentArray([to_document(x) for x in items])
 
 
 class _Run:

@@ -246,6 +246,26 @@ class DocumentArray(Sequence):
         self._emb_matrix: np.ndarray | None = None
         self._emb_rows: list | None = None
 
+    @classmethod
+    def _of_column(cls, field: str, values: list) -> DocumentArray:
+        """Documents with new ids and one field set from already-checked values, built column-wise
+        (no per-Document validation; the client's fast path for lists of texts and arrays)."""
+        n = len(values)
+        hexes = os.urandom(16 * n).hex()
+        new = Document.__new__
+        docs = []
+        for i in range(0, 32 * n, 32):
+            d = new(Document)
+            d.id = hexes[i:i + 32]
+            d.text = d._blob = d.buffer = d.uri = d.mime_type = d._tags = d._embedding = None
+            d._chunks = d._matches = d._scores = None
+            docs.append(d)
+        for d, v in zip(docs, values):
+            setattr(d, field, v)
+        out = cls()
+        out._docs = docs
+        return out
+
     def __len__(self) -> int:
         return len(self._docs)
 
