@@ -230,6 +230,7 @@ class Client(_Base):
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.RCVHWM, 0)
             s.setsockopt(zmq.SNDHWM, 0)
+            s.setsockopt(zmq.RCVTIMEO, 100)  # how often a wait looks at the Flow's health and the timeout
             s.connect(f"tcp://{self.host}:{self.port}")
             self._sock = s
         return self._sock
@@ -285,15 +286,12 @@ class Client(_Base):
                     sock.send_multipart(frames, copy=False)
                 if not run.inflight:
                     break
-                if sock.poll(100):
-                    while True:
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        run.answer(Message.from_frames(frames))
-                else:
+                try:  # a blocking receive (RCVTIMEO 100 ms): one call per answer, no poll before it
+                    frames = sock.recv_multipart(copy=False)
+                except zmq.Again:
                     self._check(run, timeout)
+                    continue
+                run.answer(Message.from_frames(frames))
             ok = True
         finally:
             if not ok:  # answers to abandoned requests must not reach the next call
