@@ -28,7 +28,7 @@ LOG_TAIL = 15
 
 
 class _Handle:
-    _route: ClassVar[str]
+    _kind: ClassVar[str]  # the raw client's methods: <kind>(id) reads one, delete_<kind>(id) removes it
     active_state: ClassVar[str]
     failed_state: ClassVar[str] = "FAILED"
 
@@ -39,7 +39,7 @@ class _Handle:
     @classmethod
     def get(cls: type[H], client: DaemonClient, object_id: str) -> H:
         """The handle of an object that already exists (raises NotFound otherwise)."""
-        return cls(client, client._request("GET", f"/{cls._route}/{object_id}"))
+        return cls(client, getattr(client, cls._kind)(object_id))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r}, state={self.state!r}, host={self.client.name!r})"
@@ -58,7 +58,7 @@ class _Handle:
         return self.body.get("error")
 
     def reload(self: H) -> H:
-        self.body = dict(self.client._request("GET", f"/{self._route}/{self.id}"))
+        self.body = dict(getattr(self.client, self._kind)(self.id))
         return self
 
     def logs(self, *, follow: bool = False, tail: int | None = None, offset: int = 0) -> Iterator[dict[str, Any]]:
@@ -66,7 +66,7 @@ class _Handle:
         return self.client.logs(self.id, follow=follow, tail=tail, offset=offset)
 
     def delete(self) -> None:
-        self.client._request("DELETE", f"/{self._route}/{self.id}")
+        getattr(self.client, f"delete_{self._kind}")(self.id)
 
     def wait_active(self: H, timeout: float = 600.0, interval: float = 0.2,
                     on_state: Callable[[H], None] | None = None) -> H:
@@ -98,7 +98,7 @@ class _Handle:
 class Workspace(_Handle):
     """Uploaded files and their built environment on one daemon (``PENDING -> BUILDING -> ACTIVE``)."""
 
-    _route = "workspaces"
+    _kind = "workspace"
     active_state = "ACTIVE"
 
     @classmethod
@@ -131,7 +131,7 @@ class Workspace(_Handle):
 class FlowHandle(_Handle):
     """A Flow running on a daemon; ``gateway`` says where its clients connect."""
 
-    _route = "flows"
+    _kind = "flow"
     active_state = "RUNNING"
 
     @property
@@ -147,7 +147,7 @@ class FlowHandle(_Handle):
 class PodHandle(_Handle):
     """A Pod running on a daemon; ``in_addresses`` take its input, ``ctrl_address`` its commands."""
 
-    _route = "pods"
+    _kind = "pod"
     active_state = "RUNNING"
 
     @property
