@@ -166,11 +166,11 @@ def test_a_schema_1_store_is_moved_to_the_vector_files(tmp_path):
 
 
 @needs_faiss
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
-def test_approximate_search_finds_nearly_all_and_follows_changes(tmp_path, kind):
+@pytest.mark.parametrize("kind, metric", [("ivf", "euclidean"), ("hnsw", "euclidean"), ("ivf", "cosine")])
+def test_approximate_search_finds_nearly_all_and_follows_changes(tmp_path, kind, metric):
     X, C = clustered(40000, 32, 100, 4)
-    exact = open_index(tmp_path / "exact", durability="normal")
-    ann = open_index(tmp_path / kind, durability="normal", index=kind, ann_min=1000)
+    exact = open_index(tmp_path / "exact", durability="normal", metric=metric)
+    ann = open_index(tmp_path / kind, durability="normal", index=kind, ann_min=1000, metric=metric)
     ids = [str(i) for i in range(len(X))]
     for ex in (exact, ann):
         ex.add(ids[:30000], X[:30000])
@@ -195,7 +195,7 @@ def test_approximate_search_finds_nearly_all_and_follows_changes(tmp_path, kind)
     names = {ann.ids[s] for row in found.tolist() for s in row}
     assert not names & set(gone)
     s, dist = ann.search_vectors(X[-1:], 1)  # the last row moved into a freed slot
-    assert (ann.ids[s[0, 0]], dist[0, 0]) == (ids[-1], 0.0)
+    assert ann.ids[s[0, 0]] == ids[-1] and dist[0, 0] == pytest.approx(0.0, abs=1e-9)
     docs = DocumentArray([Document(id="q", embedding=Q[0])])
     with pytest.raises(BadInput, match="nprobe must be a positive integer"):
         ann.search(docs=docs, parameters={"nprobe": 0}, header={})
