@@ -117,6 +117,12 @@ def test_exit_codes_are_the_same_in_every_command(daemons):
         assert "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{closed}"])
     assert f"is jinad running on 127.0.0.1? start it with `jinad --port {closed}`" in result.output
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "jinad_fab.cli.main", "flow", "ls", "--host", f"127.0.0.1:{closed}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4 and "is jinad running on 127.0.0.1?" in proc.stderr  # the real entry point too
 
     for args in (["flow", "ls", "--host", "127.0.0.1:70000"], ["ping", "127.0.0.1:70000"],
                  ["flow", "ls", "--host", "ftp://127.0.0.1"], ["flow", "ls"], ["--no-such-option"]):
