@@ -117,3 +117,18 @@ def test_strict_build_fails_on_a_broken_link(tmp_path):
     r = _build(copy / "mkdocs.yml", tmp_path / "site")
     assert r.returncode != 0
     assert "no-such-page.md" in r.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_documented_shell_completion_works():
+    """The quickstart's completion lines: the script is produced, and it completes a subcommand."""
+    page = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    assert "_JINAD_FAB_COMPLETE=bash_source jinad-fab" in page
+    cmd = [sys.executable, "-c", "from jinad_fab.cli.main import main; main()"]
+    script = subprocess.run(cmd, env={**os.environ, "_JINAD_FAB_COMPLETE": "bash_source"}, capture_output=True,
+                            text=True, timeout=60)
+    assert script.returncode == 0 and "complete -o nosort -F" in script.stdout
+    done = subprocess.run(cmd, env={**os.environ, "_JINAD_FAB_COMPLETE": "bash_complete",
+                                    "COMP_WORDS": "jinad-fab hel", "COMP_CWORD": "1"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "plain,hello" in done.stdout.splitlines(), done.stdout
