@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from ..errors import DaemonError, JinadFabError
 from . import gc
 from .api.routes import flows, health, logs, pods, workspaces
+from .auth import Guard, HostPolicy
 from .manager import Manager
 from .runtimes.base import Runtime
 from .settings import DaemonSettings
@@ -84,10 +85,19 @@ def _daemon_id(settings: DaemonSettings) -> str:
     return did
 
 
+def prepare_home(settings: DaemonSettings) -> str:
+    """Create the home (0700: it holds the token, the database and the logs) and return the token."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.chmod(0o700)
+    return settings.resolve_token()
+
+
 def create_app(settings: DaemonSettings) -> FastAPI:
+    """The app, behind the :class:`~jinad_fab.daemon.auth.Guard` (Host, Origin, token). Nothing is
+    written here: the lifespan creates the home and, unless a token was given, ``<home>/token``."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        app.state.token = prepare_home(settings)
         store = Store(settings.home / "jinad.db")
         runtimes = await asyncio.to_thread(load_runtimes, settings)
         manager = Manager(settings, store, runtimes)
@@ -111,6 +121,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.state.version = _version()
     app.state.started = time.monotonic()
     app.state.gpus = []
+    app.state.token = None  # set by the lifespan; until then nothing is served
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -134,4 +145,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(pods.pods)
     app.include_router(pods.peas)
     app.include_router(logs.router)
+    scheme = "https" if settings.tls_certfile else "http"
+    hosts = HostPolicy(settings.host, [*settings.allowed_hosts, *filter(None, [settings.advertise_host])])
+    app.add_middleware(Guard, token=lambda: app.state.token, hosts=hosts, origins=settings.allowed_origins, scheme=scheme)
     return app

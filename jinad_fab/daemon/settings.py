@@ -13,7 +13,7 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -26,7 +26,17 @@ class DaemonSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     home: pathlib.Path = Field(default_factory=lambda: pathlib.Path.home() / ".jinad")
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(None, description="bearer token (JINAD_TOKEN); prefer token_file")
+    token_file: pathlib.Path | None = Field(
+        None, description="file holding the bearer token [<home>/token, written 0600 on first start]"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values accepted besides the bind address, localhost, 127.0.0.1 and [::1]; '*' any",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="browser origins (scheme://host[:port]) allowed to call the API"
+    )
     advertise_host: str | None = Field(
         None, description="address clients should use for gateways/pods; defaults to the bind host"
     )
@@ -69,9 +79,24 @@ class DaemonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _token_for_public_bind(self) -> DaemonSettings:
-        if not is_loopback(self.host) and not (self.token and self.token.get_secret_value()):
-            raise ValueError(f"refusing to bind {self.host} (not loopback) without a token")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give the token once: a token or a token file, not both")
+        explicit = (self.token and self.token.get_secret_value()) or self.token_file
+        if not is_loopback(self.host) and not explicit:
+            raise ValueError(f"refusing to bind {self.host} (not loopback) without a token "
+                             "(--token-file or JINAD_TOKEN)")
         return self
+
+    def resolve_token(self) -> str:
+        """The token every request must carry: the one given, the token file's, or ``<home>/token``
+        (created once, 0600). Raises ``TokenFileError`` for an unusable file."""
+        from ..tokens import TOKEN_NAME, ensure_token_file, read_token_file
+
+        if self.token is not None and self.token.get_secret_value():
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            return read_token_file(self.token_file)
+        return ensure_token_file(self.home / TOKEN_NAME)
 
     def child_environment(self) -> dict[str, str]:
         """The environment objects start with: the daemon's own, minus every ``JINAD_*`` setting

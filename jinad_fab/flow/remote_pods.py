@@ -31,6 +31,7 @@ from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, N
 from ..executors.loader import executor_spec
 from ..remote import DaemonAddress, DaemonClient, Workspace, WorkspaceFiles
 from ..runtime.sockets import ctrl_request, make_context
+from ..tokens import find_token
 from .spec import PodOptions
 
 log = logging.getLogger("jinad_fab.remote")
@@ -103,6 +104,10 @@ def flow_upload(flow: Any, flow_file: str, extra: list[str] = ()) -> dict[str, b
     return files.payload()
 
 
+def _found_token(address: DaemonAddress) -> str | None:
+    return find_token(address.host)
+
+
 class HostSession:
     """One daemon, one workspace: shared by every Pod of a Flow placed on that host."""
 
@@ -111,7 +116,8 @@ class HostSession:
         self.address = address
         self.host = address.host
         self.label = address.label
-        self.client = DaemonClient.from_address(address, token, ca_file=ca_file)
+        # no token given: JINAD_TOKEN / JINAD_TOKEN_FILE, or a local daemon's <home>/token
+        self.client = DaemonClient.from_address(address, token or _found_token, ca_file=ca_file)
         self.base_dir = base_dir
         self.quiet = quiet
         self.keep_workspace = keep_workspace

@@ -2,14 +2,13 @@
 
 ``--host`` is parsed by :class:`~jinad_fab.remote.DaemonAddress` while Click reads the command
 line, so ``http://h:p`` and ``https://h:p`` work and a port out of range is a usage error
-(exit 1) before any connection is tried. The token comes from ``--token``/``JINAD_TOKEN``, else
-from :func:`local_token` (the file a daemon on this machine wrote to its home).
+(exit 1) before any connection is tried. The token comes from ``--token-file``, else from
+:func:`local_token` (``JINAD_TOKEN``, ``JINAD_TOKEN_FILE``, or the file a daemon on this machine wrote
+to its home). A token in argv (``--token``) is refused: ``ps`` shows argv to every local user.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ import click
 
 from ...errors import BadAddress
 from ...remote import DaemonAddress, DaemonClient
+from ...tokens import TokenFileError, find_token, read_token_file
 
 _CA_FILE = "jinad_fab.ca_file"
 
@@ -51,29 +51,46 @@ def ca_file_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="CA bundle to check an https:// daemon's certificate with")(fn)
 
 
+def _refuse_token_in_argv(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.BadParameter("a token in argv is visible to every local user (ps); "
+                                 "use --token-file PATH or the JINAD_TOKEN environment variable")
+
+
+def _read_token_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return read_token_file(pathlib.Path(value), private=False)
+    except TokenFileError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def token_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--token-file`` (passed on as ``token``); ``--token`` in argv is refused."""
+    fn = click.option("--token", "argv_token", hidden=True, expose_value=False,
+                      callback=_refuse_token_in_argv)(fn)
+    return click.option("--token-file", "token", default=None, type=click.Path(dir_okay=False),
+                        callback=_read_token_file,
+                        help="file holding the daemon's token [JINAD_TOKEN, else ~/.jinad/token for a local "
+                             "daemon]")(fn)
+
+
 def host_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = ca_file_option(fn)
-    fn = click.option("--token", envvar="JINAD_TOKEN", default=None, show_envvar=True,
-                      help="the daemon's Bearer token (never printed)")(fn)
+    fn = token_options(fn)
     return click.option("--host", "host", required=True, type=ADDRESS, metavar="HOST[:PORT]",
                         help="the jinad daemon: gpu1:8000, https://gpu1:8443 (port 8000 when left out)")(fn)
 
 
 def local_token(address: DaemonAddress) -> str | None:
-    """The token a daemon on this machine wrote to ``<home>/token`` (``$JINAD_HOME``, else ``~/.jinad``).
-
-    Only for a loopback address: a token of this machine is never sent to another one.
-    """
+    """``JINAD_TOKEN``, ``JINAD_TOKEN_FILE``, else the token a daemon on this machine wrote to
+    ``<home>/token`` (``$JINAD_HOME``, else ``~/.jinad``), the latter only for a loopback address:
+    a token of this machine is never sent to another one."""
     try:
-        if address.host != "localhost" and not ipaddress.ip_address(address.host).is_loopback:
-            return None
-    except ValueError:
-        return None
-    home = pathlib.Path(os.environ.get("JINAD_HOME") or pathlib.Path.home() / ".jinad")
-    try:
-        return (home / "token").read_text().strip() or None
-    except OSError:
-        return None
+        return find_token(address.host)
+    except TokenFileError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def daemon(host: str | DaemonAddress, token: str | None, timeout: float = 30.0) -> DaemonClient:

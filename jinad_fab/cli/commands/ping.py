@@ -9,7 +9,7 @@ import click
 
 from ...errors import EXIT_FAILED, DaemonUnreachable, HostsUnreachable, JinadFabError
 from ...remote import DaemonAddress
-from ._daemon import ADDRESS, ca_file_option, daemon
+from ._daemon import ADDRESS, ca_file_option, daemon, token_options
 
 
 @click.command("ping")
@@ -17,7 +17,7 @@ from ._daemon import ADDRESS, ca_file_option, daemon
 @click.option("-c", "--count", type=click.IntRange(1, 10_000), default=3, show_default=True)
 @click.option("--interval", type=click.FloatRange(0), default=0.2, show_default=True, help="seconds between pings")
 @click.option("--timeout", type=click.FloatRange(0.01), default=3.0, show_default=True)
-@click.option("--token", envvar="JINAD_TOKEN", default=None, help="not needed for /alive; accepted for symmetry")
+@token_options
 @ca_file_option
 def command(host: DaemonAddress, count: int, interval: float, timeout: float, token: str | None) -> None:
     """Send COUNT health requests to the jinad on HOST and print each round trip and the average."""

@@ -51,6 +51,7 @@ class Daemon:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = home.parent / f"{home.name}-daemon.log"
+        self.token_file = home / "token"  # where the daemon writes one when none is given
 
     @property
     def url(self) -> str:
@@ -61,8 +62,12 @@ class Daemon:
                    PIP_NO_INDEX="1")
         cmd = [sys.executable, "-m", "jinad_fab.cli.daemon", "--port", str(self.port), "--home", str(self.home),
                "--log-level", "warning", *self.extra]
-        if self.token:
-            cmd += ["--token", self.token]
+        if self.token:  # handed over in a 0600 file, as an operator would (never in argv)
+            self.token_file = self.home.parent / f"{self.home.name}.token"
+            self.token_file.write_text(self.token + "\n")
+            self.token_file.chmod(0o600)
+            cmd += ["--token-file", str(self.token_file)]
+            env.pop("JINAD_TOKEN", None)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -71,6 +76,8 @@ class Daemon:
                 raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.url + "/alive", timeout=1, verify=self.verify).status_code == 200:
+                    if not self.token and self.token_file.exists():  # the daemon wrote one on first start
+                        self.token = (self.home / "token").read_text().strip()
                     return self
             time.sleep(0.05)
         raise TimeoutError(f"jinad did not answer within {timeout}s: {self.log.read_text()[-2000:]}")

@@ -15,7 +15,8 @@ def test_health_and_status_show_no_secrets(daemon_factory):
         alive = httpx.get(d.url + "/alive").json()  # health needs no token
         assert alive["runtimes"] and "process" in alive["runtimes"]
         assert alive["daemon_id"].startswith("jinad-") and alive["uptime"] >= 0
-        assert httpx.get(d.url + "/").json()["daemon_id"] == alive["daemon_id"]
+        assert c.get("/").json()["daemon_id"] == alive["daemon_id"]  # only /alive goes without the token
+        assert httpx.get(d.url + "/").status_code == 401
         status = c.get("/status")
         assert status.status_code == 200
         assert status.json()["resources"]["cpu_count"] >= 1

@@ -70,9 +70,10 @@ def test_a_remote_pod_and_the_cli_reach_an_https_daemon_with_a_ca_bundle(daemon_
         assert c.get("/workspaces").json()["items"] == []  # both Flows cleaned up after themselves
 
     _register()
-    ok = CliRunner().invoke(cli, ["flow", "ls", "--host", url, "--ca-file", str(crt), "--token", "t0k", "--json"])
+    ok = CliRunner().invoke(cli, ["flow", "ls", "--host", url, "--ca-file", str(crt), "--token-file", str(d.token_file),
+                                "--json"])
     assert ok.exit_code == 0 and json.loads(ok.output) == [], ok.output
-    refused = CliRunner().invoke(cli, ["flow", "ls", "--host", url, "--token", "t0k"])
+    refused = CliRunner().invoke(cli, ["flow", "ls", "--host", url, "--token-file", str(d.token_file)])
     assert refused.exit_code == 4 and "certificate is not trusted" in refused.output
 
     inv = tmp_path / "inv" / "hosts.yml"

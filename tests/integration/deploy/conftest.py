@@ -36,9 +36,10 @@ def _start_jinad(home: pathlib.Path, procs: list) -> tuple[int, str]:
     home.mkdir(parents=True, exist_ok=True)
     log = (home.parent / f"{home.name}.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
+    env["JINAD_TOKEN"] = token  # the environment, not argv (ps shows argv to every user)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jinad_fab.cli.daemon import main; main()",
-         "--port", str(port), "--home", str(home), "--token", token, "--log-level", "warning"],
+         "--port", str(port), "--home", str(home), "--log-level", "warning"],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     procs.append((proc, log))

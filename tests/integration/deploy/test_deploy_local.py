@@ -84,8 +84,10 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         assert recap["succeeded"] and recap["changed"] > 0
         token = (inventory.parent / "credentials" / "jinad_token").read_text().strip()
         assert len(token) == 40
-        assert f"JINAD_TOKEN='{token}'" in (home / "jinad.env").read_text() or f"JINAD_TOKEN={token}" in (
-            home / "jinad.env").read_text()
+        assert (home / "token").read_text().strip() == token  # the daemon reads it with --token-file
+        assert oct((home / "token").stat().st_mode & 0o777) == "0o600"
+        assert oct(home.stat().st_mode & 0o777) == "0o700"
+        assert token not in (home / "jinad.env").read_text()
         assert oct((home / "jinad.env").stat().st_mode & 0o777) == "0o600"
         assert token not in out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 
@@ -12,11 +13,15 @@ from jinad_testkit import Daemon, reap  # noqa: E402
 
 
 @pytest.fixture
-def daemons(tmp_path):
+def daemons(tmp_path, monkeypatch):
+    """Daemons that share one token, handed to them and to the Flows in JINAD_TOKEN (as an operator
+    of several local daemons would); ``make(token=...)`` gives one its own instead."""
+    shared = "remote-tests-" + os.urandom(8).hex()
+    monkeypatch.setenv("JINAD_TOKEN", shared)
     made: list[Daemon] = []
 
     def make(token: str | None = None) -> Daemon:
-        d = Daemon(tmp_path / f"host{len(made)}", token=token)
+        d = Daemon(tmp_path / f"host{len(made)}", token=token or shared)
         made.append(d)
         return d.start()
 

@@ -31,18 +31,18 @@ def test_flow_create_ls_logs_delete(daemons, tmp_path, monkeypatch):
         "from jinad_fab import Executor, requests\n\nclass Upper(Executor):\n    @requests\n"
         "    def up(self, docs):\n        for d in docs:\n            d.text = d.text.upper()\n")
     monkeypatch.chdir(tmp_path)
-    code, out = run("flow", "create", "flow.yml", "--host", host, "--token", "tok-123", "--json")
+    code, out = run("flow", "create", "flow.yml", "--host", host, "--token-file", str(h.token_file), "--json")
     assert code == 0, out
     body = json.loads(out[out.index("{"):])
     assert body["state"] == "RUNNING" and "tok-123" not in out
     r = httpx.post(f"http://127.0.0.1:{body['gateway']['http_port']}/index", json={"data": [{"text": "abc"}]})
     assert r.json()["data"][0]["text"] == "ABC"
 
-    code, out = run("flow", "ls", "--host", host, "--token", "tok-123", "--json")
+    code, out = run("flow", "ls", "--host", host, "--token-file", str(h.token_file), "--json")
     assert code == 0 and [f["id"] for f in json.loads(out)] == [body["id"]]
-    code, out = run("flow", "logs", body["id"], "--host", host, "--token", "tok-123")
+    code, out = run("flow", "logs", body["id"], "--host", host, "--token-file", str(h.token_file))
     assert code == 0 and "/index request" in out
-    code, out = run("flow", "delete", body["id"], "--host", host, "--token", "tok-123")
+    code, out = run("flow", "delete", body["id"], "--host", host, "--token-file", str(h.token_file))
     assert code == 0 and "stopped" in out
     with h.client() as c:
         assert c.get("/workspaces").json()["items"] == []
@@ -53,8 +53,9 @@ def test_flow_create_with_a_wrong_token_names_the_host(daemons, tmp_path, monkey
     h = daemons(token="right")
     (tmp_path / "flow.yml").write_text("!Flow\nversion: 1\npods:\n  - name: a\n")
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "wrong.token").write_text("wrong\n")
     result = CliRunner().invoke(cli, ["flow", "create", "flow.yml", "--host", f"127.0.0.1:{h.port}",
-                                      "--token", "wrong"])
+                                      "--token-file", str(tmp_path / "wrong.token")])
     assert result.exit_code != 0 and f"127.0.0.1:{h.port}" in result.output and "wrong token" in result.output
 
 
@@ -105,7 +106,13 @@ def test_ping_unreachable_exits_4():
     assert result.exit_code == 4 and "unreachable" in result.output
 
 
-def test_exit_codes_are_the_same_in_every_command(daemons):
+def _token_file(tmp_path, token: str):
+    path = tmp_path / f"{token}.token"
+    path.write_text(token + "\n")
+    return str(path)
+
+
+def test_exit_codes_are_the_same_in_every_command(daemons, tmp_path):
     """0 fine, 1 usage, 2 failed, 4 unreachable: `flow ls` and `ping` agree on a closed port."""
     from jinad_testkit import free_port
 
@@ -131,17 +138,18 @@ def test_exit_codes_are_the_same_in_every_command(daemons):
     result = CliRunner().invoke(cli, ["flow", "ls", "--host", "127.0.0.1:70000"])
     assert "port 70000 is out of range 1-65535" in result.output and "Connection refused" not in result.output
 
-    code, out = run("flow", "ls", "--host", f"http://127.0.0.1:{h.port}", "--token", "t", "--json")
+    code, out = run("flow", "ls", "--host", f"http://127.0.0.1:{h.port}", "--token-file", str(h.token_file), "--json")
     assert code == 0 and json.loads(out) == []  # a URL is a host too: no ':8000' appended to it
-    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token", "wrong"])
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token-file",
+                                      _token_file(tmp_path, "wrong")])
     assert result.exit_code == 2 and "wrong token" in result.output
     result = CliRunner().invoke(cli, ["flow", "delete", "jflow-" + "0" * 32, "--host", f"127.0.0.1:{h.port}",
-                                      "--token", "t"])
+                                      "--token-file", str(h.token_file)])
     assert result.exit_code == 2 and "no flow with id" in result.output and '"detail"' not in result.output
 
 
 def test_a_local_daemons_token_file_is_used_when_no_token_is_given(daemons, tmp_path, monkeypatch):
-    """The CLI's token source: --token / JINAD_TOKEN first, else <JINAD_HOME>/token for a loopback host."""
+    """The CLI's token source: --token-file / JINAD_TOKEN first, else <JINAD_HOME>/token for a loopback host."""
     h = daemons(token="from-the-file")
     home = tmp_path / "jinad-home"
     home.mkdir()
@@ -150,11 +158,14 @@ def test_a_local_daemons_token_file_is_used_when_no_token_is_given(daemons, tmp_
     monkeypatch.setenv("JINAD_HOME", str(home))
     code, out = run("flow", "ls", "--host", f"127.0.0.1:{h.port}", "--json")
     assert code == 0 and json.loads(out) == []
-    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token", "other"])
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token-file",
+                                      _token_file(tmp_path, "other")])
     assert result.exit_code == 2 and "wrong token" in result.output  # an explicit token wins
     monkeypatch.setenv("JINAD_HOME", str(tmp_path / "nowhere"))
     result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}"])
     assert result.exit_code == 2 and "missing bearer token" in result.output
+    result = CliRunner().invoke(cli, ["flow", "ls", "--host", f"127.0.0.1:{h.port}", "--token", "from-the-file"])
+    assert result.exit_code != 0 and "--token-file" in result.output  # never a token in argv
 
 
 def test_a_flow_that_cannot_start_shows_the_daemons_message_and_log_tail(daemons, tmp_path, monkeypatch):

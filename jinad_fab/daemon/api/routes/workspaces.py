@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ....schemas import WorkspaceId, WorkspaceList, WorkspacePublic
-from ...auth import check_token
 from ...workspaces import read_upload
 from ..deps import ManagerDep, SettingsDep
 
-router = APIRouter(prefix="/workspaces", tags=["workspaces"], dependencies=[Depends(check_token)])
+router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 
 _UPLOAD_BODY = {
     "requestBody": {

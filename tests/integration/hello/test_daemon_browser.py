@@ -1,0 +1,118 @@
+"""A default `jinad` against a real browser: a page on another loopback origin cannot use it."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import pathlib
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "daemon"))
+from jinad_testkit import FLOW_YML, Daemon, free_port, reap  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ATTACK_PAGE = """<!doctype html><html><head><title>start</title></head><body>
+<form id="f" method="POST" enctype="multipart/form-data" action="{daemon}/workspaces" target="sink">
+  <input type="file" name="files" id="inp" multiple></form>
+<iframe name="sink" id="sink"></iframe>
+<script>
+const D = "{daemon}";
+const flow = {flow};
+function parts() {{
+  const fd = new FormData();
+  fd.append("files", new Blob([flow]), "flow.yml");
+  fd.append("files", new Blob(["./pkg\\n"]), "requirements.txt");
+  return fd;
+}}
+async function attack() {{
+  // a "simple" request: no preflight, the browser sends it and only hides the answer
+  try {{ await fetch(D + "/workspaces", {{method: "POST", body: parts(), mode: "no-cors"}}); }} catch (e) {{}}
+  let cors = "sent";
+  try {{ const r = await fetch(D + "/workspaces", {{method: "POST", body: parts()}}); cors = "read " + r.status; }}
+  catch (e) {{ cors = "blocked"; }}
+  document.body.dataset.cors = cors;
+  const dt = new DataTransfer();
+  dt.items.add(new File([flow], "flow.yml"));
+  document.getElementById("inp").files = dt.files;
+  document.getElementById("sink").onload = () => {{ document.title = "done"; }};
+  document.getElementById("f").submit();
+}}
+attack();
+</script></body></html>"""
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path / "home").start()
+    yield d
+    d.stop()
+    reap(d.home)
+
+
+@pytest.fixture
+def attack_site(daemon):
+    """An ordinary web server on another loopback port (another origin) serving the attack page."""
+    page = ATTACK_PAGE.format(daemon=daemon.url, flow=repr(FLOW_YML)).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _wait_title(browser, title: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while browser.title != title:
+        assert time.monotonic() < deadline, f"page title stayed {browser.title!r}"
+        time.sleep(0.1)
+
+
+def test_a_page_on_another_origin_creates_nothing(browser, daemon, attack_site):
+    browser.get(attack_site)
+    _wait_title(browser, "done")
+    assert browser.find_element("tag name", "body").get_attribute("data-cors") == "blocked"
+    time.sleep(1)  # a build would start right after the upload: give one the chance to show
+    with daemon.client() as c:
+        assert c.get("/workspaces").json()["items"] == []
+    ws_dir = daemon.home / "workspaces"
+    assert not ws_dir.exists() or list(ws_dir.iterdir()) == []
+
+
+def test_a_rebound_name_gets_403_in_the_browser(tmp_path, daemon):
+    """Chromium resolves an attacker's name to 127.0.0.1 (as DNS rebinding would): the daemon refuses."""
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/setup.d/50-chromium.sh installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                "--host-resolver-rules=MAP rebind.test 127.0.0.1"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.get(f"http://rebind.test:{daemon.port}/workspaces?token={daemon.token}")
+        assert "Host header" in driver.find_element("tag name", "body").text
+    finally:
+        driver.quit()
+    assert httpx.get(daemon.url + "/alive").status_code == 200
