@@ -18,13 +18,12 @@ import zipfile
 from collections.abc import AsyncIterator
 from typing import IO, Any
 
-import yaml
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from .. import jinadfile
-from ..errors import Invalid, PayloadTooLarge, Unprocessable
+from .. import jinadfile, safe_yaml
+from ..errors import BadConfig, Invalid, PayloadTooLarge, Unprocessable
 
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
@@ -276,27 +275,10 @@ def parse_jinad(text: str) -> dict[str, Any]:
     return jinadfile.parse(text).as_dict()
 
 
-class _CheckLoader(yaml.SafeLoader):
-    """Accepts local ``!Tags`` (``!Flow``, executor classes) as plain data; ``!!python/*`` stays refused."""
-
-
-def _local_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
-
-
-_CheckLoader.add_multi_constructor("!", _local_tag)
-
-
 def check_yaml(path: pathlib.Path) -> Any:
-    """Load a YAML file the safe way, or raise :class:`Invalid` (e.g. for a ``!!python/...`` tag)."""
+    """Load a YAML file the safe way (local ``!Tags`` read as plain data), or raise :class:`Invalid`
+    (e.g. for a ``!!python/...`` tag)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=_CheckLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise bad(f"{path.name} is not acceptable YAML: {str(exc)[:300]}") from exc
-    except UnicodeDecodeError as exc:
-        raise bad(f"{path.name} is not UTF-8 text") from exc
+        return safe_yaml.load_file(path, mode="check", what=f"YAML in {path.name}", name=path.name)
+    except BadConfig as exc:
+        raise bad(str(exc)[:400]) from exc

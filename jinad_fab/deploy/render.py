@@ -21,9 +21,10 @@ from typing import Any
 
 import jinja2
 import jinja2.sandbox
-import yaml
 
+from .. import safe_yaml
 from ..errors import BadConfig
+from ..safe_yaml import Tagged
 from . import assets
 from .inventory import Host, Inventory
 from .placement import Placement, apply, place, pod_specs
@@ -36,55 +37,12 @@ ROLE_DEFAULTS = ("roles", "jinad", "defaults", "main.yml")
 # ---- YAML that keeps local tags ---------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Tagged:
-    """A YAML node with a local tag (``!Flow``), kept so the rendered YAML has it too."""
-
-    tag: str
-    value: Any
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_tagged(loader: _Loader, suffix: str, node: yaml.Node) -> Tagged:
-    if isinstance(node, yaml.MappingNode):
-        value: Any = loader.construct_mapping(node, deep=True)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_scalar(node)
-    return Tagged("!" + suffix, value)
-
-
-_Loader.add_multi_constructor("!", _construct_tagged)
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _represent_tagged(dumper: _Dumper, data: Tagged) -> yaml.Node:
-    if isinstance(data.value, Mapping):
-        return dumper.represent_mapping(data.tag, data.value)
-    if isinstance(data.value, list):
-        return dumper.represent_sequence(data.tag, data.value)
-    return dumper.represent_scalar(data.tag, str(data.value))
-
-
-_Dumper.add_representer(Tagged, _represent_tagged)
-
-
 def load_yaml(text: str, what: str = "YAML") -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise BadConfig(f"invalid {what}: {exc}") from exc
+    """Flow YAML to render: local tags (``!Flow``) kept as :class:`Tagged`, so they are written back."""
+    return safe_yaml.loads(text, mode="keep", name=what, what=what)
 
 
-def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+dump_yaml = safe_yaml.dumps
 
 
 # ---- the sandbox -------------------------------------------------------------------------------

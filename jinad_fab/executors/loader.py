@@ -1,8 +1,7 @@
 """Load Executors from a class, a built-in name, a `.yml` file, inline YAML or a dict. Safe YAML only.
 
-YAML is read with a SafeLoader subclass on which exactly two kinds of tags are registered:
-``!Flow`` (a Flow file) and ``!Name`` on a mapping (read as ``{"jtype": "Name", ...}``, the old
-executor form). Every ``!!python/...`` tag stays unknown and is refused.
+YAML is read by :mod:`jinad_fab.safe_yaml` in its ``construct`` mode: ``!Name`` on a mapping reads
+as ``{"jtype": "Name", ...}`` (the old executor form); every ``!!python/...`` tag is refused.
 """
 
 from __future__ import annotations
@@ -13,47 +12,14 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
-
+from .. import safe_yaml
 from ..errors import BadConfig, ExecutorNotFound
 from . import builtins as _builtins
 from .base import Executor, registered
 
-__all__ = ["SafeLoader", "load_yaml", "load_executor", "import_py_modules", "executor_spec"]
+__all__ = ["load_executor", "import_py_modules", "executor_spec"]
 
 _EXEC_KEYS = {"jtype", "with", "metas", "py_modules", "requests"}
-
-
-class SafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader plus this project's explicitly registered tags."""
-
-
-def _flow_constructor(loader: SafeLoader, node: yaml.Node) -> dict:
-    if not isinstance(node, yaml.MappingNode):
-        raise yaml.constructor.ConstructorError(None, None, "!Flow must tag a mapping", node.start_mark)
-    data = loader.construct_mapping(node, deep=True)
-    data["__kind__"] = "Flow"
-    return data
-
-
-def _local_tag(loader: SafeLoader, suffix: str, node: yaml.Node) -> dict:
-    if suffix == "Flow":
-        return _flow_constructor(loader, node)
-    if not isinstance(node, yaml.MappingNode):
-        raise yaml.constructor.ConstructorError(None, None, f"tag !{suffix} must tag a mapping", node.start_mark)
-    data = loader.construct_mapping(node, deep=True)
-    return {"jtype": suffix, **data}
-
-
-SafeLoader.add_multi_constructor("!", _local_tag)
-
-
-def load_yaml(source: str, *, what: str = "YAML") -> Any:
-    """Parse YAML text with :class:`SafeLoader`; errors become BadConfig with the line number."""
-    try:
-        return yaml.load(source, Loader=SafeLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise BadConfig(f"invalid {what}: {exc}") from exc
 
 
 def import_py_modules(paths: Iterable[str], base_dir: str | None = None) -> None:
@@ -109,13 +75,12 @@ def executor_spec(uses: Any, base_dir: str | None = None) -> tuple[dict, str | N
             path = text if os.path.isabs(text) or base_dir is None else os.path.join(base_dir, text)
             if not os.path.isfile(path):
                 raise ExecutorNotFound(uses, f"file {path!r} does not exist")
-            with open(path, encoding="utf-8") as fh:
-                spec = load_yaml(fh.read(), what=f"Executor config {path}")
+            spec = safe_yaml.load_file(path, what="Executor config")
             base_dir = os.path.dirname(os.path.abspath(path))
             if not isinstance(spec, dict):
                 raise ExecutorNotFound(uses, "the YAML file must hold a mapping with `jtype:`")
         elif "\n" in text or text.startswith(("jtype:", "!")):
-            spec = load_yaml(text, what="inline Executor config")
+            spec = safe_yaml.loads(text, name="<inline uses>", what="inline Executor config")
             if not isinstance(spec, dict):
                 raise ExecutorNotFound(uses, "inline YAML must be a mapping with `jtype:`")
         else:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import yaml
-
+from .. import safe_yaml
 from ..errors import BadConfig
-from ..executors.loader import load_yaml
 from .builder import GATEWAY, SECRET_KEYS, Flow, order_by_needs
 from .spec import FlowSpec, PodSpec, did_you_mean, refuse_unknown
 
@@ -20,13 +18,12 @@ def load_flow(source: str, *, fork: bool = False) -> Flow:
     if "\n" not in source and source.endswith((".yml", ".yaml")):
         if not os.path.isfile(source):
             raise BadConfig(f"Flow file {source!r} does not exist")
-        with open(source, encoding="utf-8") as fh:
-            text = fh.read()
         base_dir = os.path.dirname(os.path.abspath(source))
         what = f"Flow file {source}"
+        data = safe_yaml.load_file(source, what=what)
     else:
-        text, what = source, "Flow YAML"
-    data = load_yaml(text, what=what)
+        what = "Flow YAML"
+        data = safe_yaml.loads(source, name="<Flow YAML string>", what=what)
     return flow_from_dict(data, base_dir=base_dir, what=what, fork=fork)
 
 
@@ -116,13 +113,8 @@ def flow_to_dict(flow: Flow) -> dict[str, Any]:
     return data
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
 def dump_flow(flow: Flow) -> str:
-    body = yaml.dump(flow_to_dict(flow), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-    return "!Flow\n" + body
+    return safe_yaml.dumps(safe_yaml.Tagged("!Flow", flow_to_dict(flow)))
 
 
 def save_flow(flow: Flow, path: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 from jinad_fab import Document, DocumentArray, Executor, requests
 from jinad_fab.errors import BadConfig, ExecutorNotFound
 from jinad_fab.executors import load_executor
-from jinad_fab.executors.loader import load_yaml
+from jinad_fab.safe_yaml import loads as load_yaml
 
 
 class Tagger(Executor):
