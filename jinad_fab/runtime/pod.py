@@ -22,6 +22,10 @@ from .child import ChildProcess, stop_all
 from .sockets import connect_host, ctrl_request, make_context
 
 DEFAULT_POLLING = {"/search": "all", "*": "id"}
+# what the Pod itself consumes (counts, routing, its processes' env and start-up, its own wiring);
+# every other argument is an option of its Peas and is handed to each of them as it is
+POD_OWN_KEYS = frozenset({"name", "host", "parallel", "shards", "polling", "env", "gpus", "timeout_ready",
+                          "port_in", "port_ctrl", "num_parts", "upstream", "log_json", "targets"})
 
 
 def routing(polling: str | dict | None) -> dict[str, str]:
@@ -87,8 +91,8 @@ class Pod:
 
     def _pea_args(self, shard: int | None, replica: int, num_parts: int) -> dict:
         a = self.args
-        pea = {k: a[k] for k in ("uses", "uses_with", "uses_metas", "py_modules", "workspace", "base_dir")
-               if a.get(k) is not None}
+        # every option that is not the Pod's own is its Peas': a Pea option added to the spec reaches them
+        pea = {k: v for k, v in a.items() if k not in POD_OWN_KEYS and v is not None}
         label = self.name
         if self.shards > 1:
             label += f"/shard-{shard}"

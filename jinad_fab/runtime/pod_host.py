@@ -95,8 +95,8 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     return code
 
 
-_PEA_KEYS = ("name", "uses", "uses_with", "uses_metas", "py_modules", "host", "port_in", "port_ctrl", "workspace",
-             "num_parts", "upstream", "base_dir", "targets")
+# a Pod of one Pea hands that Pea everything but its counts, routing and process set-up (applied here)
+_NOT_FOR_THE_PEA = frozenset({"parallel", "shards", "polling", "env", "gpus", "timeout_ready", "log_json"})
 
 
 def _run_single(args: dict, report, die_with_parent: bool) -> int:
@@ -111,7 +111,7 @@ def _run_single(args: dict, report, die_with_parent: bool) -> int:
     for key, value in (args.get("env") or {}).items():
         os.environ[str(key)] = str(value)
     host = args.get("host") or "127.0.0.1"
-    pea_args = {k: args[k] for k in _PEA_KEYS if args.get(k) is not None}
+    pea_args = {k: v for k, v in args.items() if k not in _NOT_FOR_THE_PEA and v is not None}
     pea_args["pod"] = args.get("name") or "pod"
 
     def as_pod(event: dict) -> None:
