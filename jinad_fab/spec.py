@@ -74,6 +74,9 @@ class PeaOptions(_Spec):
         None, description="keyword arguments of the Executor's __init__ (override its YAML `with:`)")
     uses_metas: dict[str, Any] | None = Field(
         None, description="Executor metas (name, workspace, ...) overriding its YAML `metas:`")
+    uses_requests: dict[str, str] | None = Field(
+        None, description="bind endpoints to the Executor's methods by name, over its @requests "
+                          "(and its YAML `requests:`), e.g. {'/search': 'encode'}")
     py_modules: list[str] | None = Field(
         None, description="Python files to import first so the Executor class they define is found")
     env: dict[str, str] | None = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import BadConfig
@@ -25,12 +25,16 @@ def requests(func: Callable | None = None, *, on: str | list[str] | None = None)
         for t in targets:
             if not isinstance(t, str) or not t:
                 raise BadConfig(f"@requests(on=...) takes endpoint names, got {t!r}")
-        fn._jf_endpoints = [t if t == DEFAULT_ENDPOINT or t.startswith("/") else "/" + t for t in targets]
+        fn._jf_endpoints = [_endpoint(t) for t in targets]
         return fn
 
     if func is not None and callable(func):
         return mark(func)
     return mark
+
+
+def _endpoint(name: str) -> str:
+    return name if name == DEFAULT_ENDPOINT or name.startswith("/") else "/" + name
 
 
 def registered(name: str) -> type[Executor] | None:
@@ -95,6 +99,25 @@ class Executor:
             found = (fn, names)
         self._handlers[endpoint] = found
         return found
+
+    def bind_requests(self, table: Mapping[str, str]) -> None:
+        """Bind endpoints to methods by name, over the class's ``@requests`` (the Pod option
+        ``uses_requests``, or ``requests:`` in the Executor's YAML): ``{'/search': 'encode'}``."""
+        if not isinstance(table, Mapping):
+            raise BadConfig(f"{type(self).__name__}: requests must map endpoints to method names, got {table!r}")
+        bound = dict(self._jf_table)
+        for endpoint, attr in table.items():
+            if not isinstance(endpoint, str) or not endpoint:
+                raise BadConfig(f"{type(self).__name__}: requests takes endpoint names, got {endpoint!r}")
+            method = getattr(self, attr, None) if isinstance(attr, str) and not attr.startswith("_") else None
+            if not callable(method):
+                known = sorted({a for a in dir(type(self)) if not a.startswith("_")
+                                and callable(getattr(type(self), a, None))} - set(dir(Executor)))
+                raise BadConfig(f"{type(self).__name__}: requests {endpoint!r} -> {attr!r}: no such method "
+                                f"(its methods: {', '.join(known) or 'none'})")
+            bound[_endpoint(endpoint)] = attr
+        self._jf_table = bound
+        self._handlers.clear()
 
     @property
     def endpoints(self) -> list[str]:

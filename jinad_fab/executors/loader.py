@@ -97,8 +97,9 @@ def executor_spec(uses: Any, base_dir: str | None = None) -> tuple[dict, str | N
 
 def load_executor(uses: Any, *, uses_with: dict | None = None, uses_metas: dict | None = None,
                   py_modules: Iterable[str] = (), base_dir: str | None = None,
-                  runtime_args: dict | None = None) -> Executor:
-    """Build an Executor instance from any supported `uses` form."""
+                  runtime_args: dict | None = None, uses_requests: dict | None = None) -> Executor:
+    """Build an Executor instance from any supported `uses` form; ``uses_requests`` (over the YAML's
+    ``requests:``) binds endpoints to its methods by name."""
     spec, spec_dir = executor_spec(uses, base_dir)
     metas = dict(spec.get("metas") or {})
     mods = list(spec.get("py_modules") or []) + list(metas.pop("py_modules", None) or [])
@@ -109,6 +110,10 @@ def load_executor(uses: Any, *, uses_with: dict | None = None, uses_metas: dict 
     kwargs = dict(spec.get("with") or {})
     kwargs.update(uses_with or {})
     try:
-        return cls(metas=metas, runtime_args=runtime_args, **kwargs)
+        executor = cls(metas=metas, runtime_args=runtime_args, **kwargs)
     except TypeError as exc:
         raise BadConfig(f"cannot construct {cls.__name__} with {sorted(kwargs)}: {exc}") from exc
+    for table in (spec.get("requests"), uses_requests):
+        if table:
+            executor.bind_requests(table)
+    return executor

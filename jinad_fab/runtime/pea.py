@@ -73,7 +73,8 @@ class PeaRuntime:
             runtime_args = {k: a.get(k) for k in ("shard_id", "replica_id", "shards", "parallel")}
             self.executor = load_executor(a.get("uses") or "_pass", uses_with=a.get("uses_with"),
                                           uses_metas=_metas(a), py_modules=a.get("py_modules") or (),
-                                          base_dir=a.get("base_dir"), runtime_args=runtime_args)
+                                          base_dir=a.get("base_dir"), runtime_args=runtime_args,
+                                          uses_requests=a.get("uses_requests"))
 
     def bind(self) -> dict:
         self.ctx = make_context()

@@ -241,3 +241,38 @@ def test_a_dropped_log_stream_resumes_from_its_last_line(daemons, project, capfd
         wait_for(r"lf \| lf: /index request .*\n(.*\n)*.*lf \| lf: /index request", err)
     lines = [x for x in "".join(err).splitlines() if "lf | lf: /index request" in x]
     assert len(lines) == 2 and len(set(lines)) == 2, lines
+
+
+TWO_WAYS = textwrap.dedent("""
+    from jinad_fab import Executor, requests
+
+    class TwoWays(Executor):
+        @requests(on="/index")
+        def upper(self, docs):
+            for d in docs:
+                d.text = d.text.upper()
+
+        def lower(self, docs):
+            for d in docs:
+                d.text = d.text.lower()
+
+        def exclaim(self, docs):
+            for d in docs:
+                d.text += "!"
+""")
+
+
+def test_uses_requests_replicas_and_polling_reach_the_remote_side(daemons, project):
+    """Options added to the Pod spec reach a daemon's Pods with no list of keys to update: a Pod of
+    one Pea (run as that Pea) and a Pod of replicas and shards both bind endpoints as told."""
+    (project / "two.py").write_text(TWO_WAYS)
+    h = daemons()
+    two = {"uses": "TwoWays", "py_modules": ["two.py"], "host": _host(h)}
+    f = (Flow().add(name="one", uses_requests={"/index": "lower"}, **two)
+         .add(name="many", replicas=2, shards=2, polling="all", uses_requests={"/index": "exclaim"}, **two))
+    with f:
+        got = f.index([Document(id="a", text="MiXeD")])
+        pods = {p["args"]["name"]: p["args"] for p in _objects(h)["pods"]}
+    assert got.texts == ["mixed!"]  # without the rebinding both Pods would upper-case it
+    assert pods["one"]["uses_requests"] == {"/index": "lower"}
+    assert (pods["many"]["parallel"], pods["many"]["shards"], pods["many"]["polling"]) == (2, 2, "all")

@@ -87,3 +87,16 @@ class SlowStart(Executor):
     def mark(self, docs):
         for d in docs:
             d.tags["slow"] = True
+
+
+class TwoWays(Executor):
+    """/index upper-cases; `lower` is bound to nothing until uses_requests names it."""
+
+    @requests(on="/index")
+    def upper(self, docs):
+        for d in docs:
+            d.text = d.text.upper()
+
+    def lower(self, docs):
+        for d in docs:
+            d.text = d.text.lower()

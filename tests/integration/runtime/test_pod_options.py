@@ -64,3 +64,13 @@ def test_polling_all_or_any(execs, polling, index_all, search_all):
     if not index_all:
         shards = {d.tags["shard"] for d in indexed}
         assert shards == {0, 1, 2}  # twelve ids spread over all three shards
+
+
+@pytest.mark.parametrize("parallel", [1, 2])  # one Pea (no head), and replicas behind the Pod
+def test_uses_requests_binds_endpoints_to_methods_by_name(execs, parallel):
+    f = Flow().add(name="w", parallel=parallel, uses_requests={"/search": "lower", "/index": "lower"},
+                   **execs("TwoWays"))
+    with f:
+        assert f.index([Document(text="MiXeD")])[0].text == "mixed"  # over the class's @requests
+        assert f.search([Document(text="MiXeD")])[0].text == "mixed"
+        assert f.post("/other", [Document(text="MiXeD")])[0].text == "MiXeD"  # still bound to nothing

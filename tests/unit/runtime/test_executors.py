@@ -114,3 +114,35 @@ def test_py_module_that_raises_on_import_names_the_file(tmp_path):
 def test_workspace_is_per_shard(tmp_path):
     ex = Tagger(metas={"workspace": str(tmp_path), "name": "t"}, runtime_args={"shard_id": 1})
     assert ex.workspace == os.path.join(str(tmp_path), "t-shard1") and os.path.isdir(ex.workspace)
+
+
+def test_uses_requests_and_yaml_requests_rebind_endpoints(tmp_path):
+    from jinad_fab import Document, DocumentArray, Executor, requests
+
+    class Rebind(Executor):
+        @requests(on="/index")
+        def tag_a(self, docs):
+            for d in docs:
+                d.tags["by"] = "a"
+
+        def tag_b(self, docs):
+            for d in docs:
+                d.tags["by"] = "b"
+
+    def by(ex, endpoint):
+        docs = DocumentArray([Document()])
+        fn, _ = ex.handler_for(endpoint)
+        fn(docs=docs)
+        return docs[0].tags["by"]
+
+    ex = load_executor("Rebind", uses_requests={"index": "tag_b", "/search": "tag_a"})
+    assert by(ex, "/index") == "b" and by(ex, "/search") == "a"
+    assert by(load_executor("Rebind"), "/index") == "a"  # the class table is untouched
+    yml = tmp_path / "r.yml"
+    yml.write_text("jtype: Rebind\nrequests:\n  /index: tag_b\n")
+    assert by(load_executor(str(yml)), "/index") == "b"
+    assert by(load_executor(str(yml), uses_requests={"/index": "tag_a"}), "/index") == "a"  # the Pod option wins
+    with pytest.raises(BadConfig, match=r"'/index' -> 'tag_c': no such method \(its methods: tag_a, tag_b\)"):
+        load_executor("Rebind", uses_requests={"/index": "tag_c"})
+    with pytest.raises(BadConfig, match="no such method"):
+        load_executor("Rebind", uses_requests={"/x": "_handlers"})  # private attributes are not handlers
