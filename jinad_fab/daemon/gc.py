@@ -32,18 +32,15 @@ async def reconcile_forever(manager: Manager, interval: float) -> None:
 
 
 async def sweep(manager: Manager) -> dict[str, list[str]]:
-    """Run each runtime's ``sweep(live_objects, live_workspaces)`` if it has one."""
+    """Run each runtime's ``sweep(live_objects, live_workspaces)`` (part of the Runtime interface)."""
     live_states = (ObjectState.STARTING.value, ObjectState.RUNNING.value, ObjectState.STOPPING.value)
     live_objects = {r.id for kind in ("flow", "pod", "pea")
                     for r in manager.store.list(kind=kind, states=live_states)}
     live_workspaces = {r.id for r in manager.store.list(kind="workspace")}
     removed: dict[str, list[str]] = {}
     for name, rt in manager.runtimes.items():
-        fn = getattr(rt, "sweep", None)
-        if fn is None:
-            continue
         try:
-            removed[name] = await asyncio.to_thread(fn, live_objects, live_workspaces)
+            removed[name] = await asyncio.to_thread(rt.sweep, live_objects, live_workspaces)
         except Exception as exc:  # an engine hiccup must not stop housekeeping
             log.warning("sweep of the %s runtime failed: %s", name, exc)
     return removed

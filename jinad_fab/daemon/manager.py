@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from ..errors import Busy, Conflict, DaemonError, Invalid, NotFound, StartFailed
+from ..launch.command import POD_PORTS
 from ..schemas import ObjectState, PeaCreate, PodCreate, WorkspaceState, new_id
 from . import logs
 from . import workspaces as wsfiles
@@ -220,9 +221,9 @@ class Manager:
             raise Invalid(f"no file {str(rel)!r} in workspace {wid}")
         await asyncio.to_thread(wsfiles.check_yaml, path)
         fid = new_id("flow")
-        args = ["flow", "--yaml", str(rel), "--status-file", str(self.status_path(fid)),
-                "--host", self.settings.bind_host_for_objects, "--log-json"]
-        return await self._start(ws, fid, "flow", args, {"filename": str(rel)})
+        spec = LaunchSpec(object_id=fid, kind="flow", status_file=self.status_path(fid), flow_yaml=str(rel),
+                          host=self.settings.bind_host_for_objects)
+        return await self._start(ws, spec, {"filename": str(rel)})
 
     async def start_pod(self, kind: str, wid: str, body: PodCreate | PeaCreate) -> Record:
         ws = self._active_workspace(wid)
@@ -237,24 +238,21 @@ class Manager:
             if not wsfiles.confined(self.context(ws).root, wsfiles.safe_relpath(mod)).is_file():
                 raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}")
         oid = new_id(kind)
-        args["host"] = self.settings.bind_host_for_objects
-        args["workspace"] = str(self.context(ws).root)
-        runtime_args = [kind, "--args-json", json.dumps(args), "--status-file", str(self.status_path(oid)),
-                        "--log-json"]
-        ports = [p for p in (args.get("port_in"), args.get("port_ctrl")) if p]
-        return await self._start(ws, oid, kind, runtime_args, {"args": body.model_dump()}, ports, gpus=body.gpus)
+        ports = {key: args.pop(key, None) for key in POD_PORTS}
+        args.pop("host", None)
+        args.pop("workspace", None)  # each runtime says where the workspace is, as the object sees it
+        spec = LaunchSpec(object_id=oid, kind=kind, status_file=self.status_path(oid), args=args,
+                          host=self.settings.bind_host_for_objects, ports=ports, gpus=body.gpus)
+        return await self._start(ws, spec, {"args": body.model_dump()})
 
-    async def _start(self, ws: Record, oid: str, kind: str, runtime_args: list[str], data: dict[str, Any],
-                     ports: list[int] | None = None, gpus: Any = None) -> Record:
+    async def _start(self, ws: Record, spec: LaunchSpec, data: dict[str, Any]) -> Record:
         rt = self.runtime_for(ws)
+        oid, kind = spec.object_id, spec.kind
         log_path = self.log_path(oid)
-        status_file = self.status_path(oid)
-        status_file.unlink(missing_ok=True)
+        spec.status_file.unlink(missing_ok=True)
         self.store.insert(Record(id=oid, kind=kind, workspace_id=ws.id, state=ObjectState.STARTING.value,
                                  runtime=ws.runtime, data=data))
-        logs.event(log_path, f"starting {kind} in workspace {ws.id}", args=runtime_args[:1] + runtime_args[3:4])
-        spec = LaunchSpec(object_id=oid, kind=kind, runtime_args=runtime_args,  # type: ignore[arg-type]
-                          status_file=status_file, ports=ports or [], gpus=gpus)
+        logs.event(log_path, f"starting {kind} in workspace {ws.id}", args=[kind, str(spec.status_file)])
         async with self._lock(oid):
             try:
                 handle = await asyncio.to_thread(rt.start, self.context(ws), spec, log_path)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from ..runtime import entry
@@ -15,13 +16,18 @@ from ..runtime import entry
 KINDS = (*entry.KINDS, "flow", "zygote")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = entry.parser("python -m jinad_fab.launch", KINDS)
     p.add_argument("--yaml", help="flow: the Flow YAML file")
     p.add_argument("--host", default=None, help="flow: address the Gateway binds")
     p.add_argument("--port-http", type=int, default=None)
     p.add_argument("--port-native", type=int, default=None)
     p.add_argument("--socket", help="zygote: the unix socket it listens on")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
     ns = p.parse_args(argv)
     entry.arm_orphan_check(ns)
     if ns.kind == "zygote":

@@ -18,6 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integratio
 from test_runtime_contract import (  # noqa: E402
     test_build_start_status_stop_adopt,  # noqa: F401
     test_failed_build_raises_build_error,  # noqa: F401
+    test_sweep_removes_what_no_record_owns_and_nothing_else,  # noqa: F401
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -54,7 +55,7 @@ def _bare_workspace(tmp_path, engine, rt) -> WorkspaceContext:
 def test_gpus_become_the_exact_device_request(runtime, engine, tmp_path, gpus, expected):
     # No GPU here: create the container (never start it) and read back what the engine stored.
     ws = _bare_workspace(tmp_path, engine, runtime)
-    spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", runtime_args=["pea"],
+    spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea",
                       status_file=tmp_path / "run" / "pea.json", gpus=gpus)
     container = runtime.create(ws, spec, tmp_path / "pea.log")
     try:
@@ -72,7 +73,7 @@ def test_no_gpus_no_device_request_and_limits_apply(engine, tmp_path):
     rt = DockerRuntime(tmp_path / "state", DockerOptions(daemon_id=daemon_id, cpus=0.5, memory="256m"))
     try:
         ws = _bare_workspace(tmp_path, engine, rt)
-        spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", runtime_args=["pea"],
+        spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea",
                           status_file=tmp_path / "run" / "pea.json")
         container = rt.create(ws, spec, None)
         host_config = container.attrs["HostConfig"]
@@ -87,7 +88,7 @@ def test_sweep_removes_what_no_record_owns(runtime, engine, tmp_path):
     kept, dropped = _bare_workspace(tmp_path, engine, runtime), _bare_workspace(tmp_path, engine, runtime)
     ids = {}
     for ws in (kept, dropped):
-        spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", runtime_args=["pea"],
+        spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea",
                           status_file=tmp_path / ws.id / "pea.json")
         runtime.create(ws, spec, None)
         ids[ws.id] = spec.object_id

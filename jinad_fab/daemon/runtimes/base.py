@@ -14,6 +14,7 @@ Life cycle, as the manager drives it::
     rt.stop(handle, timeout)                   # idempotent; returns once nothing is left running
     rt.adopt(handle)                           # after a daemon restart: find it again or report it gone
     rt.remove_workspace(ws)                    # DELETE /workspaces/{id}: drop venv / image / network
+    rt.sweep(live_objects, live_workspaces)    # now and then (daemon/gc.py): remove leftovers no record owns
     rt.close()                                 # daemon shutdown: release helpers; objects keep running
 
 Construction: the daemon builds each runtime with ``RuntimeClass.from_settings(settings)``
@@ -27,7 +28,8 @@ Rules for implementations:
   back to the daemon), and must never inherit the daemon's listening socket (``close_fds``).
 * Its stdout and stderr go to ``log_path`` (appended); the daemon writes its own JSON-lines
   events to the same file, and the log route turns any non-JSON line into a JSON object.
-* The process is ``python -m jinad_fab.launch <spec.runtime_args...>``; it writes
+* The process is ``python -m jinad_fab.launch <spec.argv(...)>``: the runtime builds the command
+  from the structured :class:`LaunchSpec` (never by rewriting another command line). It writes
   ``spec.status_file`` (a path on the *host*: a container runtime must mount its directory)
   once, atomically, with ``{"state": "ready", ...}`` or ``{"state": "failed", "error": ...}``.
 * A handle is a JSON-serialisable dict holding what is needed to find the object again with no
@@ -41,10 +43,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 from ...errors import JinadFabError
+from ...launch.command import FLOW_PORTS, POD_PORTS, launch_argv
 
 
 class BuildError(JinadFabError):
@@ -74,21 +77,46 @@ class WorkspaceContext:
     """What the last successful :meth:`Runtime.build` returned (interpreter path, image id...)."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LaunchSpec:
-    """One Flow / Pod / Pea to start."""
+    """One Flow / Pod / Pea to start, as structured values; each runtime turns it into its own
+    command (a venv's interpreter and host paths; a container's command, mounts and published
+    ports) with :func:`jinad_fab.launch.command.launch_argv`."""
 
     object_id: str
-    kind: Literal["flow", "pod", "pea"]
-    runtime_args: list[str]
-    """Arguments after ``python -m jinad_fab.launch`` (``pod --args-json ... --status-file ...``)."""
+    kind: Literal["flow", "pod", "pea", "gateway"]
     status_file: pathlib.Path
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
-    ports: list[int] = dataclasses.field(default_factory=list)
-    """Ports the object will listen on, when known in advance (a container runtime publishes them)."""
+    """Where the object reports ready/failed, on the *host* (a container runtime mounts its directory)."""
+    args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """A Pod/Pea/Gateway's arguments (a plain mapping: a Pod spec's dict form); not for a Flow."""
+    flow_yaml: str | None = None
+    """A Flow's YAML file, relative to the workspace."""
+    host: str | None = None
+    """The address the object binds (the runtime may override it: a container binds everywhere)."""
+    ports: Mapping[str, int | None] = dataclasses.field(default_factory=dict)
+    """Named ports (``port_in``/``port_ctrl``; ``port_http``/``port_native`` for a Flow). 0 or None:
+    the object picks one; a container runtime picks them in advance so it can publish them."""
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     gpus: str | int | list[str] | None = None
     """GPUs the object asks for: ``"all"``, a count, or device ids (see ``runtimes/gpus.py``).
     ``docker`` sends the matching DeviceRequest; ``process`` sets ``CUDA_VISIBLE_DEVICES``."""
+    log_json: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind == "flow" and not self.flow_yaml:
+            raise ValueError("a Flow is launched from its YAML file (flow_yaml)")
+
+    def port_names(self) -> tuple[str, ...]:
+        """The ports this kind of object listens on."""
+        return FLOW_PORTS if self.kind == "flow" else POD_PORTS
+
+    def argv(self, *, host: str | None = None, workspace: str | None = None,
+             ports: Mapping[str, int | None] | None = None, status_file: str | None = None) -> list[str]:
+        """The arguments after ``python -m jinad_fab.launch``, with what the runtime decides
+        (``host``, ``workspace``, ``ports``, ``status_file`` as the object sees them) in place."""
+        return launch_argv(self.kind, args=self.args, yaml=self.flow_yaml, host=host or self.host,
+                           workspace=workspace, ports=self.ports if ports is None else ports,
+                           status_file=status_file or str(self.status_file), log_json=self.log_json)
 
 
 @dataclasses.dataclass
@@ -145,6 +173,13 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def remove_workspace(self, workspace: WorkspaceContext) -> None:
         """Drop everything this runtime created for the workspace (venv, image, network)."""
+
+    @abc.abstractmethod
+    def sweep(self, live_objects: set[str], live_workspaces: set[str]) -> list[str]:
+        """Remove what this runtime started or made for this daemon that no live record owns any
+        more (objects whose id is not in ``live_objects``, per-workspace helpers and resources of
+        workspaces not in ``live_workspaces``); return one line per thing removed. Never touches
+        another daemon's things. Called from the daemon's housekeeping, in a worker thread."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most runtimes hold nothing
         """Daemon shutdown: release what the runtime holds (clients, helper processes).

@@ -28,19 +28,19 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-import json
 import os
 import pathlib
 import shutil
 import socket
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ... import gpus as _gpus
 from ... import jinadfile, templating
 from ...errors import BadConfig
+from ...launch.command import MODULE as LAUNCH_MODULE
 from . import wheelhouse
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
 
@@ -51,6 +51,7 @@ LABEL_KIND = "jinad.kind"
 IMAGE_REPO = "jinad-fab"
 CONTAINER_WORKSPACE = "/workspace"
 """Where rendered images hold the workspace's files (copied at build time, part of the hash)."""
+_STATUS_DIR = "/jinad/status"  # each object's own status directory, mounted from the host
 _CONTAINER_BIND = "0.0.0.0"  # inside the container; what the host sees is decided by publishing
 _LOG_TAIL = 25
 _SHARED_STEP = "/tmp/jinad-wheels"
@@ -314,9 +315,7 @@ class DockerRuntime(Runtime):
         for old in self._containers(**{LABEL_ID: object_id}):
             _quietly(old.remove, force=True)
         ws = dataclasses.replace(workspace, build_info=info)
-        spec = LaunchSpec(object_id=object_id, kind="pea", runtime_args=[], status_file=pathlib.Path(),
-                          ports=list(config.ports))
-        container = self._create(ws, spec, None, command=list(config.run), kind="run")
+        container = self._create(ws, object_id, "run", list(config.run), ports=list(config.ports))
         with _engine(BuildError, "start the project container"):
             try:
                 container.start()
@@ -330,14 +329,29 @@ class DockerRuntime(Runtime):
     # ---- objects --------------------------------------------------------------------------------
 
     def create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None) -> Any:
-        """Create (not start) the object's container: the exact request, open to inspection."""
-        args, ports = _publishable(spec.runtime_args, spec.ports, self.options.publish_host)
-        spec = dataclasses.replace(spec, runtime_args=_bind_everywhere(args), ports=ports)
-        return self._create(workspace, spec, log_path,
-                            command=["python", "-m", "jinad_fab.launch", *spec.runtime_args], kind=spec.kind)
+        """Create (not start) the object's container: the exact request, open to inspection.
 
-    def _create(self, workspace: WorkspaceContext, spec: LaunchSpec, log_path: pathlib.Path | None,
-                command: list[str], kind: str) -> Any:
+        The command is built here from the spec: the object binds every address inside the
+        container (what the host sees is decided by publishing), finds the workspace at the
+        image's copy of it, reports into its own mounted status directory, and every port it
+        would pick at random gets a fixed host port now, so it can be published."""
+        command, ports = self.command_for(spec)
+        return self._create(workspace, spec.object_id, spec.kind, command, env=spec.env,
+                            ports=list(dict.fromkeys(ports.values())), gpus=spec.gpus, log_path=log_path,
+                            status_file=spec.status_file)
+
+    def command_for(self, spec: LaunchSpec) -> tuple[list[str], dict[str, int]]:
+        """The container's command for ``spec`` and the ports it will listen on (all fixed)."""
+        host = self.options.publish_host
+        ports = {key: int(spec.ports.get(key) or 0) or _free_port(host) for key in spec.port_names()}
+        command = ["python", "-m", LAUNCH_MODULE,
+                   *spec.argv(host=_CONTAINER_BIND, workspace=CONTAINER_WORKSPACE, ports=ports,
+                              status_file=_status_inside(spec.status_file))]
+        return command, ports
+
+    def _create(self, workspace: WorkspaceContext, object_id: str, kind: str, command: list[str], *,
+                env: Mapping[str, str] | None = None, ports: list[int] | None = None, gpus: Any = None,
+                log_path: pathlib.Path | None = None, status_file: pathlib.Path | None = None) -> Any:
         import docker.types
 
         image = workspace.build_info.get("image")
@@ -347,33 +361,32 @@ class DockerRuntime(Runtime):
         user = workspace.build_info.get("user")
         uid = int(user.split(":")[0]) if user else None
         volumes: dict[str, dict[str, str]] = {}
-        env = dict(spec.env)
+        env = dict(env or {})
         env["JINAD_BIND_HOST"] = _CONTAINER_BIND
+        ports = list(ports or [])
         entrypoint = None
-        if kind != "run":
-            if spec.status_file and str(spec.status_file) not in ("", "."):
-                # The container writes its status into a directory of its own (it sees no other
-                # object's files); the path the daemon reads is a symlink to it.
-                own = self._object_dir(spec.object_id)
-                own.mkdir(parents=True, exist_ok=True)
-                _give(own, uid)
-                volumes[str(own)] = {"bind": "/jinad/status", "mode": "rw"}
-                command = _replace_option(command, "--status-file", f"/jinad/status/{spec.status_file.name}")
-                spec.status_file.parent.mkdir(parents=True, exist_ok=True)
-                spec.status_file.unlink(missing_ok=True)
-                spec.status_file.symlink_to(own / spec.status_file.name)
-            if log_path is not None:
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                log_path.touch(exist_ok=True)
-                _give(log_path, uid)
-                volumes[str(log_path)] = {"bind": "/jinad/object.log", "mode": "rw"}
-                # The container appends to the same log file as the daemon: it survives a daemon restart.
-                entrypoint = ["/bin/sh", "-c", 'exec "$@" >>/jinad/object.log 2>&1', "jinad"]
+        if status_file is not None:
+            # The container writes its status into a directory of its own (it sees no other
+            # object's files); the path the daemon reads is a symlink to it.
+            own = self._object_dir(object_id)
+            own.mkdir(parents=True, exist_ok=True)
+            _give(own, uid)
+            volumes[str(own)] = {"bind": _STATUS_DIR, "mode": "rw"}
+            status_file.parent.mkdir(parents=True, exist_ok=True)
+            status_file.unlink(missing_ok=True)
+            status_file.symlink_to(own / status_file.name)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.touch(exist_ok=True)
+            _give(log_path, uid)
+            volumes[str(log_path)] = {"bind": "/jinad/object.log", "mode": "rw"}
+            # The container appends to the same log file as the daemon: it survives a daemon restart.
+            entrypoint = ["/bin/sh", "-c", 'exec "$@" >>/jinad/object.log 2>&1', "jinad"]
         for path in volumes:
             if "docker.sock" in path:
                 raise StartError("refusing to mount the Docker socket into a workspace container")
         try:
-            requested = _gpus.parse(spec.gpus)
+            requested = _gpus.parse(gpus)
         except BadConfig as exc:
             raise StartError(str(exc)) from exc
         device_requests = None
@@ -381,10 +394,10 @@ class DockerRuntime(Runtime):
         if gpu_kwargs:
             device_requests = [docker.types.DeviceRequest(**gpu_kwargs)]
         kwargs: dict[str, Any] = dict(
-            image=image, command=command, entrypoint=entrypoint, name=f"jinad-{spec.object_id}",
-            labels=self._labels(workspace.id, spec.object_id, kind), environment=env,
+            image=image, command=command, entrypoint=entrypoint, name=f"jinad-{object_id}",
+            labels=self._labels(workspace.id, object_id, kind), environment=env,
             working_dir=CONTAINER_WORKSPACE if workspace.build_info.get("user") else None,
-            network=network, ports={f"{p}/tcp": (self.options.publish_host, p) for p in spec.ports},
+            network=network, ports={f"{p}/tcp": (self.options.publish_host, p) for p in ports},
             volumes=volumes, privileged=False, cap_drop=["ALL"], security_opt=["no-new-privileges"],
             device_requests=device_requests, detach=True, init=True, stdin_open=False, tty=False,
         )
@@ -564,65 +577,15 @@ def _daemon_id(home: pathlib.Path) -> Callable[[], str]:
     return read
 
 
-def _replace_option(args: list[str], option: str, value: str) -> list[str]:
-    out = list(args)
-    for i, arg in enumerate(out[:-1]):
-        if arg == option:
-            out[i + 1] = value
-    return out
-
-
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host if host not in ("", "0.0.0.0") else "127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _publishable(args: list[str], ports: list[int], host: str) -> tuple[list[str], list[int]]:
-    """Give every port the object would pick at random a fixed host port, so it can be published."""
-    out, ports = list(args), list(ports)
-    if out and out[0] == "flow":
-        for option in ("--port-http", "--port-native"):
-            if option in out[:-1]:
-                port = int(out[out.index(option) + 1])
-            else:
-                port = _free_port(host)
-                out += [option, str(port)]
-            ports.append(port)
-    elif "--args-json" in out[:-1]:
-        i = out.index("--args-json") + 1
-        try:
-            values = json.loads(out[i])
-        except ValueError:
-            values = None
-        if isinstance(values, dict):
-            for key in ("port_in", "port_ctrl"):
-                if key in values or key == "port_in":
-                    values[key] = int(values.get(key) or 0) or _free_port(host)
-                    ports.append(values[key])
-            out[i] = json.dumps(values)
-    return out, list(dict.fromkeys(ports))
-
-
-def _bind_everywhere(args: list[str]) -> list[str]:
-    """Inside a container a loopback bind is unreachable through a published port, so bind all;
-    the workspace is the image's copy of it."""
-    out = list(args)
-    for i, arg in enumerate(out[:-1]):
-        if arg == "--host":
-            out[i + 1] = _CONTAINER_BIND
-        elif arg == "--args-json":
-            try:
-                values = json.loads(out[i + 1])
-            except ValueError:
-                continue
-            if isinstance(values, dict):
-                if "host" in values:
-                    values["host"] = _CONTAINER_BIND
-                if "workspace" in values:
-                    values["workspace"] = CONTAINER_WORKSPACE
-                out[i + 1] = json.dumps(values)
-    return out
+def _status_inside(status_file: pathlib.Path) -> str:
+    """Where an object in a container writes the status file the daemon reads at ``status_file``."""
+    return f"{_STATUS_DIR}/{status_file.name}"
 
 
 def _give(path: pathlib.Path, uid: int | None) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -40,6 +41,7 @@ import psutil
 
 from ... import gpus
 from ...errors import BadConfig
+from ...launch.command import MODULE as LAUNCH_MODULE
 from .. import logs
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
 from .zygotes import MAX_SOCKET_PATH, Zygote, ZygoteError, ZygoteUnsure
@@ -50,6 +52,7 @@ _START_TIME_TOLERANCE = 0.5  # seconds; psutil derives start times from clock ti
 _ZYGOTE_START_TIMEOUT = 30.0
 # read by the interpreter or the dynamic loader before any of our code runs: a fork cannot apply them
 _STARTUP_ENV = ("PYTHON", "LD_")
+
 
 
 def _package_parent() -> pathlib.Path:
@@ -79,6 +82,9 @@ class ProcessRuntime(Runtime):
         self._zygote_failed: dict[str, str] = {}
         self._forked: dict[int, Zygote] = {}  # pid -> the zygote that forked it (it knows the exit code)
         self._socket_dir: pathlib.Path | None = None
+        self.objects_dir = self.run_dir / "objects"
+        """One small file per object started and not yet stopped (its handle): what a sweep checks
+        against the daemon's records, as docker checks its labelled containers."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProcessRuntime:
@@ -181,6 +187,33 @@ class ProcessRuntime(Runtime):
             self._zygote_log(workspace.id).unlink()
         shutil.rmtree(workspace.env_dir / "venv", ignore_errors=True)
 
+    def sweep(self, live_objects: set[str], live_workspaces: set[str]) -> list[str]:
+        """Stop the objects this runtime started whose record is gone (it keeps their handles in
+        ``objects_dir``; pid + start time make sure a reused pid is never signalled), and the
+        zygotes of workspaces that are gone."""
+        removed = []
+        with self._lock:
+            zygote_workspaces = [wid for wid in self._zygotes if wid not in live_workspaces]
+        for wid in zygote_workspaces:
+            self._drop_zygote(wid)
+            removed.append(f"zygote {wid}")
+        for path in sorted(self.objects_dir.glob("*.json")):
+            try:
+                handle = json.loads(path.read_text())
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+                continue
+            if handle.get("object_id") in live_objects:
+                continue
+            if self.status(handle).alive:
+                self.stop(handle, timeout=5.0)
+                removed.append(f"process {handle.get('pid')} ({handle.get('object_id')})")
+            path.unlink(missing_ok=True)
+        with self._lock:
+            for pid in [p for p, child in self._children.items() if child.poll() is not None]:
+                del self._children[pid]
+        return removed
+
     def close(self) -> None:
         """Daemon shutdown: stop the zygotes (the objects they forked keep running)."""
         with self._lock:
@@ -254,6 +287,7 @@ class ProcessRuntime(Runtime):
             raise StartError(f"workspace {workspace.id} has no built environment")
         venv = pathlib.Path(workspace.build_info.get("venv") or pathlib.Path(py).parent.parent)
         env = self._env(venv, spec.env)
+        argv = spec.argv(workspace=str(workspace.root))
         try:
             cuda = gpus.cuda_visible_devices(gpus.parse(spec.gpus))
         except BadConfig as exc:
@@ -266,7 +300,7 @@ class ProcessRuntime(Runtime):
                 if startup:
                     raise ZygoteError(f"{', '.join(startup)} must be set before the interpreter starts")
                 z = self._zygote_for(workspace, py, self._env(venv))
-                pid, start_time = z.spawn(spec.runtime_args, cwd=workspace.root, env=env, log_path=log_path)
+                pid, start_time = z.spawn(argv, cwd=workspace.root, env=env, log_path=log_path)
             except ZygoteUnsure as exc:
                 # it may have forked the object: starting another copy could run it twice
                 self._drop_zygote(workspace.id)
@@ -278,16 +312,29 @@ class ProcessRuntime(Runtime):
                     start_time = _create_time(pid)
                 with self._lock:
                     self._forked[pid] = z
-                return {"runtime": self.name, "pid": pid, "pgid": pid, "start_time": start_time,
-                        "forked": True}
-        return self._popen(py, workspace, spec, env, log_path)
+                return self._remember(spec, {"runtime": self.name, "pid": pid, "pgid": pid,
+                                             "start_time": start_time, "forked": True})
+        return self._remember(spec, self._popen([py, "-m", LAUNCH_MODULE, *argv], workspace, spec, env, log_path))
 
-    def _popen(self, py: str, workspace: WorkspaceContext, spec: LaunchSpec, env: dict[str, str],
+    def _remember(self, spec: LaunchSpec, handle: dict[str, Any]) -> dict[str, Any]:
+        handle["object_id"] = spec.object_id
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        path = self._object_file(spec.object_id)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(handle))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return handle
+
+    def _object_file(self, object_id: str) -> pathlib.Path:
+        return self.objects_dir / f"{pathlib.PurePath(object_id).name}.json"
+
+    def _popen(self, cmd: list[str], workspace: WorkspaceContext, spec: LaunchSpec, env: dict[str, str],
                log_path: pathlib.Path) -> dict[str, Any]:
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             proc = subprocess.Popen(
-                [py, "-m", "jinad_fab.launch", *spec.runtime_args], cwd=workspace.root,
+                cmd, cwd=workspace.root,
                 env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                 start_new_session=True, close_fds=True,
             )
@@ -362,6 +409,8 @@ class ProcessRuntime(Runtime):
                 child.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 pass
+        if handle.get("object_id") and not st.alive:
+            self._object_file(str(handle["object_id"])).unlink(missing_ok=True)
         return st
 
     def _wait_dead(self, handle: dict[str, Any], timeout: float) -> ObjectStatus:

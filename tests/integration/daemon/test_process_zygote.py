@@ -41,10 +41,8 @@ def _start(rt: ProcessRuntime, ws: WorkspaceContext, tmp_path: pathlib.Path, nam
            env: dict | None = None) -> tuple[dict, pathlib.Path]:
     status = tmp_path / f"{name}.json"
     log = tmp_path / f"{name}.log"
-    args = {"name": name, "uses": "_logforward", "host": "127.0.0.1", "workspace": str(ws.root)}
     spec = LaunchSpec(object_id="jpea-" + name.ljust(32, "0")[:32], kind="pea", status_file=status,
-                      runtime_args=["pea", "--args-json", json.dumps(args), "--status-file", str(status),
-                                    "--log-json"], env=env or {})
+                      args={"name": name, "uses": "_logforward"}, host="127.0.0.1", env=env or {})
     handle = rt.start(ws, spec, log)
     rt.started.append(handle)
     deadline = time.monotonic() + 60

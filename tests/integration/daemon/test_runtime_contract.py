@@ -68,10 +68,8 @@ def test_build_start_status_stop_adopt(runtime, tmp_path):
 
     status_file = tmp_path / "pea.json"
     log_path = tmp_path / "pea.log"
-    args = {"name": "contract", "uses": "_logforward", "host": "127.0.0.1", "workspace": str(ws.root)}
     spec = LaunchSpec(object_id="jpea-" + "b" * 32, kind="pea", status_file=status_file,
-                      runtime_args=["pea", "--args-json", json.dumps(args), "--status-file", str(status_file),
-                                    "--log-json"])
+                      args={"name": "contract", "uses": "_logforward"}, host="127.0.0.1")
     handle = runtime.start(ws, spec, log_path)
     try:
         assert handle["runtime"] == runtime.name
@@ -88,6 +86,44 @@ def test_build_start_status_stop_adopt(runtime, tmp_path):
     assert not runtime.stop(handle, timeout=1).alive  # idempotent
     assert not runtime.adopt(handle).alive
     runtime.remove_workspace(ws)
+
+
+def _ready_object(runtime: Runtime, ws: WorkspaceContext, tmp_path: pathlib.Path, object_id: str) -> dict:
+    status_file = tmp_path / f"{object_id}.json"
+    spec = LaunchSpec(object_id=object_id, kind="pea", status_file=status_file,
+                      args={"name": object_id[-6:], "uses": "_logforward"}, host="127.0.0.1")
+    handle = runtime.start(ws, spec, tmp_path / f"{object_id}.log")
+    report = _wait_status(status_file)
+    assert report["state"] == "ready", (tmp_path / f"{object_id}.log").read_text()
+    return handle
+
+
+def test_sweep_removes_what_no_record_owns_and_nothing_else(runtime, tmp_path):
+    ws = _ws(tmp_path, {"requirements.txt": "# nothing\n"})
+    ws.build_info = runtime.build(ws, lambda src, line: None)
+    kept_id, dropped_id = "jpea-" + "c" * 32, "jpea-" + "d" * 32
+    kept = _ready_object(runtime, ws, tmp_path, kept_id)
+    dropped = _ready_object(runtime, ws, tmp_path, dropped_id)
+    other = type(runtime).from_settings(DaemonSettings(home=tmp_path / "another-daemon"))
+    try:
+        # another daemon on the same host owns none of them: its sweep leaves them alone
+        assert other.sweep(set(), set()) == []
+        assert runtime.status(kept).alive and runtime.status(dropped).alive
+
+        removed = runtime.sweep(live_objects={kept_id}, live_workspaces={ws.id})
+        assert [r for r in removed if dropped_id in r] and not [r for r in removed if kept_id in r], removed
+        assert not runtime.status(dropped).alive
+        assert runtime.status(kept).alive
+
+        removed = runtime.sweep(live_objects=set(), live_workspaces=set())  # the workspace is gone too
+        assert [r for r in removed if kept_id in r], removed
+        assert not runtime.status(kept).alive
+        assert runtime.sweep(live_objects=set(), live_workspaces=set()) == []  # nothing left to find
+    finally:
+        other.close()
+        for handle in (kept, dropped):
+            runtime.stop(handle, timeout=5)
+        runtime.remove_workspace(ws)
 
 
 def test_failed_build_raises_build_error(runtime, tmp_path):

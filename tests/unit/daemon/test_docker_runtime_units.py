@@ -10,6 +10,7 @@ import pytest
 from jinad_fab import gpus
 from jinad_fab.daemon.runtimes import docker as rt
 from jinad_fab.daemon.runtimes import wheelhouse
+from jinad_fab.daemon.runtimes.base import LaunchSpec
 from jinad_fab.errors import BadConfig
 
 
@@ -38,18 +39,39 @@ def test_bad_gpu_requests_are_refused(value):
         gpus.parse(value)
 
 
-def test_objects_bind_all_inside_and_get_fixed_published_ports():
-    args, ports = rt._publishable(["flow", "--yaml", "f.yml", "--host", "127.0.0.1", "--port-http", "5001"], [],
-                                  "127.0.0.1")
-    assert args[args.index("--port-http") + 1] == "5001" and "--port-native" in args
-    assert ports[0] == 5001 and len(ports) == 2 and all(ports)
-    assert rt._bind_everywhere(args)[args.index("--host") + 1] == "0.0.0.0"
+def _launched(command: list[str]):
+    """What the object in the container will see: its command parsed by launch's own parser."""
+    from jinad_fab.launch.__main__ import parser
 
-    pod = ["pod", "--args-json", json.dumps({"host": "127.0.0.1", "port_in": 0, "workspace": "/host/ws"})]
-    args, ports = rt._publishable(pod, [], "127.0.0.1")
-    values = json.loads(rt._bind_everywhere(args)[2])
+    assert command[:3] == ["python", "-m", "jinad_fab.launch"]
+    return parser().parse_args(command[3:])
+
+
+def test_objects_bind_all_inside_and_get_fixed_published_ports(tmp_path):
+    runtime = rt.DockerRuntime(tmp_path / "state", rt.DockerOptions(daemon_id="jinad-test-units"))
+    flow = LaunchSpec(object_id="jflow-" + "a" * 32, kind="flow", status_file=tmp_path / "run" / "f.json",
+                      flow_yaml="f.yml", host="127.0.0.1", ports={"port_http": 5001})
+    command, ports = runtime.command_for(flow)
+    ns = _launched(command)
+    assert ns.kind == "flow" and ns.yaml == "f.yml" and ns.host == "0.0.0.0" and ns.log_json
+    assert ns.port_http == 5001 and ns.port_native > 0
+    assert ports == {"port_http": 5001, "port_native": ns.port_native}
+    assert ns.status_file == "/jinad/status/f.json"  # its own mounted directory, not the host's path
+
+    pod = LaunchSpec(object_id="jpod-" + "b" * 32, kind="pod", status_file=tmp_path / "run" / "p.json",
+                     args={"name": "p", "uses": "_pass", "parallel": 2}, host="127.0.0.1", ports={"port_in": 0})
+    command, ports = runtime.command_for(pod)
+    ns = _launched(command)
+    values = json.loads(ns.args_json)
     assert values["host"] == "0.0.0.0" and values["workspace"] == "/workspace"
-    assert values["port_in"] > 0 and values["port_in"] in ports
+    assert values["name"] == "p" and values["parallel"] == 2
+    assert values["port_in"] > 0 and values["port_ctrl"] > 0
+    assert ports == {"port_in": values["port_in"], "port_ctrl": values["port_ctrl"]}
+
+
+def test_a_flow_needs_its_yaml(tmp_path):
+    with pytest.raises(ValueError):
+        LaunchSpec(object_id="jflow-" + "a" * 32, kind="flow", status_file=tmp_path / "f.json")
 
 
 def test_the_build_context_is_reproducible(tmp_path):

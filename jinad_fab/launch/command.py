@@ -1,0 +1,54 @@
+"""The command line of ``python -m jinad_fab.launch``, built from structured values.
+
+Whoever starts a launch process (the daemon's runtimes) calls :func:`launch_argv` instead of
+writing or rewriting option strings, so the options exist in two places only: here and in the
+parser of :mod:`jinad_fab.launch.__main__` (a test round-trips one through the other).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+MODULE = "jinad_fab.launch"
+"""What ``python -m`` runs."""
+
+POD_PORTS = ("port_in", "port_ctrl")
+FLOW_PORTS = ("port_http", "port_native")
+
+
+def launch_argv(kind: str, *, args: Mapping[str, Any] | None = None, yaml: str | None = None,
+                host: str | None = None, workspace: str | None = None, ports: Mapping[str, int | None] | None = None,
+                status_file: str | None = None, log_json: bool = False) -> list[str]:
+    """The arguments after ``python -m jinad_fab.launch`` for one object.
+
+    ``args`` are a Pea/Pod/Gateway's arguments (ignored for a Flow, whose arguments are its YAML
+    file); ``host``, ``workspace`` and ``ports`` (``port_in``/``port_ctrl`` for a Pod or Pea,
+    ``port_http``/``port_native`` for a Flow; 0 or None: the object picks one) override them.
+    """
+    ports = {k: int(v) for k, v in (ports or {}).items() if v}
+    if kind == "flow":
+        if not yaml:
+            raise ValueError("a flow is launched from its YAML file")
+        argv = ["flow", "--yaml", yaml]
+        if host:
+            argv += ["--host", host]
+        for key in FLOW_PORTS:
+            if key in ports:
+                argv += [f"--{key.replace('_', '-')}", str(ports[key])]
+    elif kind in ("pea", "pod", "gateway"):
+        values = dict(args or {})
+        if host:
+            values["host"] = host
+        if workspace:
+            values["workspace"] = workspace
+        values.update(ports)
+        argv = [kind, "--args-json", json.dumps(values)]
+    else:
+        raise ValueError(f"cannot launch a {kind!r}")
+    if status_file:
+        argv += ["--status-file", status_file]
+    if log_json:
+        argv.append("--log-json")
+    return argv
