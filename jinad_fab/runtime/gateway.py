@@ -29,8 +29,9 @@ import zmq
 from ..document import DocumentArray
 from ..errors import BadInput, JinadFabError
 from ..wire import Message, new_header
+from .control import Commands
 from .merge import merge_parts
-from .sockets import bind, ctrl_reply, make_context, push_targets
+from .sockets import bind, make_context, push_targets
 
 log = logging.getLogger("jinad_fab.gateway")
 
@@ -63,10 +64,13 @@ class _Router:
         poller = zmq.Poller()
         for s in (self.native, self.results, self.ctrl, self.http_in):
             poller.register(s, zmq.POLLIN)
+        commands = Commands(self.ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
+                                        "pod_failed": self._pod_failed, "status": self._status,
+                                        "terminate": self._terminate})
         while not self.stopping:
             events = dict(poller.poll(50))  # `stopping` is set from another thread: look often
             if self.ctrl in events:
-                self._on_ctrl(self.ctrl.recv_json())
+                commands.serve_one()
             if self.native in events:
                 for _ in range(64):
                     try:
@@ -91,24 +95,18 @@ class _Router:
         for s in (self.native, self.results, self.ctrl, self.http_in, *self.roots):
             s.close(linger=0)
 
-    def _on_ctrl(self, cmd: Any) -> None:
-        op = cmd.get("cmd") if isinstance(cmd, dict) else None
-        if op == "connect":
-            self.connect(cmd["targets"])
-            ctrl_reply(self.ctrl, True)
-        elif op == "pod_failed":
-            self.failed = {"pod": cmd.get("pod", "?"), "type": "PodDied", "msg": cmd.get("detail", "")}
-            ctrl_reply(self.ctrl, True, failed=len(self.native_pending) + len(self.http_pending))
-            for rid in list(self.native_pending) + list(self.http_pending):
-                self._fail(rid, self.failed)
-        elif op == "status":
-            ctrl_reply(self.ctrl, True, pending=len(self.native_pending) + len(self.http_pending),
-                       failed=self.failed)
-        elif op == "terminate":
-            ctrl_reply(self.ctrl, True)
-            self.stopping = True
-        else:
-            ctrl_reply(self.ctrl, False, error=f"unknown command {op!r}")
+    def _pod_failed(self, cmd: dict) -> dict:
+        self.failed = {"pod": cmd.get("pod", "?"), "type": "PodDied", "msg": cmd.get("detail", "")}
+        pending = list(self.native_pending) + list(self.http_pending)
+        for rid in pending:
+            self._fail(rid, self.failed)
+        return {"failed": len(pending)}
+
+    def _status(self, cmd: dict) -> dict:
+        return {"pending": len(self.native_pending) + len(self.http_pending), "failed": self.failed}
+
+    def _terminate(self, cmd: dict) -> None:
+        self.stopping = True
 
     def _on_native(self, frames: list) -> None:
         ident, rest = frames[0].bytes, frames[1:]

@@ -29,8 +29,9 @@ from ..errors import JinadFabError
 from ..executors import load_executor
 from ..wire import Message, doc_count
 from . import orphan
+from .control import Commands
 from .merge import merge_parts
-from .sockets import bind, ctrl_reply, drain, make_context, push_targets, signal_wakeup_fd
+from .sockets import bind, drain, make_context, push_targets, signal_wakeup_fd
 
 log = logging.getLogger("jinad_fab.pea")
 
@@ -95,6 +96,8 @@ class PeaRuntime:
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
         recv = self.sock_in.recv_multipart
+        commands = Commands(self.sock_ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
+                                             "status": self._status, "terminate": self._terminate})
         while not self._stop:
             events = dict(poller.poll(_POLL_MS))
             if wake_fd is not None and wake_fd in events:
@@ -102,7 +105,7 @@ class PeaRuntime:
                 if self._stop:
                     break
             if self.sock_ctrl in events:
-                self._on_ctrl(self.sock_ctrl.recv_json())
+                commands.serve_one()
             if self.sock_in in events:
                 for _ in range(_BURST):
                     try:
@@ -128,21 +131,11 @@ class PeaRuntime:
         if getattr(self, "ctx", None) is not None:
             self.ctx.term()
 
-    def _on_ctrl(self, cmd: Any) -> None:
-        op = cmd.get("cmd") if isinstance(cmd, dict) else None
-        try:
-            if op == "connect":
-                self.connect(cmd["targets"])
-                ctrl_reply(self.sock_ctrl, True)
-            elif op == "status":
-                ctrl_reply(self.sock_ctrl, True, pending=len(self.pending), targets=len(self.targets))
-            elif op == "terminate":
-                ctrl_reply(self.sock_ctrl, True)
-                self._stop = True
-            else:
-                ctrl_reply(self.sock_ctrl, False, error=f"unknown command {op!r}")
-        except Exception as exc:  # a bad control command must not kill the Pea
-            ctrl_reply(self.sock_ctrl, False, error=f"{type(exc).__name__}: {exc}")
+    def _terminate(self, cmd: dict) -> None:
+        self._stop = True
+
+    def _status(self, cmd: dict) -> dict:
+        return {"pending": len(self.pending), "targets": len(self.targets)}
 
     def _on_frames(self, frames: list) -> None:
         try:

@@ -15,8 +15,9 @@ import time
 import zmq
 
 from ..errors import JinadFabError
+from .control import Commands
 from .pod import Pod
-from .sockets import bind, ctrl_reply, drain, make_context, signal_wakeup_fd
+from .sockets import bind, drain, make_context, signal_wakeup_fd
 
 log = logging.getLogger("jinad_fab.pod")
 
@@ -56,6 +57,9 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
             "ctrl_address": f"tcp://{host}:{port_ctrl}", "out_parts": pod.out_parts,
             "ports": {"port_in": in_ports[0], "ports_in": in_ports, "port_ctrl": port_ctrl}})
     parent = os.getppid()
+    commands = Commands(ctrl, {"connect": lambda cmd: pod.connect(cmd["targets"]),
+                               "status": lambda cmd: {"dead": pod.dead(), "pod": pod.describe()},
+                               "terminate": lambda cmd: None})
     poller = zmq.Poller()
     poller.register(ctrl, zmq.POLLIN)
     poller.register(wake, zmq.POLLIN)
@@ -66,22 +70,8 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
             drain(wake)
             if stop["flag"]:
                 break
-        if events.get(ctrl):
-            cmd = ctrl.recv_json()
-            op = cmd.get("cmd") if isinstance(cmd, dict) else None
-            try:
-                if op == "connect":
-                    pod.connect(cmd["targets"])
-                    ctrl_reply(ctrl, True)
-                elif op == "status":
-                    ctrl_reply(ctrl, True, dead=pod.dead(), pod=pod.describe())
-                elif op == "terminate":
-                    ctrl_reply(ctrl, True)
-                    break
-                else:
-                    ctrl_reply(ctrl, False, error=f"unknown command {op!r}")
-            except (JinadFabError, KeyError, TypeError) as exc:
-                ctrl_reply(ctrl, False, error=f"{type(exc).__name__}: {exc}")
+        if events.get(ctrl) and commands.serve_one() == "terminate":
+            break
         dead = pod.dead()
         if dead:
             log.error("Pod %s: Pea %s exited with code %s; stopping the Pod", pod.name, dead[0][0], dead[0][1])

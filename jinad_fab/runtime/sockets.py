@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import zmq
 
 from ..errors import RuntimeFailure
@@ -74,10 +72,6 @@ def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str
             s.connect(a)
         out.append(s)
     return out
-
-
-def ctrl_reply(sock: zmq.Socket, ok: bool, **fields: Any) -> None:
-    sock.send_json({"ok": ok, **fields})
 
 
 def ctrl_request(ctx: zmq.Context, address: str, cmd: dict, timeout: float = 10.0) -> dict:
