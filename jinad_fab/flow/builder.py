@@ -199,120 +199,23 @@ class Flow:
         return f"{self.args['host']}:{self.port_expose}"
 
     def start(self) -> Flow:
+        """Start every Pod (all at once) and the Gateway, wire them, and watch them; on any failure
+        everything already started is stopped again and the error is raised."""
         if self._running:
             return self
-        if pea_runtime.LOADING_EXECUTOR:
-            raise BadConfig("a Flow was started while a Pea imported its Executor's module: guard the code that "
-                            "starts Flows with `if __name__ == '__main__':` or move the Executor to its own file")
-        if not self._pods:
-            raise BadConfig("the Flow has no Pods; add one with Flow().add(...)")
+        self._check_startable()
         order = self.topological_order()
-        remote = [n for n in order if self._pods[n].get("host")]
-        bind_host, advertise = self.args["host"], None
+        bind_host, advertise = self._bind_and_advertise(order)
         sessions: dict = {}
-        if remote:
-            from . import remote_pods
-
-            far = [remote_pods.daemon_address(self._pods[n]["host"], self._pods[n].get("port_expose")).host
-                   for n in remote]
-            far = [h for h in far if not remote_pods.is_local_host(h)]
-            if far:
-                # peers on other machines connect back to our Pods and Gateway
-                advertise = remote_pods.route_address_to(far[0])
-                if bind_host in ("127.0.0.1", "localhost"):
-                    bind_host = "0.0.0.0"
-        pods: dict[str, Any] = {}
-        parts_out: dict[str, int] = {}
-        for name in order:
-            spec = self._pods[name]
-            num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
-            if spec.get("host"):
-                address = remote_pods.daemon_address(spec["host"], spec.get("port_expose"))
-                sess = sessions.get(address)
-                if sess is None:
-                    ca_file = spec.get("ca_file") or self.args.get("ca_file")
-                    sess = sessions[address] = remote_pods.HostSession(
-                        address, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
-                        quiet=bool(self.args.get("quiet_remote_logs")),
-                        keep_workspace=bool(self.args.get("keep_workspace")),
-                        timeout_ready=float(self.args["timeout_ready"]),
-                        ca_file=os.path.join(self.base_dir, ca_file) if ca_file else None)
-                quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
-                pods[name] = remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet)
-                parts_out[name] = pods[name].out_parts
-                continue
-            args = {k: spec[k] for k in (*POD_PROCESS_KEYS, "workspace") if spec.get(k) is not None}
-            args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host,
-                        upstream=[n for n in spec["needs"] if n != GATEWAY])
-            if self.args.get("log_json"):
-                args["log_json"] = True
-            if "workspace" not in args and self.args.get("workspace"):
-                args["workspace"] = self.args["workspace"]
-            env = dict(self.args.get("env") or {})
-            env.update(gpus.local_env(spec.get("gpus")))
-            env.update(spec.get("env") or {})  # an explicit CUDA_VISIBLE_DEVICES wins over `gpus`
-            if env:
-                args["env"] = env
-            pods[name] = Pod(args, fork=self._fork)
-            parts_out[name] = pods[name].out_parts
-        leaves = self._leaves()
-        gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": sum(parts_out[n] for n in leaves),
-                   "upstream": leaves}
-        if self.args.get("static_dir"):
-            gw_args["static_dir"] = os.path.abspath(self.args["static_dir"])
-        gw_args["port_http"] = self.args.get("port_http") or 0
-        gw_args["port_native"] = self.args.get("port_native") or 0
-        if self.args.get("port_expose"):
-            gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
-        gateway = ChildProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
-                                 log_json=bool(self.args.get("log_json")), fork=self._fork)
-        # the Gateway may wait as long as the slowest Pod is allowed to take (a Pod's own timeout_ready)
-        deadline = time.monotonic() + max(float(self.args["timeout_ready"]),
-                                          *(float(s.get("timeout_ready") or 0) for s in self._pods.values()))
+        pods, parts_out = self._make_pods(order, bind_host, sessions)
+        gateway = self._make_gateway(bind_host, sum(parts_out[n] for n in self._leaves()))
         started = time.monotonic()
-        local = [p for p in pods.values() if isinstance(p, Pod)]
-        far_pods = [p for p in pods.values() if not isinstance(p, Pod)]
-
-        def reachable(addrs: list[str], sender: Any) -> list[str]:
-            if advertise and not isinstance(sender, Pod):
-                return remote_pods.readdress(addrs, advertise)
-            return addrs
-
         try:
-            gateway.start()
-            with ThreadPoolExecutor(max_workers=max(1, len(far_pods))) as pool:
-                futures = [pool.submit(p.start) for p in far_pods]  # workspaces build meanwhile
-                try:
-                    start_pods(local, float(self.args["timeout_ready"]))
-                finally:
-                    for fut in futures:
-                        fut.exception()
-                for fut in futures:
-                    fut.result()
-            gateway.wait_ready(deadline)
+            self._launch(gateway, pods)
             self._ctx = make_context()
-            results = f"tcp://127.0.0.1:{gateway.info['port_results']}"
-            for name, pod in pods.items():
-                targets = [reachable(pods[d].in_addresses, pod) for d, s in self._pods.items()
-                           if name in s["needs"]]
-                if name in leaves:
-                    targets.append(reachable([results], pod))
-                pod.connect(targets)
-            roots = [pods[n].in_addresses for n in order if GATEWAY in self._pods[n]["needs"]]
-            reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
-                                 {"cmd": "connect", "targets": roots})
-            if not reply.get("ok"):
-                raise PeaStartError(GATEWAY, f"refused to connect: {reply.get('error')}")
+            self._wire(gateway, pods, order, advertise)
         except BaseException:
-            for pod in pods.values():
-                pod.close(timeout=5)
-            for sess in sessions.values():
-                sess.close()
-            gateway.terminate()
-            gateway.wait(5)
-            if self._ctx is not None:
-                self._ctx.destroy(linger=0)
-                self._ctx = None
+            self._abort(gateway, pods, sessions)
             raise
         self._running = pods
         self._sessions = list(sessions.values())
@@ -325,6 +228,146 @@ class Flow:
                  time.monotonic() - started, len(pods), sum(len(p.processes) for p in pods.values()) + 1,
                  self.args["host"], gateway.info["port_native"], gateway.info["port_http"])
         return self
+
+    # ---- the steps of start() ----
+    def _check_startable(self) -> None:
+        if pea_runtime.LOADING_EXECUTOR:
+            raise BadConfig("a Flow was started while a Pea imported its Executor's module: guard the code that "
+                            "starts Flows with `if __name__ == '__main__':` or move the Executor to its own file")
+        if not self._pods:
+            raise BadConfig("the Flow has no Pods; add one with Flow().add(...)")
+
+    def _bind_and_advertise(self, order: list[str]) -> tuple[str, str | None]:
+        """Where local Pods and the Gateway bind, and the address peers on other machines use to
+        reach them (None when every Pod is on this machine)."""
+        bind_host = self.args["host"]
+        remote = [n for n in order if self._pods[n].get("host")]
+        if not remote:
+            return bind_host, None
+        from . import remote_pods
+
+        far = [remote_pods.daemon_address(self._pods[n]["host"], self._pods[n].get("port_expose")).host
+               for n in remote]
+        far = [h for h in far if not remote_pods.is_local_host(h)]
+        if not far:
+            return bind_host, None
+        # peers on other machines connect back to our Pods and Gateway
+        if bind_host in ("127.0.0.1", "localhost"):
+            bind_host = "0.0.0.0"
+        return bind_host, remote_pods.route_address_to(far[0])
+
+    def _make_pods(self, order: list[str], bind_host: str, sessions: dict) -> tuple[dict[str, Any], dict[str, int]]:
+        """One Pod object per Pod, in order (not started); and how many parts each sends downstream."""
+        pods: dict[str, Any] = {}
+        parts_out: dict[str, int] = {}
+        for name in order:
+            spec = self._pods[name]
+            num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
+            if spec.get("host"):
+                pods[name] = self._remote_pod(spec, num_parts, sessions)
+            else:
+                pods[name] = self._local_pod(name, spec, num_parts, bind_host)
+            parts_out[name] = pods[name].out_parts
+        return pods, parts_out
+
+    def _remote_pod(self, spec: dict[str, Any], num_parts: int, sessions: dict) -> Any:
+        """A Pod on another host's daemon; Pods on one daemon share its session (and workspace)."""
+        from . import remote_pods
+
+        address = remote_pods.daemon_address(spec["host"], spec.get("port_expose"))
+        sess = sessions.get(address)
+        if sess is None:
+            ca_file = spec.get("ca_file") or self.args.get("ca_file")
+            sess = sessions[address] = remote_pods.HostSession(
+                address, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
+                quiet=bool(self.args.get("quiet_remote_logs")),
+                keep_workspace=bool(self.args.get("keep_workspace")),
+                timeout_ready=float(self.args["timeout_ready"]),
+                ca_file=os.path.join(self.base_dir, ca_file) if ca_file else None)
+        quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
+        return remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet)
+
+    def _local_pod(self, name: str, spec: dict[str, Any], num_parts: int, bind_host: str) -> Pod:
+        args = {k: spec[k] for k in (*POD_PROCESS_KEYS, "workspace") if spec.get(k) is not None}
+        args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host,
+                    upstream=[n for n in spec["needs"] if n != GATEWAY])
+        if self.args.get("log_json"):
+            args["log_json"] = True
+        if "workspace" not in args and self.args.get("workspace"):
+            args["workspace"] = self.args["workspace"]
+        env = dict(self.args.get("env") or {})
+        env.update(gpus.local_env(spec.get("gpus")))
+        env.update(spec.get("env") or {})  # an explicit CUDA_VISIBLE_DEVICES wins over `gpus`
+        if env:
+            args["env"] = env
+        return Pod(args, fork=self._fork)
+
+    def _make_gateway(self, bind_host: str, num_parts: int) -> ChildProcess:
+        leaves = self._leaves()
+        gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": num_parts, "upstream": leaves}
+        if self.args.get("static_dir"):
+            gw_args["static_dir"] = os.path.abspath(self.args["static_dir"])
+        gw_args["port_http"] = self.args.get("port_http") or 0
+        gw_args["port_native"] = self.args.get("port_native") or 0
+        if self.args.get("port_expose"):
+            gw_args["port_http" if self.protocol == "http" else "port_native"] = self.args["port_expose"]
+        return ChildProcess("gateway", gw_args, label=GATEWAY, die_with_parent=True,
+                            log_json=bool(self.args.get("log_json")), fork=self._fork)
+
+    def _launch(self, gateway: ChildProcess, pods: dict[str, Any]) -> None:
+        """Start the Gateway and every Pod at once; return when all are ready (raise if one is not)."""
+        # the Gateway may wait as long as the slowest Pod is allowed to take (a Pod's own timeout_ready)
+        deadline = time.monotonic() + max(float(self.args["timeout_ready"]),
+                                          *(float(s.get("timeout_ready") or 0) for s in self._pods.values()))
+        local = [p for p in pods.values() if isinstance(p, Pod)]
+        far_pods = [p for p in pods.values() if not isinstance(p, Pod)]
+        gateway.start()
+        with ThreadPoolExecutor(max_workers=max(1, len(far_pods))) as pool:
+            futures = [pool.submit(p.start) for p in far_pods]  # workspaces build meanwhile
+            try:
+                start_pods(local, float(self.args["timeout_ready"]))
+            finally:
+                for fut in futures:
+                    fut.exception()
+            for fut in futures:
+                fut.result()
+        gateway.wait_ready(deadline)
+
+    def _wire(self, gateway: ChildProcess, pods: dict[str, Any], order: list[str], advertise: str | None) -> None:
+        """Connect each Pod to the Pods that need it (the last ones to the Gateway's results), then
+        the Gateway to the first ones. A remote Pod is given addresses it can reach from its host."""
+
+        def reachable(addrs: list[str], sender: Any) -> list[str]:
+            if advertise and not isinstance(sender, Pod):
+                from . import remote_pods
+
+                return remote_pods.readdress(addrs, advertise)
+            return addrs
+
+        leaves = self._leaves()
+        results = f"tcp://127.0.0.1:{gateway.info['port_results']}"
+        for name, pod in pods.items():
+            targets = [reachable(pods[d].in_addresses, pod) for d, s in self._pods.items() if name in s["needs"]]
+            if name in leaves:
+                targets.append(reachable([results], pod))
+            pod.connect(targets)
+        roots = [pods[n].in_addresses for n in order if GATEWAY in self._pods[n]["needs"]]
+        reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
+                             {"cmd": "connect", "targets": roots})
+        if not reply.get("ok"):
+            raise PeaStartError(GATEWAY, f"refused to connect: {reply.get('error')}")
+
+    def _abort(self, gateway: ChildProcess, pods: dict[str, Any], sessions: dict) -> None:
+        """Undo a start that failed half-way: stop what was started, release remote workspaces."""
+        for pod in pods.values():
+            pod.close(timeout=5)
+        for sess in sessions.values():
+            sess.close()
+        gateway.terminate()
+        gateway.wait(5)
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = None
 
     def _watch(self) -> None:
         """Tell the Gateway the moment a Pea dies, so requests fail fast with the Pod's name."""
