@@ -13,7 +13,7 @@ Then one table: docs/s for 10,000 and 100,000 Documents with request_size=100 th
 `_pass` Pods (text Documents, and 128-d float32 embeddings), and the latency of 1-Document
 requests (p50/p99 over 1,000 sequential requests) through the native and the HTTP gateway.
 Documents are built before the clock starts; the clock covers send -> all answers received.
-The Jina 1.3.1 column holds figures measured on this machine with a peer venv (see
+The Jina 1.3.1 column holds figures measured with Jina 1.3.1 in a peer virtual environment (see
 benchmarks/README.md for the recipe).
 """
 
