@@ -32,6 +32,7 @@ import time
 
 import httpx
 import numpy as np
+import psutil
 import zmq
 from rich.console import Console
 from rich.table import Table
@@ -123,6 +124,14 @@ def latency_http(flow: Flow, n: int) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------- the raw pyzmq floor
+def cpu_seconds(procs: list) -> float:
+    total = 0.0
+    for p in procs:
+        t = p.cpu_times()
+        total += t.user + t.system
+    return total
+
+
 def _forwarder(port_in: int, port_out: int, ready) -> None:
     """One hop of the raw chain: PULL -> PUSH, frames untouched."""
     ctx = zmq.Context()
@@ -237,14 +246,25 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
                 sizes[kind] = sum(len(memoryview(x).cast("B")) for x in fr[0])
             one_doc = [Document(text="one")]
             one = wire_frames(DocumentArray(one_doc))[0]
+            me = psutil.Process()
+            raw_pids = {p.pid for p in chain.procs}
+            raw_procs = [me] + [psutil.Process(pid) for pid in raw_pids]
+            flow_procs = [me] + [p for p in me.children(recursive=True) if p.pid not in raw_pids]
+            cpu = {(kind, side): 0.0 for kind in ("text", "embedding") for side in ("raw", "flow")}
             throughput(f, data["text"][:2000])  # warm both paths up
             chain.throughput(frames["text"][:20], 100)
             for _ in range(rounds):
                 for kind in ("text", "embedding"):
                     t_raw = t_flow = 0.0
                     for i in range(0, n, step):
+                        c0 = cpu_seconds(raw_procs)
                         t_raw += step / chain.throughput(frames[kind][i // 100:(i + step) // 100], 100)
+                        c1 = cpu_seconds(raw_procs)
+                        f0 = cpu_seconds(flow_procs)
                         t_flow += step / throughput(f, data[kind][i:i + step], warm=False, client=client)
+                        f1 = cpu_seconds(flow_procs)
+                        cpu[(kind, "raw")] += c1 - c0
+                        cpu[(kind, "flow")] += f1 - f0
                     rates.setdefault((kind, "raw"), []).append(n / t_raw)
                     rates.setdefault((kind, "flow"), []).append(n / t_flow)
             for _ in range(lat_n):
@@ -268,6 +288,11 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
     for kind in ("text", "embedding"):
         raw, flow = med[(kind, "raw")], med[(kind, "flow")]
         t.add_row(f"{kind} docs/s", f"{sizes[kind]:,}", f"{raw:,.0f}", f"{flow:,.0f}", f"{flow / raw:.0%}", ">= 60%")
+    requests = rounds * n / 100
+    for kind in ("text", "embedding"):  # CPU of every process on each side (the client's counts for both)
+        raw, flow = cpu[(kind, "raw")] / requests * 1e6, cpu[(kind, "flow")] / requests * 1e6
+        t.add_row(f"{kind} CPU us/request, all processes", "-", f"{raw:,.0f}", f"{flow:,.0f}",
+                  f"{raw / flow:.0%}", "-")
     for q, name in ((50, "p50"), (99, "p99")):
         raw, flow = float(np.percentile(lat["raw"], q)), float(np.percentile(lat["flow"], q))
         t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", "-", f"{raw:.3f}", f"{flow:.3f}",
@@ -283,7 +308,7 @@ def main() -> None:
     ns = ap.parse_args()
     sizes = [10_000] if ns.quick else [10_000, 100_000]
     lat_n = 200 if ns.quick else 1_000
-    Console().print(floor_table(ns.rounds, sizes[-1], lat_n))
+    Console(width=150).print(floor_table(ns.rounds, sizes[-1], lat_n))
     if ns.floor_only:
         return
     table = Table(title="Flow throughput (local Pods, request_size=100)")
