@@ -43,6 +43,8 @@ __all__ = ["PeaOptions", "PodOptions", "PodSpec", "FlowSpec", "parse", "refuse_u
            "did_you_mean"]
 
 _SECRET = {"secret": True}
+_REMOTE = {"only": "remote"}  # means something only for a Pod on a jinad host
+_LOCAL = {"only": "local"}  # means something only for a Pod this Flow runs itself
 
 PollingMode = Literal["all", "any", "id"]
 Polling = Literal["all", "any"] | dict[str, PollingMode]
@@ -125,19 +127,38 @@ class PodSpec(PodOptions):
         None, description="run the Pod on the jinad daemon of this host ('gpu1:8000', 'https://gpu1:8443'); "
                           "its files are uploaded into a workspace there")
     ca_file: str | None = Field(
-        None, description="CA bundle (PEM; relative to the Flow) to check an https:// `host`'s certificate "
+        None, json_schema_extra=_REMOTE, description="CA bundle (PEM; relative to the Flow) to check an https:// `host`'s certificate "
                           "with (default: the Flow's `ca_file`, else the system's)")
     port_expose: StrictInt | None = Field(
-        None, ge=1, le=65535, description="the port of `host`'s jinad daemon when `host` does not name one")
+        None, ge=1, le=65535, json_schema_extra=_REMOTE, description="the port of `host`'s jinad daemon when `host` does not name one")
     upload_files: list[str] | None = Field(
-        None, description="more files to upload into the remote Pod's workspace (paths relative to the Flow)")
+        None, json_schema_extra=_REMOTE, description="more files to upload into the remote Pod's workspace (paths relative to the Flow)")
     quiet_remote_logs: StrictBool | None = Field(
-        None, description="do not stream this remote Pod's log back (default: the Flow's setting)")
+        None, json_schema_extra=_REMOTE, description="do not stream this remote Pod's log back (default: the Flow's setting)")
     workspace: str | None = Field(
-        None, description="the Executor's workspace directory (default: the Flow's `workspace`)")
+        None, json_schema_extra=_LOCAL,
+        description="the Executor's workspace directory (default: the Flow's `workspace`); on a jinad host "
+                    "the daemon's workspace is the Pod's")
     token: str | None = Field(
-        None, repr=False, json_schema_extra=_SECRET,
+        None, repr=False, json_schema_extra={**_SECRET, **_REMOTE},
         description="the token of `host`'s jinad daemon (default: the Flow's token); never written to YAML")
+
+
+    @model_validator(mode="after")
+    def _where_it_runs(self) -> PodSpec:
+        # an option that cannot apply where the Pod runs is refused, not silently ignored
+        remote = self.host is not None
+        for field in sorted(self.model_fields_set):
+            extra = type(self).model_fields[field].json_schema_extra
+            only = extra.get("only") if isinstance(extra, dict) else None
+            if only is None or getattr(self, field) is None or (only == "remote") == remote:
+                continue
+            if only == "remote":
+                raise ValueError(f"{field} applies to a Pod on a jinad host (give host='gpu1:8000'); "
+                                 "this Pod runs here")
+            raise ValueError(f"{field} applies to a Pod this Flow runs itself; on host={self.host!r} the "
+                             "daemon's workspace is the Pod's")
+        return self
 
 
 class FlowSpec(_Spec):
@@ -150,7 +171,7 @@ class FlowSpec(_Spec):
         None, ge=1, le=65535, description="the Gateway's port for `protocol` (default: a free port)")
     port_http: StrictInt | None = Field(None, ge=1, le=65535, description="the Gateway's HTTP port")
     port_native: StrictInt | None = Field(None, ge=1, le=65535, description="the Gateway's native port")
-    name: str | None = Field(None, description="a name for the Flow (shown in logs and listings)")
+    name: str | None = Field(None, description="a name for the Flow, shown in its log and its repr")
     timeout_ready: float = Field(60.0, gt=0, description="seconds every Pod and the Gateway may take to start")
     timeout: float | None = Field(None, gt=0, description="seconds a client waits for each answer")
     prefetch: StrictInt | None = Field(None, ge=1, description="requests a client keeps in flight")
@@ -162,7 +183,7 @@ class FlowSpec(_Spec):
         False, description="keep the workspaces made on jinad hosts for remote Pods after the Flow stops")
     quiet_remote_logs: StrictBool = Field(False, description="do not stream remote Pods' logs back")
     ca_file: str | None = Field(
-        None, description="CA bundle (PEM; relative to the Flow) to check https:// jinad hosts' certificates with")
+        None, json_schema_extra=_REMOTE, description="CA bundle (PEM; relative to the Flow) to check https:// jinad hosts' certificates with")
     token: str | None = Field(
         None, repr=False, json_schema_extra=_SECRET,
         description="the token of the jinad daemons the Flow's remote Pods use; never written to YAML")
@@ -239,7 +260,10 @@ def explain(exc: ValidationError, model: type[BaseModel], data: Mapping[str, Any
     lines: dict[str, str] = {}
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        field = loc[0] if loc else "?"
+        if not loc:  # a check across options: its message says it all
+            lines[err.get("msg", "")] = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            continue
+        field = loc[0]
         if field in lines:
             continue  # a union reports once per member; the option's description says what it takes
         info = model.model_fields.get(field)

@@ -224,8 +224,8 @@ class Flow:
         self._stopping.clear()
         self._monitor = threading.Thread(target=self._watch, name="flow-monitor", daemon=True)
         self._monitor.start()
-        log.info("Flow ready in %.2fs: %d Pods, %d processes, gateway %s (native %s, http %s)",
-                 time.monotonic() - started, len(pods), sum(len(p.processes) for p in pods.values()) + 1,
+        log.info("Flow %sready in %.2fs: %d Pods, %d processes, gateway %s (native %s, http %s)",
+                 f"{self.args['name']!r} " if self.args.get("name") else "", time.monotonic() - started, len(pods), sum(len(p.processes) for p in pods.values()) + 1,
                  self.args["host"], gateway.info["port_native"], gateway.info["port_http"])
         return self
 
@@ -489,7 +489,8 @@ class Flow:
 
     def __repr__(self) -> str:
         state = "running" if self._running else "stopped"
-        return f"<Flow {state} pods={list(self._pods)}>"
+        name = f" {self.args['name']!r}" if self.args.get("name") else ""
+        return f"<Flow{name} {state} pods={list(self._pods)}>"
 
     # ---- feeders: stream arrays, CSV, NDJSON and files into the Flow (see jinad_fab.feeders) ----
     def index_ndarray(self, array: Any, axis: int = 0, field: str = "embedding", size: int | None = None,

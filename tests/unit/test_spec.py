@@ -120,7 +120,7 @@ def test_polling_becomes_the_heads_routing_table(polling, table):
 def test_yaml_round_trip_keeps_every_option_and_drops_secrets(tmp_path):
     f = (Flow(protocol="http", timeout_ready=5, token="s3cret", env={"X": "1"})
          .add(name="enc", replicas=2, polling={"/search": "all", "*": "any"}, gpus="0,2", timeout_ready=30,
-              env={"A": "b"}, uses_with={"dim": 8}, token="pod-secret")
+              env={"A": "b"}, uses_with={"dim": 8}, host="gpu1:8000", token="pod-secret")
          .add(name="idx", uses="_index", shards=3, polling="any", needs=["enc", "gateway"]))
     path = tmp_path / "f.yml"
     f.save_config(str(path))
@@ -131,3 +131,28 @@ def test_yaml_round_trip_keeps_every_option_and_drops_secrets(tmp_path):
     expected = {name: {k: v for k, v in spec.items() if k != "token"} for name, spec in f.pods.items()}
     assert g.pods == expected
     assert g.to_dict() == f.to_dict()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"upload_files": ["m.npz"]}, "upload_files applies to a Pod on a jinad host"),
+    ({"token": "t"}, "token applies to a Pod on a jinad host"),
+    ({"port_expose": 8000}, "port_expose applies to a Pod on a jinad host"),
+    ({"quiet_remote_logs": True}, "quiet_remote_logs applies to a Pod on a jinad host"),
+    ({"ca_file": "ca.pem"}, "ca_file applies to a Pod on a jinad host"),
+    ({"host": "gpu1:8000", "workspace": "/w"}, "workspace applies to a Pod this Flow runs itself"),
+])
+def test_options_that_cannot_apply_where_the_pod_runs_are_refused_not_ignored(kwargs, match):
+    with pytest.raises(BadConfig, match=match):
+        Flow().add(name="p", **kwargs)
+
+
+def test_where_an_option_applies_is_declared_on_the_field():
+    only = {k: (info.json_schema_extra or {}).get("only") for k, info in PodSpec.model_fields.items()}
+    assert {k for k, v in only.items() if v == "remote"} == {"ca_file", "port_expose", "upload_files",
+                                                             "quiet_remote_logs", "token"}
+    assert {k for k, v in only.items() if v == "local"} == {"workspace"}
+    Flow().add(name="far", host="gpu1:8000", upload_files=["m.npz"], token="t", port_expose=8001)  # fine there
+
+
+def test_the_flows_name_is_shown():
+    assert repr(Flow(name="search").add(name="a")) == "<Flow 'search' stopped pods=['a']>"
