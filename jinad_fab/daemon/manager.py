@@ -179,8 +179,20 @@ class Manager:
             return
         took = time.monotonic() - started
         logs.event(log_path, f"build finished in {took:.2f}s; workspace is ACTIVE")
-        self.store.update(wid, state=WorkspaceState.ACTIVE.value, error=None, data={"build_info": info},
-                          expect_state=(WorkspaceState.BUILDING.value,))
+        rec = self.store.update(wid, state=WorkspaceState.ACTIVE.value, error=None, data={"build_info": info},
+                                expect_state=(WorkspaceState.BUILDING.value,))
+        if rec is not None:
+            self._prepare(rec)
+
+    def _prepare(self, rec: Record) -> None:
+        """An ACTIVE workspace: let its runtime warm up what the first object needs (a zygote)."""
+        rt = self.runtimes.get(rec.runtime)
+        if rt is None:
+            return
+        try:
+            rt.prepare(self.context(rec))
+        except Exception:  # only an optimisation: the first start does the work instead
+            logging.getLogger("jinad").exception("preparing workspace %s failed", rec.id)
 
     async def delete_workspace(self, wid: str) -> None:
         rec = self.get(wid, "workspace")
@@ -375,6 +387,8 @@ class Manager:
                 counts["builds_resumed"] += 1
             elif ws.state == WorkspaceState.DELETING.value:
                 self._spawn(self.delete_workspace(ws.id))
+            elif ws.state == WorkspaceState.ACTIVE.value:
+                self._prepare(ws)
         for kind in ("flow", "pod", "pea"):
             for rec in self.store.list(kind=kind, states=LIVE):
                 rt = self.runtimes.get(rec.runtime)

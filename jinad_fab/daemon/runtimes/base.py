@@ -9,6 +9,7 @@ Life cycle, as the manager drives it::
 
     rt.available()                             # once at start-up: list it in GET /alive?
     info = rt.build(ws, log)                   # worker thread; blocking; raise BuildError on failure
+    rt.prepare(ws)                             # the workspace is ACTIVE (built, or found at start-up)
     handle = rt.start(ws, spec, log_path)      # returns at once; handle is persisted in SQLite
     rt.status(handle)                          # cheap; called on GET and by the reconciler
     rt.stop(handle, timeout)                   # idempotent; returns once nothing is left running
@@ -180,6 +181,11 @@ class Runtime(abc.ABC):
         more (objects whose id is not in ``live_objects``, per-workspace helpers and resources of
         workspaces not in ``live_workspaces``); return one line per thing removed. Never touches
         another daemon's things. Called from the daemon's housekeeping, in a worker thread."""
+
+    def prepare(self, workspace: WorkspaceContext) -> None:  # noqa: B027 - optional hook
+        """The workspace is ACTIVE (just built, or found so at daemon start): warm up what its first
+        object will need, in the background. Returns at once and never raises; whatever it could
+        not prepare, :meth:`start` does itself."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most runtimes hold nothing
         """Daemon shutdown: release what the runtime holds (clients, helper processes).

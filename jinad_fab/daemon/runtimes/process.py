@@ -6,8 +6,8 @@ builds in well under a second, and ``python -m pip`` inside the venv is the host
 into the venv. A ``.pth`` file makes the daemon's own ``jinad_fab`` importable even when it runs
 from a source checkout. pip's cache is shared by every workspace of the daemon.
 
-Objects are forked from a per-workspace zygote (:mod:`.zygotes`, started on the workspace's first
-object with its venv's interpreter): a few milliseconds instead of an interpreter's start-up and
+Objects are forked from a per-workspace zygote (:mod:`.zygotes`, started with its venv's interpreter
+in the background as soon as the workspace is ACTIVE, so the first object does not wait for it): a few milliseconds instead of an interpreter's start-up and
 imports. When the zygote cannot be used (it does not come up, it died, the object needs
 interpreter-level environment such as ``PYTHONPATH``), the object is started as a new interpreter,
 and its log says why. Either way the object is a session leader that outlives the daemon.
@@ -85,6 +85,7 @@ class ProcessRuntime(Runtime):
         self.objects_dir = self.run_dir / "objects"
         """One small file per object started and not yet stopped (its handle): what a sweep checks
         against the daemon's records, as docker checks its labelled containers."""
+        self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProcessRuntime:
@@ -214,9 +215,27 @@ class ProcessRuntime(Runtime):
                 del self._children[pid]
         return removed
 
+    def prepare(self, workspace: WorkspaceContext) -> None:
+        """Start the workspace's zygote now, in a background thread, rather than on its first object."""
+        py = workspace.build_info.get("python")
+        if not self.use_zygotes or not py or not os.path.exists(py):
+            return
+        venv = pathlib.Path(workspace.build_info.get("venv") or pathlib.Path(py).parent.parent)
+
+        def warm() -> None:
+            try:
+                self._zygote_for(workspace, py, self._env(venv))
+            except ZygoteError:
+                pass  # recorded by _zygote_for; objects then start as new interpreters, and say why
+            except Exception:  # a background thread: log it, the first start will try again
+                log.exception("warming the zygote of %s failed", workspace.id)
+
+        threading.Thread(target=warm, name=f"zygote-{workspace.id}", daemon=True).start()
+
     def close(self) -> None:
         """Daemon shutdown: stop the zygotes (the objects they forked keep running)."""
         with self._lock:
+            self._closed = True
             zygotes = list(self._zygotes.values())
             self._zygotes.clear()
         for z in zygotes:
@@ -251,6 +270,8 @@ class ProcessRuntime(Runtime):
         with lock:
             if wid in self._zygote_failed:
                 raise ZygoteError(self._zygote_failed[wid])
+            if self._closed:
+                raise ZygoteError("the daemon is shutting down")
             z = self._zygotes.get(wid)
             if z is not None and z.alive():
                 return z
@@ -266,7 +287,12 @@ class ProcessRuntime(Runtime):
                 log.warning("workspace %s: %s", wid, self._zygote_failed[wid])
                 raise ZygoteError(self._zygote_failed[wid]) from exc
             with self._lock:
-                self._zygotes[wid] = z
+                closed = self._closed
+                if not closed:
+                    self._zygotes[wid] = z
+            if closed:  # close() ran while it came up: nobody else would stop it
+                z.close()
+                raise ZygoteError("the daemon is shutting down")
             return z
 
     def _drop_zygote(self, wid: str) -> None:

@@ -57,3 +57,24 @@ def test_restarted_daemon_adopts_zygote_forked_objects(daemon_factory):
         assert fresh.pid != zygote.pid
         assert c.delete(f"/workspaces/{wid}").status_code == 204
         _wait_until(lambda: not _zygotes_of(d2.home) and processes_of(d2.home) == [])
+
+
+def test_zygote_starts_when_the_workspace_becomes_active_and_when_the_daemon_starts(daemon_factory):
+    d = daemon_factory()
+    with d.client() as c:
+        wid = active_workspace(c, {"flow.yml": FLOW_YML})
+        # no object asked for yet: the zygote comes up because the workspace is ACTIVE
+        _wait_until(lambda: len(_zygotes_of(d.home)) == 1)
+        [zygote] = _zygotes_of(d.home)
+        pod = c.post("/pods", params={"workspace_id": wid}, json={"name": "first"}).json()
+        assert pod["state"] == "RUNNING", pod
+        assert psutil.Process(pod["pid"]).ppid() == zygote.pid  # the warm one, not a second zygote
+        assert c.delete(f"/pods/{pod['id']}").json()["state"] == "STOPPED"
+
+    d.kill()
+    zygote.wait(10)
+    d2 = daemon_factory(home=d.home)
+    with d2.client():
+        # the restarted daemon warms the ACTIVE workspace's zygote without waiting for an object
+        _wait_until(lambda: len(_zygotes_of(d2.home)) == 1)
+        assert _zygotes_of(d2.home)[0].pid != zygote.pid
