@@ -3,6 +3,7 @@
 - ``reference/rest-api.md`` and ``reference/openapi.json``: the daemon's OpenAPI document, taken
   from ``create_app(settings)`` (nothing is started: no server, no socket, no state on disk).
 - ``reference/cli.md``: every ``jinad-fab`` and ``jinad`` command's ``--help``, from Click itself.
+- ``reference/options.md``: every Pod and Flow option, from the spec models (``jinad_fab.spec``).
 - ``assets/concepts.svg``: the concepts picture, drawn by ``jinad_fab.viz`` (built-in layout).
 
 Only this build script reads the environment (through DaemonSettings, as the daemon would).
@@ -183,6 +184,47 @@ def concepts_svg() -> str:
     return render_svg(g, engine="python")  # the same picture on every machine, with or without Graphviz
 
 
+# --------------------------------------------------------------------------- Pod and Flow options
+def _options_table(model: Any, where: bool) -> list[str]:
+    from jinad_fab.spec import names
+
+    aliases: dict[str, list[str]] = {}
+    for key, field in names(model).items():
+        if key != field:
+            aliases.setdefault(field, []).append(key)
+    props = model.model_json_schema(mode="validation")["properties"]
+    head = "| option | type | default |" + (" applies to |" if where else "") + " meaning |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for field, info in model.model_fields.items():
+        name = f"`{field}`" + "".join(f" (or `{a}`)" for a in aliases.get(field, []))
+        default = "" if info.default is None else f"`{info.default!r}`"
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        applies = {"remote": "a Pod on a jinad host", "local": "a Pod the Flow runs"}.get(extra.get("only"), "any Pod")
+        prop = props.get(field) or next((props[a] for a in aliases.get(field, []) if a in props), {})
+        cells = [name, _type(prop).replace("\\|", "|"), default] + ([applies] if where else []) + [_prose(info.description or "")]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def _prose(text: str) -> str:
+    """Plain text for a Markdown cell: `code` kept, underscores and stars elsewhere shown as typed."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else p.replace("_", "\\_").replace("*", "\\*") for i, p in enumerate(parts))
+
+
+def options_markdown() -> str:
+    from jinad_fab.spec import FlowSpec, PodSpec
+
+    return "\n".join([
+        "# Pod and Flow options", "",
+        "Generated from `jinad_fab.spec`, the one place that lists them: `Flow.add(...)`, a `pods:` entry",
+        "of Flow YAML, `jinad-fab pod --option`, and the daemon's `POST /pods` body take the same names.",
+        "A misspelt option is refused with the closest known one (`paralel`: did you mean `parallel`?).", "",
+        "## Pod options (`Flow.add`, `pods:` entries)", "", *_options_table(PodSpec, where=True), "",
+        "## Flow options (`Flow(...)`, the `with:` block)", "", *_options_table(FlowSpec, where=False), "",
+    ])
+
+
 # --------------------------------------------------------------------------- the hook
 def on_files(files: Files, config: Any) -> Files:
     spec = openapi()
@@ -190,6 +232,7 @@ def on_files(files: Files, config: Any) -> Files:
         "reference/rest-api.md": rest_api_markdown(spec),
         "reference/openapi.json": json.dumps(spec, indent=2) + "\n",
         "reference/cli.md": cli_markdown(),
+        "reference/options.md": options_markdown(),
         "assets/concepts.svg": concepts_svg(),
     }
     for path, content in generated.items():

@@ -18,7 +18,8 @@ pytest.importorskip("mkdocs")
 pytest.importorskip("material")
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-PAGES = ["index", "quickstart", "concepts", "operating", "security", "reference/cli", "reference/rest-api"]
+PAGES = ["index", "quickstart", "concepts", "operating", "security", "reference/options", "reference/cli",
+         "reference/rest-api"]
 
 
 def _build(config: pathlib.Path, site: pathlib.Path) -> subprocess.CompletedProcess:
@@ -132,3 +133,14 @@ def test_the_documented_shell_completion_works():
                                     "COMP_WORDS": "jinad-fab hel", "COMP_CWORD": "1"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "plain,hello" in done.stdout.splitlines(), done.stdout
+
+
+@pytest.mark.timeout(360)
+def test_options_page_lists_every_pod_and_flow_option_from_the_spec(site):
+    from jinad_fab.spec import FlowSpec, PodSpec
+
+    page = _text(site / "reference" / "options.html")
+    for model in (PodSpec, FlowSpec):
+        for field, info in model.model_fields.items():
+            assert field in page and " ".join(info.description.replace("`", "").split())[:60] in page, field
+    assert "parallel (or replicas)" in page and "a Pod on a jinad host" in page
