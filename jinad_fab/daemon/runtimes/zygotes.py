@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import JinadFabError
+from ...launch.command import MODULE as LAUNCH_MODULE
 
 MAX_SOCKET_PATH = 96  # sun_path is 108 bytes on Linux, 104 on macOS; the zygote binds PATH.<pid> first
 
@@ -55,7 +56,7 @@ class Zygote:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            proc = subprocess.Popen([python, "-m", "jinad_fab.launch", "zygote", "--socket", str(socket_path)],
+            proc = subprocess.Popen([python, "-m", LAUNCH_MODULE, "zygote", "--socket", str(socket_path)],
                                     cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                                     start_new_session=True, close_fds=True)
         except OSError as exc:
