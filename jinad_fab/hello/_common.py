@@ -12,6 +12,12 @@ from collections.abc import Callable, Iterator
 from ..errors import BadInput
 
 
+def pea_env(verbose: bool) -> dict[str, str]:
+    """The Peas' environment: their log level. A first run shows its own progress, not every
+    Pea's start-up lines (nor a library's, such as faiss announcing which build it loaded)."""
+    return {"JINAD_FAB_LOG_LEVEL": "INFO" if verbose else "WARNING"}
+
+
 class Progress:
     """What a demo reports while it runs; the CLI draws it with rich, tests pass this silent one."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import Document, DocumentArray, Flow
 from ..errors import BadInput
-from ._common import Progress, Timings, writable_dir
+from ._common import Progress, Timings, pea_env, writable_dir
 from .encoders import TextEncoder, fit_tfidf
 
 WORKSPACE = "hello-chat-workspace"
@@ -39,6 +39,7 @@ class ChatOptions:
     dim: int = 256  # at least the number of pairs keeps every dimension: scores are exact cosines
     shards: int = 2
     timeout_ready: float = 60.0
+    verbose: bool = False  # the Peas' INFO logs too
 
 
 def _asset(*parts: str):
@@ -72,7 +73,7 @@ def check_port(host: str, port: int) -> None:
 
 def build_flow(opts: ChatOptions, model: str, workspace: str, static_dir: str) -> Flow:
     return (Flow(protocol="http", port_expose=opts.port, host=opts.host, static_dir=static_dir,
-                 timeout_ready=opts.timeout_ready)
+                 timeout_ready=opts.timeout_ready, env=pea_env(opts.verbose))
             .add(name="encoder", uses=TextEncoder, uses_with={"model": model})
             .add(name="index", uses="_index", shards=opts.shards,
                  uses_with={"metric": "inner_product", "top_k": 5, "durability": "normal"},

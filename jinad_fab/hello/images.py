@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import Document, DocumentArray, Flow
 from ..errors import BadInput, JinadFabError
-from ._common import Progress, Timings, writable_dir
+from ._common import Progress, Timings, pea_env, writable_dir
 from .digits import load_digits, split
 from .encoders import ProjectionEncoder, fit_projection
 from .evaluate import precision_recall, random_baseline, recall_ceiling
@@ -39,6 +39,7 @@ class ImagesOptions:
     request_size: int = 100
     inventory: Any = None  # a jinad_fab.deploy.inventory.Inventory, or None: everything local
     timeout_ready: float = 60.0
+    verbose: bool = False  # the Peas' INFO logs too
 
     def check(self) -> None:
         for name, low, high in (("dim", 1, 64), ("shards", 1, 16), ("parallel", 1, 16), ("top_k", 1, 1000),
@@ -51,7 +52,7 @@ class ImagesOptions:
 def build_flow(opts: ImagesOptions, model: str, workspace: str, hp: HelloPlacement | None) -> Flow:
     enc = flow_add_args(hp, "encoder", [model]) if hp else {}
     idx = flow_add_args(hp, "index") if hp else {}
-    return (Flow(timeout_ready=opts.timeout_ready)
+    return (Flow(timeout_ready=opts.timeout_ready, env=pea_env(opts.verbose))
             .add(name="encoder", uses=ProjectionEncoder, parallel=opts.parallel, uses_with={"model": model}, **enc)
             .add(name="index", uses="_index", shards=opts.shards,
                  uses_with={"metric": "euclidean", "top_k": opts.top_k, "dim": opts.dim, "durability": "normal"},

@@ -61,8 +61,9 @@ def command() -> None:
 @click.option("-i", "--inventory", default=None, metavar="INV",
               help="Place the Pods on an inventory's hosts (a path, or the shipped `local`).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of prose.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the Peas' logs too (start-up, libraries loaded, stop).")
 def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k: int, queries: int,
-           inventory: str | None, as_json: bool) -> None:
+           inventory: str | None, as_json: bool, verbose: bool) -> None:
     """Search scikit-learn's bundled handwritten digits with a real Flow and write a report.
 
     The Flow is encoder (an SVD projection fitted on the indexed digits, PARALLEL replicas) ->
@@ -74,7 +75,7 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
     err = Console(stderr=True, highlight=False)
     inv = load_inventory(inventory) if inventory else None
     opts = ImagesOptions(workdir=workdir, seed=seed, dim=dim, shards=shards, parallel=parallel, top_k=top_k,
-                         queries=queries, inventory=inv)
+                         queries=queries, inventory=inv, verbose=verbose)
     try:
         summary = run_images(opts, None if as_json else RichProgress(err))
     except KeyboardInterrupt:
@@ -123,7 +124,8 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
                    "keeps scores exact cosines; fewer is LSA).")
 @click.option("--shards", default=2, show_default=True, type=click.IntRange(1, 16), help="Shards of the index Pod.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ready line as JSON (url, counts, timings).")
-def chat(port: int, host: str, workdir: str, dim: int, shards: int, as_json: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the Peas' logs too (start-up, libraries loaded, stop).")
+def chat(port: int, host: str, workdir: str, dim: int, shards: int, as_json: bool, verbose: bool) -> None:
     """Serve a question/answer search page over the jinad-fab FAQ shipped in the package.
 
     A TF-IDF encoder (sublinear tf, word pairs and a small synonym list, fitted at start-up) feeds
@@ -133,7 +135,7 @@ def chat(port: int, host: str, workdir: str, dim: int, shards: int, as_json: boo
     from ...hello.chat import ChatOptions, serve_chat
 
     err = Console(stderr=True, highlight=False)
-    opts = ChatOptions(workdir=workdir, port=port, host=host, dim=dim, shards=shards)
+    opts = ChatOptions(workdir=workdir, port=port, host=host, dim=dim, shards=shards, verbose=verbose)
 
     def ready(info: dict) -> None:
         if as_json:

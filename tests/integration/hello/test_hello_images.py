@@ -116,6 +116,8 @@ def test_local_inventory_places_everything_here(tmp_path):
     assert summary["pods"]["index"]["host"] == "localhost"
     assert any("'gpu' group is empty" in n for n in summary["notes"])
     assert summary["metrics"]["precision@5"] >= 0.85
+    # a first run shows its own progress, not the Peas' INFO lines (start-up, faiss loading, ...)
+    assert not [line for line in r.stderr.splitlines() if " INFO " in line], r.stderr[-2000:]
 
 
 @pytest.mark.timeout(120)
