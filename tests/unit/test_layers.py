@@ -222,13 +222,13 @@ def test_no_string_import_crosses_a_layer_upward() -> None:
 
 def test_the_known_downward_string_imports_are_seen_and_allowed() -> None:
     """The scan reads the legitimate ones (so a pass above means something): the lazy public names,
-    the CLI's command list, the daemon's runtimes and the daemon's `python -m jinad_fab.launch`."""
+    the CLI's command list, the daemon's runtimes and the runtime's own `python -m jinad_fab.runtime`."""
     found = {(imp.module, imp.target) for module, is_pkg, path in _package_modules()
              for imp in string_imports(path.read_text(encoding="utf-8"), module, is_pkg)}
     assert ("jinad_fab", "jinad_fab") in found  # f".{module}" relative to the package: the root itself
     assert ("jinad_fab.cli.main", "jinad_fab.cli.commands.flow") in found
     assert ("jinad_fab.daemon.app", "jinad_fab.daemon.runtimes.docker") in found
-    assert any(m.startswith("jinad_fab.daemon.runtimes") and t == "jinad_fab.launch" for m, t in found)
+    assert ("jinad_fab.runtime.child", "jinad_fab.runtime") in found  # the command its children run
 
 
 PLANTED = {
