@@ -42,6 +42,11 @@ def registered(name: str) -> type[Executor] | None:
     return _REGISTRY.get(name)
 
 
+def registered_names() -> list[str]:
+    """The class names of every Executor imported so far."""
+    return sorted(_REGISTRY)
+
+
 class Executor:
     """Base class of all Executors.
 

@@ -6,6 +6,7 @@ as ``{"jtype": "Name", ...}`` (the old executor form); every ``!!python/...`` ta
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 from .. import safe_yaml
 from ..errors import BadConfig, ExecutorNotFound
 from . import builtins as _builtins
-from .base import Executor, registered
+from .base import Executor, registered, registered_names
 
 __all__ = ["load_executor", "import_py_modules", "executor_spec"]
 
@@ -54,7 +55,9 @@ def _class_for(name: str, uses: Any) -> type[Executor]:
         name = _builtins.BUILTINS[name]
     cls = registered(name)
     if cls is None:
-        raise ExecutorNotFound(uses, f"no Executor class named {name!r} (built-ins: "
+        close = difflib.get_close_matches(name, [*_builtins.BUILTINS, *registered_names()], n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ExecutorNotFound(uses, f"no Executor class named {name!r} ({hint}built-ins: "
                                      f"{', '.join(sorted(_builtins.BUILTINS))}; add py_modules to import yours)")
     return cls
 
@@ -89,7 +92,9 @@ def executor_spec(uses: Any, base_dir: str | None = None) -> tuple[dict, str | N
         raise ExecutorNotFound(uses, f"`uses` must be a class, name, path, YAML or dict, not {type(uses).__name__}")
     unknown = set(spec) - _EXEC_KEYS - {"_class"}
     if unknown:
-        raise BadConfig(f"unknown keys {sorted(unknown)} in Executor config (known: {sorted(_EXEC_KEYS)})")
+        hints = [f"{k!r}" + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(str(k), _EXEC_KEYS, n=1))
+                             else "") for k in sorted(unknown, key=str)]
+        raise BadConfig(f"unknown keys {', '.join(hints)} in Executor config (known: {sorted(_EXEC_KEYS)})")
     if "jtype" not in spec:
         raise ExecutorNotFound(uses, "the config has no `jtype:`")
     return spec, base_dir

@@ -152,6 +152,8 @@ def test_unknown_and_mistyped_ids(jinad):
         assert c.post("/flows", params={"workspace_id": "nope"}).status_code == 422
         assert c.post("/pods", params={"workspace_id": "jworkspace-" + "1" * 32},
                       json={"name": "p", "bogus": 1}).status_code == 422
+        r = c.post("/pods", params={"workspace_id": "jworkspace-" + "1" * 32}, json={"name": "p", "paralel": 2})
+        assert r.status_code == 422 and "did you mean 'parallel'?" in r.text  # the Pod spec's own check
         r = c.post("/pods", params={"workspace_id": "jworkspace-" + "1" * 32}, content=b"{not json",
                    headers={"content-type": "application/json"})
         assert r.status_code == 422 and "detail" in r.json()

@@ -146,3 +146,15 @@ def test_uses_requests_and_yaml_requests_rebind_endpoints(tmp_path):
         load_executor("Rebind", uses_requests={"/index": "tag_c"})
     with pytest.raises(BadConfig, match="no such method"):
         load_executor("Rebind", uses_requests={"/x": "_handlers"})  # private attributes are not handlers
+
+
+def test_a_typo_in_uses_or_an_executor_key_gets_did_you_mean():
+    with pytest.raises(ExecutorNotFound, match=r"did you mean '_logforward'\?"):
+        load_executor("_logforwad")
+    with pytest.raises(ExecutorNotFound, match=r"did you mean 'Tagger'\?"):
+        load_executor("Tager")
+    with pytest.raises(ExecutorNotFound) as err:
+        load_executor("Zzzzzz")
+    assert "did you mean" not in str(err.value)
+    with pytest.raises(BadConfig, match=r"'wiht' \(did you mean 'with'\?\)"):
+        load_executor({"jtype": "Tagger", "wiht": {}})
