@@ -15,3 +15,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for tier in _TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(autouse=True)
+def _private_inventory_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`jinad-fab` caches Ansible's reading of inventories under the user's cache dir; tests (and
+    the CLIs they start) keep theirs in a temporary folder instead."""
+    monkeypatch.setenv("JINAD_FAB_CACHE_DIR", str(tmp_path_factory.mktemp("inventory-cache")))

@@ -6,6 +6,7 @@ usage errors included, which Click alone would end with 2), 2 failed, 4 unreacha
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 
@@ -14,25 +15,59 @@ import click
 from .. import __version__
 from .exits import Group
 
-# Each module in cli/commands defines `command` (a click.Command or Group) that is added here.
-# Modules are imported lazily-by-list so a missing optional extra only disables its command.
-COMMAND_MODULES = [
-    "jinad_fab.cli.commands.demo",
-    "jinad_fab.cli.commands.flow",
-    "jinad_fab.cli.commands.pod",
-    "jinad_fab.cli.commands.ping",
-    "jinad_fab.cli.commands.hello",
-    "jinad_fab.cli.commands.render",
-    "jinad_fab.cli.commands.provision",
-    "jinad_fab.cli.commands.hosts",
-    "jinad_fab.cli.commands.exec_",
-    "jinad_fab.cli.commands.push",
-    "jinad_fab.cli.commands.logs",
-    "jinad_fab.cli.commands.flow_fleet",
-]
+# Each command lives in a module of cli/commands that defines `command` (a click.Command or Group);
+# a few modules add subcommands to another's group (flow_fleet adds up/ps/tail/down to `flow`).
+# They are imported only when their command runs (or for --help and completion), so `jinad-fab
+# hosts` does not pay for numpy, the Flow builder or Fabric; a missing optional extra only disables
+# the commands that need it.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "demo": ("jinad_fab.cli.commands.demo",),
+    "flow": ("jinad_fab.cli.commands.flow", "jinad_fab.cli.commands.flow_fleet"),
+    "pod": ("jinad_fab.cli.commands.pod",),
+    "ping": ("jinad_fab.cli.commands.ping",),
+    "hello": ("jinad_fab.cli.commands.hello",),
+    "render": ("jinad_fab.cli.commands.render",),
+    "provision": ("jinad_fab.cli.commands.provision",),
+    "hosts": ("jinad_fab.cli.commands.hosts",),
+    "exec": ("jinad_fab.cli.commands.exec_",),
+    "push": ("jinad_fab.cli.commands.push",),
+    "logs": ("jinad_fab.cli.commands.logs",),
+}
+COMMAND_MODULES = [m for mods in COMMANDS.values() for m in mods]
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _unavailable(name: str, missing: str) -> click.Command:
+    def run() -> None:
+        raise click.ClickException(f"this command needs {missing}; try: pip install 'jinad-fab[all]'")
+
+    return click.Command(name, callback=run, help=f"(unavailable: {missing} is not installed)")
+
+
+class LazyGroup(Group):
+    """The top-level group: a command's module is imported the first time the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(_load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+def _load(name: str) -> click.Command:
+    first, *extra = COMMANDS[name]
+    try:
+        command = importlib.import_module(first).command
+    except ImportError as exc:  # an optional extra is not installed
+        return _unavailable(name, exc.name or str(exc))
+    for module in extra:  # subcommands that need more extras: the group works without them
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jinad-fab")
 def cli() -> None:
     """Run neural-search Flows across your GPU and CPU hosts.
@@ -42,22 +77,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError as exc:  # an optional extra is not installed
-            missing = exc.name or str(exc)
-
-            @cli.command(name.rsplit(".", 1)[-1].replace("_", "-"), hidden=False,
-                         help=f"(unavailable: {missing} is not installed)")
-            def _unavailable(_missing: str = missing) -> None:
-                raise click.ClickException(f"this command needs {_missing}; try: pip install 'jinad-fab[all]'")
-            continue
-        cli.add_command(mod.command)
+    """Load every command now (the group would load each on first use anyway)."""
+    for name in COMMANDS:
+        cli.get_command(click.Context(cli), name)
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register()
     cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="jinad-fab")
 
 

@@ -18,16 +18,31 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import jinja2
-import jinja2.sandbox
-
 from ..errors import BadAddress, BadConfig, BadInput
 from ..remote import DaemonAddress
 
 DEFAULT_JINAD_PORT = 8000
 TOKEN_FILE = pathlib.Path("credentials") / "jinad_token"
 
-_resolver = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+_resolver: Any = None
+
+
+def _resolve(template: str, variables: Mapping[str, Any]) -> str:
+    """Render a ``{{ var }}`` reference in a sandbox (jinja2 is imported on the first one)."""
+    global _resolver
+    import jinja2
+    import jinja2.sandbox
+
+    if _resolver is None:
+        _resolver = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    try:
+        return _resolver.from_string(template).render(**variables)
+    except jinja2.TemplateError as exc:
+        raise _TemplateError(str(exc)) from exc
+
+
+class _TemplateError(Exception):
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +58,8 @@ class Host:
         value = self.vars.get(key, default)
         if isinstance(value, str) and "{{" in value:
             try:
-                return _resolver.from_string(value).render(**{**self.vars, "inventory_hostname": self.name})
-            except jinja2.TemplateError as exc:
+                return _resolve(value, {**self.vars, "inventory_hostname": self.name})
+            except _TemplateError as exc:
                 raise BadConfig(f"host {self.name}: cannot resolve {key}={value!r}: {exc}") from exc
         return value
 
@@ -168,22 +183,7 @@ class Inventory:
              timeout: float = 60.0) -> Inventory:
         """Let Ansible parse ``path`` (a file or a folder with group_vars), then build from its JSON."""
         path = pathlib.Path(path)
-        if not path.exists():
-            raise BadInput(f"inventory {str(path)!r} does not exist")
-        cmd = [_ansible_tool("ansible-inventory"), "-i", str(path), "--list"]
-        if vault_password_file:
-            cmd += ["--vault-password-file", vault_password_file]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BadConfig(f"cannot run ansible-inventory on {path}: {exc}") from exc
-        if proc.returncode != 0:
-            raise BadConfig(f"ansible-inventory refused {path}: {proc.stderr.strip()[-2000:]}")
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError as exc:
-            raise BadConfig(f"ansible-inventory printed no JSON for {path}") from exc
-        return cls.from_ansible_json(data, source=path)
+        return cls.from_ansible_json(ansible_inventory_json(path, vault_password_file, timeout), source=path)
 
     # ---- queries -------------------------------------------------------------------------------
 
@@ -276,6 +276,29 @@ class Inventory:
             return path.read_text(encoding="utf-8").split()[0]
         except (OSError, IndexError):
             return None
+
+
+def ansible_inventory_json(path: pathlib.Path, vault_password_file: str | None = None,
+                           timeout: float = 60.0) -> dict[str, Any]:
+    """``ansible-inventory -i path --list``: the inventory as Ansible itself reads it."""
+    if not path.exists():
+        raise BadInput(f"inventory {str(path)!r} does not exist")
+    cmd = [_ansible_tool("ansible-inventory"), "-i", str(path), "--list"]
+    if vault_password_file:
+        cmd += ["--vault-password-file", vault_password_file]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BadConfig(f"cannot run ansible-inventory on {path}: {exc}") from exc
+    if proc.returncode != 0:
+        raise BadConfig(f"ansible-inventory refused {path}: {proc.stderr.strip()[-2000:]}")
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise BadConfig(f"ansible-inventory printed no JSON for {path}") from exc
+    if not isinstance(data, dict):
+        raise BadConfig(f"ansible-inventory printed no inventory for {path}")
+    return data
 
 
 def _ansible_tool(name: str) -> str:

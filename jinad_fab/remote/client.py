@@ -10,8 +10,10 @@ translated in exactly one place, :func:`_translate`, into the
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
+import os
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -130,6 +132,23 @@ def _translate(address: DaemonAddress, label: str) -> Iterator[None]:
         raise err from exc
 
 
+def _bundle_key(ca_file: str | None) -> tuple[str | None, int]:
+    """The bundle and its modification time: a rewritten bundle gets a new context."""
+    if ca_file is None:
+        return None, 0
+    return str(ca_file), os.stat(ca_file).st_mtime_ns
+
+
+@functools.lru_cache(maxsize=32)
+def _tls_context(ca_file: str | None, _mtime_ns: int = 0) -> ssl.SSLContext:
+    """One verifying context per CA bundle (None: httpx's default, certifi's CAs), shared by every
+    client of the process: building one reads the whole bundle, which a fan-out to a hundred
+    daemons would otherwise do a hundred times. Contexts are safe to share between threads."""
+    if ca_file is None:
+        return httpx.create_ssl_context()
+    return ssl.create_default_context(cafile=ca_file)
+
+
 class DaemonClient:
     """One daemon. Use as a context manager (or call :meth:`close`) so connections are released.
 
@@ -158,12 +177,10 @@ class DaemonClient:
         if callable(token):
             token = token(address)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise BadAddress(address.url, f"cannot use CA bundle {str(ca_file)!r}: {exc}") from exc
+        try:
+            verify = _tls_context(*_bundle_key(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise BadAddress(address.url, f"cannot use CA bundle {str(ca_file)!r}: {exc}") from exc
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,
                                   verify=verify)
 

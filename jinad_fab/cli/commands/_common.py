@@ -11,24 +11,30 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from ...deploy.inventory import Inventory
-from ...deploy.results import GroupResult
+if TYPE_CHECKING:  # rich is imported when a table is printed: `--json` does not pay for it
+    from rich.console import Console
+    from rich.table import Table
+
+    from ...deploy.inventory import Inventory
+    from ...deploy.results import GroupResult
 
 SHIPPED_INVENTORIES = ("local", "example")
 
 
 def console() -> Console:
+    from rich.console import Console
+
     # piped output (CI logs, `| less`) gets a wide table rather than rich's 80-column default
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
@@ -55,7 +61,9 @@ def inventory_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load_inventory(value: str, vault_password_file: str | None = None) -> Inventory:
-    return Inventory.load(inventory_path(value), vault_password_file=vault_password_file)
+    from ..inventory_cache import load
+
+    return load(inventory_path(value), vault_password_file)
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,6 +75,8 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    from rich.table import Table
+
     t = Table(title=title, title_justify="left", show_lines=False)
     for col in columns:
         t.add_column(col, overflow="fold")

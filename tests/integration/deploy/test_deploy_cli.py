@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
 
-from .conftest import free_port
+from .conftest import _start_jinad, _stop, free_port
 
 FLOW = """!Flow
 version: '1'
@@ -91,6 +93,49 @@ def test_hosts_shows_every_daemon_and_exit_codes_follow_failures(tmp_path, jinad
     assert result.exit_code == 2
     rows = {r["host"]: r for r in json.loads(result.output.split("\nError")[0])}
     assert rows["badtoken"]["status_code"] in (401, 403) and not rows["badtoken"]["unreachable"]
+
+
+def test_hosts_asks_every_daemon_at_once_and_names_the_stopped_one(tmp_path, jinads) -> None:
+    running = {f"up{i}": jinads() for i in range(4)}
+    procs: list = []
+    stopped_port, stopped_token = _start_jinad(tmp_path / "stopped-home", procs)
+    for proc, log in procs:  # a daemon that answered once and is now stopped
+        _stop(proc)
+        log.close()
+    hosts = {name: {"ansible_connection": "local", "jinad_address": "127.0.0.1", "jinad_port": port,
+                    "jinad_token": token} for name, (port, token) in running.items()}
+    hosts["stopped"] = dict(hosts["up0"], jinad_port=stopped_port, jinad_token=stopped_token)
+    inv = write_inventory(tmp_path, hosts)
+    result = CliRunner().invoke(cli, ["hosts", "-i", inv, "--json", "--timeout", "30"])
+    assert result.exit_code == 4, result.output
+    body, error = result.output.split("\nError")
+    rows = {r["host"]: r for r in json.loads(body)}
+    assert set(rows) == set(hosts)  # one answer per host, the failure did not stop the others
+    assert all(rows[h]["ok"] and rows[h]["value"]["alive"]["version"] for h in running)
+    assert len({rows[h]["value"]["alive"]["daemon_id"] for h in running}) == len(running)  # four daemons, not one
+    assert rows["stopped"]["unreachable"] and not rows["stopped"]["ok"]
+    assert "stopped" in error and "up0" not in error
+
+
+def test_hosts_imports_only_what_it_uses(tmp_path, jinad) -> None:
+    port, token = jinad
+    inv = write_inventory(tmp_path, {"up": {"ansible_connection": "local", "jinad_address": "127.0.0.1",
+                                            "jinad_port": port, "jinad_token": token}})
+    probe = (
+        "import atexit, json, sys\n"
+        "heavy = ('numpy', 'jinad_fab.flow', 'jinad_fab.runtime', 'jinad_fab.daemon', 'ansible', 'fabric',"
+        " 'jinja2', 'jinad_fab.cli.commands.flow')\n"
+        "atexit.register(lambda: sys.stderr.write('LOADED ' + json.dumps(sorted(m for m in heavy"
+        " if m in sys.modules)) + '\\n'))\n"
+        "from jinad_fab.cli.main import main\n"
+        "main()\n"
+    )
+    for _ in range(2):  # Ansible parses the inventory in a subprocess, then its answer is cached
+        proc = subprocess.run([sys.executable, "-c", probe, "hosts", "-i", inv, "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)[0]["ok"]
+        assert "LOADED []" in proc.stderr, proc.stderr
 
 
 def test_hosts_reads_the_token_the_role_generated_next_to_the_inventory(tmp_path, jinad) -> None:
