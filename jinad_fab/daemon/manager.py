@@ -324,7 +324,7 @@ class Manager:
                 break
             await asyncio.sleep(delay)
             # a forked object is ready within tens of ms: a coarse poll would add up to its own length
-            delay = min(delay * 1.5, 0.01)
+            delay = min(delay * 1.5, 0.005)
         await asyncio.to_thread(rt.stop, handle, self.settings.stop_timeout)
         tail = logs.tail_messages(log_path, 15)
         logs.event(log_path, f"failed to start: {error}", level="ERROR")

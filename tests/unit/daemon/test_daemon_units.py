@@ -80,3 +80,25 @@ def test_typed_ids():
     assert fid.startswith("jflow-") and len(fid) == 6 + 32 and kind_of(fid) == "flow"
     with pytest.raises(ValueError):
         kind_of("jnope-123")
+
+
+def test_store_fsyncs_workspace_rows_and_not_process_rows_which_survive_a_reopen(tmp_path):
+    path = tmp_path / "jinad.db"
+    s = Store(path)
+
+    def sync_mode() -> int:  # 2 = FULL (fsync each commit), 1 = NORMAL
+        return s._db.execute("PRAGMA synchronous").fetchone()[0]
+
+    s.insert(Record(id="jworkspace-a", kind="workspace", state="PENDING", runtime="process"))
+    assert sync_mode() == 2
+    s.insert(Record(id="jpod-a", kind="pod", workspace_id="jworkspace-a", state="STARTING", runtime="process"))
+    assert sync_mode() == 1
+    s.update("jworkspace-a", state="ACTIVE")
+    assert sync_mode() == 2
+    s.update("jpod-a", state="RUNNING", handle={"pid": 1})
+    assert sync_mode() == 1
+    s.close()
+    again = Store(path)  # a killed or restarted daemon reads every commit back
+    assert again.get("jpod-a").state == "RUNNING" and again.get("jpod-a").handle == {"pid": 1}
+    assert again.get("jworkspace-a").state == "ACTIVE"
+    again.close()
