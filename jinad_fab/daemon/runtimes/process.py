@@ -478,9 +478,12 @@ def _group_members(pgid: int) -> list[psutil.Process]:
     except (ProcessLookupError, PermissionError):
         return []
     out = []
-    for p in psutil.process_iter(["pid", "status"]):
+    for pid in psutil.pids():  # getpgid is one system call; /proc/<pid>/stat is read only for members
         try:
-            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+            if os.getpgid(pid) != pgid:
+                continue
+            p = psutil.Process(pid)
+            if p.status() != psutil.STATUS_ZOMBIE:
                 out.append(p)
         except (ProcessLookupError, psutil.Error):
             continue
