@@ -47,6 +47,7 @@ class BadRequest(Exception):
 def preload() -> None:
     """Import what any runtime process imports, so a forked child starts working at once."""
     import numpy  # noqa: F401
+    import numpy.random  # noqa: F401 - numpy imports it lazily: each child would, to reseed it (~4 ms)
     import zmq  # noqa: F401
 
     from ..runtime import gateway, pea, pod_host  # noqa: F401
