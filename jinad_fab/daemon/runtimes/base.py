@@ -9,7 +9,7 @@ Life cycle, as the manager drives it::
 
     rt.available()                             # once at start-up: list it in GET /alive?
     info = rt.build(ws, log)                   # worker thread; blocking; raise BuildError on failure
-    rt.prepare(ws)                             # the workspace is ACTIVE (built, or found at start-up)
+    rt.prepare(ws, wait=True)                  # same thread, before ACTIVE; at start-up without wait
     handle = rt.start(ws, spec, log_path)      # returns at once; handle is persisted in SQLite
     rt.status(handle)                          # cheap; called on GET and by the reconciler
     rt.stop(handle, timeout)                   # idempotent; returns once nothing is left running
@@ -182,10 +182,11 @@ class Runtime(abc.ABC):
         workspaces not in ``live_workspaces``); return one line per thing removed. Never touches
         another daemon's things. Called from the daemon's housekeeping, in a worker thread."""
 
-    def prepare(self, workspace: WorkspaceContext) -> None:  # noqa: B027 - optional hook
-        """The workspace is ACTIVE (just built, or found so at daemon start): warm up what its first
-        object will need, in the background. Returns at once and never raises; whatever it could
-        not prepare, :meth:`start` does itself."""
+    def prepare(self, workspace: WorkspaceContext, *, wait: bool = False) -> None:  # noqa: B027 - optional hook
+        """Warm up what the workspace's first object will need: after a successful build, before the
+        workspace is ACTIVE (``wait=True``: blocks until done, in the build's worker thread), and for
+        ACTIVE workspaces at daemon start (``wait=False``: in the background, returns at once).
+        Never raises; whatever it could not prepare, :meth:`start` does itself."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most runtimes hold nothing
         """Daemon shutdown: release what the runtime holds (clients, helper processes).

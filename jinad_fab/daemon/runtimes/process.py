@@ -7,7 +7,8 @@ into the venv. A ``.pth`` file makes the daemon's own ``jinad_fab`` importable e
 from a source checkout. pip's cache is shared by every workspace of the daemon.
 
 Objects are forked from a per-workspace zygote (:mod:`.zygotes`, started with its venv's interpreter
-in the background as soon as the workspace is ACTIVE, so the first object does not wait for it): a few milliseconds instead of an interpreter's start-up and
+at the end of the build, before the workspace is ACTIVE, and in the background for ACTIVE
+workspaces when the daemon starts, so the first object does not wait for it): a few milliseconds instead of an interpreter's start-up and
 imports. When the zygote cannot be used (it does not come up, it died, the object needs
 interpreter-level environment such as ``PYTHONPATH``), the object is started as a new interpreter,
 and its log says why. Either way the object is a session leader that outlives the daemon.
@@ -215,8 +216,9 @@ class ProcessRuntime(Runtime):
                 del self._children[pid]
         return removed
 
-    def prepare(self, workspace: WorkspaceContext) -> None:
-        """Start the workspace's zygote now, in a background thread, rather than on its first object."""
+    def prepare(self, workspace: WorkspaceContext, *, wait: bool = False) -> None:
+        """Start the workspace's zygote now (``wait``: before returning; else in a background
+        thread) rather than on its first object."""
         py = workspace.build_info.get("python")
         if not self.use_zygotes or not py or not os.path.exists(py):
             return
@@ -230,7 +232,10 @@ class ProcessRuntime(Runtime):
             except Exception:  # a background thread: log it, the first start will try again
                 log.exception("warming the zygote of %s failed", workspace.id)
 
-        threading.Thread(target=warm, name=f"zygote-{workspace.id}", daemon=True).start()
+        if wait:
+            warm()
+        else:
+            threading.Thread(target=warm, name=f"zygote-{workspace.id}", daemon=True).start()
 
     def close(self) -> None:
         """Daemon shutdown: stop the zygotes (the objects they forked keep running)."""
