@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from ..errors import Busy, Conflict, DaemonError, Invalid, NotFound, StartFailed
+from ..executors.loader import CONFINE_ENV
 from ..launch.command import POD_PORTS
 from ..schemas import ObjectState, PeaCreate, PodCreate, WorkspaceState, new_id
 from . import logs
@@ -235,7 +236,8 @@ class Manager:
         path = wsfiles.confined(self.context(ws).root, rel)
         if not path.is_file():
             raise Invalid(f"no file {str(rel)!r} in workspace {wid}")
-        await asyncio.to_thread(wsfiles.check_yaml, path)
+        data = await asyncio.to_thread(wsfiles.check_yaml, path)
+        await asyncio.to_thread(wsfiles.confine_flow, path, data, self.context(ws).root)
         fid = new_id("flow")
         spec = LaunchSpec(object_id=fid, kind="flow", status_file=self.status_path(fid), flow_yaml=str(rel),
                           host=self.settings.bind_host_for_objects)
@@ -253,6 +255,7 @@ class Manager:
         for mod in args.get("py_modules") or []:
             if not wsfiles.confined(self.context(ws).root, wsfiles.safe_relpath(mod)).is_file():
                 raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}")
+        await asyncio.to_thread(wsfiles.confine_pod, args, self.context(ws).root)
         oid = new_id(kind)
         ports = {key: args.pop(key, None) for key in POD_PORTS}
         args.pop("host", None)
@@ -269,6 +272,8 @@ class Manager:
         self.store.insert(Record(id=oid, kind=kind, workspace_id=ws.id, state=ObjectState.STARTING.value,
                                  runtime=ws.runtime, data=data))
         logs.event(log_path, f"starting {kind} in workspace {ws.id}", args=[kind, str(spec.status_file)])
+        # the loader in the object refuses any path outside the directory it starts in: the workspace
+        spec = dataclasses.replace(spec, env={**spec.env, CONFINE_ENV: "."})
         async with self._lock(oid):
             try:
                 handle = await asyncio.to_thread(rt.start, self.context(ws), spec, log_path)

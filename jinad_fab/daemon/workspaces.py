@@ -282,3 +282,39 @@ def check_yaml(path: pathlib.Path) -> Any:
         return safe_yaml.load_file(path, mode="check", what=f"YAML in {path.name}", name=path.name)
     except BadConfig as exc:
         raise bad(str(exc)[:400]) from exc
+
+
+def _refuse_confine_env(env: Any, what: str) -> None:
+    from ..executors.loader import CONFINE_ENV
+
+    if isinstance(env, dict) and any(str(k).upper() == CONFINE_ENV for k in env):
+        raise bad(f"{what}: env may not set {CONFINE_ENV}")
+
+
+def confine_pod(args: dict[str, Any], root: pathlib.Path, *, base_dir: pathlib.Path | None = None,
+                what: str = "Pod") -> None:
+    """Every path a Pod names (``uses`` and what its YAML names, ``py_modules``, ``upload_files``)
+    resolved inside ``root`` by the loader itself; 400 naming the path otherwise."""
+    from ..errors import BadInput
+    from ..executors.loader import check_paths
+
+    _refuse_confine_env(args.get("env"), what)
+    try:
+        check_paths(args.get("uses") or "_pass", py_modules=args.get("py_modules") or (),
+                    upload_files=args.get("upload_files") or (), base_dir=str(base_dir or root), root=root)
+    except BadInput as exc:
+        raise bad(f"{what}: {exc}") from exc
+
+
+def confine_flow(path: pathlib.Path, data: Any, root: pathlib.Path) -> None:
+    """The same for every Pod of a Flow YAML (paths relative to the Flow file's directory)."""
+    if not isinstance(data, dict):
+        return  # the Flow itself reports what is wrong with its shape
+    pods = data.get("pods", data.get("executors")) or []
+    if isinstance(pods, dict):
+        pods = [{"name": k, **(v or {})} for k, v in pods.items()]
+    if not isinstance(pods, list):
+        return
+    for i, pod in enumerate(pods):
+        if isinstance(pod, dict):
+            confine_pod(pod, root, base_dir=path.parent, what=f"{path.name}: Pod {pod.get('name') or i!r}")

@@ -18,16 +18,93 @@ from ..errors import BadConfig, ExecutorNotFound
 from . import builtins as _builtins
 from .base import Executor, registered, registered_names
 
-__all__ = ["load_executor", "import_py_modules", "executor_spec"]
+__all__ = ["load_executor", "import_py_modules", "executor_spec", "confine", "OutsideWorkspace",
+           "resolve_path", "check_paths"]
 
 _EXEC_KEYS = {"jtype", "with", "metas", "py_modules", "requests"}
+
+
+class OutsideWorkspace(BadConfig):
+    """A path a config names resolves outside the workspace it runs in (400 at the daemon)."""
+
+    def __init__(self, what: str, path: str):
+        self.path = path
+        super().__init__(f"{what} {path!r} is outside the workspace: only files inside it can be used")
+
+
+CONFINE_ENV = "JINAD_FAB_CONFINE"
+"""Set by ``jinad`` in the environment of every object it starts (``.``: the workspace, the
+directory the object starts in); read on each use, so forked and spawned children inherit it."""
+
+_ROOT: str | None = None  # set by confine()
+
+
+def confine(root: str | os.PathLike | None) -> None:
+    """From now on, in this process and the processes it starts, every file path the loader
+    resolves (``uses`` YAML files, ``py_modules``, nested configs) must lie inside ``root`` after
+    symlinks are followed; None lifts it."""
+    global _ROOT
+    _ROOT = os.path.realpath(root) if root is not None else None
+    if _ROOT is None:
+        os.environ.pop(CONFINE_ENV, None)
+    else:
+        os.environ[CONFINE_ENV] = _ROOT
+
+
+def confinement() -> str | None:
+    """The directory every loaded path must stay in, or None."""
+    value = os.environ.get(CONFINE_ENV)
+    if value and _ROOT is None:  # first use in this process: pin it (children inherit the absolute path)
+        confine(value)
+    elif value and _ROOT is not None and os.path.realpath(value) != _ROOT:
+        # a child's environment may only narrow it, never widen it
+        narrower = os.path.realpath(value)
+        if narrower.startswith(_ROOT.rstrip(os.sep) + os.sep):
+            confine(narrower)
+        else:
+            os.environ[CONFINE_ENV] = _ROOT
+    return _ROOT
+
+
+def resolve_path(path: str, base_dir: str | None, what: str, root: str | os.PathLike | None = None) -> str:
+    """``path`` (relative to ``base_dir``) as an absolute path, refused with :class:`OutsideWorkspace`
+    when it escapes ``root`` (default: the process's :func:`confine` root, if any)."""
+    if not isinstance(path, str) or not path:
+        raise BadConfig(f"{what} must be a file path, got {path!r}")
+    full = os.path.normpath(path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path))
+    limit = os.path.realpath(root) if root is not None else confinement()
+    if limit is not None:
+        real = os.path.realpath(full)
+        if real != limit and not real.startswith(limit.rstrip(os.sep) + os.sep):
+            raise OutsideWorkspace(what, path)
+    return full
+
+
+def check_paths(uses: Any, *, py_modules: Iterable[str] = (), upload_files: Iterable[str] = (),
+                base_dir: str | None, root: str | os.PathLike) -> None:
+    """Resolve every path a Pod names (its ``uses`` and the YAML files and ``py_modules`` inside
+    it, its own ``py_modules`` and ``upload_files``) inside ``root`` without importing anything;
+    raises :class:`OutsideWorkspace` naming the first that escapes, ExecutorNotFound for a missing one."""
+    spec, spec_dir = executor_spec(uses, base_dir, root=root)
+    metas = spec.get("metas") or {}
+    for mod in [*(spec.get("py_modules") or []), *((metas.get("py_modules") if isinstance(metas, dict) else None)
+                                                    or [])]:
+        _existing(resolve_path(mod, spec_dir, "py_modules", root), mod)
+    for mod in py_modules or ():
+        _existing(resolve_path(mod, base_dir, "py_modules", root), mod)
+    for f in upload_files or ():
+        resolve_path(f, base_dir, "upload_files", root)
+
+
+def _existing(path: str, named: str) -> None:
+    if not os.path.isfile(path):
+        raise ExecutorNotFound(named, f"py_modules file {named!r} does not exist")
 
 
 def import_py_modules(paths: Iterable[str], base_dir: str | None = None) -> None:
     """Import user modules by file path so the Executors they define get registered."""
     for p in paths or ():
-        path = p if os.path.isabs(p) or base_dir is None else os.path.join(base_dir, p)
-        path = os.path.normpath(path)
+        path = resolve_path(p, base_dir, "py_modules")
         if not os.path.isfile(path):
             raise ExecutorNotFound(p, f"py_modules file {path!r} does not exist")
         name = "jinad_fab_user_" + os.path.splitext(os.path.basename(path))[0]
@@ -62,8 +139,10 @@ def _class_for(name: str, uses: Any) -> type[Executor]:
     return cls
 
 
-def executor_spec(uses: Any, base_dir: str | None = None) -> tuple[dict, str | None]:
-    """Normalise any `uses` form into ``{"jtype", "with", "metas", "py_modules"}`` and its base dir."""
+def executor_spec(uses: Any, base_dir: str | None = None, *,
+                  root: str | os.PathLike | None = None) -> tuple[dict, str | None]:
+    """Normalise any `uses` form into ``{"jtype", "with", "metas", "py_modules"}`` and its base dir.
+    A YAML file is resolved inside ``root`` (or the :func:`confine` root) before it is read."""
     if isinstance(uses, type):
         if not issubclass(uses, Executor):
             raise ExecutorNotFound(uses, "a class given as `uses` must subclass Executor")
@@ -75,7 +154,7 @@ def executor_spec(uses: Any, base_dir: str | None = None) -> tuple[dict, str | N
         if not text:
             raise ExecutorNotFound(uses, "empty")
         if text.endswith((".yml", ".yaml")) and "\n" not in text:
-            path = text if os.path.isabs(text) or base_dir is None else os.path.join(base_dir, text)
+            path = resolve_path(text, base_dir, "uses", root)
             if not os.path.isfile(path):
                 raise ExecutorNotFound(uses, f"file {path!r} does not exist")
             spec = safe_yaml.load_file(path, what="Executor config")
@@ -122,3 +201,6 @@ def load_executor(uses: Any, *, uses_with: dict | None = None, uses_metas: dict 
         if table:
             executor.bind_requests(table)
     return executor
+
+
+confinement()  # pin an inherited "." to the directory this process started in
