@@ -1,10 +1,13 @@
-"""Shared fixtures. Each test file is marked with its tier from the folder it lives in."""
+"""The suite's root conftest: loads the shared support plugin (tests/support: daemons of both
+runtimes, free ports, the Docker engine) and marks each test with its tier from its folder."""
 
 from __future__ import annotations
 
 import pathlib
 
 import pytest
+
+pytest_plugins = ["tests.support.plugin"]
 
 _TIERS = ("unit", "integration", "docker", "multihost")
 

@@ -154,14 +154,15 @@ class ChildProcess:
     def _pump_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         out = sys.stderr
-        for raw in iter(self.proc.stderr.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self._tail.append(line)
-            try:
-                out.write(line + "\n")
-                out.flush()
-            except (ValueError, OSError):
-                pass
+        with self.proc.stderr:  # closed at EOF here, not by the garbage collector (a ResourceWarning)
+            for raw in iter(self.proc.stderr.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self._tail.append(line)
+                try:
+                    out.write(line + "\n")
+                    out.flush()
+                except (ValueError, OSError):
+                    pass
 
     def log_tail(self, n: int = 20) -> str:
         return "\n".join(list(self._tail)[-n:])

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import pathlib
-import sys
 import uuid
 
 import pytest
-from dockerkit import BASE_IMAGE, leftovers, purge
 
 from jinad_fab.daemon.runtimes.base import LaunchSpec, WorkspaceContext
 from jinad_fab.daemon.runtimes.docker import DockerOptions, DockerRuntime
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "integration" / "daemon"))
 # The one runtime contract, run here against docker with the locally built base image.
-from test_runtime_contract import (  # noqa: E402
+from tests.integration.daemon.test_runtime_contract import (
     test_build_start_status_stop_adopt,  # noqa: F401
     test_failed_build_raises_build_error,  # noqa: F401
     test_sweep_removes_what_no_record_owns_and_nothing_else,  # noqa: F401
 )
+from tests.support.docker import BASE_IMAGE, leftovers, purge
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -6,8 +6,10 @@ import time
 
 import httpx
 import pytest
-from dockerkit import BASE_IMAGE, docker_cli, leftovers
-from jinad_testkit import FLOW_YML, free_port, upload, wait_state
+
+from tests.support.daemons import FLOW_YML, upload, wait_state
+from tests.support.docker import BASE_IMAGE, docker_cli, leftovers
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(600)
 

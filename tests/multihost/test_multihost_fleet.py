@@ -185,7 +185,8 @@ def test_flow_up_spreads_a_flow_over_the_fleet_and_down_leaves_nothing(fleet, de
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 0, proc.stderr.read()[-6000:]
+    with proc.stdout, proc.stderr:
+        assert proc.returncode == 0, proc.stderr.read()[-6000:]
     code, body, out = run("flow", "down", "-i", str(fleet.inventory), "--json")
     assert code == 0, out
     assert all(r["value"]["pods"] == 0 and r["value"]["flows"] == 0 for r in json.loads(body))

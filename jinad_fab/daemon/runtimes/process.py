@@ -171,9 +171,9 @@ class ProcessRuntime(Runtime):
         timer = threading.Timer(timeout, lambda: _kill_group(proc.pid))
         timer.start()
         try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log(source, line.rstrip("\n"))
+            with proc.stdout:  # closed here, not by the garbage collector (a ResourceWarning)
+                for line in proc.stdout:
+                    log(source, line.rstrip("\n"))
             rc = proc.wait()
         finally:
             timer.cancel()

@@ -9,7 +9,8 @@ import zipfile
 
 import httpx
 import pytest
-from jinad_testkit import FLOW_YML, active_workspace, upload, wait_state
+
+from tests.support.daemons import FLOW_YML, active_workspace, upload, wait_state
 
 EVIL = "evil-marker.txt"
 
@@ -181,7 +182,7 @@ def test_non_loopback_bind_needs_a_token(tmp_path):
     import subprocess
     import sys
 
-    from jinad_testkit import REPO_PARENT
+    from tests.support.daemons import REPO_PARENT
     env = dict(os.environ, PYTHONPATH=REPO_PARENT)
     r = subprocess.run([sys.executable, "-m", "jinad_fab.cli.daemon", "--host", "0.0.0.0", "--port", "0",
                         "--home", str(tmp_path / "h")], env=env, capture_output=True, text=True, timeout=30)

@@ -6,7 +6,8 @@ import json
 import time
 
 import httpx
-from jinad_testkit import FLOW_YML, active_workspace, processes_of, upload, wait_state
+
+from tests.support.daemons import FLOW_YML, active_workspace, processes_of, upload, wait_state
 
 
 def test_health_and_status_show_no_secrets(daemon_factory):

@@ -8,7 +8,7 @@ import io
 import subprocess
 import zipfile
 
-from jinad_testkit import FLOW_YML, upload, wait_state
+from tests.support.daemons import FLOW_YML, upload, wait_state
 
 
 def _wheel(name: str, version: str, module_src: str) -> tuple[str, bytes]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from jinad_testkit import FLOW_YML, active_workspace, processes_of
+
+from tests.support.daemons import FLOW_YML, active_workspace, processes_of
 
 
 def test_flow_survives_daemon_sigkill_and_is_readopted(daemon_factory):

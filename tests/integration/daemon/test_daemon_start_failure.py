@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jinad_testkit import active_workspace
+from tests.support.daemons import active_workspace
 
 
 def test_a_flow_that_cannot_start_is_a_400_with_its_log_tail(jinad):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import psutil
-from jinad_testkit import FLOW_YML, active_workspace, processes_of
+
+from tests.support.daemons import FLOW_YML, active_workspace, processes_of
 
 
 def _zygotes_of(home) -> list[psutil.Process]:

@@ -1,5 +1,6 @@
-"""Real processes for the operator toolkit's integration tests: a jinad on loopback and an
-OpenSSH server on loopback, each on a random port, each stopped even when a test fails."""
+"""Real processes for the operator toolkit's integration tests: a jinad on loopback (from the shared
+`daemon_factory`, tests/support) and an OpenSSH server on loopback, each on a random port, each
+stopped even when a test fails."""
 
 from __future__ import annotations
 
@@ -8,17 +9,11 @@ import pathlib
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
-import httpx
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -31,44 +26,15 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-def _start_jinad(home: pathlib.Path, procs: list) -> tuple[int, str]:
-    port, token = free_port(), "t0ken-" + os.urandom(8).hex()
-    home.mkdir(parents=True, exist_ok=True)
-    log = (home.parent / f"{home.name}.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD_")}
-    env["JINAD_TOKEN"] = token  # the environment, not argv (ps shows argv to every user)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from jinad_fab.cli.daemon import main; main()",
-         "--port", str(port), "--home", str(home), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    procs.append((proc, log))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/alive", timeout=1).status_code < 500:
-                return port, token
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("jinad did not start:\n" + (home.parent / f"{home.name}.log").read_text()[-3000:])
-        time.sleep(0.2)
-
-
 @pytest.fixture
-def jinads(tmp_path: pathlib.Path):
+def jinads(daemon_factory):
     """Start real `jinad`s on 127.0.0.1:<random> with tokens: ``start() -> (port, token)``."""
-    procs: list = []
 
     def start() -> tuple[int, str]:
-        return _start_jinad(tmp_path / f"jinad{len(procs)}", procs)
+        d = daemon_factory(token="t0ken-" + os.urandom(8).hex())
+        return d.port, d.token
 
-    try:
-        yield start
-    finally:
-        for proc, log in procs:
-            _stop(proc)
-            log.close()
+    return start
 
 
 @pytest.fixture
@@ -102,8 +68,9 @@ def sshd(tmp_path: pathlib.Path):
         "Subsystem sftp internal-sftp\n"
     )
     os.makedirs("/run/sshd", exist_ok=True)
-    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=subprocess.DEVNULL, stderr=(d / "sshd.log").open("wb"))
+    with open(d / "sshd.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([binary, "-D", "-e", "-f", str(d / "sshd_config")],
+                                stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 15
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -12,8 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
-
-from .conftest import _start_jinad, _stop, free_port
+from tests.support.ports import free_port
 
 FLOW = """!Flow
 version: '1'
@@ -95,13 +95,11 @@ def test_hosts_shows_every_daemon_and_exit_codes_follow_failures(tmp_path, jinad
     assert rows["badtoken"]["status_code"] in (401, 403) and not rows["badtoken"]["unreachable"]
 
 
-def test_hosts_asks_every_daemon_at_once_and_names_the_stopped_one(tmp_path, jinads) -> None:
+def test_hosts_asks_every_daemon_at_once_and_names_the_stopped_one(tmp_path, jinads, daemon_factory) -> None:
     running = {f"up{i}": jinads() for i in range(4)}
-    procs: list = []
-    stopped_port, stopped_token = _start_jinad(tmp_path / "stopped-home", procs)
-    for proc, log in procs:  # a daemon that answered once and is now stopped
-        _stop(proc)
-        log.close()
+    stopped = daemon_factory(token="t0ken-" + os.urandom(8).hex())
+    stopped.stop()  # a daemon that answered once and is now stopped
+    stopped_port, stopped_token = stopped.port, stopped.token
     hosts = {name: {"ansible_connection": "local", "jinad_address": "127.0.0.1", "jinad_port": port,
                     "jinad_token": token} for name, (port, token) in running.items()}
     hosts["stopped"] = dict(hosts["up0"], jinad_port=stopped_port, jinad_token=stopped_token)

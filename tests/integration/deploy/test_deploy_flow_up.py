@@ -106,7 +106,8 @@ def test_flow_up_spreads_pods_and_answers_exactly(tmp_path, jinads) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 0, proc.stderr.read()[-4000:]
+    with proc.stdout, proc.stderr:
+        assert proc.returncode == 0, proc.stderr.read()[-4000:]
 
     deadline = time.monotonic() + 30
     while True:

@@ -20,8 +20,7 @@ from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
 from jinad_fab.deploy import wheelhouse
-
-from .conftest import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(900)
 

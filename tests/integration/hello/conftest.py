@@ -6,7 +6,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
@@ -15,12 +14,6 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(*args: str) -> list[str]:
@@ -58,6 +51,9 @@ def proc_group():
             except ProcessLookupError:
                 pass
             p.wait(10)
+        for pipe in (p.stdout, p.stderr):  # closed here, not by the garbage collector
+            if pipe is not None:
+                pipe.close()
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from .conftest import artefact, cli, free_port, leftovers
+from tests.support.ports import free_port
+
+from .conftest import artefact, cli, leftovers
 
 # Held out: none of these sentences is in the corpus; each paraphrases the question after it.
 PARAPHRASES = {

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from .conftest import artefact, cli, free_port, leftovers
+from tests.support.ports import free_port
+
+from .conftest import artefact, cli, leftovers
 
 
 def _run(args: list[str], timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:

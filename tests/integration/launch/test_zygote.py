@@ -213,4 +213,5 @@ def test_exit_request_and_losing_its_parent_both_end_it(zygote, tmp_path):
     finally:
         starter.kill()
         starter.wait(10)
+        starter.stdout.close()
         shutil.rmtree(sock.parent, ignore_errors=True)

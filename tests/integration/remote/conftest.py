@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import os
-import pathlib
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "daemon"))
-from jinad_testkit import Daemon, reap  # noqa: E402
+from tests.support.daemons import Daemon
 
 
 @pytest.fixture
-def daemons(tmp_path, monkeypatch):
+def daemons(daemon_factory, monkeypatch):
     """Daemons that share one token, handed to them and to the Flows in JINAD_TOKEN (as an operator
-    of several local daemons would); ``make(token=...)`` gives one its own instead."""
+    of several local daemons would); ``make(token=...)`` gives one its own instead. The daemons
+    themselves come from the shared factory (tests/support), process runtime."""
     shared = "remote-tests-" + os.urandom(8).hex()
     monkeypatch.setenv("JINAD_TOKEN", shared)
-    made: list[Daemon] = []
 
     def make(token: str | None = None) -> Daemon:
-        d = Daemon(tmp_path / f"host{len(made)}", token=token or shared)
-        made.append(d)
-        return d.start()
+        return daemon_factory(token=token or shared)
 
-    yield make
-    for d in made:
-        d.stop()
-    for d in made:
-        reap(d.home)
+    return make

@@ -100,7 +100,7 @@ def test_ping(daemons):
 
 
 def test_ping_unreachable_exits_4():
-    from jinad_testkit import free_port
+    from tests.support.ports import free_port
 
     result = CliRunner().invoke(cli, ["ping", f"127.0.0.1:{free_port()}", "-c", "2", "--interval", "0"])
     assert result.exit_code == 4 and "unreachable" in result.output

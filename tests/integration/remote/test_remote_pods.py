@@ -146,7 +146,7 @@ def test_quiet_remote_logs(daemons, project, capfd):
 
 
 def test_a_host_that_is_down_fails_start_naming_it(daemons, project):
-    from jinad_testkit import free_port
+    from tests.support.ports import free_port
 
     port = free_port()
     with pytest.raises(PeaStartError) as info:

@@ -215,6 +215,8 @@ def test_no_orphans_when_the_flow_process_is_sigkilled(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+        proc.stdout.close()
 
 
 def test_embeddings_survive_three_hops_bit_exact():

@@ -1,4 +1,4 @@
-"""Helpers of the docker tier: what a daemon left on the engine, and how to remove it."""
+"""What a daemon left on a Docker engine, and how to remove it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Helpers for the daemon integration tests: a real `jinad` subprocess and its clean-up."""
+"""A real `jinad` subprocess, and the clean-up of everything it started.
+
+`Daemon` is the one way tests start a daemon, whatever its runtime (`process` or `docker`): the
+`daemon_factory` fixture (tests/support/plugin.py) builds them and stops and reaps them afterwards.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import contextlib
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +18,8 @@ import httpx
 import psutil
 
 import jinad_fab
+
+from .ports import free_port
 
 REPO_PARENT = str(pathlib.Path(jinad_fab.__file__).resolve().parent.parent)
 
@@ -28,17 +33,15 @@ pods:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Daemon:
-    """One `jinad` process; `restart()` keeps the home, `kill()` is SIGKILL."""
+    """One `jinad` process on a free loopback port with its own home.
+
+    The daemon sees this process's environment minus every inherited ``JINAD_*`` variable (an
+    operator's own settings must not leak into a test), plus ``env``. `restart()` keeps the home,
+    `kill()` is SIGKILL."""
 
     def __init__(self, home: pathlib.Path, token: str | None = None, extra: list[str] | None = None,
-                 scheme: str = "http", verify: str | bool = True):
+                 scheme: str = "http", verify: str | bool = True, env: dict[str, str] | None = None):
         self.home = home
         self.token = token
         self.extra = extra or []
@@ -48,6 +51,7 @@ class Daemon:
 
             verify = ssl.create_default_context(cafile=verify)
         self.verify = verify
+        self.env = dict(env or {})
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = home.parent / f"{home.name}-daemon.log"
@@ -57,9 +61,15 @@ class Daemon:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def start(self, timeout: float = 20) -> Daemon:
-        env = dict(os.environ, PYTHONPATH=REPO_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   PIP_NO_INDEX="1")
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("JINAD_")}
+        env.update(PYTHONPATH=REPO_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""), PIP_NO_INDEX="1")
+        env.update(self.env)
         cmd = [sys.executable, "-m", "jinad_fab.cli.daemon", "--port", str(self.port), "--home", str(self.home),
                "--log-level", "warning", *self.extra]
         if self.token:  # handed over in a 0600 file, as an operator would (never in argv)
@@ -134,6 +144,7 @@ def _alive(p: psutil.Process) -> bool:
 
 
 def reap(home: pathlib.Path) -> list[int]:
+    """Kill whatever a daemon with this home left running; returns the pids it had to kill."""
     procs = processes_of(home)
     procs += [p for p in psutil.process_iter() if _mentions(p, str(home))]
     for p in procs:
