@@ -6,10 +6,16 @@ an iterable or a generator, cuts them into requests of ``request_size`` and keep
 ``prefetch`` requests in flight. Each answer goes to ``on_done`` (or ``on_error``) and then
 ``on_always``; an error with no ``on_error`` raises :class:`~jinad_fab.errors.RequestError`
 naming the Pod that failed. :class:`AsyncClient` is the same for asyncio code.
+
+The calling forms of Jina 1.x/2.x work: keyword arguments that are not options of ``post`` are
+endpoint parameters (``search(docs, top_k=3)`` sends ``parameters={"top_k": 3}``), and
+``show_progress=True`` draws a progress bar on stderr. Jina spellings that mean something else
+here (``input_fn=``, ``output_fn=``, ``batch_size=``...) are refused, naming the new form.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import time
@@ -27,6 +33,83 @@ from .wire import Message, new_header
 __all__ = ["Client", "AsyncClient", "Response"]
 
 Callback = Callable[["Response"], Any] | None
+
+# the options of `post`; any other keyword argument is an endpoint parameter
+_OPTIONS = ("parameters", "request_size", "on_done", "on_error", "on_always", "return_results", "timeout",
+            "show_progress")
+_CALLBACKS = ("on_done", "on_error", "on_always")
+# Jina 1.x/2.x keyword arguments spelled differently here: refused, naming what to write instead
+_RENAMED = {
+    "input_fn": "inputs=... (or the second positional argument)",
+    "output_fn": "on_done=...",
+    "callback": "on_done=...",
+    "batch_size": "request_size=...",
+    "continue_on_error": "on_error=<callback> (a failed request goes to it instead of raising)",
+    "exec_endpoint": "post('/endpoint', inputs)",
+}
+
+
+def endpoint_parameters(parameters: dict | None, kwargs: dict[str, Any]) -> dict | None:
+    """``parameters`` plus the keyword arguments that are not options of `post` (Jina's form)."""
+    if not kwargs:
+        return parameters
+    if parameters is not None and not isinstance(parameters, dict):
+        raise BadInput("`parameters` must be a dict")
+    merged = dict(parameters or {})
+    for key, value in kwargs.items():
+        if key in _RENAMED:
+            raise BadInput(f"`{key}=` is a Jina 1.x/2.x keyword; here write `{_RENAMED[key]}`")
+        close = difflib.get_close_matches(key, _OPTIONS, n=1, cutoff=0.8)
+        if close or callable(value):
+            hint = (f"did you mean `{close[0]}=`?" if close else
+                    f"a callback goes in {', '.join(c + '=' for c in _CALLBACKS)}")
+            raise BadInput(f"`{key}=` is not an option of post(); other keyword arguments are endpoint "
+                           f"parameters (JSON values, like top_k=3): {hint}")
+        if key in merged and merged[key] != value:
+            raise BadInput(f"`{key}` is given twice, as {key}={value!r} and in parameters ({merged[key]!r})")
+        merged[key] = value
+    return merged
+
+
+class _ProgressBar:
+    """``show_progress=True``: a rich progress bar on stderr, advanced as answers arrive."""
+
+    def __init__(self, on: str, inputs: Any):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if isinstance(inputs, (Document, dict, str, bytes)):
+            total: int | None = 1
+        else:  # a generator has no length: the bar then counts without a total
+            total = len(inputs) if hasattr(inputs, "__len__") else None
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed} Documents"),
+            TextColumn("{task.fields[requests]} requests"), TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), console=Console(stderr=True))
+        self._task = self._progress.add_task(on, total=total, requests=0, rate="")
+        self._started = time.monotonic()
+        self._docs = self._requests = 0
+
+    def __enter__(self) -> _ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.stop()
+
+    def wrap(self, on_always: Callback) -> Callback:
+        def advance(resp: Response) -> None:
+            try:
+                self._docs += len(resp.docs)
+                self._requests += 1
+                rate = self._docs / max(time.monotonic() - self._started, 1e-6)
+                self._progress.update(self._task, completed=self._docs, requests=self._requests,
+                                      rate=f"{rate:,.0f} Documents/s")
+            finally:
+                if on_always is not None:
+                    on_always(resp)
+
+        return advance
 
 
 class Response:
@@ -75,7 +158,7 @@ class Response:
                             response=self)
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else f"error from {self.error.get('pod')!r}"
+        state = f"ok, {len(self.docs)} Documents" if self.ok else f"error from {self.error.get('pod')!r}"
         return f"<Response {self.endpoint} {self.request_id[:8]} {state}>"
 
 
@@ -262,7 +345,15 @@ class Client(_Base):
 
     def post(self, on: str, inputs: Any = None, *, parameters: dict | None = None, request_size: int = 100,
              on_done: Callback = None, on_error: Callback = None, on_always: Callback = None,
-             return_results: bool = True, timeout: float | None = None) -> DocumentArray | None:
+             return_results: bool = True, timeout: float | None = None, show_progress: bool = False,
+             **endpoint_params: Any) -> DocumentArray | None:
+        """Send `inputs` to endpoint `on`; other keyword arguments are endpoint parameters (top_k=3)."""
+        parameters = endpoint_parameters(parameters, endpoint_params)
+        if show_progress:
+            with _ProgressBar(on, inputs) as bar:
+                return self.post(on, inputs, parameters=parameters, request_size=request_size, on_done=on_done,
+                                 on_error=on_error, on_always=bar.wrap(on_always),
+                                 return_results=return_results, timeout=timeout)
         run = _Run(on, parameters, on_done, on_error, on_always, return_results)
         timeout = timeout if timeout is not None else self.timeout
         if self.protocol == "http":
@@ -322,9 +413,17 @@ class Client(_Base):
         return self.post("/update", inputs, **kwargs)
 
     def delete(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
-        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(x, str) for x in inputs):
-            inputs = [Document(id=x) for x in inputs]  # delete by ids
-        return self.post("/delete", inputs, **kwargs)
+        """Delete by Documents or by ids: ``delete(['id1', 'id2'])``, ``delete('id1')``, or a mix."""
+        return self.post("/delete", ids_to_documents(inputs), **kwargs)
+
+
+def ids_to_documents(inputs: Any) -> Any:
+    """For `delete`: a str is an id (not a text), in a list or alone."""
+    if isinstance(inputs, str):
+        return [Document(id=inputs)]
+    if isinstance(inputs, (list, tuple)):
+        return [Document(id=x) if isinstance(x, str) else x for x in inputs]
+    return inputs
 
 
 def _http_message(r: Any, rid: str, on: str) -> Message:
@@ -342,8 +441,15 @@ class AsyncClient(_Base):
     async def post(self, on: str, inputs: Any = None, *, parameters: dict | None = None,
                    request_size: int = 100, on_done: Callback = None, on_error: Callback = None,
                    on_always: Callback = None, return_results: bool = True,
-                   timeout: float | None = None) -> DocumentArray | None:
-        run = _Run(on, parameters, on_done, on_error, on_always, return_results)
+                   timeout: float | None = None, show_progress: bool = False,
+                   **endpoint_params: Any) -> DocumentArray | None:
+        if show_progress:
+            with _ProgressBar(on, inputs) as bar:
+                return await self.post(on, inputs, parameters=parameters, request_size=request_size,
+                                       on_done=on_done, on_error=on_error, on_always=bar.wrap(on_always),
+                                       return_results=return_results, timeout=timeout, **endpoint_params)
+        run = _Run(on, endpoint_parameters(parameters, endpoint_params), on_done, on_error, on_always,
+                   return_results)
         async for _ in self._drive(run, batches(inputs, request_size), timeout):
             pass
         return run.results

@@ -16,7 +16,63 @@ import numpy as np
 from .errors import BadDocument
 
 _FIELDS = ("id", "text", "blob", "buffer", "uri", "mime_type", "tags", "embedding", "chunks", "matches",
-           "scores")
+           "scores", "content")
+
+
+class Score(float):
+    """A score: a plain float that also reads the Jina 2.x way, ``m.scores['euclidean'].value``."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> float:
+        return float(self)
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
+class Scores(dict):
+    """Score name -> value. Values are kept as plain floats (what goes on the wire, unchanged) and
+    read back as :class:`Score`, so ``scores['cosine']`` is a float with a ``.value``."""
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__()
+        self.update(*args, **kwargs)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, float(value))
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        for key, value in dict(*args, **kwargs).items():
+            dict.__setitem__(self, key, float(value))
+
+    def setdefault(self, key: str, default: Any = 0.0) -> Score:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __getitem__(self, key: str) -> Score:
+        return Score(dict.__getitem__(self, key))
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return Score(dict.__getitem__(self, key)) if key in self else default
+
+    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+        if key in self:
+            return Score(dict.pop(self, key))
+        return dict.pop(self, key, *default)
+
+    def values(self) -> list[Score]:  # type: ignore[override]
+        return [Score(v) for v in dict.values(self)]
+
+    def items(self) -> list[tuple[str, Score]]:  # type: ignore[override]
+        return [(k, Score(v)) for k, v in dict.items(self)]
+
+    def copy(self) -> Scores:
+        return Scores(self)
 
 
 def new_id() -> str:
@@ -46,10 +102,14 @@ class Document:
                  buffer: bytes | None = None, uri: str | None = None, mime_type: str | None = None,
                  tags: dict | None = None, embedding: Any = None, chunks: Iterable[Document] | None = None,
                  matches: Iterable[Document] | None = None, scores: dict[str, float] | None = None,
-                 **extra: Any):
+                 content: Any = None, **extra: Any):
         if extra:
             raise BadDocument(f"unknown field(s) {sorted(extra)}; known: {', '.join(_FIELDS)}", id)
         self.id = str(id) if id is not None else new_id()
+        if content is not None:
+            if text is not None or blob is not None or buffer is not None:
+                raise BadDocument("give `content` or one of text/blob/buffer, not both", self.id)
+            text, blob, buffer = _split_content(content, self.id)
         if text is not None and not isinstance(text, str):
             raise BadDocument(f"text must be str, got {type(text).__name__}", self.id)
         self.text = text
@@ -63,7 +123,7 @@ class Document:
         self._tags = dict(tags) if tags else None
         self._chunks = DocumentArray(chunks) if chunks else None
         self._matches = DocumentArray(matches) if matches else None
-        self._scores = {k: float(v) for k, v in scores.items()} if scores else None
+        self._scores = Scores(scores) if scores else None
 
     # arrays are validated on assignment so bad data fails where it is set, naming the Document
     @property
@@ -113,14 +173,27 @@ class Document:
         self._matches = DocumentArray(value) if value else None
 
     @property
-    def scores(self) -> dict[str, float]:
-        if self._scores is None:
-            self._scores = {}
-        return self._scores
+    def scores(self) -> Scores:
+        """Score name -> :class:`Score` (a float; ``.value`` reads it the Jina 2.x way)."""
+        s = self._scores
+        if s is None:
+            s = self._scores = Scores()
+        elif type(s) is not Scores:  # a plain dict, as decoded from the wire
+            s = self._scores = Scores(s)
+        return s
 
     @scores.setter
     def scores(self, value: dict[str, float] | None) -> None:
-        self._scores = {k: float(v) for k, v in value.items()} if value else None
+        self._scores = Scores(value) if value else None
+
+    @property
+    def score(self) -> Score:
+        """The only score, for Jina 1.x's ``m.score.value``; with several, name one: ``m.scores[name]``."""
+        names = list(self._scores or ())
+        if len(names) != 1:
+            raise AttributeError(f"Document {self.id!r} has {len(names)} scores {names}: `score` is Jina 1.x; "
+                                 "read one by name, e.g. `m.scores['euclidean'].value`")
+        return self.scores[names[0]]
 
     @property
     def content(self) -> Any:
@@ -130,6 +203,12 @@ class Document:
         if self._blob is not None:
             return self._blob
         return self.buffer
+
+    @content.setter
+    def content(self, value: Any) -> None:
+        """Set text (a str), buffer (bytes) or blob (an array) by the value's type; the others are cleared."""
+        self.text, blob, self.buffer = _split_content(value, self.id) if value is not None else (None,) * 3
+        self.blob = blob
 
     def has(self, field: str) -> bool:
         """Whether a field carries a value (empty tags/chunks/matches/scores count as unset)."""
@@ -200,6 +279,8 @@ class Document:
             parts.append(f"embedding={self._embedding.dtype}{list(self._embedding.shape)}")
         if self._blob is not None:
             parts.append(f"blob={self._blob.dtype}{list(self._blob.shape)}")
+        if self._tags:
+            parts.append(f"tags={self._tags}")
         if self._matches:
             parts.append(f"matches={len(self._matches)}")
         if self._chunks:
@@ -218,10 +299,25 @@ class Document:
         return document_svg(self, path, engine)
 
 
+def _split_content(value: Any, doc_id: str) -> tuple[str | None, Any, bytes | None]:
+    """`content=` as (text, blob, buffer), chosen by type."""
+    if isinstance(value, str):
+        return value, None, None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return None, None, bytes(value)
+    if isinstance(value, np.ndarray):
+        return None, value, None
+    raise BadDocument(f"content must be str (text), bytes (buffer) or a numpy array (blob), "
+                      f"got {type(value).__name__}", doc_id)
+
+
 def _all_numbers(value: Any) -> bool:
     if isinstance(value, list):
         return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     return False
+
+
+_REPR_DOCS = 5  # a printed DocumentArray shows this many Documents
 
 
 class DocumentArray(Sequence):
@@ -311,7 +407,10 @@ class DocumentArray(Sequence):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"<DocumentArray len={len(self._docs)}>"
+        n = len(self._docs)
+        shown = ", ".join(repr(d) for d in self._docs[:_REPR_DOCS])
+        more = f", ... {n - _REPR_DOCS} more" if n > _REPR_DOCS else ""
+        return f"<DocumentArray len={n} [{shown}{more}]>"
 
     def append(self, doc: Document) -> None:
         if not isinstance(doc, Document):

@@ -25,7 +25,7 @@ import numpy as np
 from .document import Document
 from .errors import BadInput
 
-__all__ = ["from_ndarray", "from_csv", "from_ndjson", "from_files"]
+__all__ = ["from_ndarray", "from_csv", "from_ndjson", "from_files", "from_lines"]
 
 _SCALAR_FIELDS = ("id", "text", "uri", "mime_type")
 _TEXT_MIME = ("application/json", "application/xml", "application/javascript", "application/x-yaml",
@@ -110,6 +110,35 @@ def _open_text(fp: str | os.PathLike | IO) -> Iterator[IO[str]]:
         yield io.TextIOWrapper(fp, encoding="utf-8", newline="")
     else:
         yield fp
+
+
+def from_lines(lines: Iterable[str] | None = None, filepath: str | os.PathLike | None = None,
+               size: int | None = None, sampling_rate: float | None = None, seed: int | None = None,
+               line_format: str = "text") -> Iterator[Document]:
+    """One Document per line, its text the line without the newline (Jina's ``index_lines``).
+
+    Give `lines` (any iterable of str) or `filepath`, not both. ``line_format='json'`` or ``'csv'``
+    (Jina 2.x) is refused naming `from_ndjson` / `from_csv`, which parse each line into fields.
+    """
+    if line_format in ("json", "csv"):
+        new = {"json": "index_ndjson(fp)", "csv": "index_csv(fp)"}[line_format]
+        raise BadInput(f"line_format={line_format!r} is Jina 2.x; here each line becomes one text Document: "
+                       f"use {new} to parse lines into fields")
+    if line_format != "text":
+        raise BadInput(f"line_format must be 'text', got {line_format!r}")
+    if (lines is None) == (filepath is None):
+        raise BadInput("give `lines` or `filepath` (one of them)")
+    if isinstance(lines, str):
+        raise BadInput("lines must be an iterable of str, got a single str; wrap it: lines=[text]")
+    if filepath is not None:
+        with _open_text(filepath) as fh:
+            for line in _limit(fh, size, sampling_rate, seed):
+                yield Document(text=line.rstrip("\r\n"))
+        return
+    for line in _limit(lines, size, sampling_rate, seed):
+        if not isinstance(line, str):
+            raise BadInput(f"lines must be str, got {type(line).__name__}")
+        yield Document(text=line.rstrip("\r\n"))
 
 
 def from_csv(fp: str | os.PathLike | IO, field_resolver: dict[str, str] | None = None, size: int | None = None,

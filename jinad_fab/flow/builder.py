@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from typing import Any
 from .. import gpus
 from ..client import Client
 from ..document import DocumentArray
-from ..errors import BadConfig, PeaStartError
+from ..errors import BadConfig, PeaStartError, PodDied
 from ..executors import Executor
 from ..runtime import pea as pea_runtime
 from ..runtime.child import ChildProcess
@@ -442,6 +443,11 @@ class Flow:
                       health=lambda: self._failure, **kwargs)
 
     def post(self, on: str, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        """Send `inputs` to endpoint `on`: ``f.post('/custom', docs, on_done=print, top_k=3)``.
+
+        Keyword arguments are :meth:`Client.post`'s (``on_done``, ``request_size``, ``show_progress``...);
+        any other one is an endpoint parameter, as in Jina (``top_k=3`` -> ``parameters={'top_k': 3}``).
+        """
         if self._client is None:
             self._client = self.client()
         return self._client.post(on, inputs, **kwargs)
@@ -456,9 +462,51 @@ class Flow:
         return self.post("/update", inputs, **kwargs)
 
     def delete(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
+        """Delete by Documents or ids: ``f.delete(['id1', 'id2'])``."""
         if self._client is None:
             self._client = self.client()
         return self._client.delete(inputs, **kwargs)
+
+    def index_lines(self, lines: Iterable[str] | None = None, filepath: str | None = None,
+                    size: int | None = None, sampling_rate: float | None = None, line_format: str = "text",
+                    **kwargs: Any) -> DocumentArray | None:
+        """Index one text Document per line: ``f.index_lines(lines=['hello', 'jina'])`` or ``filepath=``."""
+        from ..feeders import from_lines
+
+        return self.index(from_lines(lines, filepath, size=size, sampling_rate=sampling_rate,
+                                     line_format=line_format), **kwargs)
+
+    def search_lines(self, lines: Iterable[str] | None = None, filepath: str | None = None,
+                     size: int | None = None, sampling_rate: float | None = None, line_format: str = "text",
+                     **kwargs: Any) -> DocumentArray | None:
+        from ..feeders import from_lines
+
+        return self.search(from_lines(lines, filepath, size=size, sampling_rate=sampling_rate,
+                                      line_format=line_format), **kwargs)
+
+    def block(self, stop_event: threading.Event | None = None) -> None:
+        """Serve until Ctrl-C, SIGTERM or `stop_event` is set: ``with f: f.block()``.
+
+        A Flow that is not running is started here and closed on return. A Pod that dies ends the
+        wait with :class:`~jinad_fab.errors.PodDied` naming it (serving a broken Flow helps nobody).
+        """
+        started_here = self._gateway is None
+        if started_here:
+            self.start()
+        stop = stop_event or threading.Event()
+        in_main = threading.current_thread() is threading.main_thread()  # only it can handle signals
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set()) if in_main else None
+        try:
+            while not stop.wait(0.1):
+                if self._failure:
+                    raise PodDied(self._failure["pod"], self._failure["msg"])
+        except KeyboardInterrupt:
+            log.info("interrupted: closing the Flow")
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            if started_here:
+                self.close()
 
     # ---- YAML ----
     def to_dict(self) -> dict[str, Any]:
