@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from jinad_testkit import REPO_PARENT
+from tests.support.daemons import REPO_PARENT
 
 
 def _jinad(*args: str, home) -> subprocess.CompletedProcess:

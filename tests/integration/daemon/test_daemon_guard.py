@@ -10,7 +10,9 @@ import subprocess
 import sys
 
 import httpx
-from jinad_testkit import FLOW_YML, REPO_PARENT, free_port
+
+from tests.support.daemons import FLOW_YML, REPO_PARENT
+from tests.support.ports import free_port
 
 EVIL_ORIGIN = "http://evil.example"
 

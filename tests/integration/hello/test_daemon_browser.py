@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import http.server
 import os
-import pathlib
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "daemon"))
-from jinad_testkit import FLOW_YML, Daemon, free_port, reap  # noqa: E402
+from tests.support.daemons import FLOW_YML
+from tests.support.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -48,11 +46,8 @@ attack();
 
 
 @pytest.fixture
-def daemon(tmp_path):
-    d = Daemon(tmp_path / "home").start()
-    yield d
-    d.stop()
-    reap(d.home)
+def daemon(daemon_factory, tmp_path):
+    return daemon_factory(home=tmp_path / "home")
 
 
 @pytest.fixture

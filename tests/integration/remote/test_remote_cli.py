@@ -114,7 +114,7 @@ def _token_file(tmp_path, token: str):
 
 def test_exit_codes_are_the_same_in_every_command(daemons, tmp_path):
     """0 fine, 1 usage, 2 failed, 4 unreachable: `flow ls` and `ping` agree on a closed port."""
-    from jinad_testkit import free_port
+    from tests.support.ports import free_port
 
     h = daemons(token="t")
     closed = free_port()
