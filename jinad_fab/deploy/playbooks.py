@@ -181,7 +181,11 @@ def run_playbook(
             verbosity=verbosity,
             json_mode=False,
         )
-        stdout = runner.stdout.read() if runner.stdout else ""
+        stdout = ""
+        out = runner.stdout  # ansible-runner opens the artifact file anew on each access: close it here
+        if out:
+            with out:
+                stdout = out.read()
         hosts = recaps_from_stats(runner.stats, messages)
         if runner.rc != 0 and not hosts:
             tail = "\n".join(stdout.strip().splitlines()[-15:])

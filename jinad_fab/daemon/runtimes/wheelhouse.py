@@ -111,10 +111,11 @@ def fill(
         raise BuildError(f"could not run pip: {exc}") from exc
     assert proc.stdout is not None
     tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        log("pip", line)
-        tail = (tail + [line])[-20:]
+    with proc.stdout:  # closed here, not by the garbage collector (a ResourceWarning)
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            log("pip", line)
+            tail = (tail + [line])[-20:]
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
