@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from jinad_testkit import active_workspace
+
+from tests.support.daemons import active_workspace
 
 CANARY = """import pathlib
 pathlib.Path(__file__).with_name("PWNED").write_text("imported")
