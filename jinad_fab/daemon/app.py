@@ -85,6 +85,44 @@ def _daemon_id(settings: DaemonSettings) -> str:
     return did
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from assets shipped by the ``fastapi-offline`` package:
+    no CDN, so they work on a host without Internet access."""
+    import importlib.util
+    import pathlib
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        log.warning("fastapi-offline is not installed: /docs and /redoc are not served")
+        return
+    app.mount("/static-docs", StaticFiles(directory=pathlib.Path(spec.origin).parent / "static"), name="static-docs")
+
+    # the pages may load nothing from elsewhere (ReDoc would fetch its logo from a CDN)
+    csp = {"content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                                      "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:"}
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui():
+        return _with_headers(csp, get_swagger_ui_html(openapi_url="/openapi.json", title="jinad - API",
+                                   swagger_js_url="/static-docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static-docs/swagger-ui.css",
+                                   swagger_favicon_url="data:,"))
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc():
+        return _with_headers(csp, get_redoc_html(openapi_url="/openapi.json", title="jinad - API",
+                              redoc_js_url="/static-docs/redoc.standalone.js", redoc_favicon_url="data:,",
+                              with_google_fonts=False))
+
+
+def _with_headers(headers: dict[str, str], response):
+    response.headers.update(headers)
+    return response
+
+
 def prepare_home(settings: DaemonSettings) -> str:
     """Create the home (0700: it holds the token, the database and the logs) and return the token."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -115,8 +153,9 @@ def create_app(settings: DaemonSettings) -> FastAPI:
             manager.close()
             store.close()
 
-    app = FastAPI(title="jinad", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="jinad", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Per-host daemon: workspaces, Flows, Pods, Peas and their logs.")
+    _offline_docs(app)
     app.state.settings = settings
     app.state.version = _version()
     app.state.started = time.monotonic()

@@ -27,7 +27,7 @@ from typing import Any
 def event(path: pathlib.Path, msg: str, *, level: str = "INFO", source: str = "jinad", **fields: Any) -> None:
     line = {"ts": round(time.time(), 6), "level": level, "source": source, "msg": msg, **fields}
     data = (json.dumps(line, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, data)
     finally:

@@ -17,8 +17,10 @@ everything in memory (tests, ``--ephemeral``); the unit contract test runs again
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 import sqlite3
 import threading
@@ -66,6 +68,11 @@ class Store:
     def __init__(self, path: str | pathlib.Path):
         self.path = str(path)
         self._lock = threading.Lock()
+        if self.path != ":memory:":  # it holds Pods' env values: owner-only (SQLite gives -wal/-shm the same mode)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(self.path + suffix, 0o600)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -362,7 +362,7 @@ class ProcessRuntime(Runtime):
 
     def _popen(self, cmd: list[str], workspace: WorkspaceContext, spec: LaunchSpec, env: dict[str, str],
                log_path: pathlib.Path) -> dict[str, Any]:
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             proc = subprocess.Popen(
                 cmd, cwd=workspace.root,

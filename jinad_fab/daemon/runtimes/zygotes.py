@@ -54,7 +54,7 @@ class Zygote:
             raise ZygoteError(f"socket path {socket_path} is too long for a unix socket")
         socket_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             proc = subprocess.Popen([python, "-m", LAUNCH_MODULE, "zygote", "--socket", str(socket_path)],
                                     cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,

@@ -200,3 +200,20 @@ def test_a_request_without_host_is_refused(jinad):
     with socket.create_connection(("127.0.0.1", jinad.port)) as s:
         s.sendall(b"GET /alive HTTP/1.0\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 403")
+
+
+def test_state_is_private(jinad):
+    """The database holds Pods' env values and the logs what objects print: owner-only."""
+    from jinad_testkit import active_workspace
+
+    with jinad.client() as c:
+        wid = active_workspace(c, {"flow.yml": FLOW_YML})
+        r = c.post("/pods", params={"workspace_id": wid}, json={"uses": "_pass", "env": {"API_KEY": "s3cret"}})
+        assert r.status_code == 201, r.text
+        assert c.delete(f"/pods/{r.json()['id']}").status_code == 200
+    assert stat.S_IMODE(jinad.home.stat().st_mode) == 0o700
+    db = list(jinad.home.glob("jinad.db*"))
+    logs = [p for p in jinad.home.rglob("*.log") if "/files/" not in str(p) and "/env/" not in str(p)]
+    assert db and logs
+    for path in db + logs:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
