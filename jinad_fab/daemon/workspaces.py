@@ -8,6 +8,8 @@ behind, inside or outside the workspace.
 
 from __future__ import annotations
 
+import contextlib
+import lzma
 import os
 import pathlib
 import shutil
@@ -15,7 +17,8 @@ import stat
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any
 
 from starlette.datastructures import Headers, UploadFile
@@ -145,6 +148,21 @@ def is_archive(rel: pathlib.PurePosixPath) -> bool:
     return str(rel).lower().endswith(_ARCHIVE_SUFFIXES)
 
 
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, NotImplementedError,
+            RuntimeError)
+
+
+@contextlib.contextmanager
+def client_entry(entry: str) -> Iterator[None]:
+    """Errors the upload caused while writing ``entry`` become a 400 naming it (not a 500)."""
+    try:
+        yield
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        raise bad(f"{entry}: a path in the upload is both a file and a directory") from None
+    except _CORRUPT as exc:  # a member whose header lies about its size, a bad CRC, a truncated stream
+        raise bad(f"{entry} is corrupt: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
 def _copy(src: IO[bytes], dst: pathlib.Path, limits: Limits, cap: int | None = None) -> int:
     dst.parent.mkdir(parents=True, exist_ok=True)
     written = 0
@@ -170,7 +188,8 @@ def stage(parts: list[tuple[pathlib.PurePosixPath, IO[bytes]]], staging: pathlib
             _extract(fh, rel, staging / rel.parent, limits, packed)
         else:
             limits.add_file()
-            _copy(fh, staging / rel, limits)
+            with client_entry(str(rel)):
+                _copy(fh, staging / rel, limits)
     return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
 
 
@@ -180,7 +199,7 @@ def _extract(fh: IO[bytes], rel: pathlib.PurePosixPath, dest: pathlib.Path, limi
     if name.endswith(".zip"):
         try:
             zf = zipfile.ZipFile(fh)
-        except zipfile.BadZipFile as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raise bad(f"{rel} is not a valid zip archive") from exc
         with zf:
             infos = zf.infolist()
@@ -194,15 +213,18 @@ def _extract(fh: IO[bytes], rel: pathlib.PurePosixPath, dest: pathlib.Path, limi
             total = 0
             for info in infos:
                 target = dest / _member_path(rel, info.filename)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                limits.add_file()
-                with zf.open(info) as src:
-                    total += _copy(src, target, limits, cap - total)
+                with client_entry(f"{rel}: member {info.filename[:80]!r}"):
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    limits.add_file()
+                    with zf.open(info) as src:
+                        total += _copy(src, target, limits, cap - total)
         return
     try:
         tf = tarfile.open(fileobj=fh, mode="r:*")
+        with client_entry(str(rel)):
+            tf.getmembers()  # reads every header: a truncated or corrupt stream fails here
     except tarfile.TarError as exc:
         raise bad(f"{rel} is not a valid tar archive") from exc
     with tf:
@@ -218,13 +240,14 @@ def _extract(fh: IO[bytes], rel: pathlib.PurePosixPath, dest: pathlib.Path, limi
         total = 0
         for m in members:
             target = dest / _member_path(rel, m.name)
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            limits.add_file()
-            src = tf.extractfile(m)
-            assert src is not None
-            total += _copy(src, target, limits, cap - total)
+            with client_entry(f"{rel}: member {m.name[:80]!r}"):
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                limits.add_file()
+                src = tf.extractfile(m)
+                assert src is not None
+                total += _copy(src, target, limits, cap - total)
 
 
 def _member_path(archive: pathlib.PurePosixPath, name: str) -> pathlib.PurePosixPath:

@@ -188,3 +188,43 @@ def test_non_loopback_bind_needs_a_token(tmp_path):
                         "--home", str(tmp_path / "h")], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "token" in r.stderr  # a usage error
     assert not httpx.URL("http://0.0.0.0").is_relative_url
+
+
+def _lying_zip() -> bytes:
+    """A zip whose member header says 5 bytes while the stored data is longer: reading it fails."""
+    data = _zip({"ok.txt": b"fine", "liar.txt": b"x" * 4000})
+    local = data.index(b"PK\x03\x04", data.index(b"PK\x03\x04") + 4)  # the second member's local header
+    central = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02") + 4)  # and its central directory entry
+    out = bytearray(data)
+    for off in (local + 22, central + 24):  # uncompressed size fields
+        out[off:off + 4] = (5).to_bytes(4, "little")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("files, named", [
+    ({"bundle.zip": None}, "liar.txt"),
+    ({"x": b"a file", "x/y": b"and a file under it"}, "x/y"),
+    ({"x/y": b"a file under it", "x": b"and a file"}, "x"),
+    ({"broken.tar.gz": None}, "broken.tar.gz"),
+])
+def test_archive_and_upload_mistakes_are_400_naming_the_entry(jinad, files, named):
+    import gzip
+
+    payload = {}
+    for name, data in files.items():
+        if name == "bundle.zip":
+            data = _lying_zip()
+        elif name == "broken.tar.gz":
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tf:
+                info = tarfile.TarInfo("a.txt")
+                info.size = 3000
+                tf.addfile(info, io.BytesIO(b"y" * 3000))
+            data = gzip.compress(buf.getvalue())[:-700]  # cut short
+        payload[name] = data
+    with jinad.client() as c:
+        r = c.post("/workspaces", content=_raw_multipart(payload),
+                   headers={"content-type": "multipart/form-data; boundary=XyZ"})
+        assert r.status_code == 400, (r.status_code, r.text)
+        assert named in r.json()["detail"], r.text
+        assert c.get("/workspaces").json()["items"] == []
