@@ -56,6 +56,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 @click.option("--tls-keyfile", default=None, type=click.Path(dir_okay=False), help="the certificate's PEM private key")
 @click.option("--max-upload-bytes", default=None, type=int)
 @click.option("--max-files", default=None, type=int)
+@click.option("--max-connections", default=None, type=int, help="concurrent connections; 503 past it [1024]")
+@click.option("--header-timeout", default=None, type=float,
+              help="seconds a client may take to send a request's headers [10]")
+@click.option("--keep-alive-timeout", default=None, type=float, help="seconds an idle connection stays open [5]")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def cli(log_level: str, **flags: object) -> None:
     """Serve the jinad REST API (workspaces, Flows, Pods, Peas, logs) on this host.
@@ -84,8 +88,13 @@ def cli(log_level: str, **flags: object) -> None:
     tls = {}
     if settings.tls_certfile is not None:
         tls = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
+    from ..daemon.connections import header_timeout_protocol
+
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level,
-                            access_log=False, timeout_graceful_shutdown=5, **tls)
+                            access_log=False, timeout_graceful_shutdown=5,
+                            http=header_timeout_protocol(settings.header_timeout),
+                            limit_concurrency=settings.max_connections,
+                            timeout_keep_alive=settings.keep_alive_timeout, **tls)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
