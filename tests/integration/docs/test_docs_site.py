@@ -18,8 +18,8 @@ pytest.importorskip("mkdocs")
 pytest.importorskip("material")
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-PAGES = ["index", "quickstart", "concepts", "operating", "security", "reference/options", "reference/cli",
-         "reference/rest-api"]
+PAGES = ["index", "quickstart", "concepts", "operating", "security", "migration", "architecture",
+         "reference/options", "reference/cli", "reference/rest-api"]
 
 
 def _build(config: pathlib.Path, site: pathlib.Path) -> subprocess.CompletedProcess:
