@@ -219,6 +219,15 @@ def did_you_mean(word: str, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
+# Jina 1.x/2.x (and JinaD) options spelled differently here: the refusal names what to write instead
+JINA_SPELLINGS = {
+    "port_jinad": "host='<host>:<port>' (one address names the daemon, https:// for TLS)",
+    "restful": "protocol='http'",
+    "uses_before": "a Pod of its own that this one needs (needs=...)",
+    "uses_after": "a Pod of its own that needs this one",
+}
+
+
 def _unknown(model: type[BaseModel], keys: Iterable[Any], extra: Iterable[str] = ()) -> str | None:
     accepted = set(names(model)) | set(extra)
     unknown = [k for k in keys if k not in accepted]
@@ -226,6 +235,9 @@ def _unknown(model: type[BaseModel], keys: Iterable[Any], extra: Iterable[str] =
         return None
     parts = []
     for k in unknown:
+        if k in JINA_SPELLINGS:
+            parts.append(f"{k!r} (a Jina 1.x/2.x option; here write {JINA_SPELLINGS[k]})")
+            continue
         guess = did_you_mean(str(k), accepted) if isinstance(k, str) else None
         parts.append(f"{k!r} (did you mean {guess!r}?)" if guess else repr(k))
     plural = "s" if len(unknown) > 1 else ""

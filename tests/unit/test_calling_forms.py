@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import orjson
@@ -121,3 +122,17 @@ def test_from_lines(tmp_path):
         list(from_lines(["a"], filepath=str(p)))
     with pytest.raises(BadInput, match="must be str"):
         list(from_lines([1]))
+
+
+@pytest.mark.parametrize("where, key, new", [("add", "port_jinad", "host='<host>:<port>'"),
+                                            ("flow", "restful", "protocol='http'"),
+                                            ("add", "uses_before", "a Pod of its own")])
+def test_jina_flow_options_are_refused_naming_the_new_form(where, key, new):
+    from jinad_fab import Flow
+    from jinad_fab.errors import BadConfig
+
+    with pytest.raises(BadConfig, match=re.escape(f"'{key}' (a Jina 1.x/2.x option; here write {new}")):
+        if where == "add":
+            Flow().add(uses="_pass", **{key: 8000})
+        else:
+            Flow(**{key: True})
