@@ -38,6 +38,8 @@ def test_launch_entry_point_reports_ready_in_a_status_file(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
 
 
 def test_launch_entry_point_reports_failure(tmp_path):

@@ -57,7 +57,7 @@ def test_workspace_flow_and_pod_handles(daemons):
 
 def test_a_failed_build_is_build_failed_with_the_build_log_tail(daemons):
     h = daemons()
-    with DaemonClient.from_address(f"127.0.0.1:{h.port}") as c:
+    with DaemonClient.from_address(f"127.0.0.1:{h.port}", h.token) as c:
         ws = Workspace.create(c, {"requirements.txt": b"no-such-package-jinad-fab-test==9.9\n"})
         with pytest.raises(BuildFailed) as info:
             ws.wait_active(timeout=120, interval=0.05)
@@ -70,7 +70,7 @@ def test_a_failed_build_is_build_failed_with_the_build_log_tail(daemons):
 
 def test_a_start_failure_is_the_daemons_message_and_log_tail_not_json(daemons):
     h = daemons()
-    with DaemonClient.from_address(f"127.0.0.1:{h.port}") as c:
+    with DaemonClient.from_address(f"127.0.0.1:{h.port}", h.token) as c:
         ws = Workspace.create(c, {"readme.txt": b"x"}).wait_active(timeout=120, interval=0.05)
         with pytest.raises(StartFailed) as info:
             ws.start_pod({"name": "p", "uses": "NoSuchExecutor"})
