@@ -204,7 +204,7 @@ def test_a_request_without_host_is_refused(jinad):
 
 def test_state_is_private(jinad):
     """The database holds Pods' env values and the logs what objects print: owner-only."""
-    from jinad_testkit import active_workspace
+    from tests.support.daemons import active_workspace
 
     with jinad.client() as c:
         wid = active_workspace(c, {"flow.yml": FLOW_YML})
