@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
@@ -32,7 +34,9 @@ async def get_logs(object_id: AnyId, manager: ManagerDep,
 
     if follow:
         body = logs.follow(path, offset=offset, tail=tail, finished=finished)
-    else:
-        lines, _, _ = logs.read(path, offset=offset, tail=tail)
+    elif tail is not None:
+        lines, _ = await asyncio.to_thread(logs.read, path, offset=offset, tail=tail)  # off the event loop
         body = iter(lines)
+    else:
+        body = logs.lines_from(path, offset)  # a sync generator: Starlette iterates it in a thread
     return StreamingResponse(body, media_type="application/x-ndjson")
