@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -124,6 +125,53 @@ def _with_headers(headers: dict[str, str], response):
     return response
 
 
+_STATUSES = {
+    "400": "bad input (a path outside the workspace, an unacceptable upload or YAML), naming what",
+    "401": "no bearer token (send 'Authorization: Bearer <token>')",
+    "403": "a wrong token, or a refused Host or Origin header (the detail names it)",
+    "404": "no object with that id",
+    "409": "the object or its workspace is in the wrong state, or it failed to start",
+    "413": "the upload is too large",
+    "503": "too many connections (--max-connections) or the build queue is full",
+}
+
+
+def _complete_openapi(app: FastAPI) -> None:
+    """The OpenAPI document declares what the middleware and handlers really answer: the bearer
+    scheme on every route but /alive, every error status with its ``{"detail": ...}`` body, and
+    ``runtime`` as an enum of what this host has."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        comps = schema.setdefault("components", {})
+        comps.setdefault("schemas", {})["ErrorBody"] = {
+            "title": "ErrorBody", "type": "object", "required": ["detail"],
+            "properties": {"detail": {"description": "a message, or {message, id, log_tail} about one object"}}}
+        comps.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+        manager = getattr(app.state, "manager", None)
+        runtimes = sorted(manager.runtimes) if manager is not None else sorted(RUNTIME_MODULES)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for path, ops in schema.get("paths", {}).items():
+            for op in ops.values():
+                codes = ["403", "503"] if path == "/alive" else list(_STATUSES)
+                if path != "/alive":
+                    op["security"] = [{"bearer": []}]
+                for code in codes:
+                    op.setdefault("responses", {}).setdefault(code, {"description": _STATUSES[code],
+                                                                      "content": error})
+                for param in op.get("parameters", []):
+                    if param.get("name") == "runtime":
+                        param["schema"] = {"anyOf": [{"type": "string", "enum": runtimes}, {"type": "null"}],
+                                           "title": "Runtime", "description": "one of this host's runtimes"}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def prepare_home(settings: DaemonSettings) -> str:
     """Create the home (0700: it holds the token, the database and the logs) and return the token."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -168,6 +216,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app = FastAPI(title="jinad", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Per-host daemon: workspaces, Flows, Pods, Peas and their logs.")
     _offline_docs(app)
+    _complete_openapi(app)
     app.state.settings = settings
     app.state.version = _version()
     app.state.started = time.monotonic()
