@@ -39,6 +39,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 @click.command(cls=Command, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="jinad-fab", prog_name="jinad")
 @click.option("--host", default=None, help="bind address [127.0.0.1]; non-loopback needs --token-file")
 @click.option("--port", default=None, type=int, help="bind port [8000]")
 @click.option("--home", default=None, type=click.Path(file_okay=False), help="state directory [~/.jinad]")

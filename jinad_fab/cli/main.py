@@ -16,20 +16,20 @@ from .. import __version__
 from .exits import Group
 
 # Each command lives in a module of cli/commands that defines `command` (a click.Command or Group);
-# a few modules add subcommands to another's group (flow_fleet adds up/ps/tail/down to `flow`).
+# a few modules add subcommands to another's group (the flow/ subpackage gathers its own).
 # They are imported only when their command runs (or for --help and completion), so `jinad-fab
 # hosts` does not pay for numpy, the Flow builder or Fabric; a missing optional extra only disables
 # the commands that need it.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "demo": ("jinad_fab.cli.commands.demo",),
-    "flow": ("jinad_fab.cli.commands.flow", "jinad_fab.cli.commands.flow_fleet"),
+    "flow": ("jinad_fab.cli.commands.flow",),
     "pod": ("jinad_fab.cli.commands.pod",),
     "ping": ("jinad_fab.cli.commands.ping",),
     "hello": ("jinad_fab.cli.commands.hello",),
     "render": ("jinad_fab.cli.commands.render",),
     "provision": ("jinad_fab.cli.commands.provision",),
     "hosts": ("jinad_fab.cli.commands.hosts",),
-    "exec": ("jinad_fab.cli.commands.exec_",),
+    "exec": ("jinad_fab.cli.commands.ssh_exec",),
     "push": ("jinad_fab.cli.commands.push",),
     "logs": ("jinad_fab.cli.commands.logs",),
 }
@@ -67,12 +67,25 @@ def _load(name: str) -> click.Command:
     return command
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="jinad-fab")
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="""\b
+Examples:
+  jinad-fab demo                                   # a local Flow, offline
+  jinad-fab provision deploy -i prod               # install jinad on every host of an inventory
+  jinad-fab hosts -i prod -l 'gpu[0]'              # Ansible host patterns select hosts everywhere
+  jinad-fab flow up flow.yml -i prod               # a Flow spread over the inventory
+
+\b
+Shell completion (bash; zsh and fish likewise, see the README):
+  eval "$(_JINAD_FAB_COMPLETE=bash_source jinad-fab)"
+""")
+@click.version_option(__version__, "-V", "--version", prog_name="jinad-fab")
 def cli() -> None:
     """Run neural-search Flows across your GPU and CPU hosts.
 
-    Start with `jinad-fab demo` (a local Flow, offline) or `jinad-fab hello`.
+    Start with `jinad-fab demo` (a local Flow, offline) or `jinad-fab hello`. Every command that
+    works on many hosts takes -i INV and -l PATTERN (an Ansible host pattern), --forks N for how
+    many at a time, and --json for output a script can read.
     """
 
 

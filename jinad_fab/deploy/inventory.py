@@ -8,7 +8,7 @@ turns that JSON into :class:`Host` objects and selects hosts with Ansible-like p
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
+import functools
 import json
 import os
 import pathlib
@@ -31,10 +31,11 @@ def _resolve(template: str, variables: Mapping[str, Any]) -> str:
     """Render a ``{{ var }}`` reference in a sandbox (jinja2 is imported on the first one)."""
     global _resolver
     import jinja2
-    import jinja2.sandbox
+
+    from ..templating import sandbox
 
     if _resolver is None:
-        _resolver = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
+        _resolver = sandbox()
     try:
         return _resolver.from_string(template).render(**variables)
     except jinja2.TemplateError as exc:
@@ -131,6 +132,9 @@ class Inventory:
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]]
     source: pathlib.Path | None = None
+    tree: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False)
+    """group -> (its own hosts, its child groups), as Ansible declared them (for host patterns)."""
 
     # ---- construction --------------------------------------------------------------------------
 
@@ -176,7 +180,8 @@ class Inventory:
             for name in all_hosts
         }
         groups = {g: tuple(dict.fromkeys(hs)) for g, hs in members.items()}
-        return cls(hosts=hosts, groups=groups, source=pathlib.Path(source) if source else None)
+        tree = {g: (tuple(direct[g]), tuple(children[g])) for g in direct}
+        return cls(hosts=hosts, groups=groups, source=pathlib.Path(source) if source else None, tree=tree)
 
     @classmethod
     def load(cls, path: str | pathlib.Path, *, vault_password_file: str | None = None,
@@ -209,42 +214,43 @@ class Inventory:
         return [self.hosts[h] for h in self.groups[name]]
 
     def select(self, pattern: str | None = None) -> list[Host]:
-        """Hosts matching an Ansible-like pattern: ``all``, ``gpu``, ``gpu:cpu``, ``all:!gpu-2``,
-        ``cpu:&rack1``, ``gpu-*``; terms separated by ``:`` or ``,``. Order: inventory order."""
+        """Hosts matching an Ansible host pattern, resolved by ansible-core's own InventoryManager,
+        so ``-l`` means here what it means to ``ansible-playbook``: ``all``, ``gpu``, ``gpu:cpu``,
+        ``all:!gpu-2``, ``cpu:&rack1``, ``gpu-*``, ``gpu[0]``, ``cpu[0:1]``, ``~gpu-\\d+``,
+        ``cpu-2,gpu-1``. The order is Ansible's (pattern order, group order within a group)."""
         if not pattern or pattern in ("all", "*"):
             return list(self.hosts.values())
-        chosen: set[str] = set()
-        intersect: list[set[str]] = []
-        exclude: set[str] = set()
-        for raw in pattern.replace(",", ":").split(":"):
-            term = raw.strip()
-            if not term:
-                continue
-            if term.startswith("!"):
-                exclude |= self._match(term[1:])
-            elif term.startswith("&"):
-                intersect.append(self._match(term[1:]))
-            else:
-                chosen |= self._match(term)
-        for names in intersect:
-            chosen &= names
-        chosen -= exclude
-        return [host for name, host in self.hosts.items() if name in chosen]
+        from ansible.errors import AnsibleError
 
-    def _match(self, term: str) -> set[str]:
-        if term in self.groups:
-            return set(self.groups[term])
-        if term in self.hosts:
-            return {term}
-        names = {h for h in self.hosts if fnmatch.fnmatchcase(h, term)}
-        for group in self.groups:
-            if fnmatch.fnmatchcase(group, term):
-                names |= set(self.groups[group])
-        if not names:
-            raise BadInput(
-                f"{term!r} matches no host or group (groups: {', '.join(sorted(self.groups))})"
-            )
-        return names
+        try:
+            found = self._ansible.get_hosts(pattern)
+        except AnsibleError as exc:  # a subscript past the group's end, a regex that does not compile
+            raise BadInput(f"bad host pattern {pattern!r}: {exc.message}") from exc
+        chosen = [self.hosts[h.name] for h in found if h.name in self.hosts]
+        if not chosen:
+            raise BadInput(f"{pattern!r} matches no host or group (groups: {', '.join(sorted(self.groups))})")
+        return chosen
+
+    @functools.cached_property
+    def _ansible(self) -> Any:
+        """An ansible-core InventoryManager holding these hosts and groups (no vars: patterns only)."""
+        from ansible.inventory.manager import InventoryManager
+        from ansible.parsing.dataloader import DataLoader
+
+        manager = InventoryManager(loader=DataLoader(), sources=[], parse=False)
+        data = manager._inventory  # filled from the JSON ansible-inventory printed for us
+        tree = self.tree or {g: (names, ()) for g, names in self.groups.items()}
+        for group in tree:
+            data.add_group(group)
+        for group, (hosts, children) in tree.items():
+            for name in hosts:
+                data.add_host(name, group=group)
+            for child in children:
+                data.add_child(group, child)
+        for name in self.hosts:
+            data.add_host(name)
+        data.reconcile_inventory()
+        return manager
 
     def ca_file_for(self, host: Host) -> str | None:
         """The CA bundle to check ``host``'s HTTPS daemon with: ``jinad_ca_file`` (relative to the
@@ -299,6 +305,16 @@ def ansible_inventory_json(path: pathlib.Path, vault_password_file: str | None =
     if not isinstance(data, dict):
         raise BadConfig(f"ansible-inventory printed no inventory for {path}")
     return data
+
+
+def shipped_inventory(root: pathlib.Path, name: str) -> pathlib.Path:
+    """A shipped inventory (``local``, ``example``) inside the assets folder ``root``."""
+    path = root / "inventories" / name
+    if "/" in name or name.startswith(".") or not path.is_dir():
+        from ..templating import AssetNotFound
+
+        raise AssetNotFound(f"inventories/{name}")
+    return path
 
 
 def _ansible_tool(name: str) -> str:

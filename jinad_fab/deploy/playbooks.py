@@ -9,6 +9,8 @@ failed, unreachable, skipped) and the message of its last failure come back in a
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import os
 import pathlib
 import tempfile
@@ -16,8 +18,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import BadConfig
-from . import assets
+from ..templating import AssetNotFound, assets_dir
 from .results import GroupResult
+
+PLAYBOOKS = ("deploy", "teardown", "upgrade", "verify")
+"""The shipped playbooks, by name (``playbooks/<name>.yml`` in the assets)."""
 
 _RESULT_EVENTS = {
     "runner_on_ok": "ok",
@@ -41,6 +46,9 @@ class HostRecap:
     rescued: int = 0
     ignored: int = 0
     message: str = ""
+    changes: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    """Each task that changed (or, in check mode, would change) something: its name and diff.
+    Tasks with ``no_log`` are counted in ``changed`` but cannot be listed: Ansible hides their result."""
 
     @property
     def ok(self) -> bool:
@@ -55,6 +63,7 @@ class HostRecap:
             "host": self.host, "succeeded": self.ok, "ok": self.tasks_ok, "changed": self.changed,
             "failed": self.failed_tasks, "unreachable": self.unreachable_tasks, "skipped": self.skipped,
             "rescued": self.rescued, "ignored": self.ignored, "message": self.message,
+            "changes": list(self.changes),
         }
 
 
@@ -66,6 +75,7 @@ class TaskEvent:
     task: str
     status: str  # ok | changed | failed | unreachable | skipped
     message: str = ""
+    diff: str = ""  # a unified diff of what the task changed, when Ansible ran with --diff
 
 
 @dataclasses.dataclass
@@ -80,7 +90,8 @@ class PlaybookRun:
 
 
 def recaps_from_stats(stats: Mapping[str, Mapping[str, int]] | None,
-                      messages: Mapping[str, str] | None = None) -> GroupResult[HostRecap]:
+                      messages: Mapping[str, str] | None = None,
+                      changes: Mapping[str, list[dict[str, str]]] | None = None) -> GroupResult[HostRecap]:
     """ansible-runner's ``stats`` (``{"ok": {host: n}, "failures": {...}, "dark": {...}, ...}``)
     turned around into one recap per host."""
     stats = stats or {}
@@ -95,7 +106,8 @@ def recaps_from_stats(stats: Mapping[str, Mapping[str, int]] | None,
     recaps = []
     for host in hosts:
         values = {attr: int((stats.get(key) or {}).get(host, 0)) for key, attr in fields.items()}
-        recaps.append(HostRecap(host=host, message=messages.get(host, ""), **values))
+        recaps.append(HostRecap(host=host, message=messages.get(host, ""),
+                                changes=list((changes or {}).get(host, [])), **values))
     return GroupResult.of(recaps)
 
 
@@ -105,6 +117,37 @@ def _message(res: Mapping[str, Any]) -> str:
         if value:
             return str(value).strip().splitlines()[-1][:500] if isinstance(value, str) else str(value)[:500]
     return ""
+
+
+def _side(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.splitlines(keepends=True)
+    return [line + "\n" for line in json.dumps(value, indent=2, sort_keys=True, default=str).splitlines()]
+
+
+def render_diff(diff: Any) -> str:
+    """Ansible's ``diff`` result (one mapping or a list: before/after with headers, or a prepared
+    text) as one unified diff, the way ``ansible-playbook --diff`` shows it."""
+    parts = diff if isinstance(diff, list) else [diff]
+    out: list[str] = []
+    for part in parts:
+        if not isinstance(part, Mapping):
+            continue
+        if part.get("prepared"):
+            out.append(str(part["prepared"]).rstrip("\n") + "\n")
+            continue
+        if "before" not in part and "after" not in part:
+            continue
+        before, after = _side(part.get("before")), _side(part.get("after"))
+        if before == after:
+            continue
+        out.extend(difflib.unified_diff(before, after, fromfile=str(part.get("before_header") or "before"),
+                                        tofile=str(part.get("after_header") or "after")))
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+    return "".join(out)
 
 
 def task_event(event: Mapping[str, Any]) -> TaskEvent | None:
@@ -119,7 +162,16 @@ def task_event(event: Mapping[str, Any]) -> TaskEvent | None:
     message = _message(res) if kind in ("failed", "unreachable") else ""
     if data.get("ignore_errors") and kind == "failed":
         kind = "ok"
-    return TaskEvent(host=str(data.get("host", "?")), task=str(data.get("task", "")), status=kind, message=message)
+    diff = render_diff(res.get("diff")) if kind == "changed" and res.get("diff") else ""
+    return TaskEvent(host=str(data.get("host", "?")), task=str(data.get("task", "")), status=kind, message=message,
+                     diff=diff)
+
+
+def playbook_path(root: pathlib.Path, name: str) -> pathlib.Path:
+    """``deploy`` -> ``<assets>/playbooks/deploy.yml``; anything else is refused."""
+    if name not in PLAYBOOKS:
+        raise AssetNotFound(f"playbooks/{name}.yml")
+    return root / "playbooks" / f"{name}.yml"
 
 
 def run_playbook(
@@ -128,6 +180,7 @@ def run_playbook(
     *,
     limit: str | None = None,
     check: bool = False,
+    diff: bool = False,
     forks: int | None = None,
     extravars: Mapping[str, Any] | None = None,
     on_event: Callable[[TaskEvent], None] | None = None,
@@ -137,6 +190,8 @@ def run_playbook(
 ) -> PlaybookRun:
     """Run a shipped playbook (``deploy``, ``teardown``, ``upgrade``, ``verify``) on ``inventory``.
 
+    ``check`` runs Ansible's check mode (nothing changes; each host's ``changes`` lists what
+    would); ``diff`` asks modules for the diff of what they change (or would change).
     ``env`` adds environment variables for Ansible (the CLI passes a PATH that holds this
     interpreter's ``bin``, where ``ansible-playbook`` lives). Returns every host's recap; raises BadConfig only when Ansible could not start at all (bad
     inventory, syntax error). Failed hosts are data, not exceptions: see ``hosts.failed``.
@@ -147,25 +202,28 @@ def run_playbook(
         raise BadConfig("ansible-runner is not installed; try: pip install 'jinad-fab[deploy]'") from exc
 
     messages: dict[str, str] = {}
+    changes: dict[str, list[dict[str, str]]] = {}
 
     def handle(event: dict[str, Any]) -> bool:
         te = task_event(event)
         if te is not None:
             if te.status in ("failed", "unreachable") and te.message:
                 messages[te.host] = f"{te.task}: {te.message}"
+            if te.status == "changed":
+                changes.setdefault(te.host, []).append({"task": te.task, "diff": te.diff})
             if on_event is not None:
                 on_event(te)
         return True
 
-    with assets.assets_dir() as root, tempfile.TemporaryDirectory(prefix="jinad-fab-runner-") as private:
-        playbook = assets.playbook_path(root, name)
+    with assets_dir() as root, tempfile.TemporaryDirectory(prefix="jinad-fab-runner-") as private:
+        playbook = playbook_path(root, name)
         envvars = {
             **dict(env or {}),
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
             "ANSIBLE_NOCOLOR": "1",
         }
-        cmdline = "--check --diff" if check else None
+        cmdline = " ".join(flag for flag, on in (("--check", check), ("--diff", diff)) if on) or None
         runner = ansible_runner.run(
             private_data_dir=private,
             playbook=str(playbook),
@@ -186,7 +244,7 @@ def run_playbook(
         if out:
             with out:
                 stdout = out.read()
-        hosts = recaps_from_stats(runner.stats, messages)
+        hosts = recaps_from_stats(runner.stats, messages, changes)
         if runner.rc != 0 and not hosts:
             tail = "\n".join(stdout.strip().splitlines()[-15:])
             raise BadConfig(f"ansible-playbook {name}.yml did not run (rc={runner.rc}):\n{tail}")

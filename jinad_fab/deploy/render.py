@@ -1,19 +1,16 @@
 """Render what jinad-fab would use: concrete Flow YAML for an inventory, the jinad service unit.
 
-Templates render in Jinja2's immutable sandbox with ``StrictUndefined``: a template reads only
-the variables it is given, a missing one is an error (never an empty string), and user data is
-always a variable, never template source - except a Flow file that is itself a template, which
-renders in the same sandbox. Autoescape is off: nothing rendered here is HTML. YAML is read with
-a safe loader; local tags (``!Flow``, executor tags) are carried through unchanged.
+Templates render in the one sandbox of :mod:`jinad_fab.templating` (immutable, StrictUndefined):
+user data is always a variable, never template source - except a Flow file that is itself a
+template, which renders in the same sandbox. YAML is read with a safe loader; local tags
+(``!Flow``, executor tags) are carried through unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import getpass
 import importlib.metadata
-import json
 import os
 import pathlib
 from collections.abc import Mapping
@@ -22,10 +19,9 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
-from .. import safe_yaml
+from .. import safe_yaml, templating
 from ..errors import BadConfig
 from ..safe_yaml import Tagged
-from . import assets
 from .inventory import Host, Inventory
 from .placement import Placement, apply, place, pod_specs
 
@@ -45,49 +41,16 @@ def load_yaml(text: str, what: str = "YAML") -> Any:
 dump_yaml = safe_yaml.dumps
 
 
-# ---- the sandbox -------------------------------------------------------------------------------
-
-
-def _to_json(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, indent=indent, sort_keys=indent is not None, default=str)
-
-
-@functools.lru_cache(maxsize=1)
-def environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        loader=jinja2.FunctionLoader(_load_template),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(to_yaml=dump_yaml, to_json=_to_json, to_nice_json=lambda v: _to_json(v, indent=4))
-    return env
-
-
-def _load_template(name: str) -> tuple[str, None, Any]:
-    parts = tuple(name.split("/")) if "/" in name else ("templates", name)
-    return assets.read_text(*parts), None, lambda: False
+# ---- rendering: the one sandbox of jinad_fab.templating -----------------------------------------
 
 
 def render_template(name: str, context: Mapping[str, Any]) -> str:
     """Render a shipped template (``flow.yml.j2`` or ``roles/jinad/templates/...``)."""
-    try:
-        return environment().get_template(name).render(**context)
-    except jinja2.UndefinedError as exc:
-        raise BadConfig(f"template {name}: {exc.message}") from exc
-    except jinja2.TemplateError as exc:
-        raise BadConfig(f"template {name}: {exc}") from exc
+    return templating.render(name, **context)
 
 
 def render_string(source: str, context: Mapping[str, Any], what: str = "template") -> str:
-    try:
-        return environment().from_string(source).render(**context)
-    except jinja2.UndefinedError as exc:
-        raise BadConfig(f"{what}: {exc.message}") from exc
-    except jinja2.TemplateError as exc:
-        raise BadConfig(f"{what}: {exc}") from exc
+    return templating.render_string(source, context, what)
 
 
 def _version() -> str:
@@ -129,7 +92,7 @@ def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
     concrete = apply(body, placement)
     flow = Tagged(data.tag, concrete) if tagged else concrete
     text = render_template(FLOW_TEMPLATE, {
-        "flow": flow,
+        "flow_yaml": dump_yaml(flow),
         "placement": [a.as_dict() for a in placement],
         "inventory": inventory_name or (str(inventory.source) if inventory.source else "(inline)"),
         "version": _version(),
@@ -150,7 +113,7 @@ def _controller_facts() -> dict[str, Any]:
 def host_vars_for_role(host: Host) -> dict[str, Any]:
     """The jinad role's defaults overlaid with ``host``'s vars, ``{{ refs }}`` resolved where they
     can be (a lookup that only Ansible can run, like the token's, is left alone)."""
-    defaults = load_yaml(assets.read_text(*ROLE_DEFAULTS), "jinad role defaults") or {}
+    defaults = load_yaml(templating.read_asset(*ROLE_DEFAULTS), "jinad role defaults") or {}
     merged: dict[str, Any] = {**defaults, **dict(host.vars), "inventory_hostname": host.name}
     if host.connection == "local":
         merged.setdefault("ansible_facts", _controller_facts())
@@ -159,7 +122,7 @@ def host_vars_for_role(host: Host) -> dict[str, Any]:
         for key, value in list(merged.items()):
             if isinstance(value, str) and "{{" in value:
                 try:
-                    rendered = environment().from_string(value).render(**merged)
+                    rendered = templating.environment().from_string(value).render(**merged)
                 except jinja2.TemplateError:
                     continue
                 if rendered != value:

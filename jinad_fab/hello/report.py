@@ -9,20 +9,18 @@ went wrong, then the rest, in a grid that fills the window's width.
 from __future__ import annotations
 
 import base64
-import importlib.resources
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
-import jinja2.sandbox
+
+from ..templating import read_asset, sandbox
 
 REPORT_NAME = "hello-world.html"
 
 
 def _template() -> jinja2.Template:
-    text = importlib.resources.files("jinad_fab").joinpath("assets", "hello", "report.html.j2").read_text("utf-8")
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(text)
+    return sandbox(html=True).from_string(read_asset("hello", "report.html.j2"))
 
 
 def headline(summary: Mapping[str, Any]) -> list[str]:

@@ -69,7 +69,7 @@ def test_hosts_shows_all_three_alive(fleet, deployed) -> None:
 
 
 def test_exec_runs_on_a_group_with_per_host_output(fleet, deployed) -> None:
-    code, body, out = run("exec", "-i", str(fleet.inventory), "-g", "cpu", "--json", "hostname")
+    code, body, out = run("exec", "-i", str(fleet.inventory), "-l", "cpu[0:1]", "--json", "hostname")
     assert code == 0, out
     assert [(r["host"], r["stdout"].strip()) for r in json.loads(body)] == [("cpu-1", "cpu-1"), ("cpu-2", "cpu-2")]
 

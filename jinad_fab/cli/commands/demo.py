@@ -12,8 +12,13 @@ from rich.table import Table
 
 from ...document import Document, DocumentArray
 from ...flow import Flow
+from ._common import examples
 
 
+@examples(
+    "jinad-fab demo                        # 20000 Documents through a 3-Pod Flow on this machine",
+    "jinad-fab demo --docs 1000 --parallel 4 --protocol http",
+)
 @click.command("demo")
 @click.option("--docs", "n_docs", default=20_000, show_default=True, type=click.IntRange(1, 10_000_000),
               help="How many Documents to send through the Flow.")

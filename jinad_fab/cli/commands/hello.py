@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ...hello._common import Progress as HelloProgress
-from ._common import load_inventory
+from ._common import examples, load_inventory
 
 _T0 = time.perf_counter()  # as close to "the command started" as this process can see
 
@@ -41,11 +41,20 @@ def _interrupted() -> None:
     sys.exit(130)
 
 
+@examples(
+    "jinad-fab hello images      # digits search, writes hello-images/hello-world.html",
+    "jinad-fab hello chat        # a question/answer page on http://127.0.0.1:8080",
+)
 @click.group("hello")
 def command() -> None:
     """The offline first run: a real Flow on data shipped with the install, and a page to look at."""
 
 
+@examples(
+    "jinad-fab hello images",
+    "jinad-fab hello images --shards 4 --parallel 3 --json",
+    "jinad-fab hello images -i local       # the Pods placed through the local inventory's jinad",
+)
 @command.command("images")
 @click.option("--workdir", default="hello-images", show_default=True, type=click.Path(file_okay=False),
               help="Where the workspace and hello-world.html go (created if missing).")
@@ -113,6 +122,10 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
               "then [bold]jinad-fab hello chat[/bold] for a search page.")
 
 
+@examples(
+    "jinad-fab hello chat",
+    "jinad-fab hello chat --port 9000 --json",
+)
 @command.command("chat")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
               help="The HTTP port of the page and its JSON API (on 127.0.0.1).")

@@ -7,9 +7,12 @@ import click
 from ...deploy.fleet import fan_out, health
 from ._common import (
     console,
+    examples,
     finish,
+    forks_option,
     inventory_option,
     json_option,
+    limit_option,
     load_inventory,
     print_json,
     status_markup,
@@ -24,19 +27,26 @@ def _gib(n) -> str:
         return "?"
 
 
+@examples(
+    "jinad-fab hosts -i prod",
+    "jinad-fab hosts -i prod -l 'gpu[0]'                  # Ansible host patterns, as with -l elsewhere",
+    "jinad-fab hosts -i prod -l '~cpu-\\d+' --json | jq '.[] | {host, ok}'",
+)
 @click.command("hosts")
 @inventory_option
-@click.option("-l", "--limit", default=None, help="only hosts matching this pattern")
+@limit_option
+@forks_option(default=16)
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per daemon")
 @json_option
-def command(inventory: str, vault_password_file: str | None, limit: str | None, timeout: float, as_json: bool) -> None:
+def command(inventory: str, vault_password_file: str | None, limit: str | None, forks: int, timeout: float,
+            as_json: bool) -> None:
     """Show every host's daemon: alive?, version, uptime, runtimes, GPUs, load, memory.
 
     Exit 0 when all answer, 4 when the failing ones are unreachable, 2 otherwise.
     """
     inv = load_inventory(inventory, vault_password_file)
     hosts = inv.select(limit)
-    result = fan_out(inv, hosts, health, timeout=timeout)
+    result = fan_out(inv, hosts, health, timeout=timeout, max_parallel=forks)
     if as_json:
         print_json([
             {**r.as_dict(), "groups": sorted(g for g in inv.hosts[h].groups if g not in ("all", "ungrouped"))}

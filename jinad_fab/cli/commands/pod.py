@@ -16,6 +16,7 @@ from ...flow.remote_pods import PodFiles
 from ...flow.spec import PodOptions, parse
 from ...remote import Workspace
 from ...spec import names as spec_names
+from ._common import examples, json_option, print_ndjson
 from ._daemon import daemon, host_options
 
 
@@ -70,6 +71,11 @@ def names_of(model: type[PodOptions], field: str) -> list[str]:
     return [k for k, f in spec_names(model).items() if f == field]
 
 
+@examples(
+    "jinad-fab pod --host gpu1 --uses _index --shards 2          # follow its log, Ctrl-C removes it",
+    "jinad-fab pod --host gpu1 --uses Encoder --py-modules enc.py --uses-with '{\"dim\": 64}' --detach",
+    "jinad-fab pod --host gpu1 --uses _pass --detach --json | jq -r .id",
+)
 @click.command("pod")
 @host_options
 @click.option("--name", default="pod", show_default=True, help="the Pod's name on the host")
@@ -77,9 +83,12 @@ def names_of(model: type[PodOptions], field: str) -> list[str]:
 @click.option("--upload", "uploads", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="one more file for the workspace (repeatable)")
 @click.option("--detach", is_flag=True, help="leave the Pod running and print its ids instead of following it")
-def command(host: str, token: str | None, name: str, uploads: tuple[str, ...], detach: bool,
+@json_option
+def command(host: str, token: str | None, name: str, uploads: tuple[str, ...], detach: bool, as_json: bool,
             **options: Any) -> None:
     """Start a Pod on HOST; print its addresses; follow its log until Ctrl-C, then remove it.
+
+    With --json the Pod is printed as one JSON line, then each log line as one JSON object.
 
     Every Pod option of Flow.add is an option here, e.g. --parallel 2 --uses-with '{"dim": 64}'.
     """
@@ -99,9 +108,15 @@ def command(host: str, token: str | None, name: str, uploads: tuple[str, ...], d
         try:
             workspace.wait_active()
             pod = workspace.start_pod(body).body
-            click.echo(f"{pod['id']} {pod['state']} on {d.name} (workspace {ws['id']})")
-            click.echo(f"  in: {', '.join(pod.get('in_addresses') or [])}")
-            click.echo(f"  ctrl: {pod.get('ctrl_address')}")
+            if as_json:
+                print_ndjson(pod)
+            else:
+                click.echo(f"{pod['id']} {pod['state']} on {d.name} (workspace {ws['id']})")
+                click.echo(f"  in: {', '.join(pod.get('in_addresses') or [])}")
+                click.echo(f"  ctrl: {pod.get('ctrl_address')}")
+            if detach and as_json:
+                pod = None
+                return
             if detach:
                 click.echo(f"remove it with: curl -X DELETE {d.base_url}/pods/{pod['id']}")
                 pod = None
@@ -109,6 +124,9 @@ def command(host: str, token: str | None, name: str, uploads: tuple[str, ...], d
             click.echo("following its log; Ctrl-C stops and removes it", err=True)
             try:
                 for entry in d.logs(pod["id"], follow=True):
+                    if as_json:
+                        print_ndjson(entry)
+                        continue
                     click.echo(f"{entry.get('source') or name}: {entry.get('msg') or entry.get('message')}")
             except KeyboardInterrupt:
                 pass

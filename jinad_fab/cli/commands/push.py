@@ -1,27 +1,41 @@
-"""`jinad-fab push -i INV -g GROUP LOCAL REMOTE`: copy a file to many hosts over SSH."""
+"""`jinad-fab push -i INV -l PATTERN LOCAL REMOTE`: copy a file to many hosts over SSH."""
 
 from __future__ import annotations
 
 import click
 
-from ._common import console, finish, json_option, load_inventory, print_json, status_markup, table
-from .exec_ import ssh_options
+from ._common import (
+    console,
+    examples,
+    finish,
+    json_option,
+    load_inventory,
+    print_json,
+    ssh_options,
+    status_markup,
+    table,
+)
 
 
+@examples(
+    "jinad-fab push -i prod model.onnx /opt/models/           # to every host, keeping the name",
+    "jinad-fab push -i prod -l gpu --mode 0600 key.pem /etc/jinad/tls/key.pem",
+    "jinad-fab push -i prod -l 'cpu[0:1]' --json flow.yml /srv/flows/",
+)
 @click.command("push")
 @ssh_options
 @click.option("--mode", default=None, help="octal file mode to set, e.g. 0644")
 @json_option
 @click.argument("local", type=click.Path(dir_okay=False, exists=True))
 @click.argument("remote")
-def command(inventory, vault_password_file, pattern, max_parallel, connect_timeout, mode, as_json, local,
+def command(inventory, vault_password_file, limit, forks, connect_timeout, mode, as_json, local,
             remote) -> None:
     """Copy LOCAL to REMOTE on every selected host (REMOTE ending in / is a folder)."""
     from ...deploy.ssh import SshGroup
 
     inv = load_inventory(inventory, vault_password_file)
     file_mode = int(mode, 8) if mode else None
-    result = SshGroup(inv.select(pattern), max_parallel=max_parallel, connect_timeout=connect_timeout).put(
+    result = SshGroup(inv.select(limit), max_parallel=forks, connect_timeout=connect_timeout).put(
         local, remote, mode=file_mode)
     if as_json:
         print_json(list(result.as_dict().values()))

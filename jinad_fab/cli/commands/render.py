@@ -7,18 +7,27 @@ import importlib
 import click
 
 from ...deploy.render import render_flow, render_unit
-from ._common import inventory_option, json_option, load_inventory, print_json
+from ._common import examples, inventory_option, json_option, load_inventory, print_json
 
 # `render dockerfile` is written by the Docker runtime's side: a module exposing `command`
 # (a click.Command) is added to this group under the name `dockerfile` when it is present.
 DOCKERFILE_COMMAND_MODULE = "jinad_fab.cli.commands.render_dockerfile"
 
 
+@examples(
+    "jinad-fab render flow flow.yml -i prod      # the Flow with every Pod's host filled in",
+    "jinad-fab render unit -i prod -H gpu-1      # the systemd unit the jinad role installs there",
+    "jinad-fab render dockerfile ./my-executor   # the image a docker-runtime jinad would build",
+)
 @click.group("render")
 def command() -> None:
     """Print the files jinad-fab would use: a concrete Flow, the jinad unit, a Dockerfile."""
 
 
+@examples(
+    "jinad-fab render flow flow.yml -i example",
+    "jinad-fab render flow flow.yml -i prod --json | jq '.placement[] | {pod, host}'",
+)
 @command.command("flow")
 @click.argument("flow_file", type=click.File("r", encoding="utf-8"))
 @inventory_option
@@ -38,6 +47,10 @@ def flow(flow_file, inventory: str, vault_password_file: str | None, as_json: bo
         click.echo(rendered.text, nl=False)
 
 
+@examples(
+    "jinad-fab render unit -i prod            # the first host's",
+    "jinad-fab render unit -i prod -H cpu-2",
+)
 @command.command("unit")
 @inventory_option
 @click.option("-H", "--host", "host_name", default=None, help="inventory host [the first one]")

@@ -8,8 +8,13 @@ import pathlib
 import click
 
 from ... import jinadfile, templating
+from ._common import examples
 
 
+@examples(
+    "jinad-fab render dockerfile                 # the workspace in this folder",
+    "jinad-fab render dockerfile ./ws --base-image python:3.11-slim --no-wheelhouse",
+)
 @click.command("dockerfile")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=".")
 @click.option("--base-image", envvar="JINAD_DOCKER_BASE_IMAGE", default=None, show_envvar=True,

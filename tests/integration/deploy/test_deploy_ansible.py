@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from jinad_fab.deploy import assets
-from jinad_fab.deploy.inventory import Inventory
+from jinad_fab.deploy.inventory import Inventory, shipped_inventory
+from jinad_fab.deploy.playbooks import PLAYBOOKS, playbook_path
+from jinad_fab.templating import assets_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -22,13 +23,13 @@ def test_ansible_lint_production_profile_passes() -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
 
-@pytest.mark.parametrize("playbook", assets.PLAYBOOKS)
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
 @pytest.mark.parametrize("inventory", ["local", "example"])
 def test_playbooks_pass_syntax_check_from_the_shipped_assets(playbook: str, inventory: str) -> None:
-    with assets.assets_dir() as root:
+    with assets_dir() as root:
         proc = subprocess.run(
-            ["ansible-playbook", "--syntax-check", "-i", str(assets.inventory_path(root, inventory)),
-             str(assets.playbook_path(root, playbook))],
+            ["ansible-playbook", "--syntax-check", "-i", str(shipped_inventory(root, inventory)),
+             str(playbook_path(root, playbook))],
             capture_output=True, text=True, timeout=120,
             env={"ANSIBLE_CONFIG": str(root / "ansible.cfg"), "PATH": "/usr/bin:/bin:" + str(pathlib.Path(
                 shutil.which("ansible-playbook")).parent)},
@@ -38,8 +39,8 @@ def test_playbooks_pass_syntax_check_from_the_shipped_assets(playbook: str, inve
 
 
 def test_example_inventory_has_gpu_and_cpu_groups_with_gpu_counts() -> None:
-    with assets.assets_dir() as root:
-        inv = Inventory.load(assets.inventory_path(root, "example"))
+    with assets_dir() as root:
+        inv = Inventory.load(shipped_inventory(root, "example"))
     assert [h.name for h in inv.group("gpu")] == ["gpu-1", "gpu-2"]
     assert [h.name for h in inv.group("cpu")] == ["cpu-1", "cpu-2", "cpu-3"]
     assert [h.gpus for h in inv.select("all")] == [2, 1, 0, 0, 0]
@@ -47,7 +48,23 @@ def test_example_inventory_has_gpu_and_cpu_groups_with_gpu_counts() -> None:
 
 
 def test_local_inventory_is_this_machine_without_ssh() -> None:
-    with assets.assets_dir() as root:
-        inv = Inventory.load(assets.inventory_path(root, "local"))
+    with assets_dir() as root:
+        inv = Inventory.load(shipped_inventory(root, "local"))
     (host,) = inv.select()
     assert (host.name, host.connection, host.daemon_url) == ("localhost", "local", "http://127.0.0.1:8000")
+
+
+@pytest.mark.parametrize("pattern", ["gpu", "gpu[0]", "cpu[0:1]", "cpu[-1]", "~cpu-[13]", "all:!gpu-2",
+                                     "cpu:&cpu-2", "cpu-3,gpu[1]", "gpu-*", "all[1:3]"])
+def test_select_names_the_hosts_ansible_itself_lists(pattern: str) -> None:
+    """`-l PATTERN` means for jinad-fab what it means for `ansible PATTERN --list-hosts` (no host is contacted)."""
+    with assets_dir() as root:
+        inventory = shipped_inventory(root, "example")
+        inv = Inventory.load(inventory)
+        proc = subprocess.run([shutil.which("ansible") or "ansible", "-i", str(inventory), pattern, "--list-hosts"],
+                              capture_output=True, text=True, timeout=120, check=True,
+                              env={"ANSIBLE_CONFIG": str(root / "ansible.cfg"), "PATH": str(pathlib.Path(
+                                  shutil.which("ansible-playbook")).parent) + ":/usr/bin:/bin"})
+    listed = [line.strip() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    assert listed, proc.stdout
+    assert [h.name for h in inv.select(pattern)] == listed

@@ -155,14 +155,14 @@ def test_exec_push_logs_over_real_ssh_with_per_host_results(tmp_path, sshd) -> N
     marker = tmp_path / "remote" / "marker.txt"
     inv = write_inventory(tmp_path, {"s1": ssh_host(port, user, key), "s2": ssh_host(port, user, key)})
 
-    result = invoke("exec", "-i", inv, "--json", "-p", "1", "echo hello-$((6*7)); hostname >/dev/null")
+    result = invoke("exec", "-i", inv, "--json", "--forks", "1", "echo hello-$((6*7)); hostname >/dev/null")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [(r["host"], r["exit_code"], r["stdout"].strip()) for r in rows] == [("s1", 0, "hello-42"), ("s2", 0, "hello-42")]
 
     src = tmp_path / "payload.txt"
     src.write_text("payload\n")
-    result = invoke("push", "-i", inv, "-g", "s1", "--mode", "0600", str(src), str(marker))
+    result = invoke("push", "-i", inv, "-l", "s1", "--mode", "0600", str(src), str(marker))
     assert result.exit_code == 0, result.output
     assert marker.read_text() == "payload\n" and (marker.stat().st_mode & 0o777) == 0o600
 

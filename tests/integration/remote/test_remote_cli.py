@@ -40,10 +40,17 @@ def test_flow_create_ls_logs_delete(daemons, tmp_path, monkeypatch):
 
     code, out = run("flow", "ls", "--host", host, "--token-file", str(h.token_file), "--json")
     assert code == 0 and [f["id"] for f in json.loads(out)] == [body["id"]]
+    code, out = run("flow", "ls", "--host", host, "--token-file", str(h.token_file))
+    assert code == 0 and body["id"] in out and body["workspace_id"] in out  # whole ids, ready to copy
     code, out = run("flow", "logs", body["id"], "--host", host, "--token-file", str(h.token_file))
     assert code == 0 and "/index request" in out
-    code, out = run("flow", "delete", body["id"], "--host", host, "--token-file", str(h.token_file))
-    assert code == 0 and "stopped" in out
+    code, out = run("flow", "logs", body["id"], "--host", host, "--token-file", str(h.token_file), "--json",
+                    "-n", "3")
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(entries) == 3 and all("msg" in e or "message" in e for e in entries)
+    code, out = run("flow", "delete", body["id"], "--host", host, "--token-file", str(h.token_file), "--json")
+    assert code == 0 and json.loads(out) == {"id": body["id"], "stopped": True,
+                                             "workspace_id": body["workspace_id"], "workspace_removed": True}
     with h.client() as c:
         assert c.get("/workspaces").json()["items"] == []
         assert c.get(f"/flows/{body['id']}").status_code == 404  # gone with its workspace

@@ -60,7 +60,15 @@ def test_simple_var_references_resolve_and_ipv6_is_bracketed(inv: Inventory) -> 
         ("all:!gpu-2", ["gpu-1", "cpu-1", "cpu-2"]),
         ("cpu:&rack1", ["cpu-1"]),
         ("gpu-*", ["gpu-1", "gpu-2"]),
-        ("cpu-2,gpu-1", ["gpu-1", "cpu-2"]),
+        ("cpu-2,gpu-1", ["cpu-2", "gpu-1"]),  # Ansible's order: the pattern's
+        ("gpu[0]", ["gpu-1"]),
+        ("gpu[-1]", ["gpu-2"]),
+        ("cpu[0:1]", ["cpu-1", "cpu-2"]),
+        ("fleet[1:]", ["gpu-2", "cpu-1", "cpu-2"]),
+        ("~gpu-\\d", ["gpu-1", "gpu-2"]),
+        ("~(cpu|gpu)-2", ["gpu-2", "cpu-2"]),
+        ("gpu[0],cpu,!cpu-1", ["gpu-1", "cpu-2"]),
+        ("gpu:tpu", ["gpu-1", "gpu-2"]),  # like ansible: a term matching nothing is skipped
     ],
 )
 def test_select_understands_ansible_patterns(inv: Inventory, pattern, expected) -> None:
@@ -70,6 +78,10 @@ def test_select_understands_ansible_patterns(inv: Inventory, pattern, expected) 
 def test_select_names_the_known_groups_when_nothing_matches(inv: Inventory) -> None:
     with pytest.raises(BadInput, match="matches no host or group.*gpu"):
         inv.select("tpu")
+    with pytest.raises(BadInput, match="No hosts matched the subscripted pattern 'gpu.7.'"):
+        inv.select("gpu[7]")
+    with pytest.raises(BadInput, match="bad host pattern"):
+        inv.select("~gpu-(")
     with pytest.raises(BadInput, match="no host 'nope'"):
         inv["nope"]
 

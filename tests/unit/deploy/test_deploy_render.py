@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from jinad_fab.deploy import assets
+from jinad_fab import templating
 from jinad_fab.deploy.inventory import Inventory
+from jinad_fab.deploy.playbooks import PLAYBOOKS, playbook_path
 from jinad_fab.deploy.render import Tagged, load_yaml, render_flow, render_string, render_unit
 from jinad_fab.errors import BadConfig
 
@@ -107,14 +108,14 @@ def test_unit_uses_role_defaults_and_host_vars() -> None:
 
 
 def test_every_shipped_asset_is_found_through_importlib_resources() -> None:
-    for name in assets.PLAYBOOKS:
-        assert assets.exists("playbooks", f"{name}.yml")
+    for name in PLAYBOOKS:
+        assert templating.asset_exists("playbooks", f"{name}.yml")
     for role in ("jinad", "docker_engine", "nvidia_toolkit"):
         for part in ("defaults/main.yml", "tasks/main.yml", "meta/main.yml", "meta/argument_specs.yml", "README.md"):
-            assert assets.exists("roles", role, *part.split("/")), (role, part)
-    assert assets.exists("templates", "flow.yml.j2")
-    assert "roles_path" in assets.read_text("ansible.cfg")
-    with assets.assets_dir() as root:
+            assert templating.asset_exists("roles", role, *part.split("/")), (role, part)
+    assert templating.asset_exists("templates", "flow.yml.j2")
+    assert "roles_path" in templating.read_asset("ansible.cfg")
+    with templating.assets_dir() as root:
         assert (root / "inventories" / "local" / "hosts.yml").is_file()
-        with pytest.raises(assets.AssetNotFound):
-            assets.playbook_path(root, "../../etc/passwd")
+        with pytest.raises(templating.AssetNotFound):
+            playbook_path(root, "../../etc/passwd")

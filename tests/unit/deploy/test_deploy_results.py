@@ -21,12 +21,14 @@ STATS = {
 
 
 def test_recaps_turn_runner_stats_around_per_host() -> None:
-    recaps = recaps_from_stats(STATS, {"b": "Install jinad-fab: No matching distribution"})
+    changes = {"a": [{"task": "Write the unit", "diff": ""}, {"task": "Install", "diff": ""}]}
+    recaps = recaps_from_stats(STATS, {"b": "Install jinad-fab: No matching distribution"}, changes)
     assert list(recaps) == ["a", "b", "c"]
     assert recaps["a"].as_dict() == {
         "host": "a", "succeeded": True, "ok": 20, "changed": 2, "failed": 0, "unreachable": 0, "skipped": 5,
-        "rescued": 0, "ignored": 0, "message": "",
+        "rescued": 0, "ignored": 0, "message": "", "changes": changes["a"],
     }
+    assert recaps["b"].changes == []
     assert not recaps["b"].ok and not recaps["b"].unreachable and "No matching" in recaps["b"].message
     assert recaps["c"].unreachable
     assert sorted(recaps.failed) == ["b", "c"] and sorted(recaps.unreachable) == ["c"]
@@ -56,6 +58,26 @@ def test_task_events_from_runner_events() -> None:
                      "event_data": {"host": "c", "task": "Gathering Facts", "res": {"msg": "ssh: connect refused"}}})
     assert (ev.status, ev.message) == ("unreachable", "ssh: connect refused")
     assert task_event({"event": "playbook_on_stats", "event_data": {}}) is None
+
+
+def test_diffs_read_as_ansible_prints_them() -> None:
+    """--diff: a template's before/after text, a file's state change (mappings), a prepared diff."""
+    res = {"changed": True, "diff": [
+        {"before": "Port=8000\nUser=jinad\n", "after": "Port=8100\nUser=jinad\n",
+         "before_header": "/etc/jinad.env", "after_header": "dynamically generated"},
+        {"before": {"path": "/opt/jinad/current", "state": "absent"},
+         "after": {"path": "/opt/jinad/current", "state": "link"}},
+        {"prepared": "+ /opt/jinad/wheelhouse/x.whl"},
+    ]}
+    ev = task_event({"event": "runner_on_ok", "event_data": {"host": "a", "task": "Write", "res": res}})
+    assert ev.status == "changed"
+    lines = ev.diff.splitlines()
+    assert lines[:2] == ["--- /etc/jinad.env", "+++ dynamically generated"]
+    assert "-Port=8000" in lines and "+Port=8100" in lines and " User=jinad" in lines
+    assert '-  "state": "absent"' in lines and '+  "state": "link"' in lines
+    assert lines[-1] == "+ /opt/jinad/wheelhouse/x.whl"
+    unchanged = {"changed": False, "diff": {"before": "a\n", "after": "a\n"}}
+    assert task_event({"event": "runner_on_ok", "event_data": {"host": "a", "task": "T", "res": unchanged}}).diff == ""
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ It prints the gateway and serves until Ctrl-C or SIGTERM, then stops everything 
 `flow ps` lists what runs on every host, `flow tail` merges their logs (prefixed host/pod), and
 `flow down` stops what is left there.
 
-These subcommands join the `flow` group of ``flow.py`` (single-host create/ls/logs/delete).
+These subcommands join the `flow` group beside ``host.py``'s single-host create/ls/logs/delete.
 """
 
 from __future__ import annotations
@@ -21,22 +21,27 @@ from typing import Any
 
 import click
 
-from ...deploy.fleet import fan_out
-from ...deploy.inventory import Inventory
-from ...deploy.render import Tagged, render_flow
-from ._common import (
+from ....deploy.fleet import fan_out
+from ....deploy.inventory import Inventory
+from ....deploy.render import Tagged, render_flow
+from .._common import (
     console,
     err_console,
+    examples,
     finish,
+    forks_option,
     inventory_option,
     json_option,
+    limit_option,
     load_inventory,
     print_json,
+    print_ndjson,
+    print_table,
     table,
+    tail_option,
 )
-from .flow import command
 
-__all__ = ["command", "placed_flow"]
+__all__ = ["COMMANDS", "placed_flow"]
 
 
 def placed_flow(flow_file: str, inv: Inventory, *, inventory_name: str | None = None,
@@ -45,7 +50,7 @@ def placed_flow(flow_file: str, inv: Inventory, *, inventory_name: str | None = 
 
     Each placed Pod carries its host's token (in memory only: Flow YAML never holds secrets).
     """
-    from ...flow.yaml import flow_from_dict
+    from ....flow.yaml import flow_from_dict
 
     with open(flow_file, encoding="utf-8") as fh:
         rendered = render_flow(fh.read(), inv, what=flow_file, inventory_name=inventory_name)
@@ -64,6 +69,11 @@ def placed_flow(flow_file: str, inv: Inventory, *, inventory_name: str | None = 
     return flow_from_dict(body, base_dir=base_dir, what=flow_file), rendered
 
 
+@examples(
+    "jinad-fab flow up flow.yml -i prod                  # Pods with `hosts: gpu` land on gpu hosts",
+    "jinad-fab flow up flow.yml -i prod --port-http 8080 --gateway-host 0.0.0.0",
+    "jinad-fab flow up flow.yml -i prod --json           # one JSON line: gateway and placement",
+)
 @click.command("up")
 @click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
 @inventory_option
@@ -126,14 +136,19 @@ def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
 
 
+@examples(
+    "jinad-fab flow ps -i prod",
+    "jinad-fab flow ps -i prod -l 'gpu[0]' --json | jq '.[].value.pods[].id'",
+)
 @click.command("ps")
 @inventory_option
-@click.option("-l", "--limit", default=None, help="only hosts matching this pattern")
+@limit_option
+@forks_option(default=16)
 @json_option
-def ps(inventory: str, vault_password_file: str | None, limit: str | None, as_json: bool) -> None:
+def ps(inventory: str, vault_password_file: str | None, limit: str | None, forks: int, as_json: bool) -> None:
     """List the Flows, Pods and workspaces on every host of the inventory."""
     inv = load_inventory(inventory, vault_password_file)
-    result = fan_out(inv, inv.select(limit), _objects)
+    result = fan_out(inv, inv.select(limit), _objects, max_parallel=forks)
     if as_json:
         print_json(list(result.as_dict().values()))
     else:
@@ -145,15 +160,21 @@ def ps(inventory: str, vault_password_file: str | None, limit: str | None, as_js
             for kind in ("flows", "pods", "workspaces"):
                 for item in r.value[kind]:
                     rows.append((host, kind[:-1], item.get("id"), item.get("state"), _name(item)))
-        console().print(table(f"objects on {len(result)} host(s)", ("host", "kind", "id", "state", "name"), rows))
+        print_table(table(f"objects on {len(result)} host(s)", ("host", "kind", "id", "state", "name"), rows,
+                          whole=("id",)))
     finish(result, "flow ps")
 
 
+@examples(
+    "jinad-fab flow down -i prod            # every host of the inventory",
+    "jinad-fab flow down -i prod -l cpu --json",
+)
 @click.command("down")
 @inventory_option
-@click.option("-l", "--limit", default=None, help="only hosts matching this pattern")
+@limit_option
+@forks_option(default=16)
 @json_option
-def down(inventory: str, vault_password_file: str | None, limit: str | None, as_json: bool) -> None:
+def down(inventory: str, vault_password_file: str | None, limit: str | None, forks: int, as_json: bool) -> None:
     """Stop every Flow and Pod on the inventory's hosts and remove their workspaces."""
     inv = load_inventory(inventory, vault_password_file)
 
@@ -169,7 +190,7 @@ def down(inventory: str, vault_password_file: str | None, limit: str | None, as_
         return {"flows": len(_live(left["flows"])), "pods": len(_live(left["pods"])),
                 "workspaces_removed": len(objs["workspaces"])}
 
-    result = fan_out(inv, inv.select(limit), clear, timeout=60)
+    result = fan_out(inv, inv.select(limit), clear, timeout=60, max_parallel=forks)
     if as_json:
         print_json(list(result.as_dict().values()))
     else:
@@ -178,15 +199,22 @@ def down(inventory: str, vault_password_file: str | None, limit: str | None, as_
     finish(result, "flow down")
 
 
+@examples(
+    "jinad-fab flow tail -i prod -f                 # follow every Flow and Pod, Ctrl-C stops",
+    "jinad-fab flow tail -i prod -l gpu -n 100",
+    "jinad-fab flow tail -i prod --json | jq -r 'select(.name==\"encode\") | .msg'",
+)
 @click.command("tail")
 @inventory_option
-@click.option("-l", "--limit", default=None, help="only hosts matching this pattern")
+@limit_option
 @click.option("-f", "--follow", is_flag=True, help="keep streaming (Ctrl-C stops)")
-@click.option("-n", "--lines", type=click.IntRange(0), default=20, show_default=True, help="last N lines of each")
-def tail(inventory: str, vault_password_file: str | None, limit: str | None, follow: bool, lines: int) -> None:
+@tail_option(default=20, old_lines_flag=True, per=" of each Flow and Pod")
+@json_option
+def tail(inventory: str, vault_password_file: str | None, limit: str | None, follow: bool, tail: int,
+         as_json: bool) -> None:
     """Merge the logs of every running Flow and Pod on the inventory's hosts, each line prefixed
-    with host/name."""
-    from ...deploy.fleet import client_for
+    with host/name (with --json: one object per line, with its host, name and id)."""
+    from ....deploy.fleet import client_for
 
     inv = load_inventory(inventory, vault_password_file)
     hosts = inv.select(limit)
@@ -198,7 +226,11 @@ def tail(inventory: str, vault_password_file: str | None, limit: str | None, fol
         label = f"{host_name}/{_name(item)}"
         try:
             with client_for(inv, inv[host_name], timeout=30) as client:
-                for entry in client.logs(item["id"], follow=follow, tail=lines):
+                for entry in client.logs(item["id"], follow=follow, tail=tail):
+                    if as_json:
+                        with lock:
+                            print_ndjson({**entry, "host": host_name, "name": _name(item), "id": item["id"]})
+                        continue
                     text = entry.get("msg") or entry.get("message") or json.dumps(entry)
                     with lock:
                         out.print(f"[cyan]{label}[/cyan] | ", end="")
@@ -220,7 +252,4 @@ def tail(inventory: str, vault_password_file: str | None, limit: str | None, fol
     finish(listed, "flow tail")
 
 
-command.add_command(up)
-command.add_command(ps)
-command.add_command(tail)
-command.add_command(down)
+COMMANDS = (up, ps, tail, down)

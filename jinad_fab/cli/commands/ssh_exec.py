@@ -1,4 +1,4 @@
-"""`jinad-fab exec -i INV -g GROUP 'command'`: run a shell command on many hosts over SSH."""
+"""`jinad-fab exec -i INV -l PATTERN 'command'`: run a shell command on many hosts over SSH."""
 
 from __future__ import annotations
 
@@ -7,35 +7,37 @@ import click
 from ...deploy.ssh import SshGroup
 from ._common import (
     console,
+    examples,
     finish,
-    inventory_option,
     json_option,
     load_inventory,
     print_json,
+    ssh_options,
     status_markup,
     table,
 )
 
 
-def ssh_options(fn):
-    fn = click.option("--connect-timeout", type=float, default=10.0, show_default=True)(fn)
-    fn = click.option("-p", "--parallel", "max_parallel", type=click.IntRange(1, 256), default=10,
-                      show_default=True, help="hosts worked on at the same time")(fn)
-    fn = click.option("-g", "--group", "pattern", default="all", show_default=True,
-                      help="hosts: a group, host, or pattern like gpu:!gpu-2")(fn)
-    return inventory_option(fn)
-
-
+@examples(
+    "jinad-fab exec -i prod 'nvidia-smi -L'                 # every host",
+    "jinad-fab exec -i prod -l 'gpu[0]' 'df -h /opt/jinad'  # the first gpu host",
+    "jinad-fab exec -i prod -l '~cpu-[12]' --forks 2 uptime  # hosts whose name matches a regex",
+    "jinad-fab exec -i prod --json 'systemctl is-active jinad' | jq '.[].stdout'",
+)
 @click.command("exec")
 @ssh_options
 @click.option("--timeout", type=float, default=None, help="seconds the command may run on each host")
 @json_option
 @click.argument("shell_command")
-def command(inventory, vault_password_file, pattern, max_parallel, connect_timeout, timeout, as_json,
+def command(inventory, vault_password_file, limit, forks, connect_timeout, timeout, as_json,
             shell_command) -> None:
-    """Run SHELL_COMMAND on every selected host; print each host's exit code and output."""
+    """Run SHELL_COMMAND on every selected host; print each host's exit code and output.
+
+    Exit 0 when it succeeded everywhere, 2 when it failed on a host, 4 when the failing hosts
+    could not be reached.
+    """
     inv = load_inventory(inventory, vault_password_file)
-    group = SshGroup(inv.select(pattern), max_parallel=max_parallel, connect_timeout=connect_timeout)
+    group = SshGroup(inv.select(limit), max_parallel=forks, connect_timeout=connect_timeout)
     result = group.run(shell_command, timeout=timeout)
     if as_json:
         print_json(list(result.as_dict().values()))

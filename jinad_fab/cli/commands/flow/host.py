@@ -1,0 +1,133 @@
+"""`jinad-fab flow create|ls|logs|delete --host H`: a whole Flow on one host through its daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ....errors import JinadFabError
+from ....flow import Flow
+from ....flow.remote_pods import flow_upload
+from ....remote import Workspace
+from .._common import (
+    err_console,
+    examples,
+    json_option,
+    print_json,
+    print_ndjson,
+    print_table,
+    table,
+    tail_option,
+)
+from .._daemon import daemon, host_options
+
+
+@examples(
+    "jinad-fab flow create flow.yml --host gpu1:8000",
+    "jinad-fab flow create flow.yml --host gpu1 --upload vocab.txt   # a file the Flow reads at run time",
+    "jinad-fab flow create flow.yml --host gpu1 --json | jq -r .gateway.http_port",
+)
+@click.command("create")
+@click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
+@host_options
+@click.option("--upload", "uploads", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="one more file for the workspace (repeatable); files the Flow names are found by themselves")
+@json_option
+def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...], as_json: bool) -> None:
+    """Upload FLOW_FILE and what it names, build the workspace, start the Flow, print its gateway."""
+    flow = Flow.load_config(flow_file)  # checks the YAML here, before anything is uploaded
+    files = flow_upload(flow, os.path.abspath(flow_file), list(uploads))
+    filename = os.path.relpath(os.path.abspath(flow_file), flow.base_dir).replace(os.sep, "/")
+    with daemon(host, token) as d:
+        ws = Workspace.create(d, files)
+        try:
+            with err_console().status(f"building workspace {ws.id} on {d.name} ({len(files)} files)..."):
+                ws.wait_active()
+            body = ws.start_flow(filename).body
+        except JinadFabError:
+            ws.delete()
+            raise
+    if as_json:
+        print_json(body)
+        return
+    gw = body.get("gateway") or {}
+    click.echo(f"{body['id']} running on {d.name}: gateway {gw.get('host')} "
+               f"native port {gw.get('native_port')}, http port {gw.get('http_port')}")
+    click.echo(f"follow its logs: jinad-fab flow logs {body['id']} --host {host} -f")
+
+
+@examples(
+    "jinad-fab flow ls --host gpu1:8000",
+    "jinad-fab flow ls --host gpu1 --json | jq -r '.[] | select(.state==\"ACTIVE\") | .id'",
+)
+@click.command("ls")
+@host_options
+@json_option
+def ls(host: str, token: str | None, as_json: bool) -> None:
+    """List the Flows on a host (full ids, ready to copy)."""
+    with daemon(host, token) as d:
+        items = d.flows()
+    if as_json:
+        print_json(items)
+        return
+    rows = []
+    for f in items:
+        gw = f.get("gateway") or {}
+        rows.append((f["id"], f["state"], f["workspace_id"], f.get("filename", ""),
+                     f"{gw.get('host')}:{gw.get('native_port')}/{gw.get('http_port')}" if gw else "-"))
+    # ids are never folded or cut, whatever the terminal's width: they are made to be copied
+    print_table(table(f"Flows on {host}", ("id", "state", "workspace", "file", "gateway"), rows,
+                      whole=("id", "workspace")))
+
+
+@examples(
+    "jinad-fab flow logs jflow-1a2b3c --host gpu1 -n 100",
+    "jinad-fab flow logs jflow-1a2b3c --host gpu1 -f      # follow until the Flow stops or Ctrl-C",
+    "jinad-fab flow logs jflow-1a2b3c --host gpu1 --json  # one JSON object per line",
+)
+@click.command("logs")
+@click.argument("flow_id")
+@host_options
+@click.option("-f", "--follow", is_flag=True, help="keep streaming until the Flow stops (Ctrl-C to leave)")
+@tail_option
+@json_option
+def logs(flow_id: str, host: str, token: str | None, follow: bool, tail: int | None, as_json: bool) -> None:
+    """Print a Flow's log lines (from its Pods and the daemon)."""
+    with daemon(host, token) as d:
+        try:
+            for entry in d.logs(flow_id, follow=follow, tail=tail):
+                if as_json:
+                    print_ndjson(entry)
+                    continue
+                src = entry.get("source") or entry.get("logger") or "jinad"
+                click.echo(f"{src}: {entry.get('msg') or entry.get('message') or json.dumps(entry)}")
+        except KeyboardInterrupt:
+            pass
+
+
+@examples(
+    "jinad-fab flow delete jflow-1a2b3c --host gpu1",
+    "jinad-fab flow delete jflow-1a2b3c --host gpu1 --keep-workspace --json",
+)
+@click.command("delete")
+@click.argument("flow_id")
+@host_options
+@click.option("--keep-workspace", is_flag=True, help="leave the Flow's workspace on the host")
+@json_option
+def delete(flow_id: str, host: str, token: str | None, keep_workspace: bool, as_json: bool) -> None:
+    """Stop a Flow (and remove its workspace unless --keep-workspace)."""
+    with daemon(host, token) as d:
+        body = d.flow(flow_id)
+        d.delete_flow(flow_id)
+        if not keep_workspace:
+            d.delete_workspace(body["workspace_id"])
+    if as_json:
+        print_json({"id": flow_id, "stopped": True, "workspace_id": body["workspace_id"],
+                    "workspace_removed": not keep_workspace})
+        return
+    click.echo(f"{flow_id} stopped" + ("" if keep_workspace else f"; workspace {body['workspace_id']} removed"))
+
+
+COMMANDS = (create, ls, logs, delete)
