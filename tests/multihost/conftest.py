@@ -124,9 +124,9 @@ def fleet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> pathlib.Path:
     """jinad-fab[daemon] and every dependency as wheels, built on this controller."""
-    from jinad_fab.deploy import wheelhouse
+    from jinad_fab.deploy import provision_wheels
 
-    root = wheelhouse.project_root()
+    root = provision_wheels.project_root()
     assert root is not None
     dest = tmp_path_factory.mktemp("wheelhouse")
     cache = os.environ.get("JINAD_FAB_TEST_WHEEL_CACHE")
@@ -134,5 +134,5 @@ def wheels(tmp_path_factory) -> pathlib.Path:
         for w in pathlib.Path(cache).glob("*.whl"):
             if not w.name.startswith("jinad_fab-"):
                 shutil.copy(w, dest)
-    wheelhouse.build(dest, root)
+    provision_wheels.build(dest, root)
     return dest

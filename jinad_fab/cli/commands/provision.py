@@ -5,23 +5,34 @@ from __future__ import annotations
 import pathlib
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
-from ...deploy import wheelhouse
+from ...deploy import provision_wheels
+from ...deploy.lock import deploy_lock, lock_path
 from ...deploy.playbooks import PlaybookRun, TaskEvent, run_playbook
 from ._common import (
     console,
     err_console,
+    examples,
     finish,
+    forks_option,
     inventory_option,
     inventory_path,
     json_option,
+    limit_option,
     print_json,
     table,
     tool_env,
 )
 
 
+@examples(
+    "jinad-fab provision deploy -i prod --check --diff    # what would change, changing nothing",
+    "jinad-fab provision deploy -i prod -l 'gpu[0]'       # one host first",
+    "jinad-fab provision upgrade -i prod --batch-size 2   # two hosts at a time behind /alive",
+    "jinad-fab provision verify -i prod --json",
+)
 @click.group("provision")
 def command() -> None:
     """Provision hosts with the shipped Ansible playbooks (per-host results; exit 2/4 on failures)."""
@@ -32,10 +43,19 @@ def _options(fn):
     fn = click.option("--timeout", type=int, default=None, help="seconds before the whole run is stopped")(fn)
     fn = click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="KEY=VALUE",
                       help="an Ansible extra var (repeatable)")(fn)
-    fn = click.option("--forks", type=click.IntRange(1, 500), default=None, help="hosts in parallel")(fn)
-    fn = click.option("--check", is_flag=True, help="dry run: report what would change")(fn)
-    fn = click.option("-l", "--limit", default=None, help="only hosts matching this pattern")(fn)
+    fn = forks_option(fn, default=None)
+    fn = click.option("--diff", is_flag=True,
+                      help="show what each task changes in files (with --check: what it would change)")(fn)
+    fn = click.option("--check", is_flag=True,
+                      help="dry run: list the tasks that would change; change nothing, on the hosts or here")(fn)
+    fn = limit_option(fn)
     return inventory_option(fn)
+
+
+def _lock_option(fn):
+    return click.option("--lock-wait", type=click.FloatRange(0), default=0.0, show_default=True, metavar="SECONDS",
+                        help="when another run holds this inventory's deploy lock, wait this long for it "
+                             "(0: fail at once, naming who holds it)")(fn)
 
 
 def _extravars(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -48,20 +68,40 @@ def _extravars(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _run(name: str, inventory: str, limit, check, forks, extra_vars, timeout, as_json, extra=None) -> None:
+def _run(name: str, inventory: str, limit, check, diff, forks, extra_vars, timeout, as_json, extra=None,
+         lock_wait: float | None = None) -> None:
+    """Run playbook ``name``; a run that changes hosts (``lock_wait`` given, not --check) holds the
+    inventory's deploy lock for its whole length."""
     inv_path = inventory_path(inventory)
     extravars = {**_extravars(extra_vars), **(extra or {})}
+    if lock_wait is None or check:  # a dry run changes nothing, so it neither takes nor waits for the lock
+        _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json)
+        return
+    path = lock_path(inv_path, pathlib.Path(click.get_app_dir("jinad-fab")) / "locks")
+    command = "jinad-fab provision " + " ".join(click.get_current_context().command_path.split()[2:] or [name])
+    command = f"{command} -i {inventory}" + (f" -l {limit}" if limit else "")
+
+    def waiting(holder) -> None:
+        err_console().print(f"waiting up to {lock_wait:g}s for the deploy lock of {inventory}, held by "
+                            f"{holder or 'another run'} ...", markup=False)
+
+    with deploy_lock(path, command=command, inventory=str(inventory), wait=lock_wait, on_wait=waiting):
+        _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json)
+
+
+def _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json) -> None:
     if as_json:
-        run = run_playbook(name, inv_path, limit=limit, check=check, forks=forks, extravars=extravars,
+        run = run_playbook(name, inv_path, limit=limit, check=check, diff=diff, forks=forks, extravars=extravars,
                            timeout=timeout, env=tool_env())
-        print_json(run.as_dict())
+        print_json({**run.as_dict(), "check": check})
     else:
-        run = _run_with_progress(name, inv_path, limit, check, forks, extravars, timeout)
-        _print_recap(run)
+        run = _run_with_progress(name, inv_path, limit, check, diff, forks, extravars, timeout)
+        _print_recap(run, check=check, diff=diff)
     finish(run.hosts, f"{name}.yml")
 
 
-def _run_with_progress(name, inv_path, limit, check, forks, extravars, timeout) -> PlaybookRun:
+def _run_with_progress(name, inv_path, limit, check, diff, forks, extravars, timeout) -> PlaybookRun:
+    """Per-host progress as tasks finish: how many done, the last task and its outcome."""
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[host]}"), BarColumn(bar_width=None),
                         TextColumn("{task.completed} tasks"), TextColumn("{task.description}"),
                         console=err_console(), transient=False)
@@ -71,21 +111,36 @@ def _run_with_progress(name, inv_path, limit, check, forks, extravars, timeout) 
         if ev.host not in tasks:
             tasks[ev.host] = progress.add_task("", host=ev.host, total=None)
         colour = {"failed": "red", "unreachable": "red", "changed": "yellow", "skipped": "dim"}.get(ev.status, "green")
+        status = "would change" if check and ev.status == "changed" else ev.status
         progress.update(tasks[ev.host], advance=1,
-                        description=f"[{colour}]{ev.status}[/{colour}] {ev.task}"[:120])
+                        description=f"[{colour}]{status}[/{colour}] {escape(ev.task)}"[:120])
 
     with progress:
-        return run_playbook(name, inv_path, limit=limit, check=check, forks=forks, extravars=extravars,
+        return run_playbook(name, inv_path, limit=limit, check=check, diff=diff, forks=forks, extravars=extravars,
                             timeout=timeout, on_event=on_event, env=tool_env())
 
 
-def _print_recap(run: PlaybookRun) -> None:
+def _print_recap(run: PlaybookRun, *, check: bool = False, diff: bool = False) -> None:
+    out = console()
     rows = []
     for host, r in run.hosts.items():
         state = "[green]ok[/green]" if r.ok else ("[red]unreachable[/red]" if r.unreachable else "[red]failed[/red]")
         rows.append((host, state, r.tasks_ok, r.changed, r.failed_tasks, r.unreachable_tasks, r.skipped, r.message))
-    console().print(table(f"{run.playbook}: {run.status}",
-                          ("host", "result", "ok", "changed", "failed", "unreachable", "skipped", "message"), rows))
+    changed = "would change" if check else "changed"
+    out.print(table(f"{run.playbook}{' (check: nothing was changed)' if check else ''}: {run.status}",
+                    ("host", "result", "ok", changed, "failed", "unreachable", "skipped", "message"), rows))
+    if not (check or diff):
+        return
+    for host, r in run.hosts.items():
+        if not r.changes:
+            continue
+        out.print(f"[bold]{host}[/bold]: {len(r.changes)} task(s) {'would change' if check else 'changed'}:")
+        for change in r.changes:
+            out.print(f"  [yellow]~[/yellow] {escape(change['task'])}")
+            if diff and change["diff"]:
+                for line in change["diff"].splitlines():
+                    style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
+                    out.print(f"      [{style}]{escape(line)}[/{style}]")
 
 
 def _wheelhouse_option(fn):
@@ -99,47 +154,83 @@ def _wheelhouse_vars(wheel_dir: str | None) -> dict[str, str]:
         return {}
     path = pathlib.Path(wheel_dir).resolve()
     if not any(path.glob("jinad_fab-*.whl")):
-        root = wheelhouse.project_root()
+        root = provision_wheels.project_root()
         if root is None:
             raise click.UsageError(f"{path} holds no jinad_fab wheel, and there is no checkout to build one from")
         err_console().print(f"building a wheelhouse from {root} into {path} ...")
-        wheelhouse.build(path, root)
+        provision_wheels.build(path, root)
     return {"jinad_install_mode": "wheelhouse", "jinad_wheelhouse_src": str(path)}
 
 
+def _wheelhouse_check_vars(wheel_dir: str | None) -> dict[str, str]:
+    """In a dry run the wheelhouse is named, never built (building would write on the controller)."""
+    if not wheel_dir:
+        return {}
+    return {"jinad_install_mode": "wheelhouse", "jinad_wheelhouse_src": str(pathlib.Path(wheel_dir).resolve())}
+
+
+@examples(
+    "jinad-fab provision deploy -i prod",
+    "jinad-fab provision deploy -i prod --check --diff",
+    "jinad-fab provision deploy -i prod --wheelhouse ./wheels   # air-gapped hosts",
+    "jinad-fab provision deploy -i prod -l 'cpu[0:1]' -e jinad_port=8100 --forks 20",
+)
 @command.command("deploy")
 @_options
 @_wheelhouse_option
-def deploy(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json, wheel_dir) -> None:
-    """Install and start jinad (and Docker / the NVIDIA toolkit where asked). Idempotent."""
-    _run("deploy", inventory, limit, check, forks, extra_vars, timeout, as_json, _wheelhouse_vars(wheel_dir))
+@_lock_option
+def deploy(inventory, vault_password_file, limit, check, diff, forks, extra_vars, timeout, as_json, wheel_dir,
+           lock_wait) -> None:
+    """Install and start jinad (and Docker / the NVIDIA toolkit where asked). Idempotent.
+
+    One run at a time per inventory: a second one fails naming who holds the deploy lock, or
+    waits for it with --lock-wait.
+    """
+    _run("deploy", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
+         _wheelhouse_vars(wheel_dir) if not check else _wheelhouse_check_vars(wheel_dir), lock_wait=lock_wait)
 
 
+@examples(
+    "jinad-fab provision teardown -i prod -l cpu-3",
+    "jinad-fab provision teardown -i prod --purge     # also the daemons' homes",
+)
 @command.command("teardown")
 @_options
 @click.option("--purge", is_flag=True, help="also delete each daemon's home (workspaces and store)")
-def teardown(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json, purge) -> None:
+@_lock_option
+def teardown(inventory, vault_password_file, limit, check, diff, forks, extra_vars, timeout, as_json, purge,
+             lock_wait) -> None:
     """Stop jinad and remove what deploy installed."""
-    _run("teardown", inventory, limit, check, forks, extra_vars, timeout, as_json,
-         {"jinad_teardown_purge": True} if purge else None)
+    _run("teardown", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
+         {"jinad_teardown_purge": True} if purge else None, lock_wait=lock_wait)
 
 
+@examples(
+    "jinad-fab provision upgrade -i prod",
+    "jinad-fab provision upgrade -i prod --batch-size 3 --wheelhouse ./wheels",
+)
 @command.command("upgrade")
 @_options
 @_wheelhouse_option
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
               help="hosts upgraded at a time; each batch must answer /alive before the next")
-def upgrade(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json, wheel_dir,
-            batch_size) -> None:
+@_lock_option
+def upgrade(inventory, vault_password_file, limit, check, diff, forks, extra_vars, timeout, as_json, wheel_dir,
+            batch_size, lock_wait) -> None:
     """Reinstall jinad-fab batch by batch behind a health barrier."""
-    _run("upgrade", inventory, limit, check, forks, extra_vars, timeout, as_json,
-         {"jinad_upgrade_batch_size": batch_size, **_wheelhouse_vars(wheel_dir)})
+    wheels = _wheelhouse_vars(wheel_dir) if not check else _wheelhouse_check_vars(wheel_dir)
+    _run("upgrade", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
+         {"jinad_upgrade_batch_size": batch_size, **wheels}, lock_wait=lock_wait)
 
 
+@examples(
+    "jinad-fab provision verify -i prod",
+    "jinad-fab provision verify -i prod -l gpu --json",
+)
 @command.command("verify")
 @_options
-def verify(inventory, vault_password_file, limit, check, forks, extra_vars, timeout, as_json) -> None:
+def verify(inventory, vault_password_file, limit, check, diff, forks, extra_vars, timeout, as_json) -> None:
     """Check that every host's daemon runs and answers."""
-    _run("verify", inventory, limit, check, forks, extra_vars, timeout, as_json)
+    _run("verify", inventory, limit, check, diff, forks, extra_vars, timeout, as_json)
 
 

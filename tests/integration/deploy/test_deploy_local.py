@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
-from jinad_fab.deploy import wheelhouse
+from jinad_fab.deploy import provision_wheels
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(900)
@@ -27,10 +27,10 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> pathlib.Path:
-    root = wheelhouse.project_root()
+    root = provision_wheels.project_root()
     assert root is not None, "these tests run from a checkout"
     dest = tmp_path_factory.mktemp("wheelhouse")
-    wheelhouse.build(dest, root)
+    provision_wheels.build(dest, root)
     return dest
 
 
@@ -77,6 +77,21 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
     }}}}))
     inv = str(inventory)
     try:
+        # a dry run lists what would change and changes nothing: not the host, not the controller
+        before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+        code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--check", "--diff",
+                              "--json")
+        assert code == 0, out[-4000:]
+        recap = json.loads(body)["hosts"]["here"]
+        would = [c["task"] for c in recap["changes"]]
+        # every task that would change is listed, except no_log ones (Ansible hides even whether they changed)
+        assert recap["changed"] >= len(would) > 0 and "Install jinad-fab into the virtualenv" in would
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no token, no lock
+        assert not _listening(port)
+        code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--check", "--diff")
+        assert code == 0 and "(check: nothing was changed)" in out and "would change:" in out, out[-4000:]
+        assert not (inventory.parent / "credentials").exists()
+
         code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
         assert code == 0, out[-4000:]
         recap = json.loads(body)["hosts"]["here"]

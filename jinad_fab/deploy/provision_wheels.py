@@ -1,5 +1,5 @@
-"""Build a wheelhouse on the controller for air-gapped hosts: jinad-fab and all its dependencies
-as wheels, so the jinad role installs them with ``pip --no-index``.
+"""Wheels for provisioning air-gapped hosts, built on the controller: jinad-fab and all its
+dependencies as wheels, so the jinad role installs them with ``pip --no-index``.
 
 The wheels match the controller's Python and platform; hosts must run the same Python
 minor version and architecture (Debian bookworm's python3.11 matches a 3.11 controller).
