@@ -17,8 +17,8 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     │   │   └── OutsideWorkspace               (executors.loader) a path escapes the workspace (carries path)
     │   ├── BadAddress                    / 1  a daemon address that cannot be one (scheme, port out of range)
     │   ├── ExecutorNotFound                   `uses` names no class, file, built-in or YAML config
-    │   └── AssetNotFound                      (deploy.assets) a template/playbook/role not shipped
-    ├── TemplateNotFound                       (templating) a template name not shipped
+    │   └── AssetNotFound                      (templating) a playbook/role/inventory not shipped
+    │       └── TemplateNotFound               (templating) a template name not shipped
     ├── RuntimeFailure                         something failed while a Flow was running
     │   ├── PeaStartError                      a Pea/Pod did not come up (carries pod name and its log tail)
     │   ├── RequestError                       a request failed inside a Pod (carries pod, exception type, traceback)
@@ -39,7 +39,8 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     │   ├── Busy                      503      too much work queued; try again later
     │   └── NotReady                  504      an object did not become ACTIVE/RUNNING in time
     ├── DeployError                            provisioning or SSH tasks failed on some hosts (carries per-host results)
-    │   └── HostsUnreachable              / 4  every host that failed could not be reached
+    │   ├── HostsUnreachable              / 4  every host that failed could not be reached
+    │   └── DeployLocked                       (deploy.lock) another run holds the inventory's deploy lock (carries holder)
     ├── BuildError                             (daemon.runtimes.base) a workspace environment could not be built
     ├── StartError                             (daemon.runtimes.base) a runtime could not launch a process
     └── ZygoteError                            (daemon.runtimes.zygotes) the zygote is unusable
