@@ -21,7 +21,7 @@ from ..errors import BadConfig
 from ..templating import AssetNotFound, assets_dir
 from .results import GroupResult
 
-PLAYBOOKS = ("deploy", "teardown", "upgrade", "verify")
+PLAYBOOKS = ("deploy", "teardown", "upgrade", "rollback", "verify")
 """The shipped playbooks, by name (``playbooks/<name>.yml`` in the assets)."""
 
 _RESULT_EVENTS = {

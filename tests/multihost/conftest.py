@@ -80,6 +80,7 @@ def write_inventory(path: pathlib.Path, hosts: list[TestHost], key: pathlib.Path
             "jinad_service_manager": "process",
             "jinad_runtimes": ["process"],
             "jinad_wait_timeout": 120,
+            "jinad_logrotate_install": False,  # an internal network: no package mirror (the rule is installed)
             "nvidia_toolkit_enabled": False,  # no GPU here: the gpu group is about placement
         },
         "children": groups,

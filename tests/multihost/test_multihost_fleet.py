@@ -43,7 +43,7 @@ def test_deploy_provisions_every_host_over_ssh(fleet, deployed) -> None:
         assert recap["succeeded"] and recap["changed"] > 0 and recap["unreachable"] == 0, (name, recap)
     # each host has its own filesystem with the package installed from the copied wheelhouse
     for h in fleet.hosts:
-        out = docker("exec", h.container, "/opt/jinad/venv/bin/python", "-c",
+        out = docker("exec", h.container, "/opt/jinad/current/venv/bin/python", "-c",
                      "import jinad_fab.daemon.app, importlib.metadata as m; print(m.version('jinad-fab'))")
         assert out == "0.1.0"
         assert docker("exec", h.container, "sh", "-c", "ls /opt/jinad/wheelhouse | grep -c whl") != "0"
@@ -110,6 +110,22 @@ def test_upgrade_restarts_a_batch_behind_a_health_barrier(fleet, deployed, wheel
     assert after["gpu-1"] < before["gpu-1"]  # its uptime started again: restarted, and answering
     assert after["cpu-1"] > before["cpu-1"] and after["cpu-2"] > before["cpu-2"]  # outside the limit
     assert docker("exec", fleet.host("gpu-1").container, "pgrep", "-fc", "venv/bin/jinad") == "1"
+    gpu1 = fleet.host("gpu-1").container
+    upgraded = docker("exec", gpu1, "readlink", "/opt/jinad/current")
+    assert docker("exec", gpu1, "readlink", "/opt/jinad/previous").endswith("/releases/initial")
+    assert upgraded.startswith("/opt/jinad/releases/") and not upgraded.endswith("/initial")
+
+    # rollback: back to the release before the upgrade, restarted behind the same /alive barrier
+    pid_upgraded = docker("exec", gpu1, "pgrep", "-f", "venv/bin/jinad")
+    code, body, out = run("provision", "rollback", "-i", str(fleet.inventory), "-l", "gpu-*", "--json")
+    assert code == 0, out[-6000:]
+    assert list(json.loads(body)["hosts"]) == ["gpu-1"]
+    assert docker("exec", gpu1, "readlink", "/opt/jinad/current").endswith("/releases/initial")
+    assert docker("exec", gpu1, "readlink", "/opt/jinad/previous") == upgraded
+    assert docker("exec", gpu1, "pgrep", "-fc", "venv/bin/jinad") == "1"
+    assert docker("exec", gpu1, "pgrep", "-f", "venv/bin/jinad") != pid_upgraded  # a new daemon process
+    assert uptimes().keys() == {"gpu-1", "cpu-1", "cpu-2"}  # every daemon answers
+    assert "/var/lib/jinad/logs/jinad.log {" in docker("exec", gpu1, "cat", "/etc/logrotate.d/jinad")
 
 
 ENCODER = textwrap.dedent("""

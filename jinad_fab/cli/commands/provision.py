@@ -1,4 +1,4 @@
-"""`jinad-fab provision deploy|teardown|upgrade|verify -i INV`: run the shipped playbooks."""
+"""`jinad-fab provision deploy|teardown|upgrade|rollback|verify -i INV`: run the shipped playbooks."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from ._common import (
     "jinad-fab provision deploy -i prod --check --diff    # what would change, changing nothing",
     "jinad-fab provision deploy -i prod -l 'gpu[0]'       # one host first",
     "jinad-fab provision upgrade -i prod --batch-size 2   # two hosts at a time behind /alive",
+    "jinad-fab provision rollback -i prod                 # back to the release before the upgrade",
     "jinad-fab provision verify -i prod --json",
 )
 @click.group("provision")
@@ -217,10 +218,28 @@ def teardown(inventory, vault_password_file, limit, check, diff, forks, extra_va
 @_lock_option
 def upgrade(inventory, vault_password_file, limit, check, diff, forks, extra_vars, timeout, as_json, wheel_dir,
             batch_size, lock_wait) -> None:
-    """Reinstall jinad-fab batch by batch behind a health barrier."""
+    """Install jinad-fab as a new release batch by batch behind a health barrier (the release
+    that ran before stays on the host for `provision rollback`)."""
     wheels = _wheelhouse_vars(wheel_dir) if not check else _wheelhouse_check_vars(wheel_dir)
     _run("upgrade", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
          {"jinad_upgrade_batch_size": batch_size, **wheels}, lock_wait=lock_wait)
+
+
+@examples(
+    "jinad-fab provision rollback -i prod                 # every host back to the release before the upgrade",
+    "jinad-fab provision rollback -i prod -l 'gpu[0]' --batch-size 2",
+)
+@command.command("rollback")
+@_options
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+              help="hosts switched at a time; each batch must answer /alive before the next")
+@_lock_option
+def rollback(inventory, vault_password_file, limit, check, diff, forks, extra_vars, timeout, as_json, batch_size,
+             lock_wait) -> None:
+    """Switch jinad back to the release that ran before the last upgrade, batch by batch behind
+    the same health barrier as upgrade. A second rollback undoes the first."""
+    _run("rollback", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
+         {"jinad_upgrade_batch_size": batch_size}, lock_wait=lock_wait)
 
 
 @examples(

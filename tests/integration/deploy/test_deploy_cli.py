@@ -65,7 +65,7 @@ def test_render_flow_that_cannot_be_placed_exits_2_with_the_reason(tmp_path: pat
 def test_render_unit_for_a_host() -> None:
     result = invoke("render", "unit", "-i", "example", "-H", "cpu-2")
     assert result.exit_code == 0
-    assert "ExecStart=/opt/jinad/venv/bin/jinad" in result.output and "[Install]" in result.output
+    assert "ExecStart=/opt/jinad/current/venv/bin/jinad" in result.output and "[Install]" in result.output
 
 
 def test_hosts_shows_every_daemon_and_exit_codes_follow_failures(tmp_path, jinad) -> None:

@@ -9,6 +9,7 @@ import grp
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,6 +75,9 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         "jinad_service_manager": "process",
         "jinad_python": sys.executable,
         "jinad_wait_timeout": 90,
+        "jinad_logrotate_install": False,
+        "jinad_logrotate_conf_dir": str(tmp_path / "logrotate.d"),
+        "jinad_logrotate_size": "1k",
     }}}}))
     inv = str(inventory)
     try:
@@ -88,9 +92,6 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         assert recap["changed"] >= len(would) > 0 and "Install jinad-fab into the virtualenv" in would
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no token, no lock
         assert not _listening(port)
-        code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--check", "--diff")
-        assert code == 0 and "(check: nothing was changed)" in out and "would change:" in out, out[-4000:]
-        assert not (inventory.parent / "credentials").exists()
 
         code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
         assert code == 0, out[-4000:]
@@ -116,6 +117,40 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
 
         code, body, out = run("provision", "verify", "-i", inv, "--json")
         assert code == 0, out[-4000:]
+
+        # the role's logrotate rule rotates the daemon's log, and the daemon goes on writing to it
+        rule = tmp_path / "logrotate.d" / "jinad"
+        log = home / "logs" / "jinad.log"
+        assert f"{log} {{" in rule.read_text() and "copytruncate" in rule.read_text()
+        if shutil.which("logrotate") or os.path.exists("/usr/sbin/logrotate"):
+            with log.open("a") as fh:  # past the 1k threshold, whatever the daemon wrote so far
+                fh.write("filler line for the rotation test\n" * 64)
+            subprocess.run([shutil.which("logrotate") or "/usr/sbin/logrotate", "-s", str(tmp_path / "lr.state"),
+                            str(rule)], check=True, timeout=60, capture_output=True)
+            rotated = home / "logs" / "jinad.log.1"
+            assert "filler line for the rotation test" in rotated.read_text() and log.stat().st_size == 0
+            subprocess.run([str(install / "jinad-ctl"), "restart"], check=True, timeout=120, capture_output=True)
+            code, body, out = run("provision", "verify", "-i", inv, "--json")
+            assert code == 0, out[-4000:]
+            text = log.read_bytes()
+            assert text and b"\0" not in text  # appended at the start of the emptied file, no hole
+
+        # an upgrade is a new release beside the running one; rollback switches back behind /alive
+        assert (install / "current").resolve() == install / "releases" / "initial"
+        code, body, out = run("provision", "upgrade", "-i", inv, "--wheelhouse", str(wheels), "--json")
+        assert code == 0, out[-4000:]
+        upgraded = (install / "current").resolve()
+        assert upgraded.parent == install / "releases" and upgraded.name != "initial"
+        assert (install / "previous").resolve() == install / "releases" / "initial"
+        pid_before = (home / "jinad-supervisor.pid").read_text()
+        code, body, out = run("provision", "rollback", "-i", inv, "--json")
+        assert code == 0, out[-4000:]
+        assert json.loads(body)["hosts"]["here"]["changed"] > 0
+        assert (install / "current").resolve() == install / "releases" / "initial"
+        assert (install / "previous").resolve() == upgraded  # a second rollback would undo this one
+        assert (home / "jinad-supervisor.pid").read_text() != pid_before  # restarted on the old release
+        code, body, out = run("hosts", "-i", inv, "--json")
+        assert code == 0 and json.loads(body)[0]["ok"], out
 
         code, body, out = run("provision", "teardown", "-i", inv, "--json")
         assert code == 0, out[-4000:]

@@ -140,3 +140,21 @@ def test_versions_and_shell_completion() -> None:
     words = subprocess.run([sys.executable, "-m", "jinad_fab.cli.main"], env=env, capture_output=True,
                            text=True, timeout=60, check=True).stdout.split()
     assert words == ["plain,tail"]
+
+
+def test_a_check_run_reads_as_what_would_change(capsys) -> None:
+    from jinad_fab.cli.commands.provision import _print_recap
+    from jinad_fab.deploy.playbooks import HostRecap, PlaybookRun
+    from jinad_fab.deploy.results import GroupResult
+
+    recap = HostRecap("gpu-1", tasks_ok=12, changed=2, changes=[
+        {"task": "Write the unit", "diff": "--- before\n+++ after\n-Port=8000\n+Port=8100\n"},
+        {"task": "Point current at the release", "diff": ""}])
+    run = PlaybookRun("deploy.yml", 0, "successful", GroupResult.of([recap, HostRecap("cpu-1", tasks_ok=14)]))
+    _print_recap(run, check=True, diff=True)
+    out = capsys.readouterr().out
+    assert "deploy.yml (check: nothing was changed): successful" in out and "would change" in out
+    assert "gpu-1: 2 task(s) would change:" in out and "cpu-1:" not in out
+    assert "~ Write the unit" in out and "+Port=8100" in out and "-Port=8000" in out
+    _print_recap(run, check=False, diff=False)
+    assert "task(s)" not in capsys.readouterr().out  # a plain run prints the recap only

@@ -99,7 +99,7 @@ def test_yaml_is_loaded_safely() -> None:
 
 def test_unit_uses_role_defaults_and_host_vars() -> None:
     unit = render_unit(INV["gpu-1"])
-    assert "ExecStart=/opt/jinad/venv/bin/jinad" in unit
+    assert "ExecStart=/opt/jinad/current/venv/bin/jinad" in unit
     assert "EnvironmentFile=/var/lib/jinad/jinad.env" in unit
     assert "SupplementaryGroups=docker" in unit  # the docker runtime is offered there
     cpu = render_unit(INV["cpu-1"])
