@@ -31,9 +31,12 @@ def test_flow_create_ls_logs_delete(daemons, tmp_path, monkeypatch):
         "from jinad_fab import Executor, requests\n\nclass Upper(Executor):\n    @requests\n"
         "    def up(self, docs):\n        for d in docs:\n            d.text = d.text.upper()\n")
     monkeypatch.chdir(tmp_path)
-    code, out = run("flow", "create", "flow.yml", "--host", host, "--token-file", str(h.token_file), "--json")
-    assert code == 0, out
-    body = json.loads(out[out.index("{"):])
+    result = CliRunner().invoke(cli, ["flow", "create", "flow.yml", "--host", host, "--token-file", str(h.token_file),
+                                      "--json"])
+    code, out = result.exit_code, result.stdout
+    assert code == 0, result.output
+    body = json.loads(out)  # progress (upload size, the build log) goes to stderr, the result alone to stdout
+    assert "uploading 4 file(s)" in result.stderr and f"building workspace {body['workspace_id']}" in result.stderr
     assert body["state"] == "RUNNING" and "tok-123" not in out
     r = httpx.post(f"http://127.0.0.1:{body['gateway']['http_port']}/index", json={"data": [{"text": "abc"}]})
     assert r.json()["data"][0]["text"] == "ABC"

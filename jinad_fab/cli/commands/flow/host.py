@@ -24,6 +24,14 @@ from .._common import (
 from .._daemon import daemon, host_options
 
 
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 @examples(
     "jinad-fab flow create flow.yml --host gpu1:8000",
     "jinad-fab flow create flow.yml --host gpu1 --upload vocab.txt   # a file the Flow reads at run time",
@@ -40,11 +48,18 @@ def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...
     flow = Flow.load_config(flow_file)  # checks the YAML here, before anything is uploaded
     files = flow_upload(flow, os.path.abspath(flow_file), list(uploads))
     filename = os.path.relpath(os.path.abspath(flow_file), flow.base_dir).replace(os.sep, "/")
+    err = err_console()
+    size = sum(len(content) for content in files.values())
+    err.print(f"uploading {len(files)} file(s), {_bytes(size)}, to {host}", markup=False)
     with daemon(host, token) as d:
         ws = Workspace.create(d, files)
         try:
-            with err_console().status(f"building workspace {ws.id} on {d.name} ({len(files)} files)..."):
-                ws.wait_active()
+            # the build log streams as it is written, as `docker build` shows it; it ends with the build
+            err.print(f"building workspace {ws.id} on {d.name}", markup=False)
+            for entry in ws.logs(follow=True):
+                err.print(f"  build | {entry.get('msg') or entry.get('message') or entry}", markup=False,
+                          highlight=False, style="dim")
+            ws.reload().wait_active()
             body = ws.start_flow(filename).body
         except JinadFabError:
             ws.delete()
