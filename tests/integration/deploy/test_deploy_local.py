@@ -89,7 +89,7 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         recap = json.loads(body)["hosts"]["here"]
         would = [c["task"] for c in recap["changes"]]
         # every task that would change is listed, except no_log ones (Ansible hides even whether they changed)
-        assert recap["changed"] >= len(would) > 0 and "Install jinad-fab into the virtualenv" in would
+        assert recap["changed"] >= len(would) > 0 and "Install jinad-fab into the release's virtualenv" in would
         assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no token, no lock
         assert not _listening(port)
 
