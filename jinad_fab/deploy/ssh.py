@@ -164,9 +164,7 @@ class SshGroup:
                 streams = {"out_stream": writers[0], "err_stream": writers[1]}
             kwargs = dict(hide=True, warn=True, in_stream=False, timeout=timeout or self.command_timeout, **streams)
             if host.connection == "local":
-                import invoke
-
-                result = invoke.Context().run(command, **kwargs)
+                result = _local_context().run(command, **kwargs)
             else:
                 with self._connection(host) as conn:
                     result = conn.run(command, **kwargs)
@@ -200,6 +198,22 @@ class SshGroup:
             return CommandResult(host=host.name, exit_code=0, stdout=f"{local} -> {target}")
 
         return self._each(one)
+
+
+def _local_context() -> Any:
+    """An invoke Context whose runner closes the child's pipes when it is done (invoke leaves them open)."""
+    import invoke
+
+    class _Local(invoke.Local):
+        def stop(self) -> None:
+            super().stop()
+            process = getattr(self, "process", None)
+            for pipe in (getattr(process, "stdin", None), getattr(process, "stdout", None),
+                         getattr(process, "stderr", None)):
+                if pipe is not None:
+                    pipe.close()
+
+    return invoke.Context(config=invoke.Config(overrides={"runners": {"local": _Local}}))
 
 
 def tail_command(path: str, lines: int = 50, follow: bool = False) -> str:

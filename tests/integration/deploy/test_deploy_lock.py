@@ -35,6 +35,15 @@ def hold(lock: pathlib.Path) -> subprocess.Popen:
     return proc
 
 
+def reap(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None and not pipe.closed:
+            pipe.close()
+
+
 def jinad_fab(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jinad_fab.cli.main", *args], capture_output=True, text=True,
                           timeout=timeout)
@@ -79,9 +88,7 @@ def test_a_second_deploy_fails_naming_the_holder_then_runs_once_it_is_free(inven
         assert json.loads(out.split("\nError")[0])["hosts"]["dark"]["unreachable"] == 1
         assert read_holder(lock) is None  # released: the file says nobody holds it
     finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait(10)
+        reap(holder)
 
 
 def test_a_holder_killed_with_sigkill_leaves_no_stale_lock(tmp_path: pathlib.Path) -> None:
@@ -92,7 +99,10 @@ def test_a_holder_killed_with_sigkill_leaves_no_stale_lock(tmp_path: pathlib.Pat
             pass
     assert info.value.holder.pid == holder.pid and info.value.exit_code == 2
     assert "after waiting" in str(info.value)
-    os.kill(holder.pid, signal.SIGKILL)
-    holder.wait(10)
-    with deploy_lock(lock, command="after", inventory="inv") as me:
-        assert me.pid == os.getpid() and read_holder(lock) == me
+    try:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+        with deploy_lock(lock, command="after", inventory="inv") as me:
+            assert me.pid == os.getpid() and read_holder(lock) == me
+    finally:
+        reap(holder)

@@ -134,11 +134,11 @@ def test_versions_and_shell_completion() -> None:
 
     env = {**os.environ, "_JINAD_FAB_COMPLETE": "bash_source"}
     script = subprocess.run([sys.executable, "-m", "jinad_fab.cli.main"], env=env, capture_output=True,
-                            text=True, timeout=60, check=True).stdout
+                            text=True, timeout=300, check=True).stdout
     assert "complete -o nosort -F" in script and "_JINAD_FAB_COMPLETE=bash_complete" in script
     env = {**os.environ, "_JINAD_FAB_COMPLETE": "bash_complete", "COMP_WORDS": "jinad-fab flow t", "COMP_CWORD": "2"}
     words = subprocess.run([sys.executable, "-m", "jinad_fab.cli.main"], env=env, capture_output=True,
-                           text=True, timeout=60, check=True).stdout.split()
+                           text=True, timeout=300, check=True).stdout.split()
     assert words == ["plain,tail"]
 
 
