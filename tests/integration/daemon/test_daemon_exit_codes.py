@@ -27,6 +27,8 @@ def test_a_taken_port_fails_with_2(tmp_path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
-        r = _jinad("--port", str(holder.getsockname()[1]), home=tmp_path / "h")
+        port = holder.getsockname()[1]
+        r = _jinad("--port", str(port), home=tmp_path / "h")
     assert r.returncode == 2, r.stderr[-2000:]
-    assert "address already in use" in r.stderr.lower()
+    assert f"port {port}" in r.stderr and "already in use" in r.stderr, r.stderr[-2000:]
+    assert "startup complete" not in (r.stdout + r.stderr).lower() and "Traceback" not in r.stderr
