@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import ipaddress
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ from ..errors import (
     Unauthorized,
     Unprocessable,
 )
+from ..tokens import is_loopback_name
 from .address import DaemonAddress
 
 DEFAULT_TIMEOUT = 10.0
@@ -100,21 +100,12 @@ def _unreachable(exc: httpx.HTTPError, address: DaemonAddress) -> DaemonUnreacha
     elif isinstance(exc, httpx.TimeoutException):
         why = f"no answer in time ({type(exc).__name__})"
     elif isinstance(exc, httpx.ConnectError):
-        start = f"jinad --port {address.port}" if _is_loopback(host) else f"jinad --host 0.0.0.0 --port {address.port}"
+        start = f"jinad --port {address.port}" if is_loopback_name(host) else f"jinad --host 0.0.0.0 --port {address.port}"
         why = (f"connection refused: is jinad running on {host}? start it with `{start}` there, "
                f"or install it with `jinad-fab provision deploy`")
     else:
         why = f"{type(exc).__name__}: {exc}"
     return DaemonUnreachable(f"cannot reach jinad at {address.url}: {why}", host=address.label)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @contextlib.contextmanager
