@@ -131,7 +131,14 @@ def processes_of(home: pathlib.Path) -> list[psutil.Process]:
 def _is_helper(p: psutil.Process) -> bool:
     """The daemon or a zygote (named so; the objects it forks share its command line, not its name)."""
     try:
-        return "jinad_fab.cli.daemon" in " ".join(p.cmdline()) or p.name() == "jinad-zygote"
+        cmd = " ".join(p.cmdline())
+        if "jinad_fab.cli.daemon" in cmd or p.name() == "jinad-zygote":
+            return True
+        # a zygote the daemon is starting right now has not named itself yet: it is the daemon's own
+        # child (what it forks are the zygote's children, in sessions of their own)
+        parent = p.parent()
+        return (" zygote --socket " in cmd and parent is not None
+                and "jinad_fab.cli.daemon" in " ".join(parent.cmdline()))
     except psutil.Error:
         return False
 
