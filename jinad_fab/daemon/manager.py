@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import pathlib
-import threading
 import time
 from typing import Any
 
@@ -43,7 +42,6 @@ class Manager:
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         self._builds = concurrent.futures.ThreadPoolExecutor(settings.build_workers, thread_name_prefix="build")
-        self._build_lock = threading.Lock()
         self._obj_locks: dict[str, asyncio.Lock] = {}
         self._bg: set[asyncio.Task] = set()
 

@@ -15,7 +15,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadAddress, BadConfig, BadInput
@@ -326,17 +326,3 @@ def _ansible_tool(name: str) -> str:
     if not found:
         raise BadConfig(f"{name} is not installed; try: pip install 'jinad-fab[deploy]'")
     return found
-
-
-def hosts_table(hosts: Iterable[Host]) -> list[dict[str, Any]]:
-    """Plain rows (for ``--json`` and tables): name, address, groups, gpus, daemon url."""
-    return [
-        {
-            "host": h.name,
-            "address": h.address,
-            "groups": sorted(g for g in h.groups if g not in ("all", "ungrouped")),
-            "gpus": h.gpus,
-            "daemon": h.daemon_url,
-        }
-        for h in hosts
-    ]

@@ -82,12 +82,6 @@ class Placement:
                 seen.append(a.host)
         return seen
 
-    def by_host(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for a in self.assignments:
-            out.setdefault(a.host or "(local)", []).append(a.pod)
-        return out
-
 
 def pod_specs(flow: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The Pods of a parsed Flow YAML mapping (``pods:`` or ``executors:``, list or mapping form)."""

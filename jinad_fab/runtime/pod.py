@@ -149,9 +149,6 @@ class Pod:
             return [self._addr(self.head)]
         return [self._addr(p) for p in self.peas[0]]
 
-    def ctrl_addresses(self) -> list[str]:
-        return [self._addr(p, "port_ctrl") for p in self.processes]
-
     def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
         """Wire this Pod's outputs to its downstream targets (and its head to its shards)."""
         if self._ctx is None:
