@@ -57,28 +57,41 @@ def proc_group():
 
 
 @pytest.fixture
-def browser(tmp_path):
-    """Debian's chromium through its chromedriver; a fresh profile; nothing downloaded."""
+def browser_factory(tmp_path):
+    """Start Debian's chromium through its chromedriver with a fresh profile (nothing downloaded);
+    ``extra`` adds flags such as ``--host-resolver-rules=...``. Every browser started is quit."""
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/setup.d/50-chromium.sh installs them)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver
-    profile = tmp_path / "chromium-profile"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
+    started: list = []
+
+    def start(*extra: str):
+        profile = tmp_path / f"chromium-profile-{len(started)}"
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1200,900", *extra):
+            opts.add_argument(arg)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+        driver.set_page_load_timeout(60)
+        started.append((driver, profile))
+        return driver
+
     try:
-        yield driver
+        yield start
     finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        for driver, profile in started:
+            driver.quit()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(browser_factory):
+    return browser_factory()
 
 
 def artefact(tmp_path: pathlib.Path, name: str) -> pathlib.Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 import time
 
@@ -13,8 +12,6 @@ import pytest
 from tests.support.daemons import FLOW_YML
 from tests.support.ports import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ATTACK_PAGE = """<!doctype html><html><head><title>start</title></head><body>
 <form id="f" method="POST" enctype="multipart/form-data" action="{daemon}/workspaces" target="sink">
   <input type="file" name="files" id="inp" multiple></form>
@@ -91,55 +88,27 @@ def test_a_page_on_another_origin_creates_nothing(browser, daemon, attack_site):
     assert not ws_dir.exists() or list(ws_dir.iterdir()) == []
 
 
-def test_a_rebound_name_gets_403_in_the_browser(tmp_path, daemon):
+def test_a_rebound_name_gets_403_in_the_browser(browser_factory, daemon):
     """Chromium resolves an attacker's name to 127.0.0.1 (as DNS rebinding would): the daemon refuses."""
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/setup.d/50-chromium.sh installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                "--host-resolver-rules=MAP rebind.test 127.0.0.1"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        driver.get(f"http://rebind.test:{daemon.port}/workspaces?token={daemon.token}")
-        assert "Host header" in driver.find_element("tag name", "body").text
-    finally:
-        driver.quit()
+    driver = browser_factory("--host-resolver-rules=MAP rebind.test 127.0.0.1")
+    driver.get(f"http://rebind.test:{daemon.port}/workspaces?token={daemon.token}")
+    assert "Host header" in driver.find_element("tag name", "body").text
     assert httpx.get(daemon.url + "/alive").status_code == 200
 
 
 @pytest.mark.parametrize("page, marker", [("/docs", ".opblock-summary-path"), ("/redoc", "[data-section-id]")])
-def test_the_api_pages_work_offline(tmp_path, daemon, page, marker):
+def test_the_api_pages_work_offline(browser_factory, daemon, page, marker):
     """Swagger UI and ReDoc come from the daemon itself: every other name fails to resolve."""
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/setup.d/50-chromium.sh installs them)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    try:
-        assert httpx.get(daemon.url + page).status_code == 401  # the page needs the token too
-        driver.get(f"{daemon.url}{page}?token={daemon.token}")
-        deadline = time.monotonic() + 30
-        texts: list[str] = []
-        while time.monotonic() < deadline:
-            texts = [e.text for e in driver.find_elements("css selector", marker)]
-            if any("workspaces" in t.lower() for t in texts):
-                break
-            time.sleep(0.2)
-        assert any("workspaces" in t.lower() for t in texts), driver.page_source[:2000]
-        remote = [e for e in driver.get_log("browser") if "ERR_NAME_NOT_RESOLVED" in e.get("message", "")]
-        assert remote == []  # nothing was fetched from another host
-    finally:
-        driver.quit()
+    driver = browser_factory("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    assert httpx.get(daemon.url + page).status_code == 401  # the page needs the token too
+    driver.get(f"{daemon.url}{page}?token={daemon.token}")
+    deadline = time.monotonic() + 30
+    texts: list[str] = []
+    while time.monotonic() < deadline:
+        texts = [e.text for e in driver.find_elements("css selector", marker)]
+        if any("workspaces" in t.lower() for t in texts):
+            break
+        time.sleep(0.2)
+    assert any("workspaces" in t.lower() for t in texts), driver.page_source[:2000]
+    remote = [e for e in driver.get_log("browser") if "ERR_NAME_NOT_RESOLVED" in e.get("message", "")]
+    assert remote == []  # nothing was fetched from another host
