@@ -12,7 +12,7 @@ import enum
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, SecretStr, StringConstraints
 
 from .spec import PeaOptions, PodOptions
 
@@ -149,10 +149,24 @@ class _ObjectPublic(BaseModel):
     pid: int | None = None
 
 
+class FlowCreate(BaseModel):
+    """The optional JSON body of ``POST /flows``: tokens of the daemons the Flow's remote Pods run on.
+
+    Keys are daemon addresses as the Flow names them (``gpu1:8000``); values never reach the
+    database, a log or argv (see :mod:`jinad_fab.launch.handoff`). A daemon's configured peers
+    (``jinad --peer``) fill in the addresses a request leaves out.
+    """
+
+    peers: dict[Annotated[str, StringConstraints(max_length=300)], SecretStr] = Field(
+        default_factory=dict, max_length=256, description="daemon address -> its bearer token")
+
+
 class FlowPublic(_ObjectPublic):
     id: FlowId
     filename: str
     gateway: GatewayAddress | None = None
+    pods: list[dict[str, Any]] = Field(
+        default_factory=list, description="each Pod of the Flow: name, and for a remote Pod its daemon and id")
 
 
 class PodPublic(_ObjectPublic):

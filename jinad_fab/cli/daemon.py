@@ -61,6 +61,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
 @click.option("--header-timeout", default=None, type=float,
               help="seconds a client may take to send a request's headers [10]")
 @click.option("--keep-alive-timeout", default=None, type=float, help="seconds an idle connection stays open [5]")
+@click.option("--peer", "peers", multiple=True, metavar="ADDRESS=TOKEN_FILE",
+              help="another daemon this one's Flows may start Pods on, and the file holding its token (repeatable)")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def cli(log_level: str, **flags: object) -> None:
     """Serve the jinad REST API (workspaces, Flows, Pods, Peas, logs) on this host.
@@ -75,6 +77,12 @@ def cli(log_level: str, **flags: object) -> None:
     from ..tokens import TokenFileError
 
     flags = {k: v for k, v in flags.items() if v is not None and v != ()}
+    if "peers" in flags:
+        pairs = [str(p).partition("=") for p in flags["peers"]]  # type: ignore[union-attr]
+        bad = [a for a, eq, f in pairs if not (a and eq and f)]
+        if bad:
+            raise click.UsageError(f"--peer takes ADDRESS=TOKEN_FILE, not {bad[0]!r}")
+        flags["peers"] = {a: f for a, _, f in pairs}
     try:
         settings = DaemonSettings(**flags)
     except ValidationError as exc:

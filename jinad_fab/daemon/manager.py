@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import Busy, Conflict, DaemonError, Invalid, NotFound, StartFailed
 from ..executors.loader import CONFINE_ENV
+from ..launch import handoff
 from ..launch.command import POD_PORTS
 from ..schemas import ObjectState, PeaCreate, PodCreate, WorkspaceState, new_id
 from . import logs
@@ -228,7 +229,10 @@ class Manager:
             raise Conflict(f"workspace {wid} is {ws.state}, not ACTIVE")
         return ws
 
-    async def start_flow(self, wid: str, filename: str) -> Record:
+    async def start_flow(self, wid: str, filename: str, peers: dict[str, str] | None = None) -> Record:
+        """Start the Flow in ``filename``. Its Pods that name other daemons (``host: gpu1:8000``)
+        are started there by the Flow; those daemons' tokens come from ``peers`` (the request) or
+        the daemon's configured peers and reach the Flow sealed (:mod:`..launch.handoff`)."""
         ws = self._active_workspace(wid)
         rel = wsfiles.safe_relpath(filename)
         path = wsfiles.confined(self.context(ws).root, rel)
@@ -237,9 +241,39 @@ class Manager:
         data = await asyncio.to_thread(wsfiles.check_yaml, path)
         await asyncio.to_thread(wsfiles.confine_flow, path, data, self.context(ws).root)
         fid = new_id("flow")
-        spec = LaunchSpec(object_id=fid, kind="flow", status_file=self.status_path(fid), flow_yaml=str(rel),
-                          host=self.settings.bind_host_for_objects)
-        return await self._start(ws, spec, {"filename": str(rel)})
+        status_file = self.status_path(fid)
+        env: dict[str, str] = {}
+        tokens = await asyncio.to_thread(self._peer_tokens, handoff.hosts_named(data), peers or {})
+        sealed = handoff.sealed_path(status_file)
+        if tokens:
+            env[handoff.KEY_ENV], blob = handoff.seal(tokens)
+            handoff.write_sealed(sealed, blob)
+        spec = LaunchSpec(object_id=fid, kind="flow", status_file=status_file, flow_yaml=str(rel),
+                          host=self.settings.bind_host_for_objects, env=env)
+        try:
+            return await self._start(ws, spec, {"filename": str(rel), "peers": sorted(tokens)})
+        finally:
+            sealed.unlink(missing_ok=True)  # read by the Flow at once; gone whatever happened
+
+    def _peer_tokens(self, hosts: list[str], given: dict[str, str]) -> dict[str, str]:
+        """The token of every daemon a Flow names: the request's, else this daemon's configured peer's."""
+        from ..tokens import TokenFileError, read_token_file
+
+        given = {handoff.peer_key(k): v for k, v in given.items()}
+        configured = {handoff.peer_key(k): v for k, v in self.settings.peers.items()}
+        out: dict[str, str] = {}
+        for host in hosts:
+            key = handoff.peer_key(host)
+            if key in out:
+                continue
+            if given.get(key):
+                out[key] = given[key]
+            elif key in configured:
+                try:
+                    out[key] = read_token_file(configured[key])
+                except TokenFileError as exc:
+                    raise Conflict(f"the configured token of peer {key} cannot be read: {exc}") from exc
+        return out
 
     async def start_pod(self, kind: str, wid: str, body: PodCreate | PeaCreate) -> Record:
         ws = self._active_workspace(wid)

@@ -41,6 +41,10 @@ class DaemonSettings(BaseSettings):
         None, description="address clients should use for gateways/pods; defaults to the bind host"
     )
 
+    peers: dict[str, pathlib.Path] = Field(
+        default_factory=dict,
+        description="other daemons' tokens for Flows with remote Pods: address (gpu1:8000) -> file holding its token",
+    )
     runtime: str = Field("process", description="default runtime for new workspaces")
     tls_certfile: pathlib.Path | None = Field(None, description="serve HTTPS with this certificate (PEM)")
     tls_keyfile: pathlib.Path | None = Field(None, description="the certificate's private key (PEM)")

@@ -178,6 +178,31 @@ class Flow:
         """Pod names so that each comes after what it needs; a cycle or unknown name is BadConfig."""
         return order_by_needs({name: spec["needs"] for name, spec in self._pods.items()})
 
+    def _use_daemon_tokens(self, tokens: dict[str, str]) -> None:
+        """Give remote Pods without a token of their own the one handed over for their daemon
+        (keys ``host:port``, as :attr:`jinad_fab.remote.DaemonAddress.netloc`)."""
+        if not tokens:
+            return
+        from . import remote_pods
+
+        for spec in self._pods.values():
+            if spec.get("host") and not spec.get("token"):
+                key = remote_pods.daemon_address(spec["host"], spec.get("port_expose")).netloc
+                if key in tokens:
+                    spec["token"] = tokens[key]
+
+    def describe_pods(self) -> list[dict[str, Any]]:
+        """Each Pod of the running Flow: its name, and for a remote Pod its daemon, Pod id and workspace."""
+        out = []
+        for name in self._pods:
+            pod = self._running.get(name)
+            if pod is not None and not isinstance(pod, Pod):
+                out.append({"name": name, "daemon": pod.session.label, "id": pod.pod_id,
+                            "workspace_id": pod.session.workspace_id})
+            else:
+                out.append({"name": name, "daemon": None, "id": None, "workspace_id": None})
+        return out
+
     # ---- running ----
     @property
     def protocol(self) -> str:

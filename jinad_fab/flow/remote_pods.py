@@ -94,9 +94,7 @@ def flow_upload(flow: Any, flow_file: str, extra: list[str] = ()) -> dict[str, b
     """Everything a whole Flow needs on a daemon: its YAML and every file its Pods name."""
     files = PodFiles(flow.base_dir)
     files.add(flow_file, "the Flow file")
-    for name, spec in flow.pods.items():
-        if spec.get("host"):
-            raise BadConfig(f"Pod {name!r} names host={spec['host']!r}: a Flow run by a daemon runs its Pods there")
+    for name, spec in flow.pods.items():  # a Pod on another daemon is started from these files too
         files.add_executor(spec.get("uses"), spec.get("py_modules") or [], spec.get("upload_files") or [],
                            f"Pod {name!r}")
     for f in extra:

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         from .serve import run_flow
 
         return run_flow(ns.yaml, report, host=ns.host, port_http=ns.port_http, port_native=ns.port_native,
-                        die_with_parent=ns.die_with_parent, log_json=ns.log_json)
+                        die_with_parent=ns.die_with_parent, log_json=ns.log_json, status_file=ns.status_file)
     return entry.run(ns.kind, args, report, die_with_parent=ns.die_with_parent, log_json=ns.log_json)
 
 

@@ -9,13 +9,20 @@ import threading
 
 from ..errors import JinadFabError
 from ..flow.yaml import load_flow
+from . import handoff
 
 log = logging.getLogger("jinad_fab.flow")
 
 
 def run_flow(path: str | None, report, *, host: str | None = None, port_http: int | None = None,
-             port_native: int | None = None, die_with_parent: bool = False, log_json: bool = False) -> int:
+             port_native: int | None = None, die_with_parent: bool = False, log_json: bool = False,
+             status_file: str | None = None) -> int:
     stop = threading.Event()
+    try:  # before anything is forked: no child inherits the key
+        tokens = handoff.take(status_file, os.environ)
+    except (OSError, ValueError) as exc:
+        report({"state": "failed", "error": f"the daemon's tokens for remote Pods could not be read: {exc}"})
+        return 1
 
     def on_term(signum, frame):
         stop.set()
@@ -27,6 +34,7 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
             raise JinadFabError("flow needs --yaml FILE")
         # this process is nothing but the Flow: its Peas and Gateway are forked from it
         flow = load_flow(path, fork=True)
+        flow._use_daemon_tokens(tokens)
         from ..runtime import gateway, pea  # noqa: F401 - loaded once, inherited by every forked child
 
         gateway.preload()
@@ -44,7 +52,7 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
         return 1
     ports = flow.gateway_ports
     report({"state": "ready", "pid": os.getpid(),
-            "gateway": {"host": flow.args["host"], **ports}, "pods": list(flow.pods)})
+            "gateway": {"host": flow.args["host"], **ports}, "pods": flow.describe_pods()})
     parent = os.getppid()
     code = 0
     try:

@@ -247,9 +247,15 @@ class DaemonClient:
 
     # ---- flows ---------------------------------------------------------------------------------
 
-    def create_flow(self, workspace_id: str, filename: str) -> dict[str, Any]:
-        """``POST /flows?workspace_id=&filename=``: start a Flow from a YAML file in the workspace."""
-        return self._request("POST", "/flows", params={"workspace_id": workspace_id, "filename": filename})
+    def create_flow(self, workspace_id: str, filename: str, *, peers: Mapping[str, str] | None = None
+                    ) -> dict[str, Any]:
+        """``POST /flows?workspace_id=&filename=``: start a Flow from a YAML file in the workspace.
+
+        ``peers``: the tokens of other daemons the Flow's Pods name (``{"gpu1:8000": token}``)."""
+        params = {"workspace_id": workspace_id, "filename": filename}
+        if peers:
+            return self._request("POST", "/flows", params=params, json={"peers": dict(peers)})
+        return self._request("POST", "/flows", params=params)
 
     def flows(self) -> list[dict[str, Any]]:
         return self._request("GET", "/flows")["items"]

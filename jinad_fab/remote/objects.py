@@ -119,9 +119,11 @@ class Workspace(_Handle):
         return BuildFailed(f"workspace {self.id} failed to build: {self.error or 'no reason given'}",
                            host=self.client.name, object_id=self.id, log_tail=self.build_log_tail)
 
-    def start_flow(self, filename: str) -> FlowHandle:
-        """Start the Flow in ``filename`` (a YAML file of this workspace); returns once it runs."""
-        return FlowHandle(self.client, self.client.create_flow(self.id, filename))
+    def start_flow(self, filename: str, *, peers: Mapping[str, str] | None = None) -> FlowHandle:
+        """Start the Flow in ``filename`` (a YAML file of this workspace); returns once it runs.
+
+        ``peers``: tokens of the other daemons its Pods name (``host: gpu1:8000``)."""
+        return FlowHandle(self.client, self.client.create_flow(self.id, filename, peers=peers))
 
     def start_pod(self, args: Mapping[str, Any]) -> PodHandle:
         """Start one Pod from its arguments (``name``, ``uses``, ``parallel``...); returns once it runs."""

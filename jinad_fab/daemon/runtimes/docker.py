@@ -40,6 +40,7 @@ from typing import Any
 from ... import gpus as _gpus
 from ... import jinadfile, templating
 from ...errors import BadConfig
+from ...launch import handoff
 from ...launch.command import MODULE as LAUNCH_MODULE
 from . import wheelhouse
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
@@ -375,6 +376,10 @@ class DockerRuntime(Runtime):
             status_file.parent.mkdir(parents=True, exist_ok=True)
             status_file.unlink(missing_ok=True)
             status_file.symlink_to(own / status_file.name)
+            sealed = handoff.sealed_path(status_file)
+            if sealed.exists():  # secrets handed to the object: it reads and deletes them there
+                os.replace(sealed, own / sealed.name)
+                _give(own / sealed.name, uid)
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.touch(exist_ok=True)

@@ -1,0 +1,140 @@
+"""The JinaD form: a Flow YAML whose Pods name other daemons (``host: 127.0.0.1:PORT``), posted to
+one daemon with POST /flows, runs there with those Pods started on the other daemons. The other
+daemons' tokens come with the request or from the daemon's configured peers, and never land in
+clear in a database, a log, a status file or the Flow's argv."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.daemons import active_workspace
+
+pytestmark = pytest.mark.timeout(240)
+
+ENCODER = textwrap.dedent("""
+    import zlib
+    import numpy as np
+    from jinad_fab import Executor, requests
+
+    class Stamp(Executor):
+        def __init__(self, label="?", **kwargs):
+            super().__init__(**kwargs)
+            self.label = label
+
+        @requests
+        def stamp(self, docs, parameters):
+            for d in docs:
+                d.tags.setdefault("path", []).append(self.label)
+                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
+                d.embedding = rng.standard_normal(8).astype("float32")
+""")
+
+
+def _flow(far_port: int) -> str:
+    return textwrap.dedent(f"""\
+        !Flow
+        version: '1'
+        with:
+          protocol: http
+        pods:
+          - name: near
+            uses: Stamp
+            uses_with: {{label: near}}
+            py_modules: [stamp.py]
+          - name: far
+            uses: Stamp
+            uses_with: {{label: far}}
+            py_modules: [stamp.py]
+            host: 127.0.0.1:{far_port}
+          - name: index
+            uses: _index
+            host: 127.0.0.1:{far_port}
+        """)
+
+
+def _files_mentioning(root: pathlib.Path, secret: str) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.endswith(".token") and path.name != "token":
+            try:
+                if secret.encode() in path.read_bytes():
+                    hits.append(str(path))
+            except OSError:
+                pass
+    return hits
+
+
+def _run_and_check(near, far, peers: dict | None) -> dict:
+    with near.client() as c:
+        wid = active_workspace(c, {"stamp.py": ENCODER, "flow.yml": _flow(far.port)})
+        r = c.post("/flows", params={"workspace_id": wid, "filename": "flow.yml"},
+                   **({"json": {"peers": peers}} if peers is not None else {}))
+        assert r.status_code == 201, r.text
+        flow = r.json()
+        assert flow["state"] == "RUNNING"
+        pods = {p["name"]: p for p in flow["pods"]}
+        assert pods["near"]["daemon"] is None
+        assert pods["far"]["daemon"] == far.address and pods["index"]["daemon"] == far.address
+        base = f"http://127.0.0.1:{flow['gateway']['http_port']}"
+        docs = [{"id": str(i), "text": f"doc {i}"} for i in range(12)]
+        r = httpx.post(f"{base}/index", json={"data": docs}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert [d["tags"]["path"] for d in r.json()["data"]] == [["near", "far"]] * 12
+        r = httpx.post(f"{base}/search", json={"data": [docs[5]], "parameters": {"top_k": 1}}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["data"][0]["matches"][0]["id"] == "5"
+    # the far Pods run on the far daemon, in a workspace the Flow made there
+    with far.client() as fc:
+        running = [p for p in fc.get("/pods").json()["items"] if p["state"] == "RUNNING"]
+        assert sorted(p["id"] for p in running) == sorted([pods["far"]["id"], pods["index"]["id"]])
+    return flow
+
+
+def _assert_never_in_clear(token: str, *daemons) -> None:
+    for d in daemons:
+        assert _files_mentioning(d.home, token) == [], f"{d.home} holds the token in clear"
+        assert token.encode() not in d.log.read_bytes()
+        for p in psutil.process_iter(["cmdline"]):
+            assert token not in " ".join(p.info["cmdline"] or [])
+
+
+def test_a_posted_flow_starts_its_remote_pods_on_the_other_daemon(daemon_factory) -> None:
+    near = daemon_factory(token="near-" + "a" * 24)
+    far = daemon_factory(token="far-secret-" + "b" * 24)
+    flow = _run_and_check(near, far, {far.address: far.token})
+    _assert_never_in_clear(far.token, near, far)
+    with near.client() as c:
+        r = c.delete(f"/flows/{flow['id']}")
+        assert r.status_code == 200 and r.json()["state"] == "STOPPED", r.text
+    # the Flow stopped its remote Pods and removed the workspace it made there
+    with far.client() as fc:
+        assert [p for p in fc.get("/pods").json()["items"] if p["state"] == "RUNNING"] == []
+        assert fc.get("/workspaces").json()["items"] == []
+
+
+def test_the_daemons_configured_peers_supply_the_token(daemon_factory, tmp_path) -> None:
+    far = daemon_factory(token="far-configured-" + "c" * 24)
+    peer_file = tmp_path / "far.token"
+    peer_file.write_text(far.token + "\n")
+    peer_file.chmod(0o600)
+    near = daemon_factory(token="near-" + "d" * 24, extra=["--peer", f"{far.address}={peer_file}"])
+    _run_and_check(near, far, None)
+    _assert_never_in_clear(far.token, near, far)
+
+
+def test_without_the_other_daemons_token_the_flow_fails_naming_it(daemon_factory) -> None:
+    near = daemon_factory(token="near-" + "e" * 24)
+    far = daemon_factory(token="far-" + "f" * 24)
+    with near.client() as c:
+        wid = active_workspace(c, {"stamp.py": ENCODER, "flow.yml": _flow(far.port)})
+        r = c.post("/flows", params={"workspace_id": wid, "filename": "flow.yml"},
+                   json={"peers": {far.address: "wrong-token"}})
+        assert r.status_code == 400, r.text
+        assert far.address in r.text and "wrong-token" not in r.text
+    with far.client() as fc:
+        assert [p for p in fc.get("/pods").json()["items"] if p["state"] == "RUNNING"] == []
