@@ -14,6 +14,7 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     │   ├── BadDocument                        a Document field has the wrong type or shape (carries doc_id)
     │   ├── BadConfig                          bad YAML, unknown keys, a cycle in `needs`, unknown Pod names
     │   │   ├── PlacementError                 (deploy.placement) no host can take a Pod (carries pod, reason)
+    │   │   ├── NotExportable                  (flow.static) a Flow an engine cannot run (carries engine, reasons)
     │   │   └── OutsideWorkspace               (executors.loader) a path escapes the workspace (carries path)
     │   ├── BadAddress                    / 1  a daemon address that cannot be one (scheme, port out of range)
     │   ├── ExecutorNotFound                   `uses` names no class, file, built-in or YAML config

@@ -143,6 +143,12 @@ class PodSpec(PodOptions):
         None, repr=False, json_schema_extra={**_SECRET, **_REMOTE},
         description="the token of `host`'s jinad daemon (default: the Flow's token); never written to YAML")
 
+    # issue 17 (exports to Docker Compose and Kubernetes): what an engine reserves for each Pea
+    resources: dict[Literal["cpu", "memory"], StrictInt | float | str] | None = Field(
+        None, description="what each Pea of the Pod asks an engine to reserve in an export, e.g. "
+                          "{cpu: '500m', memory: '1Gi'} (compose: deploy.resources.reservations, Kubernetes: "
+                          "resources.requests); a Flow run by this machine or by jinad ignores it")
+
 
     @model_validator(mode="after")
     def _where_it_runs(self) -> PodSpec:

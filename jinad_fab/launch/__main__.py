@@ -1,8 +1,9 @@
-"""``python -m jinad_fab.launch {pea,gateway,pod,flow,zygote} ...``: the process ``jinad`` starts.
+"""``python -m jinad_fab.launch {pea,gateway,pod,flow,zygote,static,probe} ...``: the process ``jinad`` starts.
 
 ``pea``, ``gateway`` and ``pod`` run a runtime object (:func:`jinad_fab.runtime.entry.run`);
 ``flow`` serves a Flow from YAML (:mod:`.serve`); ``zygote`` forks any of those on request
-(:mod:`.zygote`). Every kind but the zygote reports exactly one JSON line/file when it is ready
+(:mod:`.zygote`). ``static`` runs one service of a statically wired Flow and ``probe`` checks one
+(what exported containers run, :mod:`.static`). Every kind but the zygote reports exactly one JSON line/file when it is ready
 (with its ports) or has failed (with the reason), on ``--status-fd`` or ``--status-file``.
 """
 
@@ -13,7 +14,7 @@ import os
 
 from ..runtime import entry
 
-KINDS = (*entry.KINDS, "flow", "zygote")
+KINDS = (*entry.KINDS, "flow", "zygote", "static", "probe")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,6 +24,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port-http", type=int, default=None)
     p.add_argument("--port-native", type=int, default=None)
     p.add_argument("--socket", help="zygote: the unix socket it listens on")
+    p.add_argument("--role", help="static: the service of the Flow to run (see `jinad-fab render compose`)")
+    p.add_argument("--replica", type=int, default=None, help="static: which replica of its service this is")
+    p.add_argument("--local-base-port", type=int, default=None,
+                   help="static: every service on this machine, on loopback ports from this one on")
+    p.add_argument("--address", help="probe: the control address to ask for a status")
     return p
 
 
@@ -36,12 +42,21 @@ def main(argv: list[str] | None = None) -> int:
         from .zygote import serve
 
         return serve(ns.socket)
+    if ns.kind == "probe":
+        from .static import probe
+
+        return probe(ns.address)
     args = entry.parse_args_json(ns)
     if args is None:
         return 2
-    entry.setup_logging(args.get("name") or ns.kind, ns.log_json,
+    entry.setup_logging(args.get("name") or ns.role or ns.kind, ns.log_json,
                         ns.log_level or os.environ.get("JINAD_FAB_LOG_LEVEL"))
     report = entry.make_reporter(ns.status_fd, ns.status_file)
+    if ns.kind == "static":
+        from .static import run_static
+
+        return run_static(ns.yaml, ns.role, report, local_base_port=ns.local_base_port, replica=ns.replica,
+                          log_json=ns.log_json)
     if ns.kind == "flow":
         from .serve import run_flow
 

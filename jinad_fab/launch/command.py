@@ -20,12 +20,16 @@ FLOW_PORTS = ("port_http", "port_native")
 
 def launch_argv(kind: str, *, args: Mapping[str, Any] | None = None, yaml: str | None = None,
                 host: str | None = None, workspace: str | None = None, ports: Mapping[str, int | None] | None = None,
-                status_file: str | None = None, log_json: bool = False) -> list[str]:
+                status_file: str | None = None, log_json: bool = False, role: str | None = None,
+                replica: int | None = None, address: str | None = None) -> list[str]:
     """The arguments after ``python -m jinad_fab.launch`` for one object.
 
     ``args`` are a Pea/Pod/Gateway's arguments (ignored for a Flow, whose arguments are its YAML
     file); ``host``, ``workspace`` and ``ports`` (``port_in``/``port_ctrl`` for a Pod or Pea,
     ``port_http``/``port_native`` for a Flow; 0 or None: the object picks one) override them.
+    ``static`` runs the service ``role`` (replica ``replica``) of the Flow in ``yaml`` with its
+    static wiring; ``probe`` asks the control ``address`` for a status (an exported container's
+    health check).
     """
     ports = {k: int(v) for k, v in (ports or {}).items() if v}
     if kind == "flow":
@@ -37,6 +41,16 @@ def launch_argv(kind: str, *, args: Mapping[str, Any] | None = None, yaml: str |
         for key in FLOW_PORTS:
             if key in ports:
                 argv += [f"--{key.replace('_', '-')}", str(ports[key])]
+    elif kind == "static":
+        if not yaml or not role:
+            raise ValueError("a static service is launched from its Flow's YAML file and its role")
+        argv = ["static", "--yaml", yaml, "--role", role]
+        if replica is not None:
+            argv += ["--replica", str(int(replica))]
+    elif kind == "probe":
+        if not address:
+            raise ValueError("a probe needs the control address to ask")
+        argv = ["probe", "--address", address]
     elif kind in ("pea", "pod", "gateway"):
         values = dict(args or {})
         if host:

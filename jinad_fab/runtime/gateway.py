@@ -47,7 +47,8 @@ class _Router:
         self.native, self.port_native = bind(ctx, zmq.ROUTER, host, int(args.get("port_native") or 0))
         self.results, self.port_results = bind(ctx, zmq.PULL, args.get("results_host") or host,
                                                int(args.get("port_results") or 0))
-        self.ctrl, self.port_ctrl = bind(ctx, zmq.REP, host, int(args.get("port_ctrl") or 0))
+        self.ctrl, self.port_ctrl = bind(ctx, zmq.REP, args.get("ctrl_host") or host, int(args.get("port_ctrl") or 0))
+        self.static = bool(args.get("static"))  # wired from configuration: watch the root Pods' connections
         self.http_in = ctx.socket(zmq.PULL)
         self.http_in.bind(_HTTP_INPROC)
         self.roots: list[zmq.Socket] = []
@@ -58,7 +59,7 @@ class _Router:
         self.stopping = False
 
     def connect(self, targets: list[list[str]]) -> None:
-        self.roots = push_targets(self.ctx, self.roots, targets)
+        self.roots = push_targets(self.ctx, self.roots, targets, watch=self.static)
 
     def loop(self) -> None:
         poller = zmq.Poller()

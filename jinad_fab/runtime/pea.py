@@ -7,6 +7,14 @@ Sockets of a Pea:
 * one PUSH per downstream target, connected to every address of that target (several addresses
   = replicas, and ZeroMQ's PUSH load-balances between them).
 
+Static wiring (``static: true``, for engines that start every container themselves, see
+:mod:`jinad_fab.flow.static`): the Pea is given everything at start - ``targets`` with service
+names, and either a port to bind ``in`` on or ``in_connect``, the address of its head's PUSH that
+its ``in`` connects to (so any number of replicas share the head's output). A head's output to
+replicas is then a bound PUSH (``{"bind": address}``); until a replica connects, what it routes
+waits in a backlog instead of blocking the Pea. ``ctrl`` binds on ``ctrl_host`` (loopback: only
+the container's own health probe talks to it).
+
 A Pea expecting ``num_parts`` > 1 joins the parts of each request before running its Executor
 (see :mod:`.merge`). A head Pea (``route`` set) splits requests across shard targets instead of
 copying them to every target.
@@ -14,6 +22,7 @@ copying them to every target.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -31,11 +40,12 @@ from ..wire import Message, doc_count
 from . import orphan
 from .control import Commands
 from .merge import merge_parts
-from .sockets import bind, drain, make_context, push_targets, signal_wakeup_fd
+from .sockets import bind, connect_pull, drain, make_context, push_targets, signal_wakeup_fd
 
 log = logging.getLogger("jinad_fab.pea")
 
 _POLL_MS = 250
+_BACKLOG_POLL_MS = 20  # while routed messages wait for a replica to connect
 _BURST = 64
 
 # True while this process imports user code for its Executor. A script that defines an Executor
@@ -65,6 +75,8 @@ class PeaRuntime:
         self.pending: dict[str, list[Message]] = {}
         self.targets: list[zmq.Socket] = []
         self.executor = None
+        self.static = bool(args.get("static"))
+        self.backlog: dict[zmq.Socket, collections.deque] = {}  # bound outputs with no peer yet
         self._stop = False
 
     # ---- set-up ----
@@ -80,13 +92,38 @@ class PeaRuntime:
     def bind(self) -> dict:
         self.ctx = make_context()
         host = self.args.get("host") or "127.0.0.1"
-        self.sock_in, port_in = bind(self.ctx, zmq.PULL, host, int(self.args.get("port_in") or 0))
-        self.sock_ctrl, port_ctrl = bind(self.ctx, zmq.REP, host, int(self.args.get("port_ctrl") or 0))
+        if self.args.get("in_connect"):
+            self.sock_in, port_in = connect_pull(self.ctx, self.args["in_connect"]), None
+        else:
+            self.sock_in, port_in = bind(self.ctx, zmq.PULL, host, int(self.args.get("port_in") or 0))
+        self.sock_ctrl, port_ctrl = bind(self.ctx, zmq.REP, self.args.get("ctrl_host") or host,
+                                         int(self.args.get("port_ctrl") or 0))
         return {"port_in": port_in, "port_ctrl": port_ctrl}
 
-    def connect(self, targets: list[list[str]]) -> None:
+    def connect(self, targets: list[list[str] | dict]) -> None:
         # linger: answers already queued still leave when the Pea stops
-        self.targets = push_targets(self.ctx, self.targets, targets, linger_ms=1000)
+        self.targets = push_targets(self.ctx, self.targets, targets, linger_ms=1000, watch=self.static)
+        self.backlog = {}
+
+    def _send(self, target: zmq.Socket, frames: list) -> None:
+        """Send without ever blocking: a bound PUSH with no peer yet keeps the message for later."""
+        waiting = self.backlog.get(target)
+        if waiting:
+            waiting.append(frames)
+            return
+        try:
+            target.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.backlog.setdefault(target, collections.deque()).append(frames)
+
+    def _flush(self) -> None:
+        for target, waiting in self.backlog.items():
+            while waiting:
+                try:
+                    target.send_multipart(waiting[0], copy=False, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                waiting.popleft()
 
     # ---- serving ----
     def serve(self, on_tick=None, wake_fd: int | None = None) -> None:
@@ -99,7 +136,7 @@ class PeaRuntime:
         commands = Commands(self.sock_ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
                                              "status": self._status, "terminate": self._terminate})
         while not self._stop:
-            events = dict(poller.poll(_POLL_MS))
+            events = dict(poller.poll(_BACKLOG_POLL_MS if self._waiting() else _POLL_MS))
             if wake_fd is not None and wake_fd in events:
                 drain(wake_fd)
                 if self._stop:
@@ -113,8 +150,13 @@ class PeaRuntime:
                     except zmq.Again:
                         break
                     self._on_frames(frames)
+            if self.backlog:
+                self._flush()
             if on_tick is not None:
                 on_tick()
+
+    def _waiting(self) -> bool:
+        return any(self.backlog.values())
 
     def stop(self) -> None:
         self._stop = True
@@ -135,7 +177,8 @@ class PeaRuntime:
         self._stop = True
 
     def _status(self, cmd: dict) -> dict:
-        return {"pending": len(self.pending), "targets": len(self.targets)}
+        return {"pending": len(self.pending), "targets": len(self.targets),
+                "backlog": sum(len(w) for w in self.backlog.values())}
 
     def _on_frames(self, frames: list) -> None:
         try:
@@ -158,7 +201,7 @@ class PeaRuntime:
         msg.header["src"] = self.name  # lets a join downstream order the parts it waits for
         out = msg.frames()
         for t in self.targets:
-            t.send_multipart(out, copy=False)
+            self._send(t, out)
 
     def _run(self, msg: Message) -> None:
         handler = self.executor.handler_for(msg.endpoint)
@@ -196,7 +239,7 @@ class PeaRuntime:
         if mode == "all" or n <= 1 or msg.header.get("err"):
             out = msg.frames()
             for t in self.targets:
-                t.send_multipart(out, copy=False)
+                self._send(t, out)
             return
         # "id": each Document goes to the shard its id hashes to, so update/delete find it again
         buckets: list[list[int]] = [[] for _ in range(n)]
@@ -207,7 +250,7 @@ class PeaRuntime:
             header = dict(msg.header, pos=idx)
             header.pop("src", None)
             part = Message(header, docs=DocumentArray([docs[i] for i in idx]))
-            t.send_multipart(part.frames(), copy=False)
+            self._send(t, part.frames())
 
 
 def shard_of(doc_id: str, shards: int) -> int:

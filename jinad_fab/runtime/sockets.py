@@ -57,10 +57,14 @@ def bind(ctx: zmq.Context, kind: int, host: str, port: int = 0) -> tuple[zmq.Soc
     return s, port
 
 
-def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str]],
-                 linger_ms: int = 0) -> list[zmq.Socket]:
+def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str] | dict],
+                 linger_ms: int = 0, watch: bool = False) -> list[zmq.Socket]:
     """Replace `old` PUSH sockets with one per target, each connected to all of the target's
-    addresses (replicas: ZeroMQ load-balances between them); sends never block (no HWM)."""
+    addresses (replicas: ZeroMQ load-balances between them); sends never block (no HWM).
+
+    A target ``{"bind": "tcp://0.0.0.0:5560"}`` is a PUSH bound there instead: the target's Peas
+    connect to it, so however many of them an engine starts share its load (static wiring).
+    ``watch`` sets :func:`watch_peers` on each socket."""
     for s in old:
         s.close(linger=0)
     out = []
@@ -68,10 +72,54 @@ def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str
         s = ctx.socket(zmq.PUSH)
         s.setsockopt(zmq.LINGER, linger_ms)
         s.setsockopt(zmq.SNDHWM, 0)
-        for a in addrs:
-            s.connect(a)
+        if watch:
+            watch_peers(s)
+        try:
+            if isinstance(addrs, dict):
+                s.bind(addrs["bind"])
+            else:
+                for a in addrs:
+                    s.connect(a)
+        except zmq.ZMQError as exc:
+            s.close(linger=0)
+            for done in out:
+                done.close(linger=0)
+            raise RuntimeFailure(f"cannot wire an output to {addrs}: {exc}") from exc
         out.append(s)
     return out
+
+
+# Static wiring (containers started by an engine): a peer may restart, or come back on another IP
+# under the same service name. libzmq resolves a tcp:// host name again on every connection attempt,
+# so reconnecting is enough; heartbeats make a connection to a vanished peer (no RST, e.g. a deleted
+# Kubernetes Pod) fail within seconds instead of hanging until TCP gives up.
+RECONNECT_IVL_MS = 100
+RECONNECT_IVL_MAX_MS = 2000
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
+
+
+def watch_peers(s: zmq.Socket) -> None:
+    """Reconnect with a bounded back-off and drop connections whose peer stops answering heartbeats."""
+    s.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    s.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    s.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    s.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    s.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+
+
+def connect_pull(ctx: zmq.Context, address: str) -> zmq.Socket:
+    """A PULL connected to a head's bound PUSH (static wiring): it reconnects, re-resolving the name."""
+    s = ctx.socket(zmq.PULL)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVHWM, 0)
+    watch_peers(s)
+    try:
+        s.connect(address)
+    except zmq.ZMQError as exc:
+        s.close(linger=0)
+        raise RuntimeFailure(f"cannot connect to {address}: {exc}") from exc
+    return s
 
 
 def ctrl_request(ctx: zmq.Context, address: str, cmd: dict, timeout: float = 10.0) -> dict:
