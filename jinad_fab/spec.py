@@ -193,6 +193,12 @@ class FlowSpec(_Spec):
     token: str | None = Field(
         None, repr=False, json_schema_extra=_SECRET,
         description="the token of the jinad daemons the Flow's remote Pods use; never written to YAML")
+    # issue 14 (CURVE between hosts) -----------------------------------------------------------
+    secure: StrictBool | None = Field(
+        None, description="encrypt and authenticate the ZeroMQ traffic between the Flow's Pods and its Gateway "
+                          "with CURVE (keys made per Flow, handed to remote Pods through their daemon); "
+                          "default: on when a Pod runs on another host, off when every Pod is on this one")
+    # end issue 14 -------------------------------------------------------------------------------
 
 
 S = TypeVar("S", bound=BaseModel)

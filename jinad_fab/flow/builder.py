@@ -21,6 +21,7 @@ from ..errors import BadConfig, PeaStartError, PodDied
 from ..executors import Executor
 from ..runtime import pea as pea_runtime
 from ..runtime.child import ChildProcess
+from ..runtime.curve import CurveKeys, flow_keys
 from ..runtime.pod import Pod, start_pods
 from ..runtime.sockets import ctrl_request, make_context
 from .spec import FlowSpec, PodOptions, PodSpec, parse, secret_fields
@@ -28,6 +29,7 @@ from .spec import FlowSpec, PodOptions, PodSpec, parse, secret_fields
 log = logging.getLogger("jinad_fab.flow")
 
 GATEWAY = "gateway"
+_CONTROLLER = "/flow"  # the Flow's own control connections (no Pod can be named so: names hold no '/')
 SECRET_KEYS = secret_fields(PodSpec) | secret_fields(FlowSpec)  # never written to YAML, never logged
 # what a Pod's processes take, wherever they run: the same fields a daemon's POST /pods body has
 POD_PROCESS_KEYS = tuple(PodOptions.model_fields)
@@ -105,6 +107,7 @@ class Flow:
         self._stopping = threading.Event()
         self._client: Client | None = None
         self._fork = fork
+        self._secure = False
 
     # ---- building ----
     def _copy(self) -> Flow:
@@ -233,27 +236,30 @@ class Flow:
         self._check_startable()
         order = self.topological_order()
         bind_host, advertise = self._bind_and_advertise(order)
+        keys = self._curve_keys(order, advertise)
         sessions: dict = {}
-        pods, parts_out = self._make_pods(order, bind_host, sessions)
-        gateway = self._make_gateway(bind_host, sum(parts_out[n] for n in self._leaves()))
+        pods, parts_out = self._make_pods(order, bind_host, sessions, keys)
+        gateway = self._make_gateway(bind_host, sum(parts_out[n] for n in self._leaves()), keys)
         started = time.monotonic()
         try:
             self._launch(gateway, pods)
-            self._ctx = make_context()
+            self._ctx = make_context(keys[_CONTROLLER] if keys else None)
             self._wire(gateway, pods, order, advertise)
         except BaseException:
             self._abort(gateway, pods, sessions)
             raise
         self._running = pods
+        self._secure = keys is not None
         self._sessions = list(sessions.values())
         self._gateway = gateway
         self._failure = None
         self._stopping.clear()
         self._monitor = threading.Thread(target=self._watch, name="flow-monitor", daemon=True)
         self._monitor.start()
-        log.info("Flow %sready in %.2fs: %d Pods, %d processes, gateway %s (native %s, http %s)",
+        log.info("Flow %sready in %.2fs: %d Pods, %d processes, gateway %s (native %s, http %s)%s",
                  f"{self.args['name']!r} " if self.args.get("name") else "", time.monotonic() - started, len(pods), sum(len(p.processes) for p in pods.values()) + 1,
-                 self.args["host"], gateway.info["port_native"], gateway.info["port_http"])
+                 self.args["host"], gateway.info["port_native"], gateway.info["port_http"],
+                 "; CURVE between its Pods" if keys else "")
         return self
 
     # ---- the steps of start() ----
@@ -283,21 +289,36 @@ class Flow:
             bind_host = "0.0.0.0"
         return bind_host, remote_pods.route_address_to(far[0])
 
-    def _make_pods(self, order: list[str], bind_host: str, sessions: dict) -> tuple[dict[str, Any], dict[str, int]]:
+    @property
+    def secure(self) -> bool:
+        """Whether the running Flow's Pods and Gateway talk CURVE (see the ``secure`` option)."""
+        return self._secure
+
+    def _curve_keys(self, order: list[str], advertise: str | None) -> dict[str, CurveKeys] | None:
+        """Fresh CURVE keys for this start, or None for plain sockets: on by default when a Pod runs on
+        another host (``advertise`` is set), off when all run here; ``secure=`` decides either way."""
+        secure = self.args.get("secure")
+        if secure is None:
+            secure = advertise is not None
+        return flow_keys([*order, GATEWAY, _CONTROLLER]) if secure else None
+
+    def _make_pods(self, order: list[str], bind_host: str, sessions: dict,
+                   keys: dict[str, CurveKeys] | None = None) -> tuple[dict[str, Any], dict[str, int]]:
         """One Pod object per Pod, in order (not started); and how many parts each sends downstream."""
         pods: dict[str, Any] = {}
         parts_out: dict[str, int] = {}
         for name in order:
             spec = self._pods[name]
             num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
+            curve = keys[name] if keys else None
             if spec.get("host"):
-                pods[name] = self._remote_pod(spec, num_parts, sessions)
+                pods[name] = self._remote_pod(spec, num_parts, sessions, curve)
             else:
-                pods[name] = self._local_pod(name, spec, num_parts, bind_host)
+                pods[name] = self._local_pod(name, spec, num_parts, bind_host, curve)
             parts_out[name] = pods[name].out_parts
         return pods, parts_out
 
-    def _remote_pod(self, spec: dict[str, Any], num_parts: int, sessions: dict) -> Any:
+    def _remote_pod(self, spec: dict[str, Any], num_parts: int, sessions: dict, curve: CurveKeys | None = None) -> Any:
         """A Pod on another host's daemon; Pods on one daemon share its session (and workspace)."""
         from . import remote_pods
 
@@ -312,14 +333,17 @@ class Flow:
                 timeout_ready=float(self.args["timeout_ready"]),
                 ca_file=os.path.join(self.base_dir, ca_file) if ca_file else None)
         quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
-        return remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet)
+        return remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet, curve=curve)
 
-    def _local_pod(self, name: str, spec: dict[str, Any], num_parts: int, bind_host: str) -> Pod:
+    def _local_pod(self, name: str, spec: dict[str, Any], num_parts: int, bind_host: str,
+                   curve: CurveKeys | None = None) -> Pod:
         args = {k: spec[k] for k in (*POD_PROCESS_KEYS, "workspace") if spec.get(k) is not None}
         args.update(name=name, num_parts=num_parts, base_dir=self.base_dir, host=bind_host,
                     upstream=[n for n in spec["needs"] if n != GATEWAY])
         if self.args.get("log_json"):
             args["log_json"] = True
+        if curve is not None:
+            args["curve"] = curve.to_dict()  # reaches its processes through a pipe, never their argv
         if "workspace" not in args and self.args.get("workspace"):
             args["workspace"] = self.args["workspace"]
         env = dict(self.args.get("env") or {})
@@ -329,9 +353,11 @@ class Flow:
             args["env"] = env
         return Pod(args, fork=self._fork)
 
-    def _make_gateway(self, bind_host: str, num_parts: int) -> ChildProcess:
+    def _make_gateway(self, bind_host: str, num_parts: int, keys: dict[str, CurveKeys] | None = None) -> ChildProcess:
         leaves = self._leaves()
         gw_args = {"name": GATEWAY, "host": bind_host, "num_parts": num_parts, "upstream": leaves}
+        if keys:
+            gw_args["curve"] = keys[GATEWAY].to_dict()
         if self.args.get("static_dir"):
             gw_args["static_dir"] = os.path.abspath(self.args["static_dir"])
         gw_args["port_http"] = self.args.get("port_http") or 0

@@ -12,7 +12,9 @@ A remote Pod is created through that host's ``jinad`` (:mod:`jinad_fab.remote`; 
 4. its log is streamed back (``🌏 host pod | line``) and resumed from the last line on a drop;
 5. teardown deletes the Pod and, unless ``keep_workspace``, the workspace, whatever the exit.
 
-ZeroMQ traffic between hosts is not encrypted: keep Flows that span hosts on a private network.
+ZeroMQ traffic between hosts runs CURVE by default (the Flow's ``secure`` option): the Pod's keys
+travel in the ``POST /pods`` body (over TLS to an https:// host) and the daemon hands them to the
+Pod's processes without writing them down.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import zmq
 from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, NotReady, PeaStartError
 from ..executors.loader import executor_spec
 from ..remote import DaemonAddress, DaemonClient, Workspace, WorkspaceFiles
+from ..runtime.curve import CurveKeys
 from ..runtime.sockets import ctrl_request, make_context
 from ..tokens import find_token
 from .spec import PodOptions
@@ -177,8 +180,10 @@ class RemotePod:
 
     processes: list = []
 
-    def __init__(self, spec: dict[str, Any], session: HostSession, *, num_parts: int, quiet_logs: bool):
+    def __init__(self, spec: dict[str, Any], session: HostSession, *, num_parts: int, quiet_logs: bool,
+                 curve: CurveKeys | None = None):
         self.name = spec["name"]
+        self.curve = curve
         self.spec = spec
         self.session = session
         self.num_parts = num_parts
@@ -204,6 +209,8 @@ class RemotePod:
         args: dict[str, Any] = {k: s[k] for k in PodOptions.model_fields if s.get(k) is not None}
         args.update(name=self.name, uses=uses, py_modules=py_modules, num_parts=self.num_parts,
                     upstream=[n for n in s.get("needs") or [] if n != "gateway"])
+        if self.curve is not None:
+            args["curve"] = self.curve.to_dict()
         return args
 
     def start(self) -> None:
@@ -239,7 +246,7 @@ class RemotePod:
 
     def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
         if self._ctx is None:
-            self._ctx = make_context()
+            self._ctx = make_context(self.curve)
         reply = ctrl_request(self._ctx, self.ctrl_address, {"cmd": "connect", "targets": targets}, timeout)
         if not reply.get("ok"):
             raise PeaStartError(self.name, f"refused to connect: {reply.get('error')}")

@@ -110,14 +110,21 @@ class ChildProcess:
         self._tail_thread: threading.Thread | None = None
 
     def start(self) -> None:
+        from .entry import secrets_pipe, split_secrets
+
+        public, secrets = split_secrets(self.args)
         r, w = os.pipe()
-        argv = [self.kind, "--args-json", json.dumps(self.args), "--status-fd", str(w)]
+        argv = [self.kind, "--args-json", json.dumps(public), "--status-fd", str(w)]
+        keep = [w]
+        if secrets:  # never in the command line, which every user of the machine can read
+            keep.append(secrets_pipe(secrets))
+            argv += ["--secrets-fd", str(keep[-1])]
         if self.die_with_parent:
             argv += ["--die-with-parent", "--parent-pid", str(os.getpid())]
         if self.log_json:
             argv.append("--log-json")
         if self.fork:
-            self._start_forked(argv, r, w)
+            self._start_forked(argv, r, keep)
             return
         cmd = [sys.executable, "-m", "jinad_fab.runtime", *argv]
         env = dict(os.environ)
@@ -126,15 +133,17 @@ class ChildProcess:
         try:
             # a session of its own: a terminal's Ctrl-C reaches the program that owns the Flow, which
             # stops its Peas in order, instead of interrupting Peas that may still be importing
-            self.proc = subprocess.Popen(cmd, pass_fds=(w,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                         env=env, cwd=self.cwd, close_fds=True, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, pass_fds=tuple(keep), stdin=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, env=env, cwd=self.cwd, close_fds=True,
+                                         start_new_session=True)
         finally:
-            os.close(w)
+            for fd in keep:
+                os.close(fd)
         self._status_r = r
         self._tail_thread = threading.Thread(target=self._pump_stderr, name=f"log-{self.label}", daemon=True)
         self._tail_thread.start()
 
-    def _start_forked(self, argv: list[str], r: int, w: int) -> None:
+    def _start_forked(self, argv: list[str], r: int, child_fds: list[int]) -> None:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # child
@@ -147,7 +156,8 @@ class ChildProcess:
 
             level = logging.getLevelName(logging.getLogger().level)  # what this process's entry point set
             run_forked(lambda a: entry.main(a, default_log_level=level), argv)
-        os.close(w)
+        for fd in child_fds:
+            os.close(fd)
         self._status_r = r
         self.proc = _Forked(pid)
 

@@ -8,6 +8,11 @@ own kinds on top of the same arguments, logging and report. This module knows no
 A started process reports exactly one JSON line/file when it is ready (with its ports) or has
 failed (with the reason): on ``--status-fd`` (a pipe from the starter) or ``--status-file``
 (written atomically; what the daemon uses, since it may restart while the process lives on).
+
+Arguments that are secrets (:data:`SECRET_ARGS`: a Flow's CURVE keys) never travel in the command
+line, which any user of the machine can read in ``/proc/<pid>/cmdline``: the starter writes them as
+one JSON object to a pipe (``--secrets-fd``) or to a private file the process deletes once read
+(``--secrets-file``), and they are merged into the arguments here.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Callable
 
 Report = Callable[[dict], None]
 KINDS = ("pea", "gateway", "pod")
+SECRET_ARGS = frozenset({"curve"})
+"""Arguments handed over with ``--secrets-fd``/``--secrets-file``, never in ``--args-json``."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -74,6 +81,8 @@ def parser(prog: str, kinds: tuple[str, ...] = KINDS) -> argparse.ArgumentParser
     p = argparse.ArgumentParser(prog=prog)
     p.add_argument("kind", choices=list(kinds))
     p.add_argument("--args-json", default="{}", help="the Pea/Pod/Gateway arguments as JSON")
+    p.add_argument("--secrets-fd", type=int, default=None, help="a pipe to read secret arguments from (JSON)")
+    p.add_argument("--secrets-file", default=None, help="a private file of secret arguments (JSON), deleted once read")
     p.add_argument("--status-fd", type=int, default=None)
     p.add_argument("--status-file", default=None)
     p.add_argument("--die-with-parent", action="store_true", help="exit when the starting process dies")
@@ -100,7 +109,50 @@ def parse_args_json(ns: argparse.Namespace) -> dict | None:
     if not isinstance(args, dict):
         print("--args-json must be a JSON object", file=sys.stderr)
         return None
+    try:
+        secrets = read_secrets(ns.secrets_fd, ns.secrets_file)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the secret arguments: {type(exc).__name__}", file=sys.stderr)  # never their text
+        return None
+    args.update(secrets)
     return args
+
+
+def split_secrets(args: dict) -> tuple[dict, dict]:
+    """``args`` without its secrets, and the secrets (see :data:`SECRET_ARGS`)."""
+    public = {k: v for k, v in args.items() if k not in SECRET_ARGS}
+    secrets = {k: v for k, v in args.items() if k in SECRET_ARGS and v is not None}
+    return public, secrets
+
+
+def secrets_pipe(secrets: dict) -> int:
+    """A pipe holding ``secrets`` as JSON, its write end closed: pass the returned read end to the
+    child as ``--secrets-fd`` (a few hundred bytes: the pipe's buffer holds them without a reader)."""
+    r, w = os.pipe()
+    try:
+        os.write(w, json.dumps(secrets).encode())
+    finally:
+        os.close(w)
+    return r
+
+
+def read_secrets(fd: int | None, path: str | None) -> dict:
+    raw = b""
+    if fd is not None:
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read()
+    elif path:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        finally:
+            os.unlink(path)
+    if not raw:
+        return {}
+    data = json.loads(raw)
+    if not isinstance(data, dict) or set(data) - SECRET_ARGS:
+        raise ValueError("not an object of secret arguments")
+    return data
 
 
 def run(kind: str, args: dict, report: Report, *, die_with_parent: bool, log_json: bool) -> int:

@@ -44,7 +44,9 @@ class _Router:
         host = args.get("host") or "127.0.0.1"
         self.num_parts = int(args.get("num_parts") or 1)
         self.upstream = list(args.get("upstream") or [])
-        self.native, self.port_native = bind(ctx, zmq.ROUTER, host, int(args.get("port_native") or 0))
+        # clients are not members of the Flow: their port stays plain (CURVE guards the Flow's inside)
+        self.native, self.port_native = bind(ctx, zmq.ROUTER, host, int(args.get("port_native") or 0),
+                                             curve=False)
         self.results, self.port_results = bind(ctx, zmq.PULL, args.get("results_host") or host,
                                                int(args.get("port_results") or 0))
         self.ctrl, self.port_ctrl = bind(ctx, zmq.REP, args.get("ctrl_host") or host, int(args.get("port_ctrl") or 0))
@@ -298,7 +300,7 @@ def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
     """Entry point of a Gateway process."""
     import uvicorn
 
-    ctx = make_context()
+    ctx = make_context(args.get("curve"))
     host = args.get("host") or "127.0.0.1"
     try:
         router = _Router(ctx, args)

@@ -90,7 +90,7 @@ class PeaRuntime:
                                           uses_requests=a.get("uses_requests"))
 
     def bind(self) -> dict:
-        self.ctx = make_context()
+        self.ctx = make_context(self.args.get("curve"))
         host = self.args.get("host") or "127.0.0.1"
         if self.args.get("in_connect"):
             self.sock_in, port_in = connect_pull(self.ctx, self.args["in_connect"]), None

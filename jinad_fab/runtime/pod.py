@@ -114,7 +114,7 @@ class Pod:
         if self.needs_head:
             head_args = {"name": f"{self.name}/head", "pod": self.name, "host": self.args.get("host") or "127.0.0.1",
                          "num_parts": self.num_parts, "port_in": self.args.get("port_in") or 0,
-                         "upstream": self.args.get("upstream") or [],
+                         "upstream": self.args.get("upstream") or [], "curve": self.args.get("curve"),
                          "route": {"polling": routing(self.args.get("polling"))
                                    if self.shards > 1 else {"*": "all"}}}
             self.head = ChildProcess("pea", head_args, label=head_args["name"], env=env, cwd=cwd,
@@ -152,7 +152,7 @@ class Pod:
     def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
         """Wire this Pod's outputs to its downstream targets (and its head to its shards)."""
         if self._ctx is None:
-            self._ctx = make_context()
+            self._ctx = make_context(self.args.get("curve"))
         if self.head is not None:
             shard_targets = [[self._addr(p) for p in row] for row in self.peas]
             self._ctrl(self.head, {"cmd": "connect", "targets": shard_targets}, timeout)

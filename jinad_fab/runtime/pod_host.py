@@ -33,7 +33,7 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     wake = signal_wakeup_fd()
-    ctx = make_context()
+    ctx = make_context(args.get("curve"))  # its authenticator starts on the first bind, after the forks
     pod = None
     try:
         from . import pea  # noqa: F401 - loaded once here, inherited by every forked Pea

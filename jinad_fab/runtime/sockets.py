@@ -1,10 +1,19 @@
-"""Small ZeroMQ helpers shared by Peas, Pods, the Gateway and the Client."""
+"""Small ZeroMQ helpers shared by Peas, Pods, the Gateway and the Client.
+
+A context made with CURVE keys (``make_context(keys)``) makes every socket these helpers bind a
+CURVE server behind the Flow's allow-list, and every socket they connect a CURVE client (see
+:mod:`.curve`); without keys the same calls make plain sockets.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import zmq
 
 from ..errors import RuntimeFailure
+from .curve import CurveKeys, Guard, as_keys, secure_client
 
 
 def signal_wakeup_fd() -> int:
@@ -33,14 +42,61 @@ def drain(fd: int) -> None:
         pass
 
 
-def make_context() -> zmq.Context:
-    return zmq.Context()
+class Context(zmq.Context):
+    """A ZeroMQ context that knows the process's CURVE keys (None: plain sockets)."""
+
+    curve: CurveKeys | None = None
+    _guard: Guard | None = None
+
+    def guard(self) -> Guard:
+        """The ZAP authenticator and handshake monitor, started on the first secure bind: a process
+        that forks its Peas creates the context first but binds only after the forks."""
+        if self._guard is None:
+            assert self.curve is not None
+            self._guard = Guard(self, self.curve)
+        return self._guard
+
+    def _stop_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
+
+    def term(self) -> None:
+        self._stop_guard()
+        super().term()
+
+    def destroy(self, linger: int | None = None) -> None:
+        self._stop_guard()
+        super().destroy(linger)
 
 
-def bind(ctx: zmq.Context, kind: int, host: str, port: int = 0) -> tuple[zmq.Socket, int]:
-    """Bind a socket on host:port (0 = a free port chosen by the OS); returns it and the port."""
+def make_context(keys: CurveKeys | Mapping[str, Any] | None = None) -> Context:
+    ctx = Context()
+    ctx.curve = as_keys(keys)
+    return ctx
+
+
+def secure(ctx: zmq.Context) -> bool:
+    return getattr(ctx, "curve", None) is not None
+
+
+def _client(ctx: zmq.Context, kind: int) -> zmq.Socket:
+    s = ctx.socket(kind)
+    if secure(ctx):
+        secure_client(s, ctx.curve)
+    return s
+
+
+def bind(ctx: zmq.Context, kind: int, host: str, port: int = 0, *, curve: bool = True) -> tuple[zmq.Socket, int]:
+    """Bind a socket on host:port (0 = a free port chosen by the OS); returns it and the port.
+
+    With a secure context it is a CURVE server admitting only the Flow's keys, unless ``curve`` is
+    False (a Gateway's port for clients, which are not members of the Flow)."""
     s = ctx.socket(kind)
     s.setsockopt(zmq.LINGER, 0)
+    guard = ctx.guard() if curve and secure(ctx) else None
+    if guard is not None:
+        guard.secure_server(s)
     if kind in (zmq.PULL, zmq.ROUTER):
         s.setsockopt(zmq.RCVHWM, 0)
     if kind == zmq.ROUTER:
@@ -54,6 +110,8 @@ def bind(ctx: zmq.Context, kind: int, host: str, port: int = 0) -> tuple[zmq.Soc
     except zmq.ZMQError as exc:
         s.close(linger=0)
         raise RuntimeFailure(f"cannot bind tcp://{host}:{port or '*'}: {exc}") from exc
+    if guard is not None:
+        guard.watch.watch(s, f"tcp://{host}:{port}")
     return s, port
 
 
@@ -69,7 +127,7 @@ def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str
         s.close(linger=0)
     out = []
     for addrs in targets:
-        s = ctx.socket(zmq.PUSH)
+        s = _client(ctx, zmq.PUSH)
         s.setsockopt(zmq.LINGER, linger_ms)
         s.setsockopt(zmq.SNDHWM, 0)
         if watch:
@@ -124,7 +182,7 @@ def connect_pull(ctx: zmq.Context, address: str) -> zmq.Socket:
 
 def ctrl_request(ctx: zmq.Context, address: str, cmd: dict, timeout: float = 10.0) -> dict:
     """One request/reply on a control socket, with a deadline (a dead peer never hangs us)."""
-    s = ctx.socket(zmq.REQ)
+    s = _client(ctx, zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
     s.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))

@@ -100,3 +100,17 @@ class TwoWays(Executor):
     def lower(self, docs):
         for d in docs:
             d.text = d.text.lower()
+
+
+class Record(Executor):
+    """Appends the text of every Document it sees to a file (what a test reads back)."""
+
+    def __init__(self, path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.path = path
+
+    @requests
+    def record(self, docs):
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for d in docs:
+                fh.write(f"{d.text}\n")
