@@ -127,14 +127,20 @@ def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str
         s.close(linger=0)
     out = []
     for addrs in targets:
-        s = _client(ctx, zmq.PUSH)
+        bound = isinstance(addrs, dict)
+        guard = ctx.guard() if bound and secure(ctx) else None
+        s = ctx.socket(zmq.PUSH) if bound else _client(ctx, zmq.PUSH)
+        if guard is not None:  # a bound output is the server of the Peas that connect to it
+            guard.secure_server(s)
         s.setsockopt(zmq.LINGER, linger_ms)
         s.setsockopt(zmq.SNDHWM, 0)
         if watch:
             watch_peers(s)
         try:
-            if isinstance(addrs, dict):
+            if bound:
                 s.bind(addrs["bind"])
+                if guard is not None:
+                    guard.watch.watch(s, addrs["bind"])
             else:
                 for a in addrs:
                     s.connect(a)
@@ -168,7 +174,7 @@ def watch_peers(s: zmq.Socket) -> None:
 
 def connect_pull(ctx: zmq.Context, address: str) -> zmq.Socket:
     """A PULL connected to a head's bound PUSH (static wiring): it reconnects, re-resolving the name."""
-    s = ctx.socket(zmq.PULL)
+    s = _client(ctx, zmq.PULL)
     s.setsockopt(zmq.LINGER, 0)
     s.setsockopt(zmq.RCVHWM, 0)
     watch_peers(s)
