@@ -90,6 +90,10 @@ class PeaOptions(_Spec):
     timeout_ready: float | None = Field(
         None, gt=0, description="seconds the Pod's processes may take to be ready (default: the Flow's "
                                 "timeout_ready)")
+    # issue 15 (_index dumps): a starting _index replica loads its shard's part of a dump
+    dump_path: str | None = Field(
+        None, description="_index only: a directory written by its /dump endpoint; each starting shard "
+                          "replaces its store with its own part of it (<dump_path>/<shard id>), once")
 
 
     @field_validator("gpus")
@@ -112,7 +116,7 @@ class PodOptions(PeaOptions):
     polling: Polling | None = Field(
         None, description="how a sharded Pod's head routes requests: 'all' (every shard sees every request), "
                           "'any' (each Document goes to one shard, chosen by its id, so update/delete find it "
-                          "again), or per endpoint {'/search': 'all', '*': 'any'}; default: /search to all "
+                          "again), or per endpoint {'/search': 'all', '*': 'any'}; default: /search and /dump to all "
                           "shards, everything else by id")
 
 

@@ -52,11 +52,24 @@ Crash safety: every request is one SQLite transaction. New rows are written to t
 count commits; rows overwritten in place (``/update`` with an embedding, the moves of ``/delete``) are
 written into the journal table in that same transaction and applied after it, and again on the next
 start. A crash leaves the state either before or after the request.
+
+Replicas (``parallel > 1``) of a shard share its store (see :mod:`.index_storage`): any replica may
+take any request. A write holds the shard's lock exclusively; a search holds it shared and first
+catches up with what other replicas committed (SQLite's ``data_version`` tells it, at the cost of
+one ``PRAGMA``), so every replica answers exactly as soon as a write has returned, and a replica
+started later opens everything written before it.
+
+Dumps: ``/dump`` with ``parameters={"path": ...}`` writes a consistent copy of each shard into
+``<path>/<shard id>`` and answers one Document per shard (``tags``: ``shard_id``, ``shards``,
+``count``, ``dim``, ``path``, ``dump_id``). ``dump_path`` (in ``uses_with`` or the Pod option of the
+same name) makes a starting replica replace its shard's store with that shard's part of the dump,
+once: a replica restarted with the same ``dump_path`` keeps what was written since.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import mmap
@@ -71,7 +84,9 @@ import numpy as np
 
 from ..document import Document, DocumentArray
 from ..errors import BadConfig, BadDocument, BadInput
+from . import index_storage as storage
 from .base import Executor, requests
+from .loader import resolve_path
 
 __all__ = ["IndexExecutor", "METRICS", "ENGINES", "INDEX_KINDS"]
 
@@ -112,6 +127,13 @@ class _RowFile:
         mm = mmap.mmap(self.fd, self.cap * self.rowbytes, prot=mmap.PROT_READ)
         self.rows = np.frombuffer(mm, dtype=np.float32).reshape(self.cap, self.width)
 
+    def refresh(self) -> None:
+        """Map the rows another replica appended (the file only grows while its dimension holds)."""
+        cap = os.fstat(self.fd).st_size // self.rowbytes
+        if cap != self.cap:
+            self.cap = cap
+            self._map()
+
     def reserve(self, n: int) -> None:
         if n <= self.cap:
             return
@@ -135,6 +157,28 @@ class _RowFile:
         os.close(self.fd)
 
 
+def _reads(fn):
+    """Run under the shard's shared lock, after catching up with other replicas' writes."""
+    @functools.wraps(fn)
+    def reading(self, *args, **kwargs):
+        with self._lock.shared() as outer:
+            if outer:
+                self._follow()
+            return fn(self, *args, **kwargs)
+    return reading
+
+
+def _writes(fn):
+    """Run under the shard's exclusive lock, after catching up with other replicas' writes."""
+    @functools.wraps(fn)
+    def writing(self, *args, **kwargs):
+        with self._lock.exclusive() as outer:
+            if outer:
+                self._follow()
+            return fn(self, *args, **kwargs)
+    return writing
+
+
 class IndexExecutor(Executor):
     """Stores Documents with their embeddings; top-k search by euclidean, cosine or inner product.
 
@@ -144,14 +188,18 @@ class IndexExecutor(Executor):
     ``engine`` (``auto``: faiss when installed, else numpy), ``index`` (``flat``: exact, the default;
     ``ivf`` / ``hnsw``: approximate, with ``nlist``, ``nprobe``, ``hnsw_m``, ``ef_search``,
     ``ef_construction``, ``rerank``, ``ann_min``), ``query_block`` / ``row_block`` / ``group_size``
-    (the numpy engine's tiling, rarely worth changing).
+    (the numpy engine's tiling, rarely worth changing), ``dump_path`` (load this shard's part of a
+    dump written by ``/dump`` when starting; the Pod option ``dump_path`` does the same).
     """
+
+    loads_dumps = True  # takes the Pod option dump_path
 
     def __init__(self, dim: int | None = None, metric: str = "euclidean", top_k: int = 10,
                  durability: str = "full", engine: str = "auto", index: str = "flat",
                  nlist: int | None = None, nprobe: int = 16, hnsw_m: int = 32, ef_search: int = 64,
                  ef_construction: int = 64, rerank: int = 4, ann_min: int = 20000,
-                 query_block: int = 512, row_block: int = 16384, group_size: int = 32, **kwargs: Any):
+                 query_block: int = 512, row_block: int = 16384, group_size: int = 32,
+                 dump_path: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         if dim is not None and (not _is_int(dim) or dim < 1):
             raise BadConfig(f"_index: dim must be a positive integer, got {dim!r}")
@@ -176,10 +224,13 @@ class IndexExecutor(Executor):
         if row_block % group_size or _ROW_ALIGN % group_size:
             raise BadConfig(f"_index: row_block must be a multiple of group_size, and group_size must "
                             f"divide {_ROW_ALIGN}")
-        if int(self.runtime_args.get("parallel") or 1) > 1:
-            # replicas would share one SQLite file but each keep its own view, and drift apart
-            raise BadConfig("_index cannot run with parallel > 1: its replicas would not see each other's "
-                            "writes; use shards=N to spread Documents over several Peas")
+        pod_dump = self.runtime_args.get("dump_path")
+        if dump_path is not None and pod_dump is not None and dump_path != pod_dump:
+            raise BadConfig(f"_index: dump_path given twice, as {dump_path!r} (uses_with) and {pod_dump!r} "
+                            "(the Pod option); give one")
+        dump_path = dump_path if dump_path is not None else pod_dump
+        if dump_path is not None and (not isinstance(dump_path, str) or not dump_path):
+            raise BadConfig(f"_index: dump_path must be a directory path, got {dump_path!r}")
         faiss = _faiss()
         if engine == "faiss" and faiss is None:
             raise BadConfig("_index: engine 'faiss' needs the faiss-cpu package (pip install 'jinad-fab[faiss]')")
@@ -195,20 +246,34 @@ class IndexExecutor(Executor):
         self._ann_cfg = {"nlist": nlist, "nprobe": int(nprobe), "hnsw_m": int(hnsw_m), "ef_search": int(ef_search),
                          "ef_construction": int(ef_construction), "rerank": int(rerank), "ann_min": int(ann_min)}
         self._qb, self._rb, self._gs = int(query_block), int(row_block), int(group_size)
-        self.dim: int | None = int(dim) if dim is not None else None
+        self._dim_given: int | None = int(dim) if dim is not None else None
+        self.dim = self._dim_given
+        self._durability = durability
         self._n = 0
         self._vec: _RowFile | None = None
         self._norm: _RowFile | None = None
         self._cache: dict[str, Any] = {}  # derived arrays and the id list, dropped on every change
         self._syncer: ThreadPoolExecutor | None = None
-        self._journal_pending = False  # moves applied to the files but maybe not yet on disk
         self._ann: Any = None
         self._ann_rows = 0
-        self._db = self._open_db(os.path.join(self.workspace, "index.sqlite"), durability)
-        self._load()
+        self._db: sqlite3.Connection | None = None
+        self._home = self.workspace  # the shard's: every replica of it opens the same
+        sid = self.runtime_args.get("shard_id")
+        self.shard_id = int(sid) if sid is not None else 0
+        self.shards = int(self.runtime_args.get("shards") or 1)
+        self._lock = storage.ShardLock(os.path.join(self._home, "index.lock"))
+        try:
+            with self._lock.exclusive():  # one replica at a time creates, migrates or replaces the store
+                if dump_path is not None:
+                    self._install_dump(dump_path)
+                self._open_store()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ endpoints
     @requests(on="/index")
+    @_writes
     def index(self, docs: DocumentArray) -> None:
         if not docs:
             return
@@ -222,6 +287,7 @@ class IndexExecutor(Executor):
         self.add(ids, X, [_serialise(d) for d in docs])
 
     @requests(on="/update")
+    @_writes
     def update(self, docs: DocumentArray) -> None:
         if not docs:
             return
@@ -231,11 +297,23 @@ class IndexExecutor(Executor):
         self.replace(rows, X, [_serialise(d) for d in docs])
 
     @requests(on="/delete")
+    @_writes
     def delete(self, docs: DocumentArray) -> None:
         if docs:
             self.remove(docs.ids)
 
+    @requests(on="/dump")
+    def dump(self, parameters: dict) -> DocumentArray:
+        """Write this shard's dump into ``parameters["path"]/<shard id>``; answer one Document whose
+        tags say what was written (the request's own Documents are not kept)."""
+        path = parameters.get("path")
+        if not isinstance(path, str) or not path:
+            raise BadInput(f"/dump needs parameters={{'path': <directory>}}, got path={path!r}")
+        summary = self.dump_to(os.path.abspath(resolve_path(path, None, "dump path")))
+        return DocumentArray([Document(id=f"dump/shard-{self.shard_id}", tags=summary)])
+
     @requests(on="/search")
+    @_reads
     def search(self, docs: DocumentArray, parameters: dict, header: dict) -> None:
         top_k = parameters.get("top_k", self.default_top_k)
         metric = parameters.get("metric", self.metric)
@@ -272,10 +350,12 @@ class IndexExecutor(Executor):
             d.matches = matches
 
     # ------------------------------------------------------------------ core API (no Documents)
+    @_reads
     def __len__(self) -> int:
         return self._n
 
     @property
+    @_reads
     def ids(self) -> list[str]:
         """Ids in slot order (read from SQLite once per change)."""
         ids = self._cache.get("ids")
@@ -283,11 +363,13 @@ class IndexExecutor(Executor):
             ids = self._cache["ids"] = [r[0] for r in self._db.execute("SELECT id FROM docs ORDER BY slot")]
         return list(ids)
 
+    @_reads
     def __contains__(self, doc_id: object) -> bool:
         return isinstance(doc_id, str) and self._db.execute(
             "SELECT 1 FROM docs WHERE id = ?", (doc_id,)).fetchone() is not None
 
     @property
+    @_reads
     def nbytes(self) -> int:
         """Bytes the search reads per pass: the stored vectors and norms (plus an approximate index)."""
         if self._vec is None:
@@ -297,13 +379,14 @@ class IndexExecutor(Executor):
             ann = self._ann_rows * (getattr(self._ann, "code_size", 0) + 8)
         return self._n * (self._vec.rowbytes + 4) + ann
 
+    @_writes
     def add(self, ids: Sequence[str], X: np.ndarray, docs: Sequence[str | None] | None = None) -> None:
         """Append vectors (and serialised Documents) under new ids: files first, then one transaction."""
         X = self._check_matrix(X, ids)
         payload = docs if docs is not None else [None] * len(ids)
         first = self.dim is None
-        if first or self._vec is None:
-            self._open_files(X.shape[1], fresh=True)
+        if first or self._vec is None:  # (a store with a dimension keeps its files: replicas map them)
+            self._open_files(X.shape[1], fresh=first)
         start, m = self._n, len(ids)
         norms = np.einsum("ij,ij->i", X, X)[:, None]
         self._vec.reserve(start + m)
@@ -335,6 +418,7 @@ class IndexExecutor(Executor):
         self._n += m
         self._changed(appended=True)
 
+    @_writes
     def replace(self, rows: Sequence[tuple[str, int | None]], X: np.ndarray | None,
                 docs: Sequence[str | None]) -> None:
         """Replace stored Documents; ``rows`` pairs each id with its row in X (None: keep the vector)."""
@@ -347,12 +431,13 @@ class IndexExecutor(Executor):
             for (doc_id, _), x in zip(with_vec, X):
                 moves[slot_of[doc_id]] = x
         with self._db:
-            self._begin_moves(moves)
+            self._begin_moves(moves, rewrites=bool(moves))
             self._db.executemany("UPDATE docs SET doc = ? WHERE id = ?",
                                  zip(docs, (doc_id for doc_id, _ in rows)))
         self._apply_moves(moves)
         self._changed(appended=not moves)
 
+    @_writes
     def remove(self, ids: Sequence[str]) -> None:
         """Delete by ids; every id must be stored (nothing is deleted otherwise).
 
@@ -374,17 +459,35 @@ class IndexExecutor(Executor):
                 else:
                     moves.pop(last, None)
                 n = last
-            self._begin_moves(moves)
+            self._begin_moves(moves, rewrites=True)
         self._n = n
         self._apply_moves(moves)
         self._changed(appended=False)
 
+    @_reads
+    def dump_to(self, path: str) -> dict[str, Any]:
+        """Write a consistent copy of this shard into ``<path>/<shard id>`` (replacing an older dump
+        there as a whole); the shared lock keeps every replica's writes out while it copies."""
+        n, dim = self._n, self.dim
+        manifest = storage.new_manifest(self.shard_id, self.shards, n, dim)
+        if self._vec is None:
+            vectors, norms = np.zeros((0, dim or 0), dtype=np.float32), np.zeros((0, 1), dtype=np.float32)
+        else:
+            vectors, norms = self._vec.rows[:n], self._norm.rows[:n]
+        dest = os.path.join(path, str(self.shard_id))
+        storage.write_dump(self._db, vectors, norms, dest, manifest)
+        self.logger.info("dumped %d Documents of shard %d into %s", n, self.shard_id, dest)
+        return {"shard_id": self.shard_id, "shards": self.shards, "count": n, "dim": dim, "path": dest,
+                "dump_id": manifest["id"]}
+
+    @_reads
     def vectors(self) -> np.ndarray:
         """The stored embeddings in slot order (a read-only view of the mapped file)."""
         if self._vec is None:
             return np.zeros((0, self.dim or 0), dtype=np.float32)
         return self._vec.rows[: self._n]
 
+    @_reads
     def search_vectors(self, Q: np.ndarray, top_k: int, metric: str | None = None, *,
                        nprobe: int | None = None, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k: (slots, scores), both (len(Q), min(top_k, len(self))), best first.
@@ -588,12 +691,17 @@ class IndexExecutor(Executor):
         if not appended:
             self._ann, self._ann_rows = None, 0  # rows moved or changed: rebuild at the next search
 
-    def _begin_moves(self, moves: dict[int, np.ndarray]) -> None:
-        """Inside a write transaction: journal the rows about to be overwritten in place."""
-        if self._journal_pending and self._sync_writes:  # the last moves reach the disk before their journal goes
+    def _begin_moves(self, moves: dict[int, np.ndarray], rewrites: bool) -> None:
+        """Inside a write transaction: journal the rows about to be overwritten in place, and count a
+        change other than an append in ``epoch`` (replicas drop their approximate index on it)."""
+        # the last moves (whichever replica made them) reach the disk before their journal goes
+        if self._sync_writes and self._db.execute("SELECT 1 FROM moves LIMIT 1").fetchone():
             self._sync_files()
         self._db.execute("DELETE FROM moves")
-        self._journal_pending = False
+        if rewrites:
+            self._db.execute("INSERT INTO meta VALUES ('epoch', '1') ON CONFLICT (key) DO UPDATE "
+                             "SET value = CAST(value AS INTEGER) + 1")
+            self._epoch = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
         if moves:
             self._db.executemany("INSERT INTO moves (slot, embedding) VALUES (?, ?)",
                                  ((s, np.ascontiguousarray(x, dtype=np.float32).tobytes())
@@ -604,7 +712,6 @@ class IndexExecutor(Executor):
             x = np.asarray(x, dtype=np.float32)[None, :]
             self._vec.write(slot, x)
             self._norm.write(slot, np.einsum("ij,ij->i", x, x)[:, None])
-        self._journal_pending = bool(moves)
 
     def _slots_of(self, ids: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -694,12 +801,76 @@ class IndexExecutor(Executor):
         db.execute("CREATE TABLE docs (slot INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT)")
         db.execute("CREATE TABLE IF NOT EXISTS moves (slot INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
 
+    def _open_store(self) -> None:
+        """Open the shard's store where ``CURRENT`` points (under the exclusive lock)."""
+        self._stamp = storage.pointer_stamp(self._home)
+        self._dir = storage.store_dir(self._home)
+        self._db = self._open_db(os.path.join(self._dir, "index.sqlite"), self._durability)
+        self._load()
+        self._epoch = self._meta("epoch")
+        self._version = self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _close_store(self) -> None:
+        for f in (self._vec, self._norm):
+            if f is not None:
+                f.close()
+        self._vec = self._norm = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self.dim, self._n = self._dim_given, 0
+        self._cache.clear()
+        self._ann, self._ann_rows = None, 0
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _follow(self) -> None:
+        """Catch up with what other replicas of the shard did since this one last looked: a store
+        replaced by a dump (reopen it), or commits (re-read the count, map new rows, drop caches)."""
+        if self._db is None:
+            raise BadConfig(f"_index: {self._home} was closed")
+        if storage.pointer_stamp(self._home) != self._stamp:
+            if storage.store_dir(self._home) != self._dir:
+                self._close_store()
+                self._open_store()
+                return
+            self._stamp = storage.pointer_stamp(self._home)
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return
+        self._version = version
+        dim = self._meta("dim")
+        (top,) = self._db.execute("SELECT max(slot) FROM docs").fetchone()
+        count = 0 if top is None else top + 1
+        if dim is not None:
+            if self._vec is None or self.dim != int(dim):
+                self._open_files(int(dim), fresh=False)
+            else:
+                self._vec.refresh()
+                self._norm.refresh()
+            self.dim = int(dim)
+        epoch = self._meta("epoch")
+        if epoch != self._epoch or count < self._ann_rows:  # rows moved, changed or went: rebuild
+            self._ann, self._ann_rows = None, 0
+        self._epoch = epoch
+        self._n = count
+        self._cache.clear()
+
+    def _install_dump(self, dump_path: str) -> None:
+        path = os.path.abspath(resolve_path(dump_path, None, "dump_path"))
+        src, manifest = storage.read_manifest(path, self.shard_id, self.shards)
+        if storage.install_dump(self._home, src, manifest):
+            self.logger.info("loaded the dump of shard %d from %s (%s Documents)", self.shard_id, src,
+                             manifest.get("count"))
+
     def _open_files(self, dim: int, fresh: bool) -> None:
         for f in (self._vec, self._norm):
             if f is not None:
                 f.close()
-        self._vec = _RowFile(os.path.join(self.workspace, "vectors.f32"), dim, fresh)
-        self._norm = _RowFile(os.path.join(self.workspace, "norms.f32"), 1, fresh)
+        self._vec = _RowFile(os.path.join(self._dir, "vectors.f32"), dim, fresh)
+        self._norm = _RowFile(os.path.join(self._dir, "norms.f32"), 1, fresh)
 
     def _set_dim(self, dim: int) -> None:
         with self._db:
@@ -712,11 +883,11 @@ class IndexExecutor(Executor):
             self._migrate_v1(int(meta["dim"]) if "dim" in meta else None)
             meta["schema"] = _SCHEMA_VERSION
         if meta.get("schema") != _SCHEMA_VERSION:
-            raise BadConfig(f"_index: {self.workspace} holds index schema {meta.get('schema')!r}, "
+            raise BadConfig(f"_index: {self._dir} holds index schema {meta.get('schema')!r}, "
                             f"this version reads {_SCHEMA_VERSION!r}")
         stored = int(meta["dim"]) if "dim" in meta else None
         if stored is not None and self.dim is not None and stored != self.dim:
-            raise BadConfig(f"_index: dim={self.dim} given, but {self.workspace} holds dimension {stored}")
+            raise BadConfig(f"_index: dim={self.dim} given, but {self._dir} holds dimension {stored}")
         if stored is None:
             if self.dim is not None:
                 self._set_dim(self.dim)
@@ -724,17 +895,17 @@ class IndexExecutor(Executor):
         self.dim = stored
         count, top = self._db.execute("SELECT count(*), max(slot) FROM docs").fetchone()
         if count and top != count - 1:
-            raise BadConfig(f"_index: {self.workspace}: slots are not packed ({count} rows, last slot {top})")
+            raise BadConfig(f"_index: {self._dir}: slots are not packed ({count} rows, last slot {top})")
         self._open_files(stored, fresh=False)
         if self._vec.cap < count or self._norm.cap < count:
-            raise BadConfig(f"_index: {self.workspace}: vectors.f32 holds {self._vec.cap} rows, "
+            raise BadConfig(f"_index: {self._dir}: vectors.f32 holds {self._vec.cap} rows, "
                             f"the store {count} Documents")
         journal = self._db.execute("SELECT slot, embedding FROM moves").fetchall()
         if journal:  # a crash between a move's commit and its writes: apply it again
             self._apply_moves({s: np.frombuffer(e, dtype=np.float32) for s, e in journal})
         self._n = count
         self.logger.info("opened %d Documents of dimension %d in %s (engine %s)", count, stored,
-                         self.workspace, self.engine)
+                         self._dir, self.engine)
 
     def _migrate_v1(self, dim: int | None) -> None:
         """Schema 1 kept the embeddings in SQLite: move them to the vector files, slots by rowid."""
@@ -758,7 +929,7 @@ class IndexExecutor(Executor):
                              "id, doc FROM docs_v1")
             self._db.execute("DROP TABLE docs_v1")
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (_SCHEMA_VERSION,))
-        self.logger.info("moved %s to index schema %s", self.workspace, _SCHEMA_VERSION)
+        self.logger.info("moved %s to index schema %s", self._dir, _SCHEMA_VERSION)
 
     def _documents(self, slots: np.ndarray) -> dict[int, Document]:
         """Slot -> stored Document (with a copy of its embedding), one SQLite query per 500 slots."""
@@ -776,19 +947,19 @@ class IndexExecutor(Executor):
         return out
 
     def close(self) -> None:
-        db, self._db = getattr(self, "_db", None), None
         syncer, self._syncer = getattr(self, "_syncer", None), None
         if syncer is not None:
             syncer.shutdown()
-        for f in (getattr(self, "_vec", None), getattr(self, "_norm", None)):
-            if f is not None:
-                f.close()
-        self._vec = self._norm = None
-        if db is not None:
-            try:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                db.close()
+        lock = getattr(self, "_lock", None)
+        db = getattr(self, "_db", None)
+        try:
+            if db is not None and lock is not None:
+                with lock.shared():  # no replica writes meanwhile, so the checkpoint does not wait
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            if lock is not None:
+                self._close_store()
+                lock.close()
 
 
 # ---------------------------------------------------------------------- helpers

@@ -193,6 +193,8 @@ def load_executor(uses: Any, *, uses_with: dict | None = None, uses_metas: dict 
     metas.update(uses_metas or {})
     kwargs = dict(spec.get("with") or {})
     kwargs.update(uses_with or {})
+    if (runtime_args or {}).get("dump_path") is not None and not getattr(cls, "loads_dumps", False):
+        raise BadConfig(f"dump_path: {cls.__name__} does not load dumps (the option is _index's)")
     try:
         executor = cls(metas=metas, runtime_args=runtime_args, **kwargs)
     except TypeError as exc:

@@ -83,7 +83,7 @@ class PeaRuntime:
     def load(self) -> None:
         a = self.args
         if self.route is None:
-            runtime_args = {k: a.get(k) for k in ("shard_id", "replica_id", "shards", "parallel")}
+            runtime_args = {k: a.get(k) for k in ("shard_id", "replica_id", "shards", "parallel", "dump_path")}
             self.executor = load_executor(a.get("uses") or "_pass", uses_with=a.get("uses_with"),
                                           uses_metas=_metas(a), py_modules=a.get("py_modules") or (),
                                           base_dir=a.get("base_dir"), runtime_args=runtime_args,

@@ -21,7 +21,7 @@ from ..errors import BadConfig, PeaStartError
 from .child import ChildProcess, stop_all
 from .sockets import connect_host, ctrl_request, make_context
 
-DEFAULT_POLLING = {"/search": "all", "*": "id"}
+DEFAULT_POLLING = {"/search": "all", "/dump": "all", "*": "id"}  # /dump: every shard answers
 # what the Pod itself consumes (counts, routing, its processes' env and start-up, its own wiring);
 # every other argument is an option of its Peas and is handed to each of them as it is
 POD_OWN_KEYS = frozenset({"name", "host", "parallel", "shards", "polling", "env", "gpus", "timeout_ready",

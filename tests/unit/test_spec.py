@@ -107,10 +107,10 @@ def test_replicas_is_another_name_for_parallel_everywhere():
 
 
 @pytest.mark.parametrize("polling,table", [
-    (None, {"/search": "all", "*": "id"}),
+    (None, {"/search": "all", "/dump": "all", "*": "id"}),
     ("all", {"*": "all"}),
     ("any", {"*": "id"}),
-    ({"/index": "all"}, {"/search": "all", "/index": "all", "*": "id"}),
+    ({"/index": "all"}, {"/search": "all", "/dump": "all", "/index": "all", "*": "id"}),
     ({"/search": "any", "*": "all"}, {"/search": "id", "*": "all"}),
 ])
 def test_polling_becomes_the_heads_routing_table(polling, table):

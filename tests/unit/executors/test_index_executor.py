@@ -258,7 +258,7 @@ def test_the_loader_finds_it_by_name_and_each_shard_gets_its_own_workspace(tmp_p
         assert type(a).__name__ == "IndexExecutor"
         assert a.workspace != b.workspace
         assert os.path.isfile(os.path.join(a.workspace, "index.sqlite"))
-        assert sorted(a.endpoints) == ["/delete", "/index", "/search", "/update"]
+        assert sorted(a.endpoints) == ["/delete", "/dump", "/index", "/search", "/update"]
     finally:
         a.close()
         b.close()
@@ -332,8 +332,3 @@ def test_a_refused_first_request_does_not_fix_the_dimension(make):
     assert ex.dim is None and len(ex) == 0
     ex.index(docs=DocumentArray([Document(id="ok", embedding=[1, 2, 3])]))
     assert ex.dim == 3
-
-
-def test_replicas_are_refused_in_favour_of_shards(tmp_path):
-    with pytest.raises(BadConfig, match="parallel > 1.*shards"):
-        load_executor("_index", uses_metas={"workspace": str(tmp_path)}, runtime_args={"parallel": 2})
