@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pathlib
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import Busy, Conflict, DaemonError, Invalid, NotFound, StartFailed
@@ -25,6 +28,7 @@ from ..launch.command import POD_PORTS
 from ..schemas import ObjectState, PeaCreate, PodCreate, WorkspaceState, new_id
 from . import logs
 from . import workspaces as wsfiles
+from .runtimes import buildproc
 from .runtimes.base import BuildError, LaunchSpec, Runtime, StartError, WorkspaceContext
 from .settings import DaemonSettings
 from .store import Record, Store
@@ -45,6 +49,13 @@ class Manager:
         self._builds = concurrent.futures.ThreadPoolExecutor(settings.build_workers, thread_name_prefix="build")
         self._obj_locks: dict[str, asyncio.Lock] = {}
         self._bg: set[asyncio.Task] = set()
+        # builds: one at a time per workspace (its lock), cancelled ones write nothing more, and a
+        # queue slot is taken before the upload is staged (counted with the PENDING/BUILDING rows)
+        self._build_guard = threading.Lock()
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._cancelled: set[str] = set()
+        self._reserved_slots = 0
+        self._closing = False
 
     # ---- paths and helpers ----------------------------------------------------------------------
 
@@ -82,6 +93,11 @@ class Manager:
         task.add_done_callback(self._bg.discard)
 
     def close(self) -> None:
+        """Shutdown: builds die with the daemon (a restarted one builds them again), objects live on."""
+        with self._build_guard:
+            self._closing = True
+        for ws in self.store.list(kind="workspace", states=(WorkspaceState.BUILDING.value,)):
+            buildproc.kill(ws.handle.get("build"))
         self._builds.shutdown(wait=False, cancel_futures=True)
         for name, rt in self.runtimes.items():
             try:
@@ -91,10 +107,19 @@ class Manager:
 
     # ---- workspaces ---------------------------------------------------------------------------
 
-    def _check_queue(self) -> None:
-        queued = len(self.store.list(kind="workspace", states=BUILD_ACTIVE))
+    @contextlib.contextmanager
+    def _queue_slot(self) -> Iterator[None]:
+        """Hold one of the ``max_queued_builds`` places while an upload is staged. Checked and
+        taken with no ``await`` in between, so concurrent requests cannot all see a free slot;
+        once the workspace's row is PENDING it counts instead, and the place is given back."""
+        queued = len(self.store.list(kind="workspace", states=BUILD_ACTIVE)) + self._reserved_slots
         if queued >= self.settings.max_queued_builds:
             raise Busy(f"{queued} builds are already queued; try again later")
+        self._reserved_slots += 1
+        try:
+            yield
+        finally:
+            self._reserved_slots -= 1
 
     def _stage(self, parts: list[tuple[str, Any]], extract: bool) -> tuple[pathlib.Path, list[str], dict | None]:
         checked = [(wsfiles.safe_relpath(name), upload.file) for name, upload in parts]
@@ -114,15 +139,15 @@ class Manager:
         runtime = runtime or self.settings.runtime
         if runtime not in self.runtimes:
             raise Invalid(f"runtime {runtime!r} is not available here (have: {sorted(self.runtimes)})")
-        self._check_queue()
-        staging, files, config = await asyncio.to_thread(self._stage, parts, extract)
-        config = config or {}
-        wid = new_id("workspace")
-        root = self.ws_dir(wid) / "files"
-        root.parent.mkdir(parents=True)
-        os.replace(staging, root)
-        rec = self.store.insert(Record(id=wid, kind="workspace", state=WorkspaceState.PENDING.value,
-                                       runtime=runtime, data={"files": files, "config": config}))
+        with self._queue_slot():
+            staging, files, config = await asyncio.to_thread(self._stage, parts, extract)
+            config = config or {}
+            wid = new_id("workspace")
+            root = self.ws_dir(wid) / "files"
+            root.parent.mkdir(parents=True)
+            os.replace(staging, root)
+            rec = self.store.insert(Record(id=wid, kind="workspace", state=WorkspaceState.PENDING.value,
+                                           runtime=runtime, data={"files": files, "config": config}))
         logs.event(self.log_path(wid), f"workspace created with {len(files)} files; build queued",
                    runtime=runtime)
         self._queue_build(wid)
@@ -132,19 +157,19 @@ class Manager:
         rec = self.get(wid, "workspace")
         if rec.state not in (WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value):
             raise Conflict(f"workspace {wid} is {rec.state}; wait for its build to finish")
-        self._check_queue()
-        if parts:
-            staging, _, _ = await asyncio.to_thread(self._stage, parts, extract)
-            try:
-                await asyncio.to_thread(wsfiles.merge, staging, self.context(rec).root)
-            finally:
-                wsfiles.remove_tree(staging)
-        root = self.context(rec).root
-        jinad = root / ".jinad"
-        config = wsfiles.parse_jinad(jinad.read_text(errors="replace")) if jinad.exists() else {}
-        rec = self.store.update(wid, state=WorkspaceState.PENDING.value, error=None,
-                                data={"files": wsfiles.list_files(root), "config": config},
-                                expect_state=(WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value))
+        with self._queue_slot():
+            if parts:
+                staging, _, _ = await asyncio.to_thread(self._stage, parts, extract)
+                try:
+                    await asyncio.to_thread(wsfiles.merge, staging, self.context(rec).root)
+                finally:
+                    wsfiles.remove_tree(staging)
+            root = self.context(rec).root
+            jinad = root / ".jinad"
+            config = wsfiles.parse_jinad(jinad.read_text(errors="replace")) if jinad.exists() else {}
+            rec = self.store.update(wid, state=WorkspaceState.PENDING.value, error=None,
+                                    data={"files": wsfiles.list_files(root), "config": config},
+                                    expect_state=(WorkspaceState.ACTIVE.value, WorkspaceState.FAILED.value))
         if rec is None:
             raise Conflict(f"workspace {wid} changed state meanwhile")
         logs.event(self.log_path(wid), f"workspace updated ({len(parts)} files); rebuild queued")
@@ -154,39 +179,100 @@ class Manager:
     def _queue_build(self, wid: str) -> None:
         self._builds.submit(self._build, wid)
 
+    def _build_lock(self, wid: str) -> threading.Lock:
+        with self._build_guard:
+            return self._build_locks.setdefault(wid, threading.Lock())
+
+    def _record_build(self, wid: str, handle: dict[str, Any] | None) -> None:
+        """Keep the running build command's handle in the workspace's row (``handle.build``). A
+        command started for a workspace being deleted, or while the daemon shuts down, is refused
+        (and killed by :func:`buildproc.popen`): checked and stored under the lock that
+        :meth:`_cancel_build` takes, so no command can slip between a cancel and its kill."""
+        with self._build_guard:
+            if handle is not None and (wid in self._cancelled or self._closing):
+                raise BuildError("the build was cancelled")
+            self.store.update(wid, handle={"build": handle} if handle else {})
+
     def _build(self, wid: str) -> None:
+        with self._build_lock(wid):
+            if wid in self._cancelled or self._closing:
+                return
+            self._build_locked(wid)
+        if wid in self._cancelled and self.store.get(wid) is None:
+            self._remove_leftovers(wid)  # the delete gave up waiting for this build: tidy up after it
+
+    def _build_locked(self, wid: str) -> None:
         rec = self.store.update(wid, state=WorkspaceState.BUILDING.value, expect_state=(WorkspaceState.PENDING.value,))
         if rec is None:
             return  # deleted or taken over meanwhile
         log_path = self.log_path(wid)
+
+        def note(line: str, **kw: Any) -> None:
+            if wid not in self._cancelled:  # a deleted workspace's log is gone; do not make a new one
+                logs.event(log_path, line, **kw)
+
+        left = buildproc.kill(rec.handle.get("build"))
+        if left:  # normally done at start-up already; never two builds of one workspace at once
+            note(f"killed an earlier build still running (pids {left})", level="WARNING")
         started = time.monotonic()
-        logs.event(log_path, "build started")
+        note("build started")
 
         def log(source: str, line: str) -> None:
-            logs.event(log_path, line, source=source)
+            note(line, source=source)
 
-        try:
-            info = self.runtime_for(rec).build(self.context(rec), log)
-        except BuildError as exc:
-            logs.event(log_path, f"build failed: {exc.reason}", level="ERROR")
-            self.store.update(wid, state=WorkspaceState.FAILED.value, error=exc.reason,
-                              expect_state=(WorkspaceState.BUILDING.value,))
-            return
-        except Exception as exc:  # a bug or an unexpected host problem: still a FAILED build, not a crash
-            reason = f"build crashed: {type(exc).__name__}: {exc}"
-            logs.event(log_path, reason, level="ERROR")
+        def failed(reason: str) -> None:
+            if self._closing or wid in self._cancelled:
+                return  # killed on purpose: the row says BUILDING (resumed at start-up) or is gone
+            note(reason, level="ERROR")
             self.store.update(wid, state=WorkspaceState.FAILED.value, error=reason,
                               expect_state=(WorkspaceState.BUILDING.value,))
+
+        ctx = dataclasses.replace(self.context(rec), record_build=lambda h: self._record_build(wid, h))
+        try:
+            info = self.runtime_for(rec).build(ctx, log)
+        except BuildError as exc:
+            failed(f"build failed: {exc.reason}")
+            return
+        except Exception as exc:  # a bug or an unexpected host problem: still a FAILED build, not a crash
+            failed(f"build crashed: {type(exc).__name__}: {exc}")
+            return
+        if self._closing or wid in self._cancelled:
             return
         took = time.monotonic() - started
         # warm up what the first object needs (its zygote) before saying ACTIVE: the first create
         # after ACTIVE is then as fast as any other
         ready = dataclasses.replace(self.context(rec), build_info=info)
         self._prepare(rec, ready, wait=True)
-        logs.event(log_path, f"build finished in {took:.2f}s, ready to start objects after "
-                             f"{time.monotonic() - started:.2f}s; workspace is ACTIVE")
+        note(f"build finished in {took:.2f}s, ready to start objects after "
+             f"{time.monotonic() - started:.2f}s; workspace is ACTIVE")
         self.store.update(wid, state=WorkspaceState.ACTIVE.value, error=None, data={"build_info": info},
                           expect_state=(WorkspaceState.BUILDING.value,))
+
+    def _cancel_build(self, wid: str) -> list[int]:
+        """Stop the workspace's build for good (it is being deleted): a queued one never starts, a
+        running one is killed (whatever the row says runs, even one an earlier daemon started),
+        and this waits, bounded, for the build's thread to let go of the workspace."""
+        with self._build_guard:
+            self._cancelled.add(wid)
+            rec = self.store.get(wid)
+            handle = rec.handle.get("build") if rec is not None else None
+        killed = buildproc.kill(handle)
+        lock = self._build_lock(wid)
+        if lock.acquire(timeout=self.settings.stop_timeout):
+            lock.release()
+        return killed
+
+    def _remove_leftovers(self, wid: str, rec: Record | None = None) -> None:
+        """Everything a workspace had on disk and in its runtime: venv/image/network, files, logs."""
+        if rec is not None and (rt := self.runtimes.get(rec.runtime)) is not None:
+            rt.remove_workspace(self.context(rec))
+        elif rec is None:
+            for rt in self.runtimes.values():
+                ctx = WorkspaceContext(id=wid, root=self.ws_dir(wid) / "files", env_dir=self.ws_dir(wid) / "env")
+                with contextlib.suppress(Exception):
+                    rt.remove_workspace(ctx)
+        wsfiles.remove_tree(self.ws_dir(wid))
+        self.log_path(wid).unlink(missing_ok=True)
 
     def _prepare(self, rec: Record, ctx: WorkspaceContext | None = None, *, wait: bool = False) -> None:
         """Let the workspace's runtime warm up what the first object needs (a zygote)."""
@@ -201,12 +287,12 @@ class Manager:
     async def delete_workspace(self, wid: str) -> None:
         rec = self.get(wid, "workspace")
         self.store.update(wid, state=WorkspaceState.DELETING.value)
+        killed = await asyncio.to_thread(self._cancel_build, wid)
+        if killed:
+            logging.getLogger("jinad").info("deleting workspace %s: killed its build (pids %s)", wid, killed)
         objs = self.store.list(workspace_id=wid)
         await asyncio.gather(*(self.stop(o.id) for o in objs if o.kind != "workspace"))
-        rt = self.runtimes.get(rec.runtime)
-        if rt is not None:
-            await asyncio.to_thread(rt.remove_workspace, self.context(rec))
-        await asyncio.to_thread(wsfiles.remove_tree, self.ws_dir(wid))
+        await asyncio.to_thread(self._remove_leftovers, wid, rec)
         for o in objs:
             self.store.delete(o.id)
             self.log_path(o.id).unlink(missing_ok=True)
@@ -421,7 +507,9 @@ class Manager:
         self.dirs["tmp"].mkdir(parents=True, exist_ok=True)
         for ws in self.store.list(kind="workspace"):
             if ws.state in BUILD_ACTIVE:
-                logs.event(self.log_path(ws.id), "the daemon restarted during this build; building again",
+                killed = await asyncio.to_thread(buildproc.kill, ws.handle.get("build"))
+                why = f"; killed what was left of it (pids {killed})" if killed else ""
+                logs.event(self.log_path(ws.id), f"the daemon restarted during this build{why}; building again",
                            level="WARNING")
                 self.store.update(ws.id, state=WorkspaceState.PENDING.value)
                 self._queue_build(ws.id)

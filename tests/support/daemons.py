@@ -41,7 +41,8 @@ class Daemon:
     `kill()` is SIGKILL."""
 
     def __init__(self, home: pathlib.Path, token: str | None = None, extra: list[str] | None = None,
-                 scheme: str = "http", verify: str | bool = True, env: dict[str, str] | None = None):
+                 scheme: str = "http", verify: str | bool = True, env: dict[str, str] | None = None,
+                 python: str | None = None):
         self.home = home
         self.token = token
         self.extra = extra or []
@@ -52,6 +53,7 @@ class Daemon:
             verify = ssl.create_default_context(cafile=verify)
         self.verify = verify
         self.env = dict(env or {})
+        self.python = python or sys.executable
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = home.parent / f"{home.name}-daemon.log"
@@ -70,7 +72,7 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("JINAD_")}
         env.update(PYTHONPATH=REPO_PARENT + os.pathsep + os.environ.get("PYTHONPATH", ""), PIP_NO_INDEX="1")
         env.update(self.env)
-        cmd = [sys.executable, "-m", "jinad_fab.cli.daemon", "--port", str(self.port), "--home", str(self.home),
+        cmd = [self.python, "-m", "jinad_fab.cli.daemon", "--port", str(self.port), "--home", str(self.home),
                "--log-level", "warning", *self.extra]
         if self.token:  # handed over in a 0600 file, as an operator would (never in argv)
             self.token_file = self.home.parent / f"{self.home.name}.token"

@@ -87,7 +87,7 @@ def daemon_factory(request, tmp_path):
             env = {"JINAD_DOCKER_BASE_IMAGE": BASE_IMAGE,
                    "JINAD_PIP_INDEX_ARGS": f'["--no-index", "--find-links", "{wheels}"]'}
             args = ["--runtime", "docker", *args]
-        d = Daemon(home, token=token, extra=args, env=env, **kw)
+        d = Daemon(home, token=token, extra=args, env={**env, **kw.pop("env", {})}, **kw)
         made.append((d, engine))
         return d.start(timeout=timeout or (60 if runtime == "docker" else 20))
 

@@ -76,6 +76,11 @@ class WorkspaceContext:
     """The parsed ``.jinad`` file: ``python``, ``ports``, ``run``, ``dockerfile``, ..."""
     build_info: dict[str, Any] = dataclasses.field(default_factory=dict)
     """What the last successful :meth:`Runtime.build` returned (interpreter path, image id...)."""
+    record_build: Callable[[dict[str, Any] | None], None] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
+    """Set by the manager during a build: a runtime starts each build command on the host with
+    :func:`jinad_fab.daemon.runtimes.buildproc.popen`, passing this, so that the command's process
+    group and start time are recorded and a deleted workspace or a restarted daemon can kill it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -220,7 +220,8 @@ class DockerRuntime(Runtime):
                 req_copy = scratch / "requirements.txt"
                 shutil.copy2(requirements, req_copy)
             wheelhouse.fill(wheels, self.state_dir / "wheels", own, req_copy, config.python, log,
-                            pip_args=self.options.pip_args, timeout=self.options.build_timeout)
+                            pip_args=self.options.pip_args, timeout=self.options.build_timeout,
+                            record=workspace.record_build)
         else:
             shutil.copy2(own, wheels / own.name)
         return self.render_dockerfile(config, requirements is not None), wheels

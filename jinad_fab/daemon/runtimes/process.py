@@ -44,6 +44,7 @@ from ... import gpus
 from ...errors import BadConfig
 from ...launch.command import MODULE as LAUNCH_MODULE
 from .. import logs
+from . import buildproc
 from .base import BuildError, BuildLog, LaunchSpec, ObjectStatus, Runtime, StartError, WorkspaceContext
 from .zygotes import MAX_SOCKET_PATH, Zygote, ZygoteError, ZygoteUnsure
 
@@ -60,6 +61,23 @@ def _package_parent() -> pathlib.Path:
     import jinad_fab
 
     return pathlib.Path(jinad_fab.__file__).resolve().parent.parent
+
+
+def _host_pth() -> str:
+    """A ``.pth`` file for a workspace venv: the daemon's own ``jinad_fab`` and its dependencies,
+    however it was installed. ``--system-site-packages`` only shows the *base* interpreter's
+    packages: a daemon installed in a virtualenv (with ``pip install -e`` its ``jinad_fab`` is a
+    checkout, elsewhere than its dependencies) has them in its own site directories, which are added
+    with ``site.addsitedir`` so their own ``.pth`` files (editable installs' finders) work too.
+    They come after the venv's own packages: a workspace's requirements still win."""
+    import site
+
+    lines = [str(_package_parent())]
+    base = {os.path.realpath(d) for d in site.getsitepackages([sys.base_prefix, sys.base_exec_prefix])}
+    for d in dict.fromkeys(site.getsitepackages()):  # (a user site is visible in the venv already)
+        if os.path.isdir(d) and os.path.realpath(d) not in base:
+            lines.append(f"import site; site.addsitedir({d!r})")
+    return "\n".join(lines) + "\n"
 
 
 class ProcessRuntime(Runtime):
@@ -127,12 +145,12 @@ class ProcessRuntime(Runtime):
         if not py.exists():
             log("jinad", f"creating a venv with {base}")
             self._run([base, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                      workspace.root, log, "venv", timeout=300)
+                      workspace.root, log, "venv", timeout=300, record=workspace.record_build)
         same_python = base == self.python
         if same_python:
             site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
             site.mkdir(parents=True, exist_ok=True)
-            (site / "_jinad_fab_host.pth").write_text(str(_package_parent()) + "\n")
+            (site / "_jinad_fab_host.pth").write_text(_host_pth())
         req_name = str(workspace.config.get("requirements") or "requirements.txt")
         req = workspace.root / req_name
         if req.is_file():
@@ -140,7 +158,7 @@ class ProcessRuntime(Runtime):
             cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                    "-r", req_name, *self.pip_args]
             self._run(cmd, workspace.root, log, "pip", timeout=self.build_timeout,
-                      extra_env={"PIP_CACHE_DIR": str(self.cache_dir / "pip")})
+                      extra_env={"PIP_CACHE_DIR": str(self.cache_dir / "pip")}, record=workspace.record_build)
         else:
             log("jinad", f"no {req_name}; nothing to install")
         check = subprocess.run([str(py), "-c", "import jinad_fab.launch"], cwd=workspace.root,
@@ -160,14 +178,13 @@ class ProcessRuntime(Runtime):
         return env
 
     def _run(self, cmd: list[str], cwd: pathlib.Path, log: BuildLog, source: str, *, timeout: float,
-             extra_env: Mapping[str, str] | None = None) -> None:
+             extra_env: Mapping[str, str] | None = None, record: buildproc.Record | None = None) -> None:
         venv = pathlib.Path(cmd[-1]) if source == "venv" else pathlib.Path(cmd[0]).parent.parent
         try:
-            proc = subprocess.Popen(cmd, cwd=cwd, env=self._env(venv, extra_env), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    errors="replace", start_new_session=True, close_fds=True)
+            proc = buildproc.popen(cmd, cwd=cwd, env=self._env(venv, extra_env), record=record)
         except OSError as exc:
             raise BuildError(f"cannot run {cmd[0]}: {exc}") from exc
+        assert proc.stdout is not None
         timer = threading.Timer(timeout, lambda: _kill_group(proc.pid))
         timer.start()
         try:
@@ -177,6 +194,8 @@ class ProcessRuntime(Runtime):
             rc = proc.wait()
         finally:
             timer.cancel()
+            if record is not None:
+                record(None)
         if rc != 0:
             what = "pip install -r requirements.txt" if source == "pip" else " ".join(cmd[1:3])
             if rc < 0:

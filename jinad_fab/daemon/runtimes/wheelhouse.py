@@ -17,6 +17,7 @@ import base64
 import hashlib
 import importlib.metadata
 import importlib.resources
+import os
 import pathlib
 import platform
 import re
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import zipfile
 
+from . import buildproc
 from .base import BuildError, BuildLog
 
 DIST_NAME = "jinad-fab"
@@ -84,6 +86,7 @@ def fill(
     log: BuildLog,
     pip_args: list[str] | tuple[str, ...] = (),
     timeout: float = 1800,
+    record: buildproc.Record | None = None,
 ) -> list[pathlib.Path]:
     """Download every wheel the image needs into ``dest`` (reusing ``cache``); return them sorted."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -105,22 +108,26 @@ def fill(
         cmd += ["-r", str(requirements)]
     log("pip", "$ " + " ".join(cmd[1:]))
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                stdin=subprocess.DEVNULL, close_fds=True)
+        proc = buildproc.popen(cmd, cwd=os.getcwd(), env=os.environ, record=record)
     except OSError as exc:
         raise BuildError(f"could not run pip: {exc}") from exc
     assert proc.stdout is not None
     tail: list[str] = []
-    with proc.stdout:  # closed here, not by the garbage collector (a ResourceWarning)
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            log("pip", line)
-            tail = (tail + [line])[-20:]
     try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise BuildError(f"pip download took more than {timeout:g}s") from None
+        with proc.stdout:  # closed here, not by the garbage collector (a ResourceWarning)
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                log("pip", line)
+                tail = (tail + [line])[-20:]
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BuildError(f"pip download took more than {timeout:g}s") from None
+    finally:
+        if record is not None:
+            record(None)
     if code != 0:
         raise BuildError("pip could not fetch the wheels: " + " / ".join(t for t in tail[-3:] if t.strip()))
     wheels = sorted(p for p in dest.iterdir() if p.suffix == ".whl")
