@@ -34,7 +34,8 @@ Approximate search (``index: ivf`` or ``index: hnsw``, faiss only) for indexes p
 vectors: an ``IVF{nlist},SQ8`` or ``HNSW{hnsw_m},SQ8`` faiss index (one byte per dimension) proposes
 ``top_k * rerank`` candidates, rescored exactly from the vector file as above. It is built in memory
 at the first search (training on a sample), extended by later ``/index`` requests and rebuilt after
-``/update`` or ``/delete``; below ``ann_min`` vectors, and for a metric other than the index's own,
+``/update`` or ``/delete``; it is saved beside the store (``ann-*.faiss``, named by what it was built
+from) when built and on close, so a restart reads it instead of training again; below ``ann_min`` vectors, and for a metric other than the index's own,
 search stays exact. ``nprobe`` / ``ef_search`` can be given per request in ``parameters``.
 
 Scores (``match.scores[metric]``) and their order:
@@ -69,6 +70,7 @@ once: a replica restarted with the same ``dump_path`` keeps what was written sin
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import math
@@ -256,6 +258,7 @@ class IndexExecutor(Executor):
         self._syncer: ThreadPoolExecutor | None = None
         self._ann: Any = None
         self._ann_rows = 0
+        self._ann_saved: int | None = None  # rows of the approximate index as saved, None: not saved
         self._db: sqlite3.Connection | None = None
         self._home = self.workspace  # the shard's: every replica of it opens the same
         sid = self.runtime_args.get("shard_id")
@@ -268,7 +271,8 @@ class IndexExecutor(Executor):
                     self._install_dump(dump_path)
                 self._open_store()
         except BaseException:
-            self.close()
+            self._close_store()
+            self._lock.close()
             raise
 
     # ------------------------------------------------------------------ endpoints
@@ -656,6 +660,8 @@ class IndexExecutor(Executor):
             return _unit_rows(x) if metric == "cosine" else x
 
         if self._ann is None:
+            self._ann_load(metric)
+        if self._ann is None:
             if self.kind == "ivf":
                 nlist = cfg["nlist"] or max(16, min(65536, int(math.sqrt(n))))
                 ann = faiss.index_factory(d, f"IVF{nlist},SQ8", fmetric)
@@ -675,6 +681,62 @@ class IndexExecutor(Executor):
             else:
                 self._ann.add(rows(a, b))
         self._ann_rows = n
+        if self._ann_saved is None:  # built (or found stale) here: save it so a restart does not train again
+            self._ann_save()
+
+    # A saved approximate index is named by what it was built from: its kind, metric and build options,
+    # the store's epoch (any change but an append) and the rows it holds, so a stale file is never used
+    # and a file from before some appends is used for those rows. A replica that finds none builds its
+    # own; files are written aside and renamed, so whichever replica saves last, every file is whole.
+    def _ann_prefix(self) -> str:
+        cfg = self._ann_cfg
+        opts = (f"nlist{cfg['nlist'] or 'auto'}" if self.kind == "ivf"
+                else f"m{cfg['hnsw_m']}-efc{cfg['ef_construction']}")
+        return f"ann-{self.kind}-{self.metric}-{opts}-e{self._epoch or 0}-r"
+
+    def _ann_files(self) -> list[tuple[int, str]]:
+        prefix = self._ann_prefix()
+        out = []
+        for name in os.listdir(self._dir):
+            if name.startswith("ann-") and name.endswith(".faiss"):
+                rows = name[len(prefix):-len(".faiss")] if name.startswith(prefix) else ""
+                out.append((int(rows) if rows.isdigit() else -1, name))
+        return sorted(out)
+
+    def _ann_load(self, metric: str) -> None:
+        usable = [(r, name) for r, name in self._ann_files() if 0 < r <= self._n]
+        if not usable:
+            return
+        rows, name = usable[-1]
+        try:
+            ann = self._faiss.read_index(os.path.join(self._dir, name))
+        except (RuntimeError, OSError) as exc:  # removed by another replica meanwhile, or damaged
+            self.logger.warning("could not read the saved approximate index %s (%s); building it again", name, exc)
+            return
+        if ann.ntotal != rows or ann.d != self.dim:
+            return
+        self._ann, self._ann_rows, self._ann_saved = ann, rows, rows
+        self.logger.info("opened the saved approximate %s index over %d vectors", self.kind, rows)
+
+    def _ann_save(self) -> None:
+        """Write the approximate index beside the store (when it holds rows no saved file has)."""
+        if self._ann is None or self._ann_rows == (self._ann_saved or 0) or self._db is None:
+            return
+        name = f"{self._ann_prefix()}{self._ann_rows}.faiss"
+        tmp = os.path.join(self._dir, f".{name}.{os.getpid()}.tmp")
+        try:
+            self._faiss.write_index(self._ann, tmp)
+            os.replace(tmp, os.path.join(self._dir, name))
+        except (RuntimeError, OSError) as exc:
+            self.logger.warning("could not save the approximate index (%s); it will be built again", exc)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return
+        self._ann_saved = self._ann_rows
+        for _, other in self._ann_files():
+            if other != name:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._dir, other))
 
     # ------------------------------------------------------------------ bookkeeping
     def _sync_in_background(self) -> Future:
@@ -689,7 +751,7 @@ class IndexExecutor(Executor):
     def _changed(self, appended: bool) -> None:
         self._cache.clear()
         if not appended:
-            self._ann, self._ann_rows = None, 0  # rows moved or changed: rebuild at the next search
+            self._ann, self._ann_rows, self._ann_saved = None, 0, None  # rows moved or changed: rebuild
 
     def _begin_moves(self, moves: dict[int, np.ndarray], rewrites: bool) -> None:
         """Inside a write transaction: journal the rows about to be overwritten in place, and count a
@@ -820,7 +882,7 @@ class IndexExecutor(Executor):
             self._db = None
         self.dim, self._n = self._dim_given, 0
         self._cache.clear()
-        self._ann, self._ann_rows = None, 0
+        self._ann, self._ann_rows, self._ann_saved = None, 0, None
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -853,7 +915,7 @@ class IndexExecutor(Executor):
             self.dim = int(dim)
         epoch = self._meta("epoch")
         if epoch != self._epoch or count < self._ann_rows:  # rows moved, changed or went: rebuild
-            self._ann, self._ann_rows = None, 0
+            self._ann, self._ann_rows, self._ann_saved = None, 0, None
         self._epoch = epoch
         self._n = count
         self._cache.clear()
@@ -955,6 +1017,8 @@ class IndexExecutor(Executor):
         try:
             if db is not None and lock is not None:
                 with lock.shared():  # no replica writes meanwhile, so the checkpoint does not wait
+                    self._follow()
+                    self._ann_save()  # with the rows appended since it was last saved
                     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             if lock is not None:

@@ -203,3 +203,40 @@ def test_approximate_search_finds_nearly_all_and_follows_changes(tmp_path, kind,
     assert len(docs[0].matches) == 3
     exact.close()
     ann.close()
+
+
+@needs_faiss
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_a_saved_approximate_index_is_reopened_not_trained_again(tmp_path, kind, monkeypatch):
+    import faiss
+
+    X, C = clustered(6000, 16, 40, 6)
+    Q = (C[:30] + 0.1).astype(np.float32)
+    ids = [str(i) for i in range(len(X))]
+    ex = open_index(tmp_path, durability="normal", index=kind, ann_min=1000)
+    ex.add(ids[:5000], X[:5000])
+    first = ex.search_vectors(Q, 10)  # builds it, and saves it beside the store
+    saved = [n for n in os.listdir(ex._dir) if n.endswith(".faiss")]
+    assert saved == [f"ann-{kind}-euclidean-{'nlistauto' if kind == 'ivf' else 'm32-efc64'}-e0-r5000.faiss"]
+    ex.close()
+
+    built = []
+    real_factory = faiss.index_factory
+    monkeypatch.setattr(faiss, "index_factory", lambda *a: built.append(a) or real_factory(*a))
+    again = open_index(tmp_path, durability="normal", index=kind, ann_min=1000)
+    got = again.search_vectors(Q, 10)
+    np.testing.assert_array_equal(got[0], first[0])
+    np.testing.assert_array_equal(got[1], first[1])
+    again.add(ids[5000:], X[5000:])  # appended rows are added to the opened index, then saved on close
+    found, dist = again.search_vectors(X[5990:6000], 1)
+    assert [again.ids[s] for s in found[:, 0]] == ids[5990:6000] and not dist.any()
+    again.close()
+    assert built == []  # never trained again
+    assert [n for n in os.listdir(again._dir) if n.endswith(".faiss")] == [saved[0].replace("r5000", "r6000")]
+
+    third = open_index(tmp_path, durability="normal", index=kind, ann_min=1000)
+    third.delete(docs=DocumentArray([Document(id="0")]))  # rows move: a saved index no longer fits
+    found, _ = third.search_vectors(X[1:2], 1)
+    assert third.ids[found[0, 0]] == "1" and len(built) == 1
+    assert [n for n in os.listdir(third._dir) if n.endswith(".faiss")] == [saved[0].replace("e0-r5000", "e1-r5999")]
+    third.close()
