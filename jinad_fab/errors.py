@@ -43,6 +43,7 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     │   ├── HostsUnreachable              / 4  every host that failed could not be reached
     │   └── DeployLocked                       (deploy.lock) another run holds the inventory's deploy lock (carries holder)
     ├── BuildError                             (daemon.runtimes.base) a workspace environment could not be built
+    ├── WheelhouseError                        (wheelhouse) the wheels of an image could not be gathered (carries reason)
     ├── StartError                             (daemon.runtimes.base) a runtime could not launch a process
     └── ZygoteError                            (daemon.runtimes.zygotes) the zygote is unusable
         └── ZygoteUnsure                       a spawn was asked but not answered: it may have happened

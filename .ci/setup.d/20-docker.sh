@@ -45,7 +45,13 @@ if ! docker info >/dev/null 2>&1; then
     fi
 fi
 
-# 2. The local base image.
+# 2. Docker Compose (Debian's docker-compose), for the export tests (`jinad-fab export compose`).
+if ! command -v docker-compose >/dev/null 2>&1; then
+    echo "docker: installing docker-compose"
+    apt_install docker-compose
+fi
+
+# 3. The local base image.
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     exit 0
 fi

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "exec": ("jinad_fab.cli.commands.ssh_exec",),
     "push": ("jinad_fab.cli.commands.push",),
     "logs": ("jinad_fab.cli.commands.logs",),
+    "export": ("jinad_fab.cli.commands.export",),
 }
 COMMAND_MODULES = [m for mods in COMMANDS.values() for m in mods]
 

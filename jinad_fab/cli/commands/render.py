@@ -1,4 +1,4 @@
-"""`jinad-fab render flow|unit|dockerfile`: print what would be used, without doing it."""
+"""`jinad-fab render flow|unit|dockerfile|compose|kubernetes`: print what would be used, without doing it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from ...deploy.render import render_flow, render_unit
 from ._common import examples, inventory_option, json_option, load_inventory, print_json
+from .export import render_command
 
 # `render dockerfile` is written by the Docker runtime's side: a module exposing `command`
 # (a click.Command) is added to this group under the name `dockerfile` when it is present.
@@ -18,10 +19,15 @@ DOCKERFILE_COMMAND_MODULE = "jinad_fab.cli.commands.render_dockerfile"
     "jinad-fab render flow flow.yml -i prod      # the Flow with every Pod's host filled in",
     "jinad-fab render unit -i prod -H gpu-1      # the systemd unit the jinad role installs there",
     "jinad-fab render dockerfile ./my-executor   # the image a docker-runtime jinad would build",
+    "jinad-fab render compose flow.yml --json    # what `jinad-fab export compose` would write",
 )
 @click.group("render")
 def command() -> None:
-    """Print the files jinad-fab would use: a concrete Flow, the jinad unit, a Dockerfile."""
+    """Print the files jinad-fab would use: a concrete Flow, the jinad unit, a Dockerfile, an export."""
+
+
+command.add_command(render_command("compose"))
+command.add_command(render_command("kubernetes"))
 
 
 @examples(

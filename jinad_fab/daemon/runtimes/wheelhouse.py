@@ -1,80 +1,24 @@
-"""A host-side wheelhouse for workspace images: this package's own wheel plus the requirements.
-
-Images install everything with ``pip install --no-index`` from it, so a build needs no registry
-and no network inside the build container, and the image runs the very code the daemon runs.
-
-* :func:`self_wheel` packs the *installed* ``jinad_fab`` (regular or editable install) into a
-  reproducible ``py3-none-any`` wheel: sorted entries, fixed timestamps, no ``__pycache__``.
-  Same code -> same bytes -> same image hash.
-* :func:`fill` downloads binary wheels only (``--only-binary=:all:``): pip never runs a
-  workspace's ``setup.py`` on the daemon host. Wheels are kept in a shared cache directory so a
-  second workspace with the same requirements downloads nothing.
-"""
+"""The wheelhouse of the docker runtime: :mod:`jinad_fab.wheelhouse`, with pip run as a recorded build
+process (:mod:`.buildproc`) and failures raised as the runtime's BuildError."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.metadata
-import importlib.resources
 import os
 import pathlib
-import platform
-import re
-import shutil
-import subprocess
-import sys
-import zipfile
 
+from ... import wheelhouse as _wheelhouse
 from . import buildproc
 from .base import BuildError, BuildLog
 
-DIST_NAME = "jinad-fab"
-PACKAGE = "jinad_fab"
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-_SKIP = re.compile(r"(^|/)(__pycache__|\.mypy_cache|\.pytest_cache)(/|$)|\.py[co]$")
-
-
-def version() -> str:
-    return importlib.metadata.version(DIST_NAME)
+DIST_NAME = _wheelhouse.DIST_NAME
+version = _wheelhouse.version
 
 
 def self_wheel(dest: pathlib.Path) -> pathlib.Path:
-    """Write this package's wheel into ``dest`` and return its path."""
-    dist = importlib.metadata.distribution(DIST_NAME)
-    ver = dist.version
-    root = pathlib.Path(str(importlib.resources.files(PACKAGE)))
-    dist_info = f"{PACKAGE}-{ver}.dist-info"
-    entries: list[tuple[str, bytes]] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and not _SKIP.search(rel):
-            entries.append((f"{PACKAGE}/{rel}", path.read_bytes()))
-    # An installed wheel has METADATA; a source checkout's egg-info has the same text as PKG-INFO.
-    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
-    if not metadata:
-        raise BuildError(f"cannot read the metadata of the installed {DIST_NAME}")
-    entries.append((f"{dist_info}/METADATA", metadata.encode()))
-    entry_points = dist.read_text("entry_points.txt")
-    if entry_points:
-        entries.append((f"{dist_info}/entry_points.txt", entry_points.encode()))
-    wheel_meta = "Wheel-Version: 1.0\nGenerator: jinad-fab\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    entries.append((f"{dist_info}/WHEEL", wheel_meta.encode()))
-    record = [f"{name},sha256={_urlsafe_digest(data)},{len(data)}" for name, data in entries]
-    record.append(f"{dist_info}/RECORD,,")
-    entries.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
-
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / f"{PACKAGE}-{ver}-py3-none-any.whl"
-    tmp = target.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-    tmp.replace(target)
-    return target
+    try:
+        return _wheelhouse.self_wheel(dest)
+    except _wheelhouse.WheelhouseError as exc:
+        raise BuildError(exc.reason) from exc
 
 
 def fill(
@@ -89,53 +33,13 @@ def fill(
     record: buildproc.Record | None = None,
 ) -> list[pathlib.Path]:
     """Download every wheel the image needs into ``dest`` (reusing ``cache``); return them sorted."""
-    cache.mkdir(parents=True, exist_ok=True)
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
-        "--only-binary=:all:", "--dest", str(dest), "--find-links", str(cache), *pip_args,
-    ]
-    host_python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if python != host_python:
-        # The image's interpreter is not ours: ask pip for wheels that fit it instead.
-        machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine())
-        abi = "cp" + python.replace(".", "")
-        cmd += ["--python-version", python, "--implementation", "cp", "--abi", abi, "--abi", "abi3",
-                "--abi", "none", "--platform", f"manylinux2014_{machine}",
-                "--platform", f"manylinux_2_28_{machine}", "--platform", "any"]
-    cmd.append(str(own_wheel))
-    if requirements is not None:
-        cmd += ["-r", str(requirements)]
-    log("pip", "$ " + " ".join(cmd[1:]))
-    try:
-        proc = buildproc.popen(cmd, cwd=os.getcwd(), env=os.environ, record=record)
-    except OSError as exc:
-        raise BuildError(f"could not run pip: {exc}") from exc
-    assert proc.stdout is not None
-    tail: list[str] = []
-    try:
-        with proc.stdout:  # closed here, not by the garbage collector (a ResourceWarning)
-            for line in proc.stdout:
-                line = line.rstrip("\n")
-                log("pip", line)
-                tail = (tail + [line])[-20:]
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise BuildError(f"pip download took more than {timeout:g}s") from None
-    finally:
-        if record is not None:
-            record(None)
-    if code != 0:
-        raise BuildError("pip could not fetch the wheels: " + " / ".join(t for t in tail[-3:] if t.strip()))
-    wheels = sorted(p for p in dest.iterdir() if p.suffix == ".whl")
-    for wheel in wheels:
-        if wheel.name != own_wheel.name and not (cache / wheel.name).exists():
-            shutil.copy2(wheel, cache / wheel.name)
-    return wheels
 
+    def popen(cmd: list[str]):
+        return buildproc.popen(cmd, cwd=os.getcwd(), env=os.environ, record=record)
 
-def _urlsafe_digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    try:
+        return _wheelhouse.fill(dest, cache, own_wheel, requirements, python, log, pip_args=pip_args,
+                                timeout=timeout, popen=popen,
+                                done=(lambda: record(None)) if record is not None else None)
+    except _wheelhouse.WheelhouseError as exc:
+        raise BuildError(exc.reason) from exc

@@ -39,3 +39,12 @@ def test_only_objects_are_launched(kind):
 def test_a_flow_without_yaml_is_refused():
     with pytest.raises(ValueError):
         launch_argv("flow")
+
+
+def test_a_static_service_and_its_probe_round_trip():
+    ns = parser().parse_args(launch_argv("static", yaml="/jinad/flow/flow.yml", role="idx-shard-1", replica=2))
+    assert (ns.kind, ns.yaml, ns.role, ns.replica) == ("static", "/jinad/flow/flow.yml", "idx-shard-1", 2)
+    ns = parser().parse_args(launch_argv("probe", address="tcp://127.0.0.1:5556"))
+    assert (ns.kind, ns.address) == ("probe", "tcp://127.0.0.1:5556")
+    with pytest.raises(ValueError):
+        launch_argv("static", yaml="flow.yml")  # no role
