@@ -24,7 +24,8 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     │   ├── PeaStartError                      a Pea/Pod did not come up (carries pod name and its log tail)
     │   ├── RequestError                       a request failed inside a Pod (carries pod, exception type, traceback)
     │   ├── PodDied                            a Pea process died; requests in flight fail with this (carries pod)
-    │   └── RequestTimeout                     no answer within the request's deadline
+    │   ├── RequestTimeout                     no answer within the request's deadline
+    │   └── ChangeInProgress          409      a running Flow/Pod is being changed already (scale, update, dump)
     ├── DaemonError                   500      an answer from a jinad daemon that is not a success
     │   │                                      (carries host, status_code, object_id, log_tail)
     │   ├── DaemonUnreachable         502 / 4  connection refused / DNS / TLS / timeout towards a host
@@ -134,6 +135,17 @@ class PodDied(RuntimeFailure):
         self.detail = detail
         self.response = response
         super().__init__(f"Pod {pod!r} died" + (f": {detail}" if detail else ""))
+
+
+class ChangeInProgress(RuntimeFailure):
+    """A live change (scale, rolling update, dump) was asked while another one runs on the same object."""
+
+    http_status = 409
+
+    def __init__(self, what: str, running: str):
+        self.what = what
+        self.running = running
+        super().__init__(f"cannot {what}: {running} is in progress; try again when it is done")
 
 
 class RequestTimeout(RuntimeFailure, TimeoutError):

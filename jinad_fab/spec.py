@@ -119,6 +119,18 @@ class PodOptions(PeaOptions):
                           "again), or per endpoint {'/search': 'all', '*': 'any'}; default: /search and /dump to all "
                           "shards, everything else by id")
 
+    # --- issue 15 (live changes): what happens when a replica's process exits ---
+    restart: Literal["on-failure", "never"] | None = Field(
+        None, description="when a replica's process exits: 'on-failure' starts a new one and wires it in (with "
+                          "exponential backoff, at most `restart_limit` times per `restart_window`), 'never' "
+                          "leaves the Pod without it (a Pod with no replica left fails the Flow); default: "
+                          "'never', and 'on-failure' for a Flow run by jinad")
+    restart_limit: StrictInt | None = Field(
+        None, ge=1, le=1000, description="restarts allowed per `restart_window` before the Pod is given up "
+                                         "(default 5)")
+    restart_window: float | None = Field(
+        None, gt=0, description="seconds over which `restart_limit` counts restarts (default 60)")
+
 
 class PodSpec(PodOptions):
     """One Pod of a Flow: everything ``Flow.add(...)`` and a ``pods:`` entry of Flow YAML take."""

@@ -17,8 +17,13 @@ _REGISTRY: dict[str, type[Executor]] = {}
 _ARG_NAMES = ("docs", "parameters", "endpoint", "header")
 
 
-def requests(func: Callable | None = None, *, on: str | list[str] | None = None):
-    """Bind a method to endpoints: ``@requests`` (the default handler) or ``@requests(on='/index')``."""
+def requests(func: Callable | None = None, *, on: str | list[str] | None = None, idempotent: bool = False):
+    """Bind a method to endpoints: ``@requests`` (the default handler) or ``@requests(on='/index')``.
+
+    ``idempotent=True`` says running the method twice on one request does no harm: when the replica
+    holding such a request dies, the Gateway sends it again to a surviving one (as it does for
+    ``/search``) instead of failing it with PodDied.
+    """
 
     def mark(fn: Callable) -> Callable:
         targets = [on] if isinstance(on, str) else list(on or [DEFAULT_ENDPOINT])
@@ -26,6 +31,7 @@ def requests(func: Callable | None = None, *, on: str | list[str] | None = None)
             if not isinstance(t, str) or not t:
                 raise BadConfig(f"@requests(on=...) takes endpoint names, got {t!r}")
         fn._jf_endpoints = [_endpoint(t) for t in targets]
+        fn._jf_idempotent = bool(idempotent)
         return fn
 
     if func is not None and callable(func):
@@ -60,13 +66,17 @@ class Executor:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
         table: dict[str, str] = {}
+        idempotent: dict[str, bool] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 for ep in getattr(value, "_jf_endpoints", ()):
                     table[ep] = attr
+                    idempotent[ep] = bool(getattr(value, "_jf_idempotent", False))
         cls._jf_table = table
+        cls._jf_idempotent = {ep for ep, yes in idempotent.items() if yes}
 
     _jf_table: dict[str, str] = {}
+    _jf_idempotent: set[str] = set()
 
     def __init__(self, metas: dict | None = None, runtime_args: dict | None = None, **kwargs: Any):
         if kwargs:
@@ -123,6 +133,11 @@ class Executor:
             bound[_endpoint(endpoint)] = attr
         self._jf_table = bound
         self._handlers.clear()
+
+    @property
+    def idempotent_endpoints(self) -> list[str]:
+        """Endpoints whose handler is marked ``@requests(..., idempotent=True)`` (safe to run again)."""
+        return sorted(ep for ep in self._jf_idempotent if self._jf_table.get(ep) is not None)
 
     @property
     def endpoints(self) -> list[str]:

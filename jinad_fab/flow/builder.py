@@ -17,13 +17,14 @@ from typing import Any
 from .. import gpus
 from ..client import Client
 from ..document import DocumentArray
-from ..errors import BadConfig, PeaStartError, PodDied
+from ..errors import BadConfig, PeaStartError, PodDied, RuntimeFailure
 from ..executors import Executor
 from ..runtime import pea as pea_runtime
 from ..runtime.child import ChildProcess
 from ..runtime.curve import CurveKeys, flow_keys
 from ..runtime.pod import Pod, start_pods
 from ..runtime.sockets import ctrl_request, make_context
+from .live import LiveChanges
 from .spec import FlowSpec, PodOptions, PodSpec, parse, secret_fields
 
 log = logging.getLogger("jinad_fab.flow")
@@ -108,6 +109,8 @@ class Flow:
         self._client: Client | None = None
         self._fork = fork
         self._secure = False
+        self._live: LiveChanges | None = None
+        self._advertise: str | None = None
 
     # ---- building ----
     def _copy(self) -> Flow:
@@ -253,6 +256,7 @@ class Flow:
         self._sessions = list(sessions.values())
         self._gateway = gateway
         self._failure = None
+        self._live = LiveChanges(self)
         self._stopping.clear()
         self._monitor = threading.Thread(target=self._watch, name="flow-monitor", daemon=True)
         self._monitor.start()
@@ -389,26 +393,59 @@ class Flow:
     def _wire(self, gateway: ChildProcess, pods: dict[str, Any], order: list[str], advertise: str | None) -> None:
         """Connect each Pod to the Pods that need it (the last ones to the Gateway's results), then
         the Gateway to the first ones. A remote Pod is given addresses it can reach from its host."""
-
-        def reachable(addrs: list[str], sender: Any) -> list[str]:
-            if advertise and not isinstance(sender, Pod):
-                from . import remote_pods
-
-                return remote_pods.readdress(addrs, advertise)
-            return addrs
-
-        leaves = self._leaves()
-        results = f"tcp://127.0.0.1:{gateway.info['port_results']}"
+        self._advertise = advertise
         for name, pod in pods.items():
-            targets = [reachable(pods[d].in_addresses, pod) for d, s in self._pods.items() if name in s["needs"]]
-            if name in leaves:
-                targets.append(reachable([results], pod))
-            pod.connect(targets)
-        roots = [pods[n].in_addresses for n in order if GATEWAY in self._pods[n]["needs"]]
+            pod.connect(self._targets_of(name, pods, gateway))
+        # the replica sets the Gateway plans every request onto, before it takes any request
+        sets: dict[str, dict] = {}
+        idempotent: set[str] = set()
+        for pod in pods.values():
+            if isinstance(pod, Pod):
+                sets.update(pod.members())
+                for p in pod.processes:
+                    idempotent.update(p.info.get("idempotent") or ())
         reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
-                             {"cmd": "connect", "targets": roots})
+                             {"cmd": "members", "sets": sets, "idempotent": sorted(idempotent)})
+        if not reply.get("ok"):
+            raise PeaStartError(GATEWAY, f"refused its replica sets: {reply.get('error')}")
+        reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
+                             {"cmd": "connect", "targets": self._roots(pods)})
         if not reply.get("ok"):
             raise PeaStartError(GATEWAY, f"refused to connect: {reply.get('error')}")
+
+    def _reachable(self, target: list[str] | dict, sender: Any) -> list[str] | dict:
+        """A target as a sender on another host must see it (loopback addresses replaced)."""
+        if self._advertise and not isinstance(sender, Pod):
+            from . import remote_pods
+
+            if isinstance(target, dict):
+                return {**target, "replicas": {k: remote_pods.readdress([a], self._advertise)[0]
+                                               for k, a in target["replicas"].items()}}
+            return remote_pods.readdress(target, self._advertise)
+        return target
+
+    def _targets_of(self, name: str, pods: dict[str, Any] | None = None,
+                    gateway: ChildProcess | None = None) -> list:
+        """Where Pod ``name`` sends: every Pod that needs it, and the Gateway when nothing does."""
+        pods = pods if pods is not None else self._running
+        gateway = gateway or self._gateway
+        pod = pods[name]
+        targets = [self._reachable(pods[d].in_target, pod) for d, s in self._pods.items() if name in s["needs"]]
+        if name in self._leaves():
+            targets.append(self._reachable([f"tcp://127.0.0.1:{gateway.info['port_results']}"], pod))
+        return targets
+
+    def _roots(self, pods: dict[str, Any] | None = None) -> list:
+        pods = pods if pods is not None else self._running
+        return [pods[n].in_target for n in self.topological_order() if GATEWAY in self._pods[n]["needs"]]
+
+    def _gateway_cmd(self, cmd: dict, timeout: float = 10.0) -> dict:
+        if self._gateway is None or self._ctx is None:
+            raise BadConfig("the Flow is not running")
+        reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{self._gateway.info['port_ctrl']}", cmd, timeout)
+        if not reply.get("ok"):
+            raise RuntimeFailure(f"the gateway refused {cmd.get('cmd')!r}: {reply.get('error')}")
+        return reply
 
     def _abort(self, gateway: ChildProcess, pods: dict[str, Any], sessions: dict) -> None:
         """Undo a start that failed half-way: stop what was started, release remote workspaces."""
@@ -423,30 +460,115 @@ class Flow:
             self._ctx = None
 
     def _watch(self) -> None:
-        """Tell the Gateway the moment a Pea dies, so requests fail fast with the Pod's name."""
-        while not self._stopping.wait(0.1):
+        """Tell the Gateway the moment a Pea dies: a replica's death is handled by the live changes
+        (its requests retried or failed, the replica restarted per the Pod's policy); any other
+        death fails the Flow, so requests fail fast with the Pod's name."""
+        while not self._stopping.wait(0.05):
             failure = None
             if self._gateway is not None and not self._gateway.alive():
                 failure = {"pod": GATEWAY, "msg": f"the gateway exited with code {self._gateway.returncode()}"}
             else:
-                for name, pod in self._running.items():
-                    dead = pod.dead()
-                    if dead:
-                        label, code = dead[0]
-                        failure = {"pod": name, "msg": f"Pea {label} exited with code {code}"}
+                for name, pod in list(self._running.items()):
+                    failure = self._check_pod(name, pod)
+                    if failure is not None:
                         break
             if failure is None:
                 continue
-            self._failure = failure
-            log.error("Pod %r died: %s", failure["pod"], failure["msg"])
-            if failure["pod"] != GATEWAY:
-                try:
-                    ctrl_request(self._ctx, f"tcp://127.0.0.1:{self._gateway.info['port_ctrl']}",
-                                 {"cmd": "pod_failed", "pod": failure["pod"], "detail": failure["msg"]},
-                                 timeout=5)
-                except Exception as exc:  # the gateway may be gone as well
-                    log.warning("could not tell the gateway: %s", exc)
+            self._fail(failure)
             return
+
+    def _check_pod(self, name: str, pod: Any) -> dict | None:
+        if not isinstance(pod, Pod):
+            dead = pod.dead()
+            return {"pod": name, "msg": f"Pea {dead[0][0]} exited with code {dead[0][1]}"} if dead else None
+        if pod.head is not None and pod.head.proc is not None and not pod.head.alive():
+            return {"pod": name, "msg": f"Pea {pod.head.label} exited with code {pod.head.returncode()}"}
+        for row in list(pod.peas):
+            for p in list(row):
+                if p.proc is not None and not p.alive() and id(p) not in self._live._handled:
+                    self._live._handled.add(id(p))
+                    threading.Thread(target=self._on_replica_death, args=(name, pod, p), daemon=True,
+                                     name=f"restart-{p.label}").start()
+        return None
+
+    def _on_replica_death(self, name: str, pod: Pod, p: ChildProcess) -> None:
+        self._live._handled.discard(id(p))
+        if self._stopping.is_set():
+            return
+        try:
+            msg = self._live.on_death(name, pod, p)
+        except Exception as exc:  # a failed restart must not go unnoticed
+            log.exception("Pod %r: handling the death of %s failed", name, p.label)
+            msg = f"Pea {p.label} died and could not be replaced: {exc}"
+        if msg is not None and not self._stopping.is_set():
+            self._fail({"pod": name, "msg": msg})
+
+    def _fail(self, failure: dict) -> None:
+        if self._failure is not None:
+            return
+        self._failure = failure
+        log.error("Pod %r died: %s", failure["pod"], failure["msg"])
+        if failure["pod"] != GATEWAY:
+            try:
+                ctrl_request(self._ctx, f"tcp://127.0.0.1:{self._gateway.info['port_ctrl']}",
+                             {"cmd": "pod_failed", "pod": failure["pod"], "detail": failure["msg"]},
+                             timeout=5)
+            except Exception as exc:  # the gateway may be gone as well
+                log.warning("could not tell the gateway: %s", exc)
+
+    # ---- live changes (see jinad_fab.flow.live) ----
+    def scale(self, pod: str, replicas: int, *, progress: Any = None) -> dict:
+        """Give Pod ``pod`` (each shard of it) ``replicas`` replicas, while requests keep flowing."""
+        return self._live_changes().scale(pod, replicas, progress)
+
+    def rolling_update(self, pod: str, *, uses: Any = None, uses_with: dict | None = None,
+                       dump_path: str | None = None, progress: Any = None) -> dict:
+        """Replace the replicas of Pod ``pod`` one at a time by ones with a new ``uses``/``uses_with``
+        (or loading an index dump from ``dump_path``); each new one is ready before an old one leaves."""
+        return self._live_changes().rolling_update(pod, uses=uses, uses_with=uses_with, dump_path=dump_path,
+                                                   progress=progress)
+
+    def dump(self, pod: str, path: str) -> dict:
+        """Ask every shard of Pod ``pod`` (an ``_index``) to write a consistent dump under ``path``."""
+        return self._live_changes().dump(pod, path)
+
+    def live_status(self) -> dict:
+        """Replicas and restarts per Pod, and the change running now (None when idle)."""
+        return self._live_changes().status()
+
+    def _live_changes(self) -> Any:
+        if self._live is None or not self._running:
+            raise BadConfig("the Flow is not running: use `with flow:` or flow.start()")
+        return self._live
+
+    def _send_only(self, pod: str, endpoint: str, parameters: dict, timeout: float) -> dict:
+        """One request to ``endpoint`` that only Pod ``pod`` runs (the others pass it on); its header."""
+        import orjson
+        import zmq
+
+        from ..errors import RequestTimeout
+        from ..wire import Message, new_header
+
+        rid = os.urandom(16).hex()
+        header = dict(new_header(rid, endpoint, parameters), only=pod)
+        s = self._ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        try:
+            s.connect(f"tcp://127.0.0.1:{self._gateway.info['port_native']}")
+            s.send_multipart(Message(header, docs=DocumentArray()).frames())
+            if not s.poll(int(timeout * 1000)):
+                raise RequestTimeout(timeout, rid)
+            answer = Message.from_frames(s.recv_multipart())
+        finally:
+            s.close(linger=0)
+        err = answer.header.get("err")
+        if err:
+            if err.get("type") == "PodDied":
+                raise PodDied(err.get("pod", pod), err.get("msg", ""))
+            from ..errors import RequestError
+
+            raise RequestError(err.get("pod", pod), err.get("type", "?"), err.get("msg", ""), err.get("tb", ""))
+        return orjson.loads(orjson.dumps(answer.header.get("params") or {}))
 
     @property
     def failure(self) -> dict | None:
@@ -458,6 +580,17 @@ class Flow:
         if self._monitor is not None:
             self._monitor.join(timeout=2)
             self._monitor = None
+        live = self._live
+        held = live is not None and live._lock.acquire(timeout=30)  # let a change finish its step
+        try:
+            self._close_processes()
+        finally:
+            if held:
+                live._lock.release()
+            if live is not None:
+                live.shutdown()
+
+    def _close_processes(self) -> None:
         procs = [p for pod in self._running.values() for p in pod.processes]
         if self._gateway is not None:
             procs.append(self._gateway)
@@ -471,6 +604,7 @@ class Flow:
         self._sessions = []
         self._running = {}
         self._gateway = None
+        self._live = None
         if self._client is not None:
             self._client.close()
             self._client = None

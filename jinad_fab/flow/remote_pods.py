@@ -238,13 +238,18 @@ class RemotePod:
         return readdress(list(self.info.get("in_addresses") or []), self.session.host)
 
     @property
+    def in_target(self) -> list[str]:
+        """What upstream senders are pointed at (the daemon's Pod host spreads over its replicas)."""
+        return self.in_addresses
+
+    @property
     def ctrl_address(self) -> str:
         addr = self.info.get("ctrl_address")
         if not addr:
             raise PeaStartError(self.name, f"{self.session.label} gave no control address for the Pod")
         return readdress([addr], self.session.host)[0]
 
-    def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
+    def connect(self, targets: list, timeout: float = 10.0) -> None:
         if self._ctx is None:
             self._ctx = make_context(self.curve)
         reply = ctrl_request(self._ctx, self.ctrl_address, {"cmd": "connect", "targets": targets}, timeout)

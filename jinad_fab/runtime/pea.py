@@ -4,8 +4,8 @@ Sockets of a Pea:
 
 * ``in``  (PULL, bound): requests from upstream (the Gateway, other Pods, or this Pod's head);
 * ``ctrl`` (REP, bound): control commands from whoever started it (connect, status, terminate);
-* one PUSH per downstream target, connected to every address of that target (several addresses
-  = replicas, and ZeroMQ's PUSH load-balances between them).
+* its downstream targets (:mod:`.targets`): one PUSH per Pod it feeds, or one per replica of a
+  replica set, where each request goes to the replica the Gateway planned for it.
 
 Static wiring (``static: true``, for engines that start every container themselves, see
 :mod:`jinad_fab.flow.static`): the Pea is given everything at start - ``targets`` with service
@@ -40,7 +40,8 @@ from ..wire import Message, doc_count
 from . import orphan
 from .control import Commands
 from .merge import merge_parts
-from .sockets import bind, connect_pull, drain, make_context, push_targets, signal_wakeup_fd
+from .sockets import bind, connect_pull, drain, make_context, signal_wakeup_fd
+from .targets import Targets
 
 log = logging.getLogger("jinad_fab.pea")
 
@@ -73,7 +74,7 @@ class PeaRuntime:
         self.upstream = list(args.get("upstream") or [])
         self.route = args.get("route")  # None, or {"polling": {endpoint: "all"|"id", "*": ...}}
         self.pending: dict[str, list[Message]] = {}
-        self.targets: list[zmq.Socket] = []
+        self.targets: Targets | None = None
         self.executor = None
         self.static = bool(args.get("static"))
         self.backlog: dict[zmq.Socket, collections.deque] = {}  # bound outputs with no peer yet
@@ -102,8 +103,11 @@ class PeaRuntime:
 
     def connect(self, targets: list[list[str] | dict]) -> None:
         # linger: answers already queued still leave when the Pea stops
-        self.targets = push_targets(self.ctx, self.targets, targets, linger_ms=1000, watch=self.static)
-        self.backlog = {}
+        if self.targets is None:
+            self.targets = Targets(self.ctx, linger_ms=1000, watch=self.static, send=self._send)
+        self.targets.update(targets)
+        kept = self.targets.sockets()
+        self.backlog = {s: w for s, w in self.backlog.items() if s in kept}
 
     def _send(self, target: zmq.Socket, frames: list) -> None:
         """Send without ever blocking: a bound PUSH with no peer yet keeps the message for later."""
@@ -167,9 +171,11 @@ class PeaRuntime:
                 self.executor.close()
             except Exception:
                 log.exception("%s: Executor.close() raised", self.name)
-        for s in [*self.targets, getattr(self, "sock_in", None), getattr(self, "sock_ctrl", None)]:
+        if self.targets is not None:
+            self.targets.close()
+        for s in [getattr(self, "sock_in", None), getattr(self, "sock_ctrl", None)]:
             if s is not None:
-                s.close(linger=1000 if s in self.targets else 0)
+                s.close(linger=0)
         if getattr(self, "ctx", None) is not None:
             self.ctx.term()
 
@@ -177,7 +183,7 @@ class PeaRuntime:
         self._stop = True
 
     def _status(self, cmd: dict) -> dict:
-        return {"pending": len(self.pending), "targets": len(self.targets),
+        return {"pending": len(self.pending), "targets": len(self.targets or ()),
                 "backlog": sum(len(w) for w in self.backlog.values())}
 
     def _on_frames(self, frames: list) -> None:
@@ -196,12 +202,13 @@ class PeaRuntime:
         if self.route is not None:
             self._route(msg)
             return
-        if not msg.header.get("err"):
+        header = msg.header
+        # `only`: a request meant for one Pod (Flow.dump); the others pass it on untouched
+        if not header.get("err") and header.get("only", self.pod) == self.pod:
             self._run(msg)
-        msg.header["src"] = self.name  # lets a join downstream order the parts it waits for
-        out = msg.frames()
-        for t in self.targets:
-            self._send(t, out)
+        header["src"] = self.name  # lets a join downstream order the parts it waits for
+        if self.targets is not None:
+            self.targets.send_all(msg.frames(), header)
 
     def _run(self, msg: Message) -> None:
         handler = self.executor.handler_for(msg.endpoint)
@@ -235,22 +242,24 @@ class PeaRuntime:
     def _route(self, msg: Message) -> None:
         polling = self.route.get("polling") or {}
         mode = polling.get(msg.endpoint) or polling.get("*") or "all"
-        n = len(self.targets)
+        if msg.header.get("only"):
+            mode = "all"  # a request for this Pod's Executors (a dump) reaches every shard
+        targets = self.targets
+        n = len(targets or ())
         if mode == "all" or n <= 1 or msg.header.get("err"):
-            out = msg.frames()
-            for t in self.targets:
-                self._send(t, out)
+            if targets is not None:
+                targets.send_all(msg.frames(), msg.header)
             return
         # "id": each Document goes to the shard its id hashes to, so update/delete find it again
         buckets: list[list[int]] = [[] for _ in range(n)]
         docs = msg.docs
         for i, d in enumerate(docs):
             buckets[shard_of(d.id, n)].append(i)
-        for t, idx in zip(self.targets, buckets):
+        for t, idx in enumerate(buckets):
             header = dict(msg.header, pos=idx)
             header.pop("src", None)
             part = Message(header, docs=DocumentArray([docs[i] for i in idx]))
-            self._send(t, part.frames())
+            targets.send(t, part.frames(), header)
 
 
 def shard_of(doc_id: str, shards: int) -> int:
@@ -297,7 +306,8 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
         return 1
     if args.get("targets") is not None:
         rt.connect(args["targets"])
-    report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports})
+    idempotent = sorted(getattr(rt.executor, "idempotent_endpoints", ()) or ())
+    report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports, "idempotent": idempotent})
     started = time.monotonic()
     try:
         rt.serve(on_tick=tick, wake_fd=wake)

@@ -3,9 +3,9 @@
 Layouts:
 
 * ``parallel=1, shards=1``: one Pea; it joins parts itself when it has several upstreams.
-* ``parallel=N``: N replica Peas; upstream PUSH sockets connect to all of them and ZeroMQ
-  load-balances. With several upstreams a head Pea first joins the parts of each request
-  (otherwise parts of one request could land on different replicas).
+* ``parallel=N``: N replica Peas, a *replica set*: upstream senders hold a socket per replica and
+  send each request to the replica the Gateway planned for it (see :mod:`.targets`). With several
+  upstreams a head Pea first joins the parts of each request.
 * ``shards=N`` (each with ``parallel`` replicas): a head Pea routes each request — to every shard
   (polling ``all``, the default for ``/search``) or split by Document id (polling ``id``, the
   default for everything else, so update/delete reach the shard that holds the id). Downstream
@@ -15,6 +15,7 @@ Layouts:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadConfig, PeaStartError
@@ -25,7 +26,8 @@ DEFAULT_POLLING = {"/search": "all", "/dump": "all", "*": "id"}  # /dump: every 
 # what the Pod itself consumes (counts, routing, its processes' env and start-up, its own wiring);
 # every other argument is an option of its Peas and is handed to each of them as it is
 POD_OWN_KEYS = frozenset({"name", "host", "parallel", "shards", "polling", "env", "gpus", "timeout_ready",
-                          "port_in", "port_ctrl", "num_parts", "upstream", "log_json", "targets"})
+                          "port_in", "port_ctrl", "num_parts", "upstream", "log_json", "targets",
+                          "restart", "restart_limit", "restart_window"})
 
 
 def routing(polling: str | dict | None) -> dict[str, str]:
@@ -75,10 +77,15 @@ class Pod:
         self.head: ChildProcess | None = None
         self.peas: list[list[ChildProcess]] = []  # [shard][replica]
         self._ctx = None
+        self._needs_head = self.shards > 1 or (self.parallel > 1 and self.num_parts > 1)
+        self._next_replica = self.parallel  # replica ids are never reused: a late message cannot reach a newcomer
+        self.draining: set[str] = set()  # labels of replicas planned onto no more (scale down, rolling update)
+        self.out_targets: list | None = None
 
     @property
     def needs_head(self) -> bool:
-        return self.shards > 1 or (self.parallel > 1 and self.num_parts > 1)
+        # decided by the layout the Pod started with: scaling changes `parallel`, never the layout
+        return self._needs_head
 
     @property
     def out_parts(self) -> int:
@@ -96,12 +103,12 @@ class Pod:
         label = self.name
         if self.shards > 1:
             label += f"/shard-{shard}"
-        if self.parallel > 1:
+        if self.parallel > 1 or replica > 0:
             label += f"/replica-{replica}"
         pea.update(name=label, pod=self.name, host=a.get("host") or "127.0.0.1", num_parts=num_parts,
                    shard_id=shard, replica_id=replica, shards=self.shards, parallel=self.parallel,
                    upstream=a.get("upstream") or [])
-        single = not self.needs_head and self.parallel == 1
+        single = not self.needs_head and self.parallel == 1 and replica == 0
         if single:
             pea["port_in"] = a.get("port_in") or 0
         return pea
@@ -144,21 +151,93 @@ class Pod:
 
     @property
     def in_addresses(self) -> list[str]:
-        """Where upstream PUSH sockets connect (one address, or one per replica)."""
+        """Where upstream senders connect (one address, or one per replica)."""
         if self.head is not None:
             return [self._addr(self.head)]
         return [self._addr(p) for p in self.peas[0]]
 
-    def connect(self, targets: list[list[str]], timeout: float = 10.0) -> None:
+    def set_name(self, shard: int) -> str:
+        """The name of one shard's replica set (the Pod's own name when it has one shard)."""
+        return self.name if self.shards == 1 else f"{self.name}/shard-{shard}"
+
+    def _set_target(self, shard: int) -> dict:
+        return {"set": self.set_name(shard),
+                "replicas": {str(p.args["replica_id"]): self._addr(p) for p in self.peas[shard]}}
+
+    @property
+    def in_target(self) -> list[str] | dict:
+        """What an upstream sender is pointed at: the head's address, or the Pod's replica set."""
+        if self.head is not None:
+            return [self._addr(self.head)]
+        return self._set_target(0)
+
+    def members(self) -> dict[str, dict]:
+        """The replica sets of this Pod and the replicas requests may be planned onto (not draining)."""
+        return {self.set_name(s): {"pod": self.name, "replicas": [str(p.args["replica_id"]) for p in row
+                                                                 if p.label not in self.draining]}
+                for s, row in enumerate(self.peas)}
+
+    def connect(self, targets: list, timeout: float = 10.0) -> None:
         """Wire this Pod's outputs to its downstream targets (and its head to its shards)."""
         if self._ctx is None:
             self._ctx = make_context(self.args.get("curve"))
-        if self.head is not None:
-            shard_targets = [[self._addr(p) for p in row] for row in self.peas]
-            self._ctrl(self.head, {"cmd": "connect", "targets": shard_targets}, timeout)
+        self.out_targets = targets
+        self.connect_head(timeout)
         for row in self.peas:
             for p in row:
                 self._ctrl(p, {"cmd": "connect", "targets": targets}, timeout)
+
+    def connect_head(self, timeout: float = 10.0) -> None:
+        if self.head is not None:
+            shard_targets = [self._set_target(s) for s in range(self.shards)]
+            self._ctrl(self.head, {"cmd": "connect", "targets": shard_targets}, timeout)
+
+    # ---- live changes: replicas come and go while requests flow ----
+    def replicas(self, shard: int = 0) -> list[ChildProcess]:
+        return list(self.peas[shard])
+
+    def add_replica(self, shard: int, deadline: float, timeout: float = 10.0,
+                    spawn: Callable[[ChildProcess], None] | None = None) -> ChildProcess:
+        """Start one more replica of a shard with the Pod's current arguments, wait until it is ready
+        and wire its output. Upstream senders and the Gateway learn of it from the caller.
+
+        ``spawn(process)`` starts the process; give one that runs in a thread living as long as the
+        Pod (the kernel's parent-death signal follows the thread that started a child, not the process)."""
+        rid = self._next_replica
+        self._next_replica += 1
+        pa = self._pea_args(shard if self.shards > 1 else None, rid, 1 if self.needs_head else self.num_parts)
+        pa.pop("port_in", None)
+        p = ChildProcess("pea", pa, label=pa["name"], env=self.args.get("env") or None,
+                         cwd=self.args.get("base_dir"), die_with_parent=self.die_with_parent,
+                         log_json=bool(self.args.get("log_json")), fork=self.fork)
+        (spawn or ChildProcess.start)(p)
+        try:
+            p.wait_ready(deadline)
+            if self._ctx is None:
+                self._ctx = make_context(self.args.get("curve"))
+            if self.out_targets is not None:
+                self._ctrl(p, {"cmd": "connect", "targets": self.out_targets}, timeout)
+        except BaseException:
+            stop_all([p], timeout=5)
+            raise
+        self.peas[shard].append(p)
+        self.parallel = max(len(row) for row in self.peas)
+        return p
+
+    def remove_replica(self, p: ChildProcess, timeout: float = 10.0) -> None:
+        """Stop one replica (its upstream senders and the Gateway were told first) and forget it."""
+        for row in self.peas:
+            if p in row:
+                row.remove(p)
+        self.draining.discard(p.label)
+        stop_all([p], timeout)
+        self.parallel = max(1, max(len(row) for row in self.peas))
+
+    def shard_of_pea(self, p: ChildProcess) -> int | None:
+        for s, row in enumerate(self.peas):
+            if p in row:
+                return s
+        return None
 
     def _ctrl(self, p: ChildProcess, cmd: dict, timeout: float) -> dict:
         reply = ctrl_request(self._ctx, self._addr(p, "port_ctrl"), cmd, timeout)
@@ -178,7 +257,8 @@ class Pod:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "parallel": self.parallel, "shards": self.shards,
-                "in_addresses": self.in_addresses, "pids": [p.pid for p in self.processes]}
+                "in_addresses": self.in_addresses, "pids": [p.pid for p in self.processes],
+                "replicas": [[p.label for p in row] for row in self.peas]}
 
 
 def start_pods(pods: list[Pod], timeout: float) -> None:

@@ -1,0 +1,206 @@
+"""Changing a running local Flow under load: scale, rolling update, restarts, retries (issue 15).
+
+Twenty clients search without a pause while the Flow changes; every answer is checked against a
+brute-force search, and not one request may fail.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from jinad_fab import Document, DocumentArray, Flow
+from jinad_fab.errors import ChangeInProgress, PodDied
+from tests.integration.live._live_execs import embed
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+EXECS = os.path.join(os.path.dirname(__file__), "_live_execs.py")
+CORPUS = [f"doc-{i}" for i in range(300)]
+TOP_K = 5
+
+
+def brute_top_k(text: str) -> list[str]:
+    X = np.stack([embed(t) for t in CORPUS]).astype(np.float64)
+    q = embed(text).astype(np.float64)
+    d = ((X - q) ** 2).sum(-1)
+    return [CORPUS[i] for i in np.argsort(d, kind="stable")[:TOP_K]]
+
+
+class Load:
+    """`clients` threads, each with its own Client, sending /search continuously and checking answers."""
+
+    def __init__(self, flow: Flow, clients: int = 20):
+        self.flow = flow
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.wrong: list[str] = []
+        self.answers: list[tuple[float, float, set[str]]] = []  # (sent, answered, versions in the request)
+        self.lock = threading.Lock()
+        self.expected = {t: brute_top_k(t) for t in CORPUS[:60]}
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _run(self, i: int) -> None:
+        queries = list(self.expected)
+        c = self.flow.client()
+        n = 0
+        try:
+            while not self.stop.is_set():
+                batch = [queries[(i * 7 + n * 3 + k) % len(queries)] for k in range(3)]
+                n += 1
+                sent = time.monotonic()
+                try:
+                    res = c.post("/search", [Document(id=f"q{i}-{n}-{k}", text=t) for k, t in enumerate(batch)],
+                                 parameters={"top_k": TOP_K})
+                except BaseException as exc:  # every failure counts: the test wants none
+                    with self.lock:
+                        self.errors.append(exc)
+                    continue
+                versions = {d.tags.get("version") for d in res}
+                with self.lock:
+                    self.answers.append((sent, time.monotonic(), versions))
+                    for text, d in zip(batch, res):
+                        got = [m.id for m in d.matches]
+                        if got != self.expected[text]:
+                            self.wrong.append(f"{text}: {got} != {self.expected[text]}")
+        finally:
+            c.close()
+
+    def wait_answers(self, more: int, timeout: float = 60) -> None:
+        start = len(self.answers)
+        deadline = time.monotonic() + timeout
+        while len(self.answers) < start + more and time.monotonic() < deadline and not self.errors:
+            time.sleep(0.05)
+        assert len(self.answers) >= start + more, "the clients stopped getting answers"
+
+
+def indexed_flow(tmp_path, **enc) -> Flow:
+    f = (Flow(workspace=str(tmp_path), timeout=60)
+         .add(name="enc", uses="VersionedEncoder", py_modules=[EXECS], parallel=3,
+              uses_with={"version": "v1", "delay": 0.002}, **enc)
+         .add(name="idx", uses="_index", shards=2))
+    return f
+
+
+def pids_of(f: Flow, pod: str) -> list[int]:
+    return [p.pid for row in f._running[pod].peas for p in row]
+
+
+def test_scale_and_rolling_update_under_twenty_clients_lose_nothing(tmp_path):
+    events = []
+    with indexed_flow(tmp_path) as f:
+        f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
+        with Load(f) as load:
+            load.wait_answers(40)
+            for n in (5, 1, 3):
+                result = f.scale("enc", n, progress=events.append)
+                assert result["replicas"] == n
+                assert len(pids_of(f, "enc")) == n and f.live_status()["pods"]["enc"]["replicas"] == n
+                load.wait_answers(40)
+            old = set(pids_of(f, "enc"))
+            f.rolling_update("enc", uses_with={"version": "v2", "delay": 0.002}, progress=events.append)
+            updated_at = time.monotonic()
+            assert not set(pids_of(f, "enc")) & old and len(pids_of(f, "enc")) == 3
+            load.wait_answers(60)
+        assert load.errors == []
+        assert load.wrong == []
+        assert all(len(v) == 1 for _, _, v in load.answers), "a request met two versions"
+        after = [v for sent, _, v in load.answers if sent > updated_at]
+        assert after and all(v == {"v2"} for v in after)
+        assert {v for _, _, vs in load.answers for v in vs} == {"v1", "v2"}
+    steps = [(e["step"]) for e in events]
+    # 3->5: two started; 5->1: four drained and stopped; 1->3: two started; update: 3 x (started, drained, stopped)
+    assert steps.count("started") == 2 + 2 + 3 and steps.count("stopped") == 4 + 3
+
+
+def test_a_killed_replica_is_restarted_and_its_searches_retried(tmp_path):
+    with indexed_flow(tmp_path, restart="on-failure") as f:
+        f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
+        with Load(f) as load:
+            load.wait_answers(40)
+            victim = pids_of(f, "enc")[1]
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while f.live_status()["pods"]["enc"]["restarts"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert f.live_status()["pods"]["enc"] == {"replicas": 3, "restarts": 1}
+            assert victim not in pids_of(f, "enc")
+            load.wait_answers(60)
+        assert load.errors == [] and load.wrong == []
+        assert f.failure is None
+
+
+def test_a_dead_replicas_idempotent_requests_are_retried_and_the_others_fail_naming_the_pod(tmp_path):
+    f = Flow(timeout=60).add(name="held", uses="Held", py_modules=[EXECS], restart="on-failure")
+    with f:
+        c1, c2 = f.client(), f.client()
+        out: dict = {}
+
+        def call(client, endpoint, key):
+            try:
+                out[key] = client.post(endpoint, Document(id=key), parameters={"hold": 1.5})
+            except BaseException as exc:
+                out[key] = exc
+
+        first = f.post("/pid", Document(id="p"))[0].tags["pid"]
+        threads = [threading.Thread(target=call, args=(c1, "/lookup", "lookup")),
+                   threading.Thread(target=call, args=(c2, "/charge", "charge"))]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # both held by the one replica: it runs one request at a time
+        os.kill(int(first), signal.SIGKILL)
+        for t in threads:
+            t.join(60)
+        c1.close()
+        c2.close()
+        assert isinstance(out["charge"], PodDied) and out["charge"].pod == "held"
+        assert isinstance(out["lookup"], DocumentArray)
+        assert out["lookup"][0].tags["looked_up_by"] != first  # answered by the restarted replica
+        assert f.post("/pid", Document(id="p2"))[0].tags["pid"] != first
+        assert f.live_status()["pods"]["held"]["restarts"] == 1 and f.failure is None
+
+
+def test_without_a_restart_policy_a_pod_with_no_replica_left_fails_the_flow(tmp_path):
+    with Flow().add(name="held", uses="Held", py_modules=[EXECS]) as f:
+        pid = int(f.post("/pid", Document(id="p"))[0].tags["pid"])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while f.failure is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert f.failure is not None and f.failure["pod"] == "held"
+        with pytest.raises(PodDied) as info:
+            f.post("/pid", Document(id="p2"))
+        assert info.value.pod == "held"
+
+
+def test_a_second_change_while_one_runs_is_refused(tmp_path):
+    with Flow().add(name="enc", uses="VersionedEncoder", py_modules=[EXECS]) as f:
+        started = threading.Event()
+        done: list = []
+
+        def progress(event):
+            started.set()
+            time.sleep(0.5)
+
+        t = threading.Thread(target=lambda: done.append(f.scale("enc", 2, progress=progress)))
+        t.start()
+        assert started.wait(60)
+        with pytest.raises(ChangeInProgress) as info:
+            f.scale("enc", 3)
+        assert "scale Pod 'enc'" in str(info.value) and info.value.http_status == 409
+        t.join(60)
+        assert done and done[0]["replicas"] == 2
+        assert f.search(Document(text="x"))[0].tags["version"] == "v1"
