@@ -204,3 +204,22 @@ def test_a_second_change_while_one_runs_is_refused(tmp_path):
         t.join(60)
         assert done and done[0]["replicas"] == 2
         assert f.search(Document(text="x"))[0].tags["version"] == "v1"
+
+
+def test_dump_then_rolling_update_of_the_index_from_it_under_twenty_clients(tmp_path):
+    dump = tmp_path / "dump"
+    events = []
+    with indexed_flow(tmp_path / "ws") as f:
+        f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
+        with Load(f) as load:
+            load.wait_answers(40)
+            result = f.dump("idx", str(dump))
+            assert result["path"] == str(dump)
+            assert sorted(os.listdir(dump)) == ["0", "1"]  # one part per shard
+            old = set(pids_of(f, "idx"))
+            f.rolling_update("idx", dump_path=str(dump), progress=events.append)
+            assert not set(pids_of(f, "idx")) & old and len(pids_of(f, "idx")) == 2
+            assert f._running["idx"].args["dump_path"] == str(dump)
+            load.wait_answers(60)
+        assert load.errors == [] and load.wrong == []
+    assert [e["step"] for e in events].count("started") == 2
