@@ -266,9 +266,11 @@ class IndexExecutor(Executor):
         self.shards = int(self.runtime_args.get("shards") or 1)
         self._lock = storage.ShardLock(os.path.join(self._home, "index.lock"))
         try:
+            copy = self._copy_dump(dump_path) if dump_path is not None else None
             with self._lock.exclusive():  # one replica at a time creates, migrates or replaces the store
-                if dump_path is not None:
-                    self._install_dump(dump_path)
+                if copy is not None and storage.install_dump(self._home, *copy):
+                    self.logger.info("loaded the dump of shard %d from %s (%s Documents)", self.shard_id,
+                                     dump_path, copy[1].get("count"))
                 self._open_store()
         except BaseException:
             self._close_store()
@@ -920,12 +922,11 @@ class IndexExecutor(Executor):
         self._n = count
         self._cache.clear()
 
-    def _install_dump(self, dump_path: str) -> None:
+    def _copy_dump(self, dump_path: str) -> tuple[str, dict] | None:
         path = os.path.abspath(resolve_path(dump_path, None, "dump_path"))
         src, manifest = storage.read_manifest(path, self.shard_id, self.shards)
-        if storage.install_dump(self._home, src, manifest):
-            self.logger.info("loaded the dump of shard %d from %s (%s Documents)", self.shard_id, src,
-                             manifest.get("count"))
+        new = storage.copy_dump(self._home, src, manifest)
+        return None if new is None else (new, manifest)
 
     def _open_files(self, dim: int, fresh: bool) -> None:
         for f in (self._vec, self._norm):

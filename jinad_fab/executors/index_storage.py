@@ -246,25 +246,22 @@ def store_dump_id(path: str) -> str | None:
     """The dump a store was loaded from (None: not from a dump, or no store yet)."""
     if not os.path.isfile(path):
         return None
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
+    db = sqlite3.connect(path)  # read-write: a read-only connection may fail on a store in WAL mode
     try:
         row = db.execute("SELECT value FROM meta WHERE key = 'dump_id'").fetchone()
-    except sqlite3.Error:
+    except sqlite3.OperationalError:  # no meta table: not a store of this version
         return None
     finally:
         db.close()
     return row[0] if row else None
 
 
-def install_dump(home: str, src: str, manifest: dict[str, Any]) -> bool:
-    """Make the dump in ``src`` the shard's store, unless the store already is that dump (perhaps with
-    writes since: a replica restarted with the same ``dump_path`` keeps them). The caller holds the
-    shard's lock exclusively. True when the store was replaced."""
+def copy_dump(home: str, src: str, manifest: dict[str, Any]) -> str | None:
+    """Copy the dump in ``src`` into a new store directory of ``home`` (no lock needed: nothing points
+    at it yet), unless the shard's store already is that dump (perhaps with writes since: a replica
+    restarted with the same ``dump_path`` keeps them). Returns the directory, or None."""
     if store_dump_id(os.path.join(store_dir(home), "index.sqlite")) == manifest["id"]:
-        return False
+        return None
     new = tempfile.mkdtemp(prefix="gen-", dir=home)
     try:
         for name in STORE_FILES:
@@ -274,6 +271,20 @@ def install_dump(home: str, src: str, manifest: dict[str, Any]) -> bool:
         if store_dump_id(os.path.join(new, "index.sqlite")) != manifest["id"]:
             raise BadConfig(f"_index: {src!r}: its index.sqlite does not belong to its manifest.json")
         _fsync_dir(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    return new
+
+
+def install_dump(home: str, new: str, manifest: dict[str, Any]) -> bool:
+    """Point the shard at a copy made by :func:`copy_dump`, unless another replica installed the same
+    dump meanwhile. The caller holds the shard's lock exclusively (only for this short step, so
+    searches on the replicas still running wait for a rename, not for a copy). True when switched."""
+    if store_dump_id(os.path.join(store_dir(home), "index.sqlite")) == manifest["id"]:
+        shutil.rmtree(new, ignore_errors=True)
+        return False
+    try:
         switch_store(home, new)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)

@@ -188,6 +188,8 @@ def test_loading_a_dump_reaches_the_replicas_already_running(replicas, tmp_path)
         assert top(ex, X[:3], k=1) == [[("dumped-0", 0.0)], [("dumped-1", 0.0)], [("dumped-2", 0.0)]]
     old.index(docs=docs_of(X[:1], prefix="after-"))  # the old replica now writes into the loaded store
     assert "after-0" in rolled
+    third = replicas(dump_path=str(tmp_path / "dump"))  # the same dump again, while others have it open
+    assert "after-0" in third and len(old) == 401
     home = os.path.join(str(tmp_path), "idx")
     assert not os.path.exists(os.path.join(home, "index.sqlite"))  # the replaced store is gone
     assert [n for n in os.listdir(home) if n.startswith("gen-")] == [os.path.basename(rolled._dir)]
