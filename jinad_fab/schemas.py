@@ -119,6 +119,26 @@ class GatewayAddress(BaseModel):
     native_port: int | None = None
 
 
+_Z85Key = Annotated[str, StringConstraints(min_length=40, max_length=40)]
+
+
+class CurveKeysCreate(BaseModel):
+    """A Pod's CURVE keys, made by whoever starts its Flow (Z85 text, see ``jinad_fab.runtime.curve``).
+
+    The daemon hands them to the Pod's processes sealed (:mod:`jinad_fab.launch.handoff`); they never
+    reach its database, a log or argv, and no response carries them."""
+
+    server_public: _Z85Key
+    server_secret: SecretStr = Field(min_length=40, max_length=40)
+    public: _Z85Key
+    secret: SecretStr = Field(min_length=40, max_length=40)
+    allowed: list[_Z85Key] = Field(max_length=1024, description="client public keys the Pod's sockets admit")
+
+    def plain(self) -> dict[str, Any]:
+        return {"server_public": self.server_public, "server_secret": self.server_secret.get_secret_value(),
+                "public": self.public, "secret": self.secret.get_secret_value(), "allowed": list(self.allowed)}
+
+
 class PeaCreate(PeaOptions):
     """JSON args of a Pea: its options (:class:`~jinad_fab.spec.PeaOptions`) plus how it is wired.
 
@@ -131,6 +151,8 @@ class PeaCreate(PeaOptions):
     num_parts: int = Field(1, ge=1, le=1024, description="messages per request to join (upstream Pods/shards)")
     upstream: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=256, description="the Pods this one needs, in order (joins follow it)")
+    curve: CurveKeysCreate | None = Field(
+        None, description="CURVE keys of the Flow for this object's sockets (issue 14); never stored")
 
 
 class PodCreate(PodOptions, PeaCreate):

@@ -362,8 +362,10 @@ class Manager:
         return out
 
     async def start_pod(self, kind: str, wid: str, body: PodCreate | PeaCreate) -> Record:
+        """Start a Pod or Pea from its JSON args. Its CURVE keys, if the body carries them, reach it
+        sealed like a Flow's tokens: never in its argv, the database or a log."""
         ws = self._active_workspace(wid)
-        args = body.model_dump()
+        args = body.model_dump(exclude={"curve"})
         if isinstance(args.get("uses"), str) and args["uses"].endswith((".yml", ".yaml")):
             rel = wsfiles.safe_relpath(args["uses"])
             path = wsfiles.confined(self.context(ws).root, rel)
@@ -378,9 +380,18 @@ class Manager:
         ports = {key: args.pop(key, None) for key in POD_PORTS}
         args.pop("host", None)
         args.pop("workspace", None)  # each runtime says where the workspace is, as the object sees it
-        spec = LaunchSpec(object_id=oid, kind=kind, status_file=self.status_path(oid), args=args,
-                          host=self.settings.bind_host_for_objects, ports=ports, gpus=body.gpus)
-        return await self._start(ws, spec, {"args": body.model_dump()})
+        status_file = self.status_path(oid)
+        env: dict[str, str] = {}
+        sealed = handoff.sealed_path(status_file)
+        if body.curve is not None:
+            env[handoff.KEY_ENV], blob = handoff.seal({"curve": json.dumps(body.curve.plain())})
+            handoff.write_sealed(sealed, blob)
+        spec = LaunchSpec(object_id=oid, kind=kind, status_file=status_file, args=args,
+                          host=self.settings.bind_host_for_objects, ports=ports, gpus=body.gpus, env=env)
+        try:
+            return await self._start(ws, spec, {"args": body.model_dump(exclude={"curve"})})
+        finally:
+            sealed.unlink(missing_ok=True)  # read by the object at once; gone whatever happened
 
     async def _start(self, ws: Record, spec: LaunchSpec, data: dict[str, Any]) -> Record:
         rt = self.runtime_for(ws)

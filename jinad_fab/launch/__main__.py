@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from ..runtime import entry
+from . import handoff
 
 KINDS = (*entry.KINDS, "flow", "zygote", "static", "probe")
 
@@ -49,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     args = entry.parse_args_json(ns)
     if args is None:
         return 2
+    if ns.kind in entry.KINDS:
+        try:  # a Pod's CURVE keys, sealed by jinad; taken before anything is forked
+            sealed = handoff.take(ns.status_file, os.environ)
+            if "curve" in sealed:
+                args["curve"] = json.loads(sealed["curve"])
+        except (OSError, ValueError) as exc:
+            entry.make_reporter(ns.status_fd, ns.status_file)(
+                {"state": "failed", "error": f"the keys jinad handed over could not be read: {type(exc).__name__}"})
+            return 1
     entry.setup_logging(args.get("name") or ns.role or ns.kind, ns.log_json,
                         ns.log_level or os.environ.get("JINAD_FAB_LOG_LEVEL"))
     report = entry.make_reporter(ns.status_fd, ns.status_file)

@@ -11,8 +11,8 @@ failed (with the reason): on ``--status-fd`` (a pipe from the starter) or ``--st
 
 Arguments that are secrets (:data:`SECRET_ARGS`: a Flow's CURVE keys) never travel in the command
 line, which any user of the machine can read in ``/proc/<pid>/cmdline``: the starter writes them as
-one JSON object to a pipe (``--secrets-fd``) or to a private file the process deletes once read
-(``--secrets-file``), and they are merged into the arguments here.
+one JSON object to a pipe (``--secrets-fd``), and they are merged into the arguments here. (``jinad``
+hands them over sealed instead, see :mod:`jinad_fab.launch.handoff`.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Callable
 Report = Callable[[dict], None]
 KINDS = ("pea", "gateway", "pod")
 SECRET_ARGS = frozenset({"curve"})
-"""Arguments handed over with ``--secrets-fd``/``--secrets-file``, never in ``--args-json``."""
+"""Arguments handed over with ``--secrets-fd``, never in ``--args-json``."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -82,7 +82,6 @@ def parser(prog: str, kinds: tuple[str, ...] = KINDS) -> argparse.ArgumentParser
     p.add_argument("kind", choices=list(kinds))
     p.add_argument("--args-json", default="{}", help="the Pea/Pod/Gateway arguments as JSON")
     p.add_argument("--secrets-fd", type=int, default=None, help="a pipe to read secret arguments from (JSON)")
-    p.add_argument("--secrets-file", default=None, help="a private file of secret arguments (JSON), deleted once read")
     p.add_argument("--status-fd", type=int, default=None)
     p.add_argument("--status-file", default=None)
     p.add_argument("--die-with-parent", action="store_true", help="exit when the starting process dies")
@@ -110,7 +109,7 @@ def parse_args_json(ns: argparse.Namespace) -> dict | None:
         print("--args-json must be a JSON object", file=sys.stderr)
         return None
     try:
-        secrets = read_secrets(ns.secrets_fd, ns.secrets_file)
+        secrets = read_secrets(ns.secrets_fd)
     except (OSError, ValueError) as exc:
         print(f"cannot read the secret arguments: {type(exc).__name__}", file=sys.stderr)  # never their text
         return None
@@ -136,17 +135,11 @@ def secrets_pipe(secrets: dict) -> int:
     return r
 
 
-def read_secrets(fd: int | None, path: str | None) -> dict:
-    raw = b""
-    if fd is not None:
-        with os.fdopen(fd, "rb") as fh:
-            raw = fh.read()
-    elif path:
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        finally:
-            os.unlink(path)
+def read_secrets(fd: int | None) -> dict:
+    if fd is None:
+        return {}
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read()
     if not raw:
         return {}
     data = json.loads(raw)

@@ -188,3 +188,14 @@ def test_a_client_key_of_the_flow_is_admitted_and_any_other_refused():
         sock.close(linger=0)
         for ctx in (server, member, outsider):
             ctx.destroy(linger=0)
+
+
+def test_curve_is_on_by_default_only_when_a_pod_runs_on_another_host():
+    # `advertise` is the address peers on other hosts connect back to: None when every Pod runs here
+    f = Flow().add(name="a")
+    assert f._curve_keys(["a"], advertise=None) is None
+    keys = f._curve_keys(["a"], advertise="10.1.2.3")
+    assert set(keys) == {"a", "gateway", "/flow"}
+    assert len({k.public for k in keys.values()}) == 3 and len({k.server_public for k in keys.values()}) == 1
+    assert Flow(secure=False).add(name="a")._curve_keys(["a"], advertise="10.1.2.3") is None
+    assert Flow(secure=True).add(name="a")._curve_keys(["a"], advertise=None) is not None
