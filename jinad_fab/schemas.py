@@ -215,5 +215,58 @@ class PeaList(BaseModel):
     items: list[PeaPublic]
 
 
+# ---- deployments (fleet Flows kept by a daemon) -------------------------------------------------
+
+DeploymentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class DeploymentWrite(BaseModel):
+    """What a controller records after `flow up`: the spec it applied and where everything runs.
+
+    Never a secret: the spec is the concrete Flow YAML (tokens are never written to YAML)."""
+
+    spec: str = Field(max_length=1_000_000, description="the concrete Flow YAML (every Pod's host filled in)")
+    spec_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")]
+    placement: list[dict[str, Any]] = Field(default_factory=list, max_length=1024)
+    gateway_host: str | None = Field(None, description="the inventory host running the Gateway")
+    daemons: dict[str, str] = Field(default_factory=dict, description="inventory host -> daemon address")
+    flow_id: FlowId | None = None
+    workspace_id: WorkspaceId | None = None
+    filename: str = "flow.yml"
+    note: str = Field("", max_length=2000)
+
+
+class Release(BaseModel):
+    release: int
+    spec_hash: str
+    spec: str
+    placement: list[dict[str, Any]] = Field(default_factory=list)
+    workspace_id: str | None = None
+    filename: str = "flow.yml"
+    created: float
+    note: str = ""
+
+
+class DeploymentPublic(BaseModel):
+    name: str
+    release: int = Field(description="the release running now (1, 2, ...)")
+    spec_hash: str
+    spec: str
+    placement: list[dict[str, Any]] = Field(default_factory=list)
+    gateway_host: str | None = None
+    daemons: dict[str, str] = Field(default_factory=dict)
+    flow_id: str | None = None
+    workspace_id: str | None = None
+    filename: str = "flow.yml"
+    created: float
+    updated: float
+    flow: FlowPublic | None = Field(None, description="the Flow as this daemon sees it now")
+    releases: list[Release] = Field(default_factory=list, description="the kept releases, oldest first")
+
+
+class DeploymentList(BaseModel):
+    items: list[DeploymentPublic]
+
+
 class ErrorBody(BaseModel):
     detail: Any

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import DaemonError, JinadFabError
 from . import gc
-from .api.routes import flows, health, logs, pods, workspaces
+from .api.routes import deployments, flows, health, logs, pods, workspaces
 from .auth import Guard, HostPolicy
 from .manager import Manager
 from .runtimes.base import Runtime
@@ -242,6 +242,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(workspaces.router)
     app.include_router(flows.router)
+    app.include_router(deployments.router)
     app.include_router(pods.pods)
     app.include_router(pods.peas)
     app.include_router(logs.router)

@@ -82,7 +82,7 @@ class Store:
 
     def _durability(self, kind: str) -> None:
         """Set the next commit's fsync policy for a row of ``kind`` (caller holds the lock)."""
-        wanted = "FULL" if kind == "workspace" else "NORMAL"
+        wanted = "FULL" if kind in ("workspace", "deployment") else "NORMAL"
         if wanted != self._sync:
             self._db.execute(f"PRAGMA synchronous={wanted}")
             self._sync = wanted

@@ -14,6 +14,10 @@ their head and tail. A Pod with ``gpus: N`` needs N GPUs per Pea, taken from the
 ``jinad_gpus``; hosts without enough free GPUs are skipped, and the Pod gets
 ``CUDA_VISIBLE_DEVICES`` naming the devices it was given.
 
+The Gateway is placed last, like a Pod of one Pea: ``gateway: {hosts: cpu}`` (or ``host:``) at
+the top of the Flow YAML, or ``flow up --gateway-host``; with neither it goes to the least
+loaded host of the inventory. Its daemon runs the Flow and keeps the deployment's record.
+
 The concrete Flow YAML then says ``host: <address>:<jinad_port>`` for each placed Pod, the
 form ``Flow.add(host=...)`` takes for remote Pods, with the placement-only keys removed.
 """
@@ -63,6 +67,8 @@ class Assignment:
 @dataclasses.dataclass(frozen=True)
 class Placement:
     assignments: tuple[Assignment, ...]
+    gateway: Assignment | None = None
+    """Where the Gateway runs (`flow up`): placed like a Pod of one Pea, after the Pods."""
 
     def __iter__(self):
         return iter(self.assignments)
@@ -131,8 +137,10 @@ def _target(host: Host) -> str:
     return address.url if address.scheme == "https" else address.netloc
 
 
-def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory) -> Placement:
-    """Decide a host for every Pod (see the module docstring for the rules)."""
+def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory,
+          gateway: Mapping[str, Any] | None = None) -> Placement:
+    """Decide a host for every Pod (see the module docstring for the rules), then for the Gateway
+    when ``gateway`` says where it may run (``{"hosts": "cpu"}`` or ``{"host": "cpu-1"}``)."""
     load: dict[str, int] = {name: 0 for name in inventory.hosts}
     gpus_used: dict[str, int] = {name: 0 for name in inventory.hosts}
     order = {name: i for i, name in enumerate(inventory.hosts)}
@@ -181,12 +189,21 @@ def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory) -> Placement:
             out.append(take(pod, best, peas, need, pattern))
         else:
             out.append(Assignment(pod=name, host=None, target=None, peas=peas))
-    return Placement(tuple(out))
+    gw = None
+    if gateway is not None:
+        spec = {"name": "gateway", **{k: v for k, v in gateway.items() if k in ("host", "hosts")}}
+        if not (spec.get("host") or spec.get("hosts")):
+            spec["hosts"] = "all"
+        if spec.get("host") and str(spec["host"]) not in inventory.hosts:
+            raise PlacementError("gateway", f"{spec['host']!r} is not a host of the inventory")
+        inner = place([*pods, spec], inventory)  # the Pods' load counts
+        gw = inner["gateway"]
+    return Placement(tuple(out), gw)
 
 
 def apply(flow: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
     """The concrete Flow mapping: placed Pods get ``host: address:port``, ``hosts:`` is dropped."""
-    concrete = {k: v for k, v in flow.items() if k not in ("pods", "executors")}
+    concrete = {k: v for k, v in flow.items() if k not in ("pods", "executors", "gateway")}
     pods = []
     for spec in pod_specs(flow):
         spec = {k: v for k, v in spec.items() if k != "hosts"}

@@ -79,8 +79,12 @@ def inventory_context(inventory: Inventory) -> dict[str, Any]:
 
 
 def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
-                inventory_name: str | None = None) -> RenderedFlow:
-    """Concrete Flow YAML for ``inventory``: placement applied, ``!Flow`` kept, ready for `flow up`."""
+                inventory_name: str | None = None, gateway: str | None = None,
+                place_gateway: bool = False) -> RenderedFlow:
+    """Concrete Flow YAML for ``inventory``: placement applied, ``!Flow`` kept, ready for `flow up`.
+
+    With ``place_gateway`` (or a ``gateway:`` key in the Flow, or ``gateway``: a host name or
+    pattern) the Gateway is placed too (``placement.gateway``)."""
     if "{{" in source or "{%" in source:
         source = render_string(source, inventory_context(inventory), what=what)
     data = load_yaml(source, what)
@@ -88,12 +92,20 @@ def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
     body = data.value if tagged else data
     if not isinstance(body, Mapping):
         raise BadConfig(f"{what}: expected a mapping (`!Flow` with `pods:`)")
-    placement = place(pod_specs(body), inventory)
+    gw = body.get("gateway")
+    if gw is not None and not isinstance(gw, Mapping):
+        raise BadConfig(f"{what}: `gateway:` must be a mapping such as {{hosts: cpu}}")
+    if gateway:
+        gw = {"host": gateway} if gateway in inventory.hosts else {"hosts": gateway}
+    elif gw is None and place_gateway:
+        gw = {}
+    placement = place(pod_specs(body), inventory, gateway=gw)
     concrete = apply(body, placement)
     flow = Tagged(data.tag, concrete) if tagged else concrete
     text = render_template(FLOW_TEMPLATE, {
         "flow_yaml": dump_yaml(flow),
         "placement": [a.as_dict() for a in placement],
+        "gateway": placement.gateway.as_dict() if placement.gateway else None,
         "inventory": inventory_name or (str(inventory.source) if inventory.source else "(inline)"),
         "version": _version(),
     })

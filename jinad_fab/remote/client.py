@@ -266,6 +266,23 @@ class DaemonClient:
     def delete_flow(self, flow_id: str) -> Any:
         return self._request("DELETE", f"/flows/{flow_id}")
 
+    # ---- deployments (fleet Flows kept by the daemon running their Gateway) ----------------------
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/deployments")["items"]
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/deployments/{name}")
+
+    def put_deployment(self, name: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT /deployments/{name}``: record what was applied; a new spec hash is a new release."""
+        return self._request("PUT", f"/deployments/{name}", json=dict(record))
+
+    def delete_deployment(self, name: str, *, keep_workspaces: bool = False) -> dict[str, Any]:
+        """Stop the deployment's Flow, remove its workspaces and the record."""
+        params = {"keep_workspaces": "true"} if keep_workspaces else None
+        return self._request("DELETE", f"/deployments/{name}", params=params)
+
     # ---- pods / peas ---------------------------------------------------------------------------
 
     def create_pod(self, workspace_id: str, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import httpx
@@ -147,6 +147,8 @@ FLOW = """!Flow
 version: '1'
 with:
   protocol: http
+gateway:
+  hosts: cpu
 pods:
   - name: encode
     uses: HashEncoder
@@ -161,27 +163,61 @@ pods:
     hosts: cpu
 """
 
+TIMINGS: dict[str, float] = {}
 
-def test_flow_up_spreads_a_flow_over_the_fleet_and_down_leaves_nothing(fleet, deployed, tmp_path) -> None:
-    (tmp_path / "encoder.py").write_text(ENCODER)
-    (tmp_path / "flow.yml").write_text(FLOW)
-    proc = subprocess.Popen(
+
+def _flow_up(fleet, tmp_path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-c", "from jinad_fab.cli.main import main; main()", "flow", "up",
-         str(tmp_path / "flow.yml"), "-i", str(fleet.inventory), "--gateway-host", "0.0.0.0", "--json"],
+         str(tmp_path / "flow.yml"), "-i", str(fleet.inventory), "--name", "search", "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")},
     )
+
+
+class Searcher(threading.Thread):
+    """A client sending searches without pause, checking every answer against the known nearest."""
+
+    def __init__(self, base: str):
+        super().__init__(daemon=True)
+        self.base, self.stop, self.ok, self.failed = base, threading.Event(), 0, []
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while not self.stop.is_set():
+                n = i % 30
+                try:
+                    r = c.post(f"{self.base}/search", json={"data": [{"id": "q", "text": f"document number {n}"}],
+                                                            "parameters": {"top_k": 1}})
+                    hit = r.json()["data"][0]["matches"][0]
+                    if r.status_code == 200 and hit["id"] == str(n):
+                        self.ok += 1
+                    else:
+                        self.failed.append(r.text[:300])
+                except Exception as exc:  # counted, never hidden
+                    self.failed.append(repr(exc))
+                i += 1
+
+
+def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tmp_path) -> None:
+    (tmp_path / "encoder.py").write_text(ENCODER)
+    (tmp_path / "flow.yml").write_text(FLOW)
+    t0 = time.monotonic()
+    proc = _flow_up(fleet, tmp_path, "--attach")  # follows the logs after deploying: killed below
+    searcher = None
     try:
         line = proc.stdout.readline()
+        TIMINGS["flow up, cold workspaces (3 hosts)"] = time.monotonic() - t0
         assert line, proc.stderr.read()[-6000:] if proc.poll() is not None else "no output from flow up"
         info = json.loads(line)
+        assert info["changed"] == 1 and info["release"] == 1 and info["keeper"] == "cpu-2"
         assert {(p["pod"], p["host"]) for p in info["placement"]} == {
             ("encode", "cpu-1"), ("_index", "gpu-1"), ("tail", "cpu-2")}
-        base = f"http://127.0.0.1:{info['gateway']['http_port']}"
+        base = f"http://{fleet.host('cpu-2').address}:{info['gateway']['http_port']}"
         docs = [{"id": str(i), "text": f"document number {i}"} for i in range(30)]
         r = httpx.post(f"{base}/index", json={"data": docs}, timeout=120)
         assert r.status_code == 200, r.text
-        assert sorted(d["id"] for d in r.json()["data"]) == sorted(str(i) for i in range(30))
         r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": "document number 7"}],
                                                "parameters": {"top_k": 3}}, timeout=120)
         assert r.status_code == 200, r.text
@@ -189,23 +225,42 @@ def test_flow_up_spreads_a_flow_over_the_fleet_and_down_leaves_nothing(fleet, de
         assert hit["tags"]["encoded_on"] == "cpu-1"  # the encoder really ran on that container
         assert hit["matches"][0]["id"] == "7"
         assert hit["matches"][0]["scores"]["euclidean"] == pytest.approx(0.0, abs=1e-4)
-        code, body, out = run("flow", "ps", "-i", str(fleet.inventory), "--json")
-        assert code == 0, out
-        running = {r["host"]: [p for p in r["value"]["pods"] if p["state"] == "RUNNING"] for r in json.loads(body)}
-        assert (len(running["gpu-1"]), len(running["cpu-1"]), len(running["cpu-2"])) == (1, 1, 1)
+        searcher = Searcher(base)
+        searcher.start()
+        time.sleep(1)
+        proc.kill()  # the controller dies; the Flow lives on the fleet
+        proc.wait(30)
+        time.sleep(3)
+        assert searcher.ok > 0
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(10)
-    with proc.stdout, proc.stderr:
-        assert proc.returncode == 0, proc.stderr.read()[-6000:]
-    code, body, out = run("flow", "down", "-i", str(fleet.inventory), "--json")
+            proc.wait(30)
+        proc.stdout.close()
+        proc.stderr.close()
+    try:
+        # another controller: the same spec changes nothing, restarts nothing
+        t0 = time.monotonic()
+        again = _flow_up(fleet, tmp_path)
+        out, err = again.communicate(timeout=300)
+        TIMINGS["flow up again, nothing changed (fresh controller process)"] = time.monotonic() - t0
+        assert again.returncode == 0, err[-4000:]
+        info2 = json.loads(out.strip().splitlines()[-1])
+        assert info2["changed"] == 0 and info2["flow_id"] == info["flow_id"]
+        code, body, out = run("flow", "ps", "search", "-i", str(fleet.inventory), "--json")
+        assert code == 0, out
+        st = json.loads(body)
+        assert {(p["pod"], p["host"], p["state"]) for p in st["pods"]} == {
+            ("gateway", "cpu-2", "RUNNING"), ("encode", "cpu-1", "RUNNING"), ("_index", "gpu-1", "RUNNING"),
+            ("tail", "cpu-2", "RUNNING")}
+        time.sleep(2)
+    finally:
+        if searcher is not None:
+            searcher.stop.set()
+            searcher.join(60)
+    assert searcher.failed == [] and searcher.ok > 10, (searcher.ok, searcher.failed[:5])
+    code, body, out = run("flow", "down", "search", "-i", str(fleet.inventory), "-y", "--json")
     assert code == 0, out
-    assert all(r["value"]["pods"] == 0 and r["value"]["flows"] == 0 for r in json.loads(body))
     deadline = time.monotonic() + 60
     while True:  # the Peas' processes are gone from every host, not only marked stopped
         left = {h.name: docker("exec", h.container, "pgrep", "-fc", "jinad_fab[.]runtime", check=False)
@@ -214,6 +269,20 @@ def test_flow_up_spreads_a_flow_over_the_fleet_and_down_leaves_nothing(fleet, de
             break
         time.sleep(2)
     assert set(left.values()) == {"0"}, left
+    t0 = time.monotonic()
+    warm = _flow_up(fleet, tmp_path)  # the hosts have built these files before: a warm start
+    out, err = warm.communicate(timeout=300)
+    TIMINGS["flow up, warm (3 hosts)"] = time.monotonic() - t0
+    assert warm.returncode == 0, err[-4000:]
+    assert json.loads(out.strip().splitlines()[-1])["release"] == 1
+    code, body, out = run("flow", "down", "search", "-i", str(fleet.inventory), "-y", "--json")
+    assert code == 0, out
+    t0 = time.monotonic()
+    code, _, _ = run("hosts", "-i", str(fleet.inventory), "--json")
+    TIMINGS["reference: jinad-fab hosts (in-process, 3 hosts)"] = time.monotonic() - t0
+    load = os.getloadavg()
+    print("\n" + "\n".join(f"{k:<62} {v:6.2f}s" for k, v in TIMINGS.items())
+          + f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 def test_a_stopped_host_is_named_and_exits_4(fleet, deployed) -> None:

@@ -41,14 +41,17 @@ command.add_command(render_command("kubernetes"))
 def flow(flow_file, inventory: str, vault_password_file: str | None, as_json: bool) -> None:
     """Place FLOW_FILE's Pods on the inventory's hosts and print the concrete Flow YAML.
 
-    Pods say `hosts: GROUP` (any host of the group) or `host: NAME`; the result names each
-    Pod's daemon as `host: address:port`.
+    Pods say `hosts: GROUP` (any host of the group, or an Ansible pattern such as `gpu[0:1]`,
+    `~gpu-.*`) or `host: NAME`; the result names each Pod's daemon as `host: address:port`, and
+    where `flow up` would run the Gateway (`gateway: {hosts: cpu}` at the top of the Flow).
     """
     inv = load_inventory(inventory, vault_password_file)
     rendered = render_flow(flow_file.read(), inv, what=getattr(flow_file, "name", "Flow YAML"),
-                           inventory_name=inventory)
+                           inventory_name=inventory, place_gateway=True)
     if as_json:
-        print_json({"placement": [a.as_dict() for a in rendered.placement], "yaml": rendered.text})
+        gw = rendered.placement.gateway
+        print_json({"placement": [a.as_dict() for a in rendered.placement], "gateway": gw.as_dict() if gw else None,
+                    "yaml": rendered.text})
     else:
         click.echo(rendered.text, nl=False)
 

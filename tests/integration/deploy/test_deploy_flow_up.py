@@ -1,12 +1,15 @@
-"""`jinad-fab flow up|ps|down` with an inventory of two real daemons on loopback: the `_index`
-Pod lands on the gpu-group host, the encoder on the cpu-group host; index + search answer
-exactly; stopping `flow up` leaves nothing running; `flow down` clears what is left."""
+"""`jinad-fab flow up|ps|tail|down|rollback` with an inventory of real daemons on loopback.
+
+`flow up` runs as its own controller process and returns; the Flow keeps answering exactly
+after it is gone (its Gateway runs on the cpu host's daemon, the `_index` Pod on the gpu host's);
+the deployment's record is found by any later command; a second `flow up` with the same spec
+changes nothing; a changed spec is a new release; `rollback` returns to the first; `flow down
+NAME` asks first and stops only what the deployment started."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -27,21 +30,29 @@ ENCODER = textwrap.dedent("""
     from jinad_fab import Executor, requests
 
     class HashEncoder(Executor):
+        def __init__(self, version="v1", **kwargs):
+            super().__init__(**kwargs)
+            self.version = version
+
         @requests
         def encode(self, docs, parameters):
             for d in docs:
                 rng = np.random.default_rng(zlib.crc32(d.text.encode()))
                 d.embedding = rng.standard_normal(16).astype("float32")
                 d.tags["encoded_on"] = "cpu"
+                d.tags["version"] = self.version
 """)
 
 FLOW = """!Flow
 version: '1'
 with:
   protocol: http
+gateway:
+  hosts: cpu
 pods:
   - name: encode
     uses: HashEncoder
+    uses_with: {{version: {version}}}
     py_modules: [encoder.py]
     hosts: cpu
   - name: index
@@ -50,74 +61,137 @@ pods:
 """
 
 
-def test_flow_up_spreads_pods_and_answers_exactly(tmp_path, jinads) -> None:
-    (gpu_port, gpu_token), (cpu_port, cpu_token) = jinads(), jinads()
+def _cli(*args: str, input: str | None = None):
+    _register()
+    return CliRunner().invoke(cli, list(args), input=input)
+
+
+def _controller(*args: str, cwd) -> dict:
+    """`jinad-fab ...` as a separate process (a controller that exits), its JSON answer."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from jinad_fab.cli.main import main; main()", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _search(base: str, text: str) -> dict:
+    r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": text}], "parameters": {"top_k": 3}},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    (hit,) = r.json()["data"]
+    return hit
+
+
+@pytest.fixture
+def fleet(tmp_path, jinads):
+    (g_port, g_token), (c_port, c_token) = jinads(), jinads()
     inv = tmp_path / "inv" / "hosts.yml"
     inv.parent.mkdir()
     inv.write_text(yaml.safe_dump({"all": {"children": {
-        "gpu": {"hosts": {"g1": {"jinad_address": "127.0.0.1", "jinad_port": gpu_port, "jinad_token": gpu_token,
+        "gpu": {"hosts": {"g1": {"jinad_address": "127.0.0.1", "jinad_port": g_port, "jinad_token": g_token,
                                  "jinad_gpus": 1}}},
-        "cpu": {"hosts": {"c1": {"jinad_address": "127.0.0.1", "jinad_port": cpu_port, "jinad_token": cpu_token}}},
+        "cpu": {"hosts": {"c1": {"jinad_address": "127.0.0.1", "jinad_port": c_port, "jinad_token": c_token}}},
     }}}))
     (tmp_path / "proj").mkdir()
     (tmp_path / "proj" / "encoder.py").write_text(ENCODER)
-    (tmp_path / "proj" / "flow.yml").write_text(FLOW)
-
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from jinad_fab.cli.main import main; main()", "flow", "up",
-         str(tmp_path / "proj" / "flow.yml"), "-i", str(inv), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")},
-    )
+    (tmp_path / "proj" / "flow.yml").write_text(FLOW.format(version="v1"))
+    clients = {"g1": httpx.Client(base_url=f"http://127.0.0.1:{g_port}", timeout=60,
+                                  headers={"Authorization": f"Bearer {g_token}"}),
+               "c1": httpx.Client(base_url=f"http://127.0.0.1:{c_port}", timeout=60,
+                                  headers={"Authorization": f"Bearer {c_token}"})}
     try:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()[-4000:] if proc.poll() is not None else "no output from flow up"
-        info = json.loads(line)
-        assert {(p["pod"], p["host"]) for p in info["placement"]} == {("encode", "c1"), ("index", "g1")}
-        assert gpu_token not in line and cpu_token not in line
-        base = f"http://127.0.0.1:{info['gateway']['http_port']}"
-        docs = [{"id": str(i), "text": f"document number {i}"} for i in range(20)]
-        r = httpx.post(f"{base}/index", json={"data": docs}, timeout=60)
-        assert r.status_code == 200, r.text
-        assert [d["id"] for d in r.json()["data"]] == [str(i) for i in range(20)]
-        r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": "document number 7"}],
-                                               "parameters": {"top_k": 3}}, timeout=60)
-        assert r.status_code == 200, r.text
-        (hit,) = r.json()["data"]
-        assert hit["tags"]["encoded_on"] == "cpu"
-        assert hit["matches"][0]["id"] == "7"
-        assert hit["matches"][0]["scores"]["euclidean"] == pytest.approx(0.0, abs=1e-4)
-
-        _register()
-        ps = CliRunner().invoke(cli, ["flow", "ps", "-i", str(inv), "--json"])
-        assert ps.exit_code == 0, ps.output
-        running = {r["host"]: [p for p in r["value"]["pods"] if p["state"] == "RUNNING"] for r in json.loads(ps.output)}
-        assert len(running["g1"]) == 1 and len(running["c1"]) == 1
-
-        merged = CliRunner().invoke(cli, ["flow", "tail", "-i", str(inv), "-n", "5"])
-        assert merged.exit_code == 0, merged.output
-        prefixes = {line.split(" | ")[0] for line in merged.output.splitlines() if " | " in line}
-        assert {"g1/index", "c1/encode"} <= prefixes, merged.output
+        yield inv, tmp_path / "proj", clients, (g_token, c_token)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    with proc.stdout, proc.stderr:
-        assert proc.returncode == 0, proc.stderr.read()[-4000:]
+        for c in clients.values():
+            c.close()
 
-    deadline = time.monotonic() + 30
-    while True:
-        ps = CliRunner().invoke(cli, ["flow", "ps", "-i", str(inv), "--json"])
-        rows = json.loads(ps.output)
-        live = [p for r in rows for p in r["value"]["pods"] if p["state"] in ("STARTING", "RUNNING")]
-        if not live or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert live == []
-    down = CliRunner().invoke(cli, ["flow", "down", "-i", str(inv), "--json"])
-    assert down.exit_code == 0, down.output
-    assert all(r["value"]["pods"] == 0 and r["value"]["flows"] == 0 for r in json.loads(down.output))
+
+def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -> None:
+    inv, proj, clients, tokens = fleet
+    # something the deployment did not start: `flow down NAME` must leave it alone
+    foreign = clients["g1"].post("/workspaces", files=[("files", ("x.txt", b"x", "text/plain"))])
+    assert foreign.status_code == 201, foreign.text
+
+    t0 = time.monotonic()
+    first = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
+                        cwd=tmp_path)
+    cold = time.monotonic() - t0
+    assert first["changed"] == 1 and first["release"] == 1 and first["action"] == "created"
+    assert first["keeper"] == "c1"
+    assert {(p["pod"], p["host"]) for p in first["placement"]} == {("encode", "c1"), ("index", "g1")}
+    assert not any(t in json.dumps(first) for t in tokens)
+
+    # the controller process is gone; the Flow answers, exactly
+    base = f"http://{first['gateway']['host']}:{first['gateway']['http_port']}"
+    docs = [{"id": str(i), "text": f"document number {i}"} for i in range(20)]
+    r = httpx.post(f"{base}/index", json={"data": docs}, timeout=60)
+    assert r.status_code == 200, r.text
+    hit = _search(base, "document number 7")
+    assert hit["matches"][0]["id"] == "7" and hit["tags"]["version"] == "v1"
+    assert hit["matches"][0]["scores"]["euclidean"] == pytest.approx(0.0, abs=1e-4)
+
+    # any machine with the inventory finds the deployment
+    ps = _cli("flow", "ps", "search", "-i", str(inv), "--json")
+    assert ps.exit_code == 0, ps.output
+    st = json.loads(ps.stdout)
+    assert st["release"] == 1 and st["keeper"] == "c1"
+    assert {(p["pod"], p["host"], p["state"]) for p in st["pods"]} == {
+        ("gateway", "c1", "RUNNING"), ("encode", "c1", "RUNNING"), ("index", "g1", "RUNNING")}
+    merged = _cli("flow", "tail", "search", "-i", str(inv), "-n", "5")
+    assert merged.exit_code == 0, merged.output
+    prefixes = {line.split(" | ")[0] for line in merged.output.splitlines() if " | " in line}
+    assert {"c1/gateway", "g1/index", "c1/encode"} <= prefixes, merged.output
+
+    # the same spec again: nothing changes, nothing restarts
+    t0 = time.monotonic()
+    again = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
+                        cwd=tmp_path)
+    warm_reapply = time.monotonic() - t0
+    assert again["changed"] == 0 and again["release"] == 1 and again["flow_id"] == first["flow_id"]
+    text = _cli("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search")
+    assert text.exit_code == 0 and "changed=0" in text.output, text.output
+    pods_before = {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"}
+
+    # one changed Pod option: a new release that answers with it
+    (proj / "flow.yml").write_text(FLOW.format(version="v2"))
+    second = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
+                         cwd=tmp_path)
+    assert second["changed"] == 1 and second["release"] == 2 and second["flow_id"] != first["flow_id"]
+    base2 = f"http://{second['gateway']['host']}:{second['gateway']['http_port']}"
+    r = httpx.post(f"{base2}/index", json={"data": docs}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert _search(base2, "document number 3")["tags"]["version"] == "v2"
+    # the old release's Flow and its remote Pod are stopped
+    assert clients["c1"].get(f"/flows/{first['flow_id']}").json()["state"] == "STOPPED"
+    running = {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"}
+    assert running and not running & pods_before
+
+    back = _cli("flow", "rollback", "search", "-i", str(inv), "--json")
+    assert back.exit_code == 0, back.output
+    rolled = json.loads(back.stdout)
+    assert rolled["release"] == 3 and "release 1" in rolled["action"]
+    base3 = f"http://{rolled['gateway']['host']}:{rolled['gateway']['http_port']}"
+    httpx.post(f"{base3}/index", json={"data": docs}, timeout=60).raise_for_status()
+    assert _search(base3, "document number 3")["tags"]["version"] == "v1"
+    st = json.loads(_cli("flow", "ps", "search", "-i", str(inv), "--json").stdout)
+    assert [r["release"] for r in st["releases"]] == [1, 2, 3]
+    assert st["spec_hash"] == st["releases"][0]["spec_hash"]
+
+    # down asks first; without a yes nothing stops
+    no = _cli("flow", "down", "search", "-i", str(inv), input="n\n")
+    assert no.exit_code != 0
+    assert clients["c1"].get(f"/flows/{rolled['flow_id']}").json()["state"] == "RUNNING"
+    yes = _cli("flow", "down", "search", "-i", str(inv), "-y", "--json")
+    assert yes.exit_code == 0, yes.output
+    for name, c in clients.items():
+        assert [p for p in c.get("/pods").json()["items"] if p["state"] == "RUNNING"] == [], name
+        assert [f for f in c.get("/flows").json()["items"] if f["state"] == "RUNNING"] == [], name
+    assert [w["id"] for w in clients["c1"].get("/workspaces").json()["items"]] == []
+    assert [w["id"] for w in clients["g1"].get("/workspaces").json()["items"]] == [foreign.json()["id"]]
+    gone = _cli("flow", "ps", "search", "-i", str(inv))
+    assert gone.exit_code != 0 and "no daemon of the inventory keeps a deployment named 'search'" in gone.output
+    print(f"\nflow up (cold workspaces) {cold:.2f}s, re-apply unchanged {warm_reapply:.2f}s "
+          f"(each a fresh controller process)")

@@ -84,3 +84,21 @@ def test_apply_writes_host_and_drops_placement_keys() -> None:
 
 def test_mapping_form_and_executors_key_are_accepted() -> None:
     assert [p["name"] for p in pod_specs({"executors": {"a": {"uses": "X"}, "b": None}})] == ["a", "b"]
+
+
+def test_the_gateway_is_placed_like_a_pod_after_the_pods() -> None:
+    pods = [{"name": "a", "hosts": "cpu", "parallel": 2}, {"name": "b", "hosts": "cpu"}]
+    # the least loaded cpu host once the Pods are placed (c1 has 2 Peas, c2 has 1)
+    assert place(pods, fleet(), gateway={"hosts": "cpu"}).gateway.host == "c3"
+    assert place(pods, fleet(), gateway={"host": "c1"}).gateway.host == "c1"
+    assert place(pods, fleet(), gateway={"hosts": "gpu[1]"}).gateway.host == "g2"  # an Ansible pattern
+    assert place(pods, fleet(), gateway={}).gateway.host == "g1"  # any host: the least loaded, first
+    assert place(pods, fleet()).gateway is None  # not asked: a Flow run by its caller
+    with pytest.raises(PlacementError, match="'gateway'.*not a host"):
+        place(pods, fleet(), gateway={"host": "nowhere"})
+
+
+def test_a_gateway_key_never_reaches_the_concrete_flow() -> None:
+    flow = {"gateway": {"hosts": "cpu"}, "pods": [{"name": "a", "hosts": "cpu"}]}
+    placement = place(pod_specs(flow), fleet(), gateway=flow["gateway"])
+    assert "gateway" not in apply(flow, placement)

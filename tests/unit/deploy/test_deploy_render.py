@@ -119,3 +119,22 @@ def test_every_shipped_asset_is_found_through_importlib_resources() -> None:
         assert (root / "inventories" / "local" / "hosts.yml").is_file()
         with pytest.raises(templating.AssetNotFound):
             playbook_path(root, "../../etc/passwd")
+
+
+def test_render_flow_places_the_gateway_and_names_it_in_the_header() -> None:
+    from jinad_fab.deploy.deployment import spec_hash
+    from jinad_fab.deploy.inventory import Inventory
+    from jinad_fab.deploy.render import render_flow
+
+    inv = Inventory.from_ansible_json({"_meta": {"hostvars": {"c1": {"ansible_host": "10.9.1.1"},
+                                                              "c2": {"ansible_host": "10.9.1.2"}}},
+                                       "cpu": {"hosts": ["c1", "c2"]}})
+    src = "!Flow\nversion: '1'\ngateway: {hosts: cpu}\npods:\n  - name: a\n    hosts: cpu\n"
+    r = render_flow(src, inv, place_gateway=True)
+    assert r.placement.gateway.host == "c2" and "#   gateway -> c2" in r.text
+    assert "gateway:" not in r.text.split("!Flow", 1)[1]
+    assert render_flow(src, inv, gateway="c1").placement.gateway.host == "c1"
+    # one spec, one hash, whatever the inventory is called; a file's content is part of it
+    files = {"flow.yml": src.encode()}
+    assert spec_hash(r, files) == spec_hash(render_flow(src, inv, inventory_name="elsewhere"), files)
+    assert spec_hash(r, files) != spec_hash(r, {"flow.yml": src.encode() + b"\n"})

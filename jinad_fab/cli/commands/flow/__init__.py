@@ -1,5 +1,5 @@
 """`jinad-fab flow`: Flows on one host's jinad (create, ls, logs, delete) and across an inventory
-(up, ps, tail, down). One group, one subpackage: ``host`` and ``fleet`` each add their commands."""
+(up, ps, tail, down, rollback). One group, one subpackage: ``host`` and ``fleet`` each add their commands."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from . import host
 
 @examples(
     "jinad-fab flow create flow.yml --host gpu1:8000   # one host's jinad runs the whole Flow",
-    "jinad-fab flow up flow.yml -i prod                # Pods placed over an inventory, Gateway here",
-    "jinad-fab flow ps -i prod -l gpu --json           # what runs where",
+    "jinad-fab flow up flow.yml -i prod --name search  # deployed over an inventory; returns once it answers",
+    "jinad-fab flow ps search -i prod --json           # what runs where, from any machine",
 )
 @click.group("flow")
 def command() -> None:
-    """Run Flows: on one host's jinad (create, ls, logs, delete) or over an inventory (up, ps, tail, down)."""
+    """Run Flows: on one host's jinad (create, ls, logs, delete) or deployed over an inventory
+    (up, ps, tail, down, rollback)."""
 
 
 for _sub in host.COMMANDS:

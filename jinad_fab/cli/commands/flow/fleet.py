@@ -1,11 +1,13 @@
-"""`jinad-fab flow up|down|ps -i INV`: a Flow spread over an inventory.
+"""`jinad-fab flow up|ps|tail|down|rollback -i INV [NAME]`: Flows deployed over an inventory.
 
-`flow up` places the Flow's Pods on the inventory's hosts (``hosts: GROUP`` / ``host: NAME``,
-the same placement `render flow` prints), then runs the Flow here: the Gateway and unplaced
-Pods are local, every placed Pod is started through its host's jinad (one workspace per host).
-It prints the gateway and serves until Ctrl-C or SIGTERM, then stops everything it started.
-`flow ps` lists what runs on every host, `flow tail` merges their logs (prefixed host/pod), and
-`flow down` stops what is left there.
+`flow up` places the Flow's Pods and its Gateway on the inventory's hosts (``hosts: GROUP`` /
+``host: NAME`` / ``gateway: {hosts: ...}``, the placement `render flow` prints), hands the Flow
+to the Gateway host's jinad (which starts the Pods on the other daemons and keeps the
+deployment's record) and returns once it answers (:mod:`jinad_fab.deploy.deployment`).
+With a deployment NAME, `flow ps` shows its Pods' states (``LOST`` for a host that does not
+answer), `flow tail` merges their logs, `flow down` stops only what it started, and `flow
+rollback` returns to an earlier release; any machine with the inventory can do so. Without a
+NAME, `ps`, `tail` and `down` act on every object of the hosts (``-l`` limits them).
 
 These subcommands join the `flow` group beside ``host.py``'s single-host create/ls/logs/delete.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
+import re
 import threading
 from typing import Any
 
@@ -41,85 +43,78 @@ from .._common import (
     tail_option,
 )
 
-__all__ = ["COMMANDS", "placed_flow"]
+__all__ = ["COMMANDS"]
 
 
-def placed_flow(flow_file: str, inv: Inventory, *, inventory_name: str | None = None,
-                flow_args: dict[str, Any] | None = None):
-    """(Flow, RenderedFlow): the Flow in FLOW_FILE with its Pods placed on ``inv``'s hosts.
+def _default_name(flow_file: str) -> str:
+    stem = os.path.splitext(os.path.basename(flow_file))[0]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "flow"
+    return name[:64]
 
-    Each placed Pod carries its host's token (in memory only: Flow YAML never holds secrets).
-    """
-    from ....flow.yaml import flow_from_dict
 
-    with open(flow_file, encoding="utf-8") as fh:
-        rendered = render_flow(fh.read(), inv, what=flow_file, inventory_name=inventory_name)
-    body = copy.deepcopy(rendered.flow.value if isinstance(rendered.flow, Tagged) else rendered.flow)
-    for spec in body["pods"]:
-        a = rendered.placement[spec["name"]]
-        if a.host:
-            token, ca_file = inv.token_for(inv[a.host]), inv.ca_file_for(inv[a.host])
-            if token:
-                spec["token"] = token
-            if ca_file:
-                spec["ca_file"] = ca_file
-    if flow_args:
-        body["with"] = {**(body.get("with") or {}), **flow_args}
-    base_dir = os.path.dirname(os.path.abspath(flow_file))
-    return flow_from_dict(body, base_dir=base_dir, what=flow_file), rendered
+def _print_placement(out, placement: list[dict[str, Any]], keeper: str) -> None:
+    out.print(table("placement", ("pod", "host", "daemon", "peas", "gpus"),
+                    [("gateway", keeper, "", 1, ""),
+                     *[(a["pod"], a["host"] or f"(with the Gateway on {keeper})", a["target"] or "", a["peas"],
+                        ",".join(map(str, a["gpu_ids"]))) for a in placement]]))
 
 
 @examples(
-    "jinad-fab flow up flow.yml -i prod                  # Pods with `hosts: gpu` land on gpu hosts",
-    "jinad-fab flow up flow.yml -i prod --port-http 8080 --gateway-host 0.0.0.0",
-    "jinad-fab flow up flow.yml -i prod --json           # one JSON line: gateway and placement",
+    "jinad-fab flow up flow.yml -i prod                  # deploy, wait until it answers, return",
+    "jinad-fab flow up flow.yml -i prod --name search --gateway-host cpu   # the Gateway on a cpu host",
+    "jinad-fab flow up flow.yml -i prod --attach         # then follow the merged logs (Ctrl-C detaches)",
+    "jinad-fab flow up flow.yml -i prod --json | jq .changed",
 )
 @click.command("up")
 @click.argument("flow_file", type=click.Path(exists=True, dir_okay=False))
 @inventory_option
-@click.option("--gateway-host", default=None, help="address the local Gateway binds [the Flow's, 127.0.0.1]")
-@click.option("--port-http", type=click.IntRange(0, 65535), default=None, help="the Gateway's HTTP port")
-@click.option("--port-native", type=click.IntRange(0, 65535), default=None, help="the Gateway's native port")
+@click.option("--name", default=None, help="the deployment's name [the Flow file's name]")
+@click.option("--gateway-host", default=None, metavar="HOST|PATTERN",
+              help="where the Gateway runs: an inventory host or pattern [`gateway:` in the Flow, else any host]")
+@click.option("--attach", is_flag=True, help="follow the merged logs afterwards (Ctrl-C detaches; the Flow keeps running)")
+@click.option("--timeout", "timeout_ready", type=float, default=600.0, show_default=True,
+              help="seconds for workspaces to build and the Flow to answer")
 @json_option
-def up(flow_file: str, inventory: str, vault_password_file: str | None, gateway_host: str | None,
-       port_http: int | None, port_native: int | None, as_json: bool) -> None:
-    """Place FLOW_FILE's Pods on the inventory, start them, print the gateway, serve until Ctrl-C."""
+def up(flow_file: str, inventory: str, vault_password_file: str | None, name: str | None, gateway_host: str | None,
+       attach: bool, timeout_ready: float, as_json: bool) -> None:
+    """Deploy FLOW_FILE on the inventory and return once it answers.
+
+    Pods go where they ask (`hosts: GROUP` or an Ansible pattern, `host: NAME`), the Gateway where
+    `gateway: {hosts: ...}` or --gateway-host says; the Gateway host's jinad runs the Flow, starts
+    the Pods on the other daemons and keeps the deployment's record, so `flow ps|tail|down NAME`
+    work from any machine with the inventory. Running it again with the same spec changes
+    nothing (`changed=0`); a changed spec becomes a new release.
+    """
+    from ....deploy import deployment
+    from ....flow.remote_pods import flow_upload
+    from ....flow.yaml import flow_from_dict
+
     inv = load_inventory(inventory, vault_password_file)
-    args = {k: v for k, v in {"host": gateway_host, "port_http": port_http, "port_native": port_native}.items()
-            if v is not None}
-    flow, rendered = placed_flow(flow_file, inv, inventory_name=inventory, flow_args=args)
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    name = name or _default_name(flow_file)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise click.BadParameter("letters, digits, '_', '.', '-' (at most 64)", param_hint="--name")
+    with open(flow_file, encoding="utf-8") as fh:
+        rendered = render_flow(fh.read(), inv, what=flow_file, inventory_name=inventory, gateway=gateway_host,
+                               place_gateway=True)
+    body = copy.deepcopy(rendered.flow.value if isinstance(rendered.flow, Tagged) else rendered.flow)
+    base_dir = os.path.dirname(os.path.abspath(flow_file))
+    flow = flow_from_dict(body, base_dir=base_dir, what=flow_file)  # checks every Pod's options here
+    files = flow_upload(flow, os.path.abspath(flow_file))
+    relpath = os.path.relpath(os.path.abspath(flow_file), base_dir).replace(os.sep, "/")
     err = err_console()
-    try:
-        with err.status(f"starting {len(flow.pods)} Pod(s) on {len(rendered.placement.hosts)} host(s)..."):
-            flow.start()
-        try:
-            ports = flow.gateway_ports
-            info = {
-                "gateway": {"host": flow.args["host"], **ports},
-                "placement": [a.as_dict() for a in rendered.placement],
-            }
-            if as_json:
-                click.echo(json.dumps(info))
-            else:
-                console().print(table("placement", ("pod", "host", "daemon", "peas", "gpus"),
-                                      [(a.pod, a.host or "(local)", a.target or "", a.peas,
-                                        ",".join(map(str, a.gpu_ids))) for a in rendered.placement]))
-                click.echo(f"gateway: {flow.args['host']} native port {ports['native_port']}, "
-                           f"http port {ports['http_port']} (Ctrl-C stops the Flow)")
-            while not stop.wait(0.5):
-                if flow.failure:
-                    err.print(f"[red]a Pod died:[/red] {flow.failure}")
-                    break
-        finally:
-            with err.status("stopping the Flow and its remote Pods..."):
-                flow.close()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if flow.failure:
-        raise click.ClickException(f"the Flow stopped because a Pod died: {flow.failure}")
+    applied = deployment.apply(inv, name, rendered, files, relpath, timeout_ready=timeout_ready,
+                               say=lambda msg: err.print(msg, markup=False))
+    if as_json:
+        click.echo(json.dumps(applied.as_dict()))
+    else:
+        out = console()
+        _print_placement(out, applied.placement, applied.keeper)
+        gw = applied.gateway
+        click.echo(f"deployment {applied.name}: release {applied.release} on {applied.keeper}, "
+                   f"changed={applied.changed} ({applied.action}, {applied.seconds:.1f}s)")
+        click.echo(f"gateway: {gw['host']} http port {gw['http_port']}, native port {gw['native_port']}")
+    if attach:
+        _follow(inv, name, tail=20, follow=True, as_json=as_json)
 
 
 def _objects(client) -> dict[str, list[dict[str, Any]]]:
@@ -136,18 +131,53 @@ def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
 
 
+def _objects(client) -> dict[str, list[dict[str, Any]]]:
+    return {"flows": client.flows(), "pods": client.pods(),
+            "workspaces": client.workspaces()}
+
+
+def _name(item: dict[str, Any]) -> str:
+    """A Pod's name from its args, a Flow's file name, else the id."""
+    return str((item.get("args") or {}).get("name") or item.get("filename") or item["id"])
+
+
+def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
+
+
+_STATE_STYLE = {"RUNNING": "green", "LOST": "red", "FAILED": "red", "GONE": "yellow", "UNKNOWN": "yellow"}
+
+
 @examples(
+    "jinad-fab flow ps -i prod search          # the deployment's Pods, where they run, their state",
     "jinad-fab flow ps -i prod",
     "jinad-fab flow ps -i prod -l 'gpu[0]' --json | jq '.[].value.pods[].id'",
 )
 @click.command("ps")
+@click.argument("name", required=False)
 @inventory_option
 @limit_option
 @forks_option(default=16)
 @json_option
-def ps(inventory: str, vault_password_file: str | None, limit: str | None, forks: int, as_json: bool) -> None:
-    """List the Flows, Pods and workspaces on every host of the inventory."""
+def ps(name: str | None, inventory: str, vault_password_file: str | None, limit: str | None, forks: int,
+       as_json: bool) -> None:
+    """Show deployment NAME's Pods and their states (LOST: the host does not answer); without NAME,
+    list the Flows, Pods and workspaces on every host of the inventory."""
     inv = load_inventory(inventory, vault_password_file)
+    if name:
+        from ....deploy import deployment
+
+        st = deployment.status(inv, name)
+        if as_json:
+            print_json(st)
+            return
+        gw = st["gateway"]
+        click.echo(f"deployment {st['name']}: release {st['release']} kept by {st['keeper']}; "
+                   f"gateway {gw['host']} http {gw['http_port']} native {gw['native_port']}")
+        rows = [(r["pod"], r["host"], r["daemon"],
+                 f"[{_STATE_STYLE.get(r['state'], 'white')}]{r['state']}[/]", r["id"] or "") for r in st["pods"]]
+        print_table(table(None, ("pod", "host", "daemon", "state", "id"), rows, whole=("id",)))
+        return
     result = fan_out(inv, inv.select(limit), _objects, max_parallel=forks)
     if as_json:
         print_json(list(result.as_dict().values()))
@@ -166,17 +196,41 @@ def ps(inventory: str, vault_password_file: str | None, limit: str | None, forks
 
 
 @examples(
-    "jinad-fab flow down -i prod            # every host of the inventory",
-    "jinad-fab flow down -i prod -l cpu --json",
+    "jinad-fab flow down -i prod search          # only what deployment `search` started (asks first)",
+    "jinad-fab flow down -i prod search -y --json",
+    "jinad-fab flow down -i prod -l cpu -y       # every Flow, Pod and workspace on the cpu hosts",
 )
 @click.command("down")
+@click.argument("name", required=False)
 @inventory_option
 @limit_option
 @forks_option(default=16)
+@click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
 @json_option
-def down(inventory: str, vault_password_file: str | None, limit: str | None, forks: int, as_json: bool) -> None:
-    """Stop every Flow and Pod on the inventory's hosts and remove their workspaces."""
+def down(name: str | None, inventory: str, vault_password_file: str | None, limit: str | None, forks: int,
+         yes: bool, as_json: bool) -> None:
+    """Stop deployment NAME (its Flow, its Pods on every daemon, its workspaces and record) and
+    nothing else; without NAME, stop every Flow and Pod on the hosts and remove their workspaces."""
     inv = load_inventory(inventory, vault_password_file)
+    if name:
+        from ....deploy import deployment
+
+        host, record = deployment.keeper_of(inv, name)
+        if not yes:
+            click.confirm(f"stop deployment {name!r} (release {record.get('release')}, kept by {host.name}) "
+                          f"and everything it started?", abort=True, err=True)
+        outcome = deployment.down(inv, name)
+        if as_json:
+            print_json(outcome)
+        else:
+            click.echo(f"deployment {name} stopped on {outcome['keeper']}"
+                       + (f"; leftover Pods removed: {', '.join(outcome['removed_leftover_pods'])}"
+                          if outcome["removed_leftover_pods"] else ""))
+        return
+    hosts = inv.select(limit)
+    if not yes:
+        click.confirm(f"stop every Flow and Pod and remove every workspace on {len(hosts)} host(s)?",
+                      abort=True, err=True)
 
     def clear(client) -> dict[str, int]:
         objs = _objects(client)
@@ -190,7 +244,7 @@ def down(inventory: str, vault_password_file: str | None, limit: str | None, for
         return {"flows": len(_live(left["flows"])), "pods": len(_live(left["pods"])),
                 "workspaces_removed": len(objs["workspaces"])}
 
-    result = fan_out(inv, inv.select(limit), clear, timeout=60, max_parallel=forks)
+    result = fan_out(inv, hosts, clear, timeout=60, max_parallel=forks)
     if as_json:
         print_json(list(result.as_dict().values()))
     else:
@@ -199,37 +253,22 @@ def down(inventory: str, vault_password_file: str | None, limit: str | None, for
     finish(result, "flow down")
 
 
-@examples(
-    "jinad-fab flow tail -i prod -f                 # follow every Flow and Pod, Ctrl-C stops",
-    "jinad-fab flow tail -i prod -l gpu -n 100",
-    "jinad-fab flow tail -i prod --json | jq -r 'select(.name==\"encode\") | .msg'",
-)
-@click.command("tail")
-@inventory_option
-@limit_option
-@click.option("-f", "--follow", is_flag=True, help="keep streaming (Ctrl-C stops)")
-@tail_option(default=20, old_lines_flag=True, per=" of each Flow and Pod")
-@json_option
-def tail(inventory: str, vault_password_file: str | None, limit: str | None, follow: bool, tail: int,
-         as_json: bool) -> None:
-    """Merge the logs of every running Flow and Pod on the inventory's hosts, each line prefixed
-    with host/name (with --json: one object per line, with its host, name and id)."""
+def _stream_all(inv: Inventory, items: list[tuple[str, str, str]], *, follow: bool, tail: int,
+                as_json: bool) -> None:
+    """Merge the logs of (host, name, object id) items, each line prefixed host/name."""
     from ....deploy.fleet import client_for
 
-    inv = load_inventory(inventory, vault_password_file)
-    hosts = inv.select(limit)
-    listed = fan_out(inv, hosts, lambda c: _live(c.flows()) + _live(c.pods()))
     out = console()
     lock = threading.Lock()
 
-    def stream(host_name: str, item: dict[str, Any]) -> None:
-        label = f"{host_name}/{_name(item)}"
+    def stream(host_name: str, name: str, object_id: str) -> None:
+        label = f"{host_name}/{name}"
         try:
             with client_for(inv, inv[host_name], timeout=30) as client:
-                for entry in client.logs(item["id"], follow=follow, tail=tail):
+                for entry in client.logs(object_id, follow=follow, tail=tail):
                     if as_json:
                         with lock:
-                            print_ndjson({**entry, "host": host_name, "name": _name(item), "id": item["id"]})
+                            print_ndjson({**entry, "host": host_name, "name": name, "id": object_id})
                         continue
                     text = entry.get("msg") or entry.get("message") or json.dumps(entry)
                     with lock:
@@ -239,17 +278,78 @@ def tail(inventory: str, vault_password_file: str | None, limit: str | None, fol
             with lock:
                 err_console().print(f"{label}: log stream ended: {exc}")
 
-    threads = [threading.Thread(target=stream, args=(h, item), daemon=True)
-               for h, r in listed.items() if r.ok for item in r.value]
+    threads = [threading.Thread(target=stream, args=item, daemon=True) for item in items]
     for t in threads:
         t.start()
     try:
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # detaches: the Flow keeps running
         pass
+
+
+def _follow(inv: Inventory, name: str, *, tail: int, follow: bool, as_json: bool) -> None:
+    """The merged logs of deployment ``name``: its Flow on the keeper and each remote Pod on its host."""
+    from ....deploy import deployment
+
+    st = deployment.status(inv, name)
+    items = [(st["keeper"], "gateway", st["flow_id"])] if st["flow_id"] else []
+    items += [(r["host"], r["pod"], r["id"]) for r in st["pods"][1:]
+              if r["id"] and r["host"] in inv.hosts and r["state"] != "LOST"]
+    _stream_all(inv, items, follow=follow, tail=tail, as_json=as_json)
+
+
+@examples(
+    "jinad-fab flow tail -i prod search -f          # deployment `search`: its Flow and every Pod, Ctrl-C stops",
+    "jinad-fab flow tail -i prod -f                 # follow every Flow and Pod, Ctrl-C stops",
+    "jinad-fab flow tail -i prod -l gpu -n 100",
+    "jinad-fab flow tail -i prod --json | jq -r 'select(.name==\"encode\") | .msg'",
+)
+@click.command("tail")
+@click.argument("name", required=False)
+@inventory_option
+@limit_option
+@click.option("-f", "--follow", is_flag=True, help="keep streaming (Ctrl-C stops)")
+@tail_option(default=20, old_lines_flag=True, per=" of each Flow and Pod")
+@json_option
+def tail(name: str | None, inventory: str, vault_password_file: str | None, limit: str | None, follow: bool,
+         tail: int, as_json: bool) -> None:
+    """Merge the logs of deployment NAME (or, without NAME, of every running Flow and Pod on the
+    inventory's hosts), each line prefixed with host/name (with --json: one object per line, with
+    its host, name and id)."""
+    inv = load_inventory(inventory, vault_password_file)
+    if name:
+        _follow(inv, name, tail=tail, follow=follow, as_json=as_json)
+        return
+    listed = fan_out(inv, inv.select(limit), lambda c: _live(c.flows()) + _live(c.pods()))
+    _stream_all(inv, [(h, _name(item), item["id"]) for h, r in listed.items() if r.ok for item in r.value],
+                follow=follow, tail=tail, as_json=as_json)
     finish(listed, "flow tail")
 
 
-COMMANDS = (up, ps, tail, down)
+@examples(
+    "jinad-fab flow rollback search -i prod            # the release before the running one",
+    "jinad-fab flow rollback search -i prod --to 3",
+)
+@click.command("rollback")
+@click.argument("name")
+@inventory_option
+@click.option("--to", "to_release", type=int, default=None, help="the release to return to [the previous one]")
+@json_option
+def rollback(name: str, inventory: str, vault_password_file: str | None, to_release: int | None,
+             as_json: bool) -> None:
+    """Return deployment NAME to an earlier release (its spec and files); recorded as a new release."""
+    from ....deploy import deployment
+
+    inv = load_inventory(inventory, vault_password_file)
+    err = err_console()
+    applied = deployment.rollback(inv, name, to_release, say=lambda msg: err.print(msg, markup=False))
+    if as_json:
+        click.echo(json.dumps(applied.as_dict()))
+    else:
+        click.echo(f"deployment {applied.name}: release {applied.release} on {applied.keeper} "
+                   f"({applied.action}, {applied.seconds:.1f}s)")
+
+
+COMMANDS = (up, ps, tail, down, rollback)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 
 import click
 
 from ....errors import JinadFabError
-from ....flow import Flow
-from ....flow.remote_pods import flow_upload
-from ....remote import Workspace
 from .._common import (
     err_console,
     examples,
@@ -42,9 +40,30 @@ def _bytes(n: int) -> str:
 @host_options
 @click.option("--upload", "uploads", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="one more file for the workspace (repeatable); files the Flow names are found by themselves")
+@click.option("--peer", "peers", multiple=True, metavar="ADDRESS=TOKEN_FILE",
+              help="the token file of another daemon a Pod names (`host: ADDRESS`); sent with the request, "
+                   "never stored (repeatable; the daemon's own --peer settings fill in the rest)")
 @json_option
-def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...], as_json: bool) -> None:
-    """Upload FLOW_FILE and what it names, build the workspace, start the Flow, print its gateway."""
+def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...], peers: tuple[str, ...],
+           as_json: bool) -> None:
+    """Upload FLOW_FILE and what it names, build the workspace, start the Flow, print its gateway.
+
+    Pods that name other hosts (`host: gpu1:8000`) are started there by the Flow on HOST."""
+    # imported here: `jinad-fab flow up|ps` do not pay for the Flow runtime's import
+    from ....flow import Flow
+    from ....flow.remote_pods import flow_upload
+    from ....remote import Workspace
+    from ....tokens import TokenFileError, read_token_file
+
+    peer_tokens: dict[str, str] = {}
+    for item in peers:
+        address, eq, path = item.partition("=")
+        if not (address and eq and path):
+            raise click.BadParameter(f"expected ADDRESS=TOKEN_FILE, not {item!r}", param_hint="--peer")
+        try:
+            peer_tokens[address] = read_token_file(pathlib.Path(path))
+        except TokenFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--peer") from None
     flow = Flow.load_config(flow_file)  # checks the YAML here, before anything is uploaded
     files = flow_upload(flow, os.path.abspath(flow_file), list(uploads))
     filename = os.path.relpath(os.path.abspath(flow_file), flow.base_dir).replace(os.sep, "/")
@@ -60,7 +79,7 @@ def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...
                 err.print(f"  build | {entry.get('msg') or entry.get('message') or entry}", markup=False,
                           highlight=False, style="dim")
             ws.reload().wait_active()
-            body = ws.start_flow(filename).body
+            body = ws.start_flow(filename, peers=peer_tokens).body
         except JinadFabError:
             ws.delete()
             raise

@@ -1,0 +1,35 @@
+"""/deployments: the records of fleet Flows whose Gateway runs here (see daemon/deployments.py)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ....schemas import DeploymentList, DeploymentName, DeploymentPublic, DeploymentWrite
+from ... import deployments
+from ..deps import ManagerDep
+
+router = APIRouter(prefix="/deployments", tags=["deployments"])
+
+
+@router.get("", response_model=DeploymentList)
+async def list_deployments(manager: ManagerDep):
+    return {"items": [deployments.view(manager, r) for r in deployments.listing(manager)]}
+
+
+@router.get("/{name}", response_model=DeploymentPublic)
+async def get_deployment(name: DeploymentName, manager: ManagerDep):
+    return deployments.view(manager, deployments.get(manager, name))
+
+
+@router.put("/{name}", response_model=DeploymentPublic)
+async def put_deployment(name: DeploymentName, body: DeploymentWrite, manager: ManagerDep):
+    """Record what a controller applied; a spec hash unlike the current one is a new release."""
+    return deployments.view(manager, deployments.write(manager, name, body))
+
+
+@router.delete("/{name}", response_model=DeploymentPublic)
+async def delete_deployment(name: DeploymentName, manager: ManagerDep, keep_workspaces: bool = False):
+    """Stop the deployment's Flow here (which stops its Pods on other daemons), remove its
+    workspaces and the record. Objects the deployment did not start are left alone."""
+    rec = await deployments.delete(manager, name, keep_workspaces=keep_workspaces)
+    return deployments.view(manager, rec)

@@ -1,0 +1,98 @@
+"""Deployments: the record of a fleet Flow, kept by the daemon that runs its Gateway.
+
+A controller (`jinad-fab flow up`) writes it after starting the Flow here: the Flow's name, the
+concrete spec it applied (Flow YAML with every Pod's host filled in; never a token), its hash,
+the placement, the daemons involved, and the Flow and workspace ids. Writing a spec whose hash
+differs from the current one makes a new release (1, 2, ...); the same hash keeps the release.
+The last :data:`KEPT_RELEASES` releases are kept so `flow rollback` can return to one. Any
+machine with the inventory finds the record again by asking the daemons for the name.
+
+One row per deployment in the store (kind ``deployment``, id ``deployment:<name>``, durable like
+a workspace's). Deleting a deployment stops the Flow and removes the workspace it recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import NotFound
+from ..schemas import DeploymentWrite
+from .manager import Manager
+from .store import Record
+
+KIND = "deployment"
+KEPT_RELEASES = 10
+
+
+def _id(name: str) -> str:
+    return f"{KIND}:{name}"
+
+
+def get(manager: Manager, name: str) -> Record:
+    rec = manager.store.get(_id(name))
+    if rec is None or rec.kind != KIND:
+        raise NotFound(f"no deployment named {name!r} on this daemon")
+    return rec
+
+
+def listing(manager: Manager) -> list[Record]:
+    return manager.store.list(kind=KIND)
+
+
+def write(manager: Manager, name: str, body: DeploymentWrite) -> Record:
+    """Record ``body`` as the deployment's current state; a new spec hash is a new release."""
+    now = time.time()
+    current = body.model_dump()
+    rec = manager.store.get(_id(name))
+    if rec is None:
+        release = {"release": 1, "spec_hash": body.spec_hash, "spec": body.spec, "placement": body.placement,
+                   "workspace_id": body.workspace_id, "filename": body.filename, "created": now, "note": body.note}
+        return manager.store.insert(Record(id=_id(name), kind=KIND, state="RECORDED", runtime="-",
+                                           data={"name": name, **current, "release": 1, "releases": [release]}))
+    releases: list[dict[str, Any]] = list(rec.data.get("releases") or [])
+    number = int(rec.data.get("release") or 0)
+    if body.spec_hash != rec.data.get("spec_hash"):
+        number = max([r["release"] for r in releases] + [number]) + 1
+        releases.append({"release": number, "spec_hash": body.spec_hash, "spec": body.spec,
+                         "placement": body.placement, "workspace_id": body.workspace_id,
+                         "filename": body.filename, "created": now, "note": body.note})
+        releases = releases[-KEPT_RELEASES:]
+    else:  # the same spec: the same release, with where it runs now
+        for r in releases:
+            if r["release"] == number:
+                r.update(placement=body.placement, workspace_id=body.workspace_id, filename=body.filename)
+    return manager.store.update(_id(name), data={**current, "release": number, "releases": releases}) or get(
+        manager, name)
+
+
+def view(manager: Manager, rec: Record) -> dict[str, Any]:
+    from .api.routes.flows import flow_view
+
+    d = rec.data
+    flow = None
+    if d.get("flow_id"):
+        frec = manager.store.get(d["flow_id"])
+        if frec is not None and frec.kind == "flow":
+            flow = flow_view(manager.refresh(frec))
+    return {"name": d["name"], "release": d.get("release", 0), "spec_hash": d.get("spec_hash", ""),
+            "spec": d.get("spec", ""), "placement": d.get("placement") or [], "gateway_host": d.get("gateway_host"),
+            "daemons": d.get("daemons") or {}, "flow_id": d.get("flow_id"), "workspace_id": d.get("workspace_id"),
+            "filename": d.get("filename", "flow.yml"), "created": rec.created, "updated": rec.updated,
+            "flow": flow, "releases": d.get("releases") or []}
+
+
+async def delete(manager: Manager, name: str, *, keep_workspaces: bool = False) -> Record:
+    """Stop what the deployment started here (its Flow) and remove its workspaces, then the record."""
+    rec = get(manager, name)
+    d = rec.data
+    if d.get("flow_id") and manager.store.get(d["flow_id"]) is not None:
+        await manager.stop(d["flow_id"])
+    if not keep_workspaces:
+        wids = {d.get("workspace_id")} | {r.get("workspace_id") for r in d.get("releases") or []}
+        for wid in sorted(w for w in wids if w):
+            ws = manager.store.get(wid)
+            if ws is not None and ws.kind == "workspace":
+                await manager.delete_workspace(wid)
+    manager.store.delete(rec.id)
+    return rec

@@ -1,0 +1,374 @@
+"""Fleet Flows that outlive the terminal: `flow up` hands the whole Flow to a daemon and returns.
+
+The controller places the Flow (Pods and Gateway) on the inventory, uploads one workspace to the
+Gateway host's daemon holding the Flow's files and the concrete Flow YAML (every placed Pod says
+``host: address:port``), and starts it there with ``POST /flows``, the other daemons' tokens in the
+request body (never in a file). That daemon's Flow starts the remote Pods on the other daemons
+and serves the Gateway; the controller can go away. The daemon also keeps the deployment's
+record (``/deployments/{name}``: spec, hash, placement, release, daemons), which any machine with
+the inventory finds again by asking every daemon for the name.
+
+Applying the same spec again changes nothing: the hash of the concrete spec and of every file's
+content is compared with the record's, and an equal hash with the Flow still running is
+``changed=0`` without touching a process. A different hash starts the new release and then stops
+the old one (a Gateway on fixed ports: the old one first, as both cannot bind).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from ..errors import BadConfig, DaemonError, DaemonUnreachable, NotReady
+from ..remote import DaemonAddress, Workspace
+from .fleet import client_for, fan_out
+from .inventory import Host, Inventory
+from .render import RenderedFlow, dump_yaml
+
+DEPLOY_PREFIX = ".deployed-"
+"""The concrete Flow YAML's name in the deployment's workspace: ``.deployed-<name>.yml``."""
+
+KEEP_WORKSPACES = 3
+"""Releases whose workspace (files + concrete Flow) the keeper keeps for `flow rollback`."""
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclasses.dataclass
+class Applied:
+    """What `flow up` did: ``changed`` is 0 when the running release already had this spec."""
+
+    name: str
+    release: int
+    changed: int
+    action: str  # "unchanged" | "created" | "replaced"
+    keeper: str
+    gateway: dict[str, Any]
+    placement: list[dict[str, Any]]
+    flow_id: str | None
+    workspace_id: str | None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def spec_hash(rendered: RenderedFlow, files: Mapping[str, bytes]) -> str:
+    """One hash for what a deployment runs: the concrete Flow (placement included), the Gateway's
+    host and every uploaded file's content. Independent of the machine and of the inventory's path."""
+    gw = rendered.placement.gateway
+    doc = {"flow": dump_yaml(rendered.flow), "gateway": gw.host if gw else None,
+           "files": {path: hashlib.sha256(content).hexdigest() for path, content in sorted(files.items())}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def find(inventory: Inventory, name: str, *, timeout: float = 5.0) -> tuple[Host, dict[str, Any]] | None:
+    """The host whose daemon keeps deployment ``name`` and the record, or None when none does.
+
+    Every daemon is asked at once; unreachable ones are skipped (a lost host cannot keep it)."""
+
+    def ask(client):
+        try:
+            return client.deployment(name)
+        except DaemonError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    result = fan_out(inventory, list(inventory.hosts.values()), ask, timeout=timeout)
+    for host, answer in result.items():
+        if answer.ok and answer.value:
+            return inventory[host], answer.value
+    return None
+
+
+def keeper_of(inventory: Inventory, name: str) -> tuple[Host, dict[str, Any]]:
+    found = find(inventory, name)
+    if found is None:
+        raise BadConfig(f"no daemon of the inventory keeps a deployment named {name!r} "
+                        f"(`jinad-fab flow up FLOW -i INV --name {name}` makes one)")
+    return found
+
+
+def _peers(inventory: Inventory, rendered: RenderedFlow) -> dict[str, str]:
+    """Each placed Pod's daemon -> its token (what the Gateway host's Flow needs to start them)."""
+    out: dict[str, str] = {}
+    for a in rendered.placement:
+        if a.host:
+            host = inventory[a.host]
+            token = inventory.token_for(host)
+            if token:
+                out[host.daemon_address.netloc] = token
+    return out
+
+
+def _fixed_ports(spec_yaml: str) -> tuple[int, ...]:
+    from ..safe_yaml import Tagged, loads
+
+    try:
+        data = loads(spec_yaml, mode="keep", name="recorded spec", what="recorded spec") or {}
+    except BadConfig:  # a record we cannot read: assume no fixed port
+        return ()
+    data = data.value if isinstance(data, Tagged) else data
+    args = (data.get("with") or {}) if isinstance(data, Mapping) else {}
+    return tuple(int(args[k]) for k in ("port_http", "port_native", "port_expose") if args.get(k))
+
+
+def wait_answering(address: str, http_port: int | None, timeout: float = 60.0) -> None:
+    """Return once the Gateway answers ``GET /alive`` with all Pods alive."""
+    if not http_port:
+        return
+    url = f"http://{DaemonAddress.parse(address).netloc.rsplit(':', 1)[0]}:{http_port}/alive"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=2)
+            if r.status_code == 200 and r.json().get("alive"):
+                return
+            last = r.text[:200]
+        except (httpx.HTTPError, ValueError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise NotReady(f"the Gateway at {url} did not answer within {timeout:g}s: {last}")
+
+
+def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mapping[str, bytes], flow_relpath: str,
+          *, timeout_ready: float = 600.0, say: Say = _quiet) -> Applied:
+    """Make deployment ``name`` run ``rendered`` (see the module docstring)."""
+    started = time.monotonic()
+    gw = rendered.placement.gateway
+    if gw is None or not gw.host:
+        raise BadConfig("the Gateway has no host: give `gateway: {hosts: GROUP}` or --gateway-host")
+    keeper = inventory[gw.host]
+    digest = spec_hash(rendered, files)
+    placement = [a.as_dict() for a in rendered.placement]
+    existing = find(inventory, name)
+    if existing is not None:
+        old_host, record = existing
+        flow = record.get("flow") or {}
+        if record.get("spec_hash") == digest and flow.get("state") == "RUNNING":
+            return Applied(name=name, release=record["release"], changed=0, action="unchanged", keeper=old_host.name,
+                           gateway=_gateway(old_host, flow), placement=record.get("placement") or placement,
+                           flow_id=record.get("flow_id"), workspace_id=record.get("workspace_id"),
+                           seconds=time.monotonic() - started)
+    spec_text = dump_yaml(rendered.flow)
+    folder = flow_relpath.rpartition("/")[0]
+    # beside the user's Flow file: the paths it names are relative to its directory
+    deploy_file = f"{folder + '/' if folder else ''}{DEPLOY_PREFIX}{name}.yml"
+    payload = {**files, deploy_file: rendered.text.encode()}
+    if existing is not None and existing[0].name == keeper.name:
+        clash = set(_fixed_ports(existing[1].get("spec") or "")) & set(_fixed_ports(spec_text))
+        if clash:  # the new Gateway could not bind while the old one runs
+            say(f"stopping release {existing[1]['release']} first: the Gateway's ports {sorted(clash)} are fixed")
+            _stop_flow(inventory, existing)
+    with client_for(inventory, keeper, timeout=60) as client:
+        say(f"uploading {len(payload)} file(s) to {keeper.name} and building the workspace")
+        ws = Workspace.create(client, payload)
+        try:
+            ws.wait_active(timeout_ready, interval=0.2)
+            say(f"starting the Flow on {keeper.name}: {len(rendered.placement.assignments)} Pod(s) on "
+                f"{len(rendered.placement.hosts)} host(s)")
+            handle = ws.start_flow(deploy_file, peers=_peers(inventory, rendered))
+        except BaseException:
+            try:
+                ws.delete()
+            except DaemonError:
+                pass
+            raise
+        gateway = _gateway(keeper, handle.body)
+        wait_answering(keeper.daemon_address.url, gateway.get("http_port"))
+        daemons = {h: inventory[h].daemon_address.label for h in [keeper.name, *rendered.placement.hosts]}
+        record = client.put_deployment(name, {
+            "spec": spec_text, "spec_hash": digest, "placement": placement, "gateway_host": keeper.name,
+            "daemons": daemons, "flow_id": handle.id, "workspace_id": ws.id, "filename": deploy_file,
+        })
+    if existing is not None:
+        old_host, old = existing
+        if old.get("flow_id") != handle.id:
+            say(f"stopping release {old['release']} on {old_host.name}")
+            _retire(inventory, existing, same_keeper=old_host.name == keeper.name)
+    _prune(inventory, keeper, record)
+    return Applied(name=name, release=record["release"], changed=1,
+                   action="replaced" if existing is not None else "created", keeper=keeper.name,
+                   gateway=gateway, placement=placement, flow_id=handle.id, workspace_id=ws.id,
+                   seconds=time.monotonic() - started)
+
+
+def _gateway(host: Host, flow: Mapping[str, Any]) -> dict[str, Any]:
+    """Where clients reach the Gateway: the host's address as the inventory knows it (the daemon
+    may report a name only its own network resolves) and the Flow's ports."""
+    gw = dict(flow.get("gateway") or {})
+    return {"host": host.daemon_address.host, "http_port": gw.get("http_port"), "native_port": gw.get("native_port")}
+
+
+def _stop_flow(inventory: Inventory, existing: tuple[Host, dict[str, Any]]) -> None:
+    host, record = existing
+    if not record.get("flow_id"):
+        return
+    try:
+        with client_for(inventory, host, timeout=60) as client:
+            client.delete_flow(record["flow_id"])
+    except DaemonError as exc:
+        if exc.status_code != 404:
+            raise
+
+
+def _retire(inventory: Inventory, existing: tuple[Host, dict[str, Any]], *, same_keeper: bool) -> None:
+    """Stop an old release's Flow (which stops its remote Pods). Its workspace stays for a
+    rollback while the record lives on the same daemon; a record left behind on another daemon
+    (the Gateway moved) goes with its workspaces."""
+    host, record = existing
+    with client_for(inventory, host, timeout=60) as client:
+        if record.get("flow_id"):
+            try:
+                client.delete_flow(record["flow_id"])
+            except DaemonError as exc:
+                if exc.status_code != 404:
+                    raise
+        if not same_keeper:
+            client.delete_deployment(record["name"])
+    _remove_remote_pods(inventory, record)
+
+
+def _prune(inventory: Inventory, keeper: Host, record: Mapping[str, Any]) -> None:
+    """Keep the workspaces of the last :data:`KEEP_WORKSPACES` releases (what `flow rollback` can
+    return to); remove older ones."""
+    releases = record.get("releases") or []
+    keep = {r.get("workspace_id") for r in releases[-KEEP_WORKSPACES:]} | {record.get("workspace_id")}
+    old = {r.get("workspace_id") for r in releases[:-KEEP_WORKSPACES]} - keep
+    if not any(old):
+        return
+    with client_for(inventory, keeper, timeout=60) as client:
+        for wid in sorted(w for w in old if w):
+            try:
+                client.delete_workspace(wid)
+            except DaemonError as exc:
+                if exc.status_code != 404:
+                    raise
+
+
+def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say = _quiet,
+             timeout_ready: float = 120.0) -> Applied:
+    """Run an earlier release of deployment ``name`` again (its spec, from its kept workspace);
+    the daemon records it as a new release."""
+    started = time.monotonic()
+    keeper, record = keeper_of(inventory, name)
+    current = int(record.get("release") or 0)
+    releases = {int(r["release"]): r for r in record.get("releases") or []}
+    if to is None:
+        older = [n for n in releases if n < current]
+        if not older:
+            raise BadConfig(f"deployment {name!r} has no release before {current} to return to")
+        to = max(older)
+    target = releases.get(to)
+    if target is None:
+        raise BadConfig(f"deployment {name!r} keeps releases {sorted(releases)}, not {to}")
+    if target["spec_hash"] == record.get("spec_hash"):
+        raise BadConfig(f"release {to} has the spec that runs now (release {current})")
+    with client_for(inventory, keeper, timeout=60) as client:
+        try:
+            ws = client.workspace(target.get("workspace_id") or "")
+        except DaemonError as exc:
+            raise BadConfig(f"the files of release {to} are gone from {keeper.name} (only the last "
+                            f"{KEEP_WORKSPACES} releases keep them); apply its Flow with `flow up` instead") from exc
+        if ws.get("state") != "ACTIVE":
+            raise BadConfig(f"the workspace of release {to} is {ws.get('state')}")
+        hosts = sorted({a["host"] for a in target.get("placement") or [] if a.get("host")})
+        peers = {inventory[h].daemon_address.netloc: t for h in hosts if h in inventory.hosts
+                 for t in [inventory.token_for(inventory[h])] if t}
+        clash = set(_fixed_ports(record.get("spec") or "")) & set(_fixed_ports(target["spec"]))
+        if clash:
+            say(f"stopping release {current} first: the Gateway's ports {sorted(clash)} are fixed")
+            _stop_flow(inventory, (keeper, record))
+        say(f"starting release {to}'s Flow on {keeper.name}")
+        body = client.create_flow(ws["id"], target.get("filename") or "flow.yml", peers=peers)
+        gateway = _gateway(keeper, body)
+        wait_answering(keeper.daemon_address.url, gateway.get("http_port"), timeout_ready)
+        new = client.put_deployment(name, {
+            "spec": target["spec"], "spec_hash": target["spec_hash"], "placement": target.get("placement") or [],
+            "gateway_host": keeper.name, "daemons": record.get("daemons") or {}, "flow_id": body["id"],
+            "workspace_id": ws["id"], "filename": target.get("filename") or "flow.yml",
+            "note": f"rollback to release {to}"})
+    say(f"stopping release {current}")
+    _retire(inventory, (keeper, record), same_keeper=True)
+    return Applied(name=name, release=new["release"], changed=1, action=f"rolled back to release {to}",
+                   keeper=keeper.name, gateway=gateway, placement=new.get("placement") or [], flow_id=body["id"],
+                   workspace_id=ws["id"], seconds=time.monotonic() - started)
+
+
+def _remove_remote_pods(inventory: Inventory, record: Mapping[str, Any]) -> list[str]:
+    """Delete the deployment's Pods (and their workspaces) left on other daemons, e.g. when the
+    Flow process died without its teardown. Only ids the record names are touched."""
+    by_label = {h.daemon_address.label: h for h in inventory.hosts.values()}
+    removed = []
+    for pod in ((record.get("flow") or {}).get("pods") or []):
+        host = by_label.get(pod.get("daemon") or "")
+        if host is None or not pod.get("id"):
+            continue
+        try:
+            with client_for(inventory, host, timeout=30) as client:
+                body = client.pod(pod["id"])
+                if body.get("state") in ("STARTING", "RUNNING"):
+                    client.delete_pod(pod["id"])
+                    removed.append(f"{host.name}/{pod['name']}")
+                if pod.get("workspace_id"):
+                    client.delete_workspace(pod["workspace_id"])
+        except (DaemonError, DaemonUnreachable):
+            continue  # gone already, or its host is: nothing left to stop there now
+    return removed
+
+
+def down(inventory: Inventory, name: str) -> dict[str, Any]:
+    """Stop deployment ``name``: its Flow, its Pods on other daemons, its workspaces, its record.
+
+    Nothing else on the fleet is touched."""
+    host, record = keeper_of(inventory, name)
+    with client_for(inventory, host, timeout=120) as client:
+        client.delete_deployment(name)
+    leftovers = _remove_remote_pods(inventory, record)
+    return {"name": name, "keeper": host.name, "release": record.get("release"), "flow_id": record.get("flow_id"),
+            "removed_leftover_pods": leftovers}
+
+
+def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
+    """The deployment as every daemon involved sees it now: one row per Pod with its state, or
+    ``LOST`` when its host does not answer."""
+    host, record = keeper_of(inventory, name)
+    flow = record.get("flow") or {}
+    by_label = {h.daemon_address.label: h for h in inventory.hosts.values()}
+    placed = {a["pod"]: a for a in record.get("placement") or []}
+    rows = [{"pod": "gateway", "host": host.name, "daemon": host.daemon_address.label, "id": record.get("flow_id"),
+             "state": flow.get("state") or "GONE", "error": flow.get("error")}]
+    for pod in flow.get("pods") or [{"name": n, "daemon": None, "id": None} for n in placed]:
+        label = pod.get("daemon")
+        target = by_label.get(label) if label else host
+        row = {"pod": pod["name"], "host": target.name if target else label, "daemon": label or
+               host.daemon_address.label, "id": pod.get("id"), "state": flow.get("state") or "GONE", "error": None}
+        if label and pod.get("id"):
+            if target is None:
+                row.update(state="UNKNOWN", error=f"{label} is not in the inventory")
+            else:
+                try:
+                    with client_for(inventory, target, timeout=timeout) as client:
+                        body = client.pod(pod["id"])
+                    row.update(state=body.get("state"), error=body.get("error"))
+                except DaemonUnreachable as exc:
+                    row.update(state="LOST", error=str(exc))
+                except DaemonError as exc:
+                    row.update(state="GONE" if exc.status_code == 404 else "UNKNOWN", error=str(exc))
+        rows.append(row)
+    return {"name": name, "release": record.get("release"), "keeper": host.name, "spec_hash": record.get("spec_hash"),
+            "gateway": _gateway(host, flow), "flow_id": record.get("flow_id"), "pods": rows,
+            "releases": [{k: r.get(k) for k in ("release", "spec_hash", "created")} for r in record.get("releases") or []]}
+
