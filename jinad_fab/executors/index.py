@@ -918,9 +918,29 @@ class IndexExecutor(Executor):
         epoch = self._meta("epoch")
         if epoch != self._epoch or count < self._ann_rows:  # rows moved, changed or went: rebuild
             self._ann, self._ann_rows, self._ann_saved = None, 0, None
+        if epoch != self._epoch and self._vec is not None:
+            self._finish_moves()
         self._epoch = epoch
         self._n = count
         self._cache.clear()
+
+    def _finish_moves(self) -> None:
+        """Rows another replica committed to move but did not write (it died in between): write them.
+
+        Every replica that reads them first checks the journal against the files and writes the same
+        bytes, so doing it under the shared lock is safe; a live writer has always written them already."""
+        journal = self._db.execute("SELECT slot, embedding FROM moves").fetchall()
+        missing = {}
+        for slot, blob in journal:
+            x = np.frombuffer(blob, dtype=np.float32)
+            if slot >= self._vec.cap or not np.array_equal(self._vec.rows[slot], x):
+                missing[slot] = x
+        if missing:
+            self.logger.warning("finishing %d row moves a replica of shard %d committed but did not write",
+                                len(missing), self.shard_id)
+            self._vec.reserve(max(missing) + 1)
+            self._norm.reserve(max(missing) + 1)
+            self._apply_moves(missing)
 
     def _copy_dump(self, dump_path: str) -> tuple[str, dict] | None:
         path = os.path.abspath(resolve_path(dump_path, None, "dump_path"))

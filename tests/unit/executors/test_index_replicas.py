@@ -255,3 +255,22 @@ def test_dumps_and_loads_stay_inside_a_confined_workspace(replicas, tmp_path):
         assert ok["path"] == str(inside / "dumps" / "0")
     finally:
         confine(None)
+
+
+def test_moves_a_dead_replica_committed_but_never_wrote_are_finished_by_the_others(replicas, monkeypatch):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((500, 8)).astype(np.float32)
+    ids = [f"d{i}" for i in range(500)]
+    a, b = replicas(), replicas()
+    a.index(docs=docs_of(X))
+    assert top(b, X[:5]) == brute(ids, X, X[:5])
+
+    def dies(moves):  # the replica's process ends between the commit and writing the moved rows
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(a, "_apply_moves", dies)
+    with pytest.raises(KeyboardInterrupt):
+        a.delete(docs=DocumentArray([Document(id=i) for i in ids[:40]]))
+    keep = list(range(40, 500))
+    Q = X[460:500]  # the last rows, which moved into the freed slots
+    assert top(b, Q) == brute([ids[i] for i in keep], X[keep], Q)
