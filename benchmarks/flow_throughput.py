@@ -1,6 +1,6 @@
 """Throughput and latency of Flows of pass-through Pods, local and created through a local jinad.
 
-    python benchmarks/flow_throughput.py [--quick] [--floor-only] [--rounds 5]
+    python benchmarks/flow_throughput.py [--quick] [--floor-only] [--curve-only] [--rounds 5]
 
 First, the floor: a raw pyzmq chain of the same shape as a 2-Pod Flow (client PUSH -> two
 forwarding processes, PULL -> PUSH -> client PULL) carrying the very frames jinad-fab's wire
@@ -13,6 +13,12 @@ Then one table: docs/s for 10,000 and 100,000 Documents with request_size=100 th
 `_pass` Pods (text Documents, and 128-d float32 embeddings), and the latency of 1-Document
 requests (p50/p99 over 1,000 sequential requests) through the native and the HTTP gateway.
 Documents are built before the clock starts; the clock covers send -> all answers received.
+
+Then CURVE's cost (issue 14): 2 `_pass` Pods created through a local jinad, once with plain ZeroMQ
+and once with CURVE (``secure=True``), both Flows running at once and measured in alternation
+(every 10,000 Documents, text and 128-d embeddings, request_size=100; 1-Document requests one by
+one), so both see the same load; the table prints the medians side by side.
+
 The Jina 1.3.1 column holds figures measured with Jina 1.3.1 in a peer virtual environment (see
 benchmarks/README.md for the recipe).
 """
@@ -23,6 +29,7 @@ import argparse
 import contextlib
 import multiprocessing
 import os
+import pathlib
 import socket
 import statistics
 import subprocess
@@ -46,7 +53,7 @@ REMOTE_REFERENCE = {"text": 39_000, "p50_ms": 3.1}  # real Jina 1.3.1 through Ji
 
 @contextlib.contextmanager
 def local_daemon():
-    """A real `jinad` on a free loopback port with a throw-away home."""
+    """A real `jinad` on a free loopback port with a throw-away home: yields its address and token."""
     with tempfile.TemporaryDirectory(prefix="jinad-bench-") as home:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -64,7 +71,8 @@ def local_daemon():
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("jinad did not start")
                 time.sleep(0.1)
-            yield f"127.0.0.1:{port}"
+            token = (pathlib.Path(home) / "token").read_text().strip()  # written at start, 0600
+            yield f"127.0.0.1:{port}", token
         finally:
             proc.terminate()
             proc.wait(15)
@@ -300,14 +308,68 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
     return t
 
 
+def curve_table(rounds: int, n: int, lat_n: int) -> Table:
+    """2 remote `_pass` Pods through a local jinad, CURVE off and on, alternating like floor_table."""
+    kinds = ("text", "embedding")
+    rates: dict[tuple[str, bool], list[float]] = {}
+    lat: dict[bool, list[float]] = {False: [], True: []}
+    step = min(n, 10_000)
+    with local_daemon() as (host, token):
+        flows = {secure: Flow(quiet_remote_logs=True, secure=secure, token=token).add(name="r0", uses="_pass", host=host)
+                 .add(name="r1", uses="_pass", host=host) for secure in (False, True)}
+        with flows[False], flows[True]:
+            assert flows[True].secure and not flows[False].secure
+            clients = {secure: f.client() for secure, f in flows.items()}
+            data = {kind: make_docs(n, kind) for kind in kinds}
+            for secure, f in flows.items():  # warm both up
+                throughput(f, data["text"][:2000], client=clients[secure])
+            for _ in range(rounds):
+                for kind in kinds:
+                    spent = {False: 0.0, True: 0.0}
+                    for i in range(0, n, step):
+                        for secure, f in flows.items():
+                            spent[secure] += step / throughput(f, data[kind][i:i + step], warm=False,
+                                                               client=clients[secure])
+                    for secure, t in spent.items():
+                        rates.setdefault((kind, secure), []).append(n / t)
+            one_doc = [Document(text="one")]
+            for secure in flows:
+                for _ in range(50):
+                    clients[secure].post("/index", one_doc)
+            for _ in range(lat_n):
+                for secure in (False, True):
+                    t0 = time.perf_counter()
+                    clients[secure].post("/index", one_doc)
+                    lat[secure].append((time.perf_counter() - t0) * 1000)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    t = Table(title=f"2 remote `_pass` Pods through a local jinad: plain ZeroMQ vs CURVE, {n:,} docs, "
+                    f"request_size=100, median of {rounds} rounds alternating every {step:,} docs; "
+                    f"load average {load} on {os.cpu_count()} CPUs")
+    for col in ("measure", "plain", "CURVE", "CURVE vs plain", "target"):
+        t.add_column(col, justify="right")
+    for kind in kinds:
+        plain, curve = med[(kind, False)], med[(kind, True)]
+        t.add_row(f"{kind} docs/s", f"{plain:,.0f}", f"{curve:,.0f}", f"{curve / plain:.0%}", ">= 85%")
+    for q, name in ((50, "p50"), (99, "p99")):
+        plain, curve = float(np.percentile(lat[False], q)), float(np.percentile(lat[True], q))
+        t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", f"{plain:.3f}", f"{curve:.3f}",
+                  f"{curve - plain:+.3f} ms", "<= +0.2 ms" if q == 50 else "-")
+    return t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10k docs only, 200 latency samples")
     ap.add_argument("--floor-only", action="store_true", help="only the comparison with the raw pyzmq chain")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds against the raw chain")
+    ap.add_argument("--curve-only", action="store_true", help="only remote Pods with CURVE off and on")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (raw chain, CURVE off/on)")
     ns = ap.parse_args()
     sizes = [10_000] if ns.quick else [10_000, 100_000]
     lat_n = 200 if ns.quick else 1_000
+    if ns.curve_only:
+        Console(width=150).print(curve_table(ns.rounds, sizes[-1], lat_n))
+        return
     Console(width=150).print(floor_table(ns.rounds, sizes[-1], lat_n))
     if ns.floor_only:
         return
@@ -336,8 +398,8 @@ def main() -> None:
                         f"{REFERENCE['p50_ms']} / {REFERENCE['p99_ms']}")
             p50, p99 = latency_http(f, lat_n)
             lat.add_row(str(pods), "http", f"{p50:.2f}", f"{p99:.2f}", "-")
-    with local_daemon() as host:
-        f = Flow(quiet_remote_logs=True).add(name="r0", uses="_pass", host=host).add(name="r1", uses="_pass",
+    with local_daemon() as (host, token):
+        f = Flow(quiet_remote_logs=True, token=token).add(name="r0", uses="_pass", host=host).add(name="r1", uses="_pass",
                                                                                     host=host)
         with f:
             for n in sizes:
@@ -346,9 +408,10 @@ def main() -> None:
                               f"{rate / REMOTE_REFERENCE['text']:.1f}x (JinaD)")
             p50, p99 = latency_native(f, lat_n)
             lat.add_row("2 remote", "native", f"{p50:.2f}", f"{p99:.2f}", f"{REMOTE_REFERENCE['p50_ms']} / - (JinaD)")
-    console = Console()
+    console = Console(width=150)
     console.print(table)
     console.print(lat)
+    console.print(curve_table(ns.rounds, sizes[-1], lat_n))
 
 
 if __name__ == "__main__":

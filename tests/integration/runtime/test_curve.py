@@ -152,6 +152,11 @@ def test_keys_never_appear_in_any_process_command_line(execs, tmp_path):
             assert not any(s in cmdline for s in secrets)
             assert "curve" not in json.loads(cmdline.split("--args-json\0", 1)[1].split("\0", 1)[0])
         assert f.index([Document(text="y")])[0].text == "y"
+        # nor in the Flow's YAML, nor in anything its processes logged
+        f.save_config(str(tmp_path / "flow.yml"))
+        saved = (tmp_path / "flow.yml").read_text()
+        assert "secure: true" in saved and not any(s in saved for s in secrets)
+        assert not any(s in p.log_tail(40) for p in procs for s in secrets)
 
 
 def test_keys_repr_hides_the_secrets():
