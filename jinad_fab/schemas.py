@@ -189,6 +189,34 @@ class FlowPublic(_ObjectPublic):
     gateway: GatewayAddress | None = None
     pods: list[dict[str, Any]] = Field(
         default_factory=list, description="each Pod of the Flow: name, and for a remote Pod its daemon and id")
+    live: dict[str, Any] | None = Field(
+        None, description="a running Flow's replicas and restarts per Pod (`pods`), and its last live change "
+                          "(`change`: kind, pod, state running|done|failed, one event per replica)")
+
+
+class FlowChange(BaseModel):
+    """The body of ``PUT /flows/{id}``: one live change of a running Flow (issue 15).
+
+    ``scale`` takes ``replicas``; ``rolling_update`` takes ``uses``, ``uses_with`` and/or ``dump_path``
+    (replicas are replaced one at a time, each new one ready before an old one leaves); ``dump``
+    takes ``path`` (every shard of an ``_index`` Pod writes its part there). Paths are relative to
+    the Flow's workspace. A field that does not fit is answered 400 naming it; a change asked while
+    another runs, 409.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["scale", "rolling_update", "dump"]
+    pod: Annotated[str, StringConstraints(max_length=64)]
+    replicas: int | None = Field(None, ge=1, le=64, description="scale: the replicas each shard of the Pod gets")
+    uses: Annotated[str, StringConstraints(max_length=300)] | None = Field(
+        None, description="rolling_update: the new Executor (a name, or a YAML file of the workspace)")
+    uses_with: dict[str, Any] | None = Field(None, description="rolling_update: the Executor's new arguments")
+    dump_path: Annotated[str, StringConstraints(max_length=300)] | None = Field(
+        None, description="rolling_update: new replicas of an _index load this dump (a workspace path)")
+    path: Annotated[str, StringConstraints(max_length=300)] | None = Field(
+        None, description="dump: the directory (in the workspace) each shard writes its part under")
+    wait: bool = Field(True, description="answer when the change is done (false: at once, with 202)")
 
 
 class PodPublic(_ObjectPublic):

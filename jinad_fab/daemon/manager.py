@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import Busy, Conflict, DaemonError, Invalid, NotFound, StartFailed
+from ..errors import Busy, Conflict, DaemonError, Invalid, JinadFabError, NotFound, StartFailed
 from ..executors.loader import CONFINE_ENV
 from ..launch import handoff
 from ..launch.command import POD_PORTS
@@ -509,7 +509,77 @@ class Manager:
             self.status_path(oid).unlink(missing_ok=True)
             return self.store.update(oid, state=state, error=keep_error) or self.get(oid)
 
-    # ---- recovery ----------------------------------------------------------------------------
+    # ---- live changes of a running Flow (PUT /flows/{id}) --------------------------------------
+
+    def _flow_ctrl(self, rec: Record, cmd: dict[str, Any], timeout: float) -> dict[str, Any]:
+        from ..runtime.sockets import ctrl_request, make_context
+
+        addr = rec.data.get("ctrl_address")
+        if not addr:
+            raise Conflict(f"flow {rec.id} takes no live changes (started by an older jinad); start it again")
+        ctx = make_context()
+        try:
+            reply = ctrl_request(ctx, addr, cmd, timeout)
+        except JinadFabError as exc:
+            raise Conflict(f"flow {rec.id} does not answer its control socket: {exc}") from exc
+        finally:
+            ctx.destroy(linger=0)
+        if not reply.get("ok"):
+            raise Conflict(f"flow {rec.id} refused {cmd.get('cmd')!r}: {reply.get('error')}")
+        return reply
+
+    async def flow_live(self, rec: Record) -> dict[str, Any] | None:
+        """A running Flow's replicas, restarts and last change (None when it cannot say)."""
+        if rec.state != ObjectState.RUNNING.value or not rec.data.get("ctrl_address"):
+            return None
+        try:
+            reply = await asyncio.to_thread(self._flow_ctrl, rec, {"cmd": "status"}, 3.0)
+        except DaemonError:
+            return None
+        return {"pods": (reply.get("live") or {}).get("pods") or {}, "change": reply.get("change")}
+
+    async def change_flow(self, fid: str, change: dict[str, Any], wait: bool = True) -> dict[str, Any]:
+        """Start a live change in the Flow's process; with ``wait``, return once it is done."""
+        rec = self.get_object(fid, "flow")
+        if rec.state != ObjectState.RUNNING.value:
+            raise Conflict(f"flow {fid} is {rec.state}, not RUNNING")
+        ws = self.get(rec.workspace_id, "workspace")
+        root = self.context(ws).root
+        for field in ("path", "dump_path"):
+            if change.get(field) is not None:  # confined here and again in the Flow's process
+                try:
+                    wsfiles.confined(root, wsfiles.safe_relpath(change[field]))
+                except DaemonError as exc:
+                    raise Invalid(f"{field}: {exc}") from exc
+        if isinstance(change.get("uses"), str) and change["uses"].endswith((".yml", ".yaml")):
+            path = wsfiles.confined(root, wsfiles.safe_relpath(change["uses"]))
+            if not path.is_file():
+                raise Invalid(f"uses: no file {change['uses']!r} in workspace {rec.workspace_id}")
+        reply = await asyncio.to_thread(self._flow_ctrl, rec, {"cmd": "change", **change}, 10.0)
+        if not reply.get("accepted"):
+            raise (Conflict if reply.get("status") == 409 else Invalid)(reply.get("error") or "refused")
+        what = f"{change['kind']} of Pod {change['pod']!r}"
+        logs.event(self.log_path(fid), f"live change: {what} started")
+        while True:
+            live = await self.flow_live(self.get(fid, "flow"))
+            current = (live or {}).get("change") or {}
+            if not wait or live is None or current.get("id") != reply.get("change") or current.get("state") != "running":
+                break
+            await asyncio.sleep(0.1)
+        if live is None:
+            raise Conflict(f"flow {fid} stopped answering during the {what}")
+        if current.get("state") == "failed":
+            logs.event(self.log_path(fid), f"live change: {what} failed: {current.get('error')}", level="ERROR")
+            status = current.get("status")
+            if status == 409:
+                raise Conflict(current.get("error") or "failed")
+            if status == 400:
+                raise Invalid(current.get("error") or "failed")
+            raise StartFailed(f"{fid}: the {what} failed: {current.get('error')}", object_id=fid)
+        if current.get("state") == "done":
+            logs.event(self.log_path(fid), f"live change: {what} done")
+        return live
+
 
     async def recover(self) -> dict[str, int]:
         """At start-up: re-adopt objects that still run, report the vanished, resume interrupted builds."""

@@ -10,6 +10,7 @@ import threading
 from ..errors import JinadFabError
 from ..flow.yaml import load_flow
 from . import handoff
+from .flow_control import FlowControl
 
 log = logging.getLogger("jinad_fab.flow")
 
@@ -46,17 +47,26 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
             flow.args["port_http"] = port_http
         if port_native:
             flow.args["port_native"] = port_native
+        # a Flow run by jinad heals: a replica that exits is started again unless its Pod says never
+        flow.args.setdefault("restart", "on-failure")
         flow.start()
     except JinadFabError as exc:
         report({"state": "failed", "error": str(exc)})
         return 1
+    try:
+        control = FlowControl(flow)  # PUT /flows/{id}: scale, rolling update, dump
+    except JinadFabError as exc:
+        flow.close()
+        report({"state": "failed", "error": str(exc)})
+        return 1
     ports = flow.gateway_ports
-    report({"state": "ready", "pid": os.getpid(),
+    report({"state": "ready", "pid": os.getpid(), "ctrl_address": control.address,
             "gateway": {"host": flow.args["host"], **ports}, "pods": flow.describe_pods()})
     parent = os.getppid()
     code = 0
     try:
-        while not stop.wait(0.02):
+        while not stop.is_set():
+            control.serve(20)
             if flow.failure is not None:
                 log.error("stopping: Pod %r died (%s)", flow.failure["pod"], flow.failure["msg"])
                 code = 1
@@ -65,4 +75,5 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
                 break
     finally:
         flow.close()
+        control.close()
     return code

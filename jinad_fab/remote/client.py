@@ -266,6 +266,16 @@ class DaemonClient:
     def delete_flow(self, flow_id: str) -> Any:
         return self._request("DELETE", f"/flows/{flow_id}")
 
+    def change_flow(self, flow_id: str, change: Mapping[str, Any], *, wait: bool = True,
+                    timeout: float | None = 3600.0) -> dict[str, Any]:
+        """``PUT /flows/{id}``: a live change ``{"kind": "scale"|"rolling_update"|"dump", "pod": ...}``.
+
+        With ``wait`` the answer comes once the change is done (a rolling update of big replicas may
+        take minutes: ``timeout`` bounds the wait); without, at once (202), and ``flow(id)["live"]``
+        shows its progress."""
+        body = {k: v for k, v in change.items() if v is not None}
+        return self._request("PUT", f"/flows/{flow_id}", json={**body, "wait": wait}, timeout=timeout)
+
     # ---- deployments (fleet Flows kept by the daemon running their Gateway) ----------------------
 
     def deployments(self) -> list[dict[str, Any]]:

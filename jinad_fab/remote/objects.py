@@ -145,6 +145,29 @@ class FlowHandle(_Handle):
         """``{"host", "http_port", "native_port"}`` (empty until the Flow runs)."""
         return dict(self.body.get("gateway") or {})
 
+    @property
+    def live(self) -> dict[str, Any]:
+        """Replicas and restarts per Pod (``pods``) and the last live change (``change``)."""
+        return dict(self.body.get("live") or {})
+
+    def scale(self, pod: str, replicas: int) -> FlowHandle:
+        """Give Pod ``pod`` ``replicas`` replicas while the Flow serves (returns when done)."""
+        self.body = self.client.change_flow(self.id, {"kind": "scale", "pod": pod, "replicas": replicas})
+        return self
+
+    def rolling_update(self, pod: str, *, uses: str | None = None, uses_with: Mapping[str, Any] | None = None,
+                       dump_path: str | None = None) -> FlowHandle:
+        """Replace Pod ``pod``'s replicas one at a time (paths relative to the workspace)."""
+        self.body = self.client.change_flow(self.id, {"kind": "rolling_update", "pod": pod, "uses": uses,
+                                                      "uses_with": dict(uses_with) if uses_with else None,
+                                                      "dump_path": dump_path})
+        return self
+
+    def dump(self, pod: str, path: str) -> FlowHandle:
+        """Every shard of ``_index`` Pod ``pod`` writes its part under ``path`` (in the workspace)."""
+        self.body = self.client.change_flow(self.id, {"kind": "dump", "pod": pod, "path": path})
+        return self
+
 
 class PodHandle(_Handle):
     """A Pod running on a daemon; ``in_addresses`` take its input, ``ctrl_address`` its commands."""

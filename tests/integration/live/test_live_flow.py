@@ -9,82 +9,15 @@ import signal
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from jinad_fab import Document, DocumentArray, Flow
 from jinad_fab.errors import ChangeInProgress, PodDied
-from tests.integration.live._live_execs import embed
+from tests.integration.live._load import CORPUS, Load
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 EXECS = os.path.join(os.path.dirname(__file__), "_live_execs.py")
-CORPUS = [f"doc-{i}" for i in range(300)]
-TOP_K = 5
-
-
-def brute_top_k(text: str) -> list[str]:
-    X = np.stack([embed(t) for t in CORPUS]).astype(np.float64)
-    q = embed(text).astype(np.float64)
-    d = ((X - q) ** 2).sum(-1)
-    return [CORPUS[i] for i in np.argsort(d, kind="stable")[:TOP_K]]
-
-
-class Load:
-    """`clients` threads, each with its own Client, sending /search continuously and checking answers."""
-
-    def __init__(self, flow: Flow, clients: int = 20):
-        self.flow = flow
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-        self.wrong: list[str] = []
-        self.answers: list[tuple[float, float, set[str]]] = []  # (sent, answered, versions in the request)
-        self.lock = threading.Lock()
-        self.expected = {t: brute_top_k(t) for t in CORPUS[:60]}
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
-
-    def _run(self, i: int) -> None:
-        queries = list(self.expected)
-        c = self.flow.client()
-        n = 0
-        try:
-            while not self.stop.is_set():
-                batch = [queries[(i * 7 + n * 3 + k) % len(queries)] for k in range(3)]
-                n += 1
-                sent = time.monotonic()
-                try:
-                    res = c.post("/search", [Document(id=f"q{i}-{n}-{k}", text=t) for k, t in enumerate(batch)],
-                                 parameters={"top_k": TOP_K})
-                except BaseException as exc:  # every failure counts: the test wants none
-                    with self.lock:
-                        self.errors.append(exc)
-                    continue
-                versions = {d.tags.get("version") for d in res}
-                with self.lock:
-                    self.answers.append((sent, time.monotonic(), versions))
-                    for text, d in zip(batch, res):
-                        got = [m.id for m in d.matches]
-                        if got != self.expected[text]:
-                            self.wrong.append(f"{text}: {got} != {self.expected[text]}")
-        finally:
-            c.close()
-
-    def wait_answers(self, more: int, timeout: float = 60) -> None:
-        start = len(self.answers)
-        deadline = time.monotonic() + timeout
-        while len(self.answers) < start + more and time.monotonic() < deadline and not self.errors:
-            time.sleep(0.05)
-        assert len(self.answers) >= start + more, "the clients stopped getting answers"
 
 
 def indexed_flow(tmp_path, **enc) -> Flow:
@@ -103,7 +36,7 @@ def test_scale_and_rolling_update_under_twenty_clients_lose_nothing(tmp_path):
     events = []
     with indexed_flow(tmp_path) as f:
         f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
-        with Load(f) as load:
+        with Load(f.client) as load:
             load.wait_answers(40)
             for n in (5, 1, 3):
                 result = f.scale("enc", n, progress=events.append)
@@ -129,7 +62,7 @@ def test_scale_and_rolling_update_under_twenty_clients_lose_nothing(tmp_path):
 def test_a_killed_replica_is_restarted_and_its_searches_retried(tmp_path):
     with indexed_flow(tmp_path, restart="on-failure") as f:
         f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
-        with Load(f) as load:
+        with Load(f.client) as load:
             load.wait_answers(40)
             victim = pids_of(f, "enc")[1]
             os.kill(victim, signal.SIGKILL)
@@ -211,7 +144,7 @@ def test_dump_then_rolling_update_of_the_index_from_it_under_twenty_clients(tmp_
     events = []
     with indexed_flow(tmp_path / "ws") as f:
         f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
-        with Load(f) as load:
+        with Load(f.client) as load:
             load.wait_answers(40)
             result = f.dump("idx", str(dump))
             assert result["path"] == str(dump)

@@ -18,8 +18,8 @@ from . import host
 )
 @click.group("flow")
 def command() -> None:
-    """Run Flows: on one host's jinad (create, ls, logs, delete) or deployed over an inventory
-    (up, ps, tail, down, rollback)."""
+    """Run Flows: on one host's jinad (create, ls, logs, delete; scale, update, dump while they run) or
+    deployed over an inventory (up, ps, tail, down, rollback)."""
 
 
 for _sub in host.COMMANDS:

@@ -1,14 +1,17 @@
-"""`jinad-fab flow create|ls|logs|delete --host H`: a whole Flow on one host through its daemon."""
+"""`jinad-fab flow create|ls|logs|delete|scale|update|dump --host H`: a whole Flow on one host through its
+daemon, changed while it runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import time
+from typing import Any
 
 import click
 
-from ....errors import JinadFabError
+from ....errors import JinadFabError, RuntimeFailure
 from .._common import (
     err_console,
     examples,
@@ -164,4 +167,102 @@ def delete(flow_id: str, host: str, token: str | None, keep_workspace: bool, as_
     click.echo(f"{flow_id} stopped" + ("" if keep_workspace else f"; workspace {body['workspace_id']} removed"))
 
 
-COMMANDS = (create, ls, logs, delete)
+# ---- live changes (PUT /flows/{id}): a progress line per replica as it happens ----
+
+
+def _value(text: str) -> Any:
+    """A --uses-with value: JSON when it reads as JSON (numbers, true, lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(items: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--uses-with")
+        out[key] = _value(value)
+    return out
+
+
+def _run_change(host: str, token: str | None, flow_id: str, change: dict[str, Any], as_json: bool) -> None:
+    """Start the change, print each replica's step as the daemon reports it, end with the outcome."""
+    err = err_console()
+    with daemon(host, token) as d:
+        body = d.change_flow(flow_id, change, wait=False)
+        change_id = ((body.get("live") or {}).get("change") or {}).get("id")
+        shown = 0
+        while True:
+            current = ((body.get("live") or {}).get("change") or {})
+            if current.get("id") == change_id:
+                for event in current.get("events", [])[shown:]:
+                    if not as_json:
+                        err.print(f"  {event['pod']}: {event.get('replica')} {event['step']}", markup=False)
+                shown = len(current.get("events", []))
+                if current.get("state") != "running":
+                    break
+            time.sleep(0.2)
+            body = d.flow(flow_id)
+    if as_json:
+        print_json(current)
+    if current.get("state") == "failed":
+        raise RuntimeFailure(f"the {change['kind']} of Pod {change['pod']!r} failed: {current.get('error')}")
+    if not as_json:
+        click.echo(f"{flow_id}: {change['kind']} of Pod {change['pod']!r} done"
+                   + (f"; {current['result']}" if current.get("result") else ""))
+
+
+@examples(
+    "jinad-fab flow scale jflow-1a2b3c enc 4 --host gpu1",
+    "jinad-fab flow scale jflow-1a2b3c enc 1 --host gpu1 --json",
+)
+@click.command("scale")
+@click.argument("flow_id")
+@click.argument("pod")
+@click.argument("replicas", type=click.IntRange(1, 64))
+@host_options
+@json_option
+def scale(flow_id: str, pod: str, replicas: int, host: str, token: str | None, as_json: bool) -> None:
+    """Give POD of a running Flow REPLICAS replicas (per shard), while it serves."""
+    _run_change(host, token, flow_id, {"kind": "scale", "pod": pod, "replicas": replicas}, as_json)
+
+
+@examples(
+    "jinad-fab flow update jflow-1a2b3c enc --uses-with version=v2 --host gpu1",
+    "jinad-fab flow update jflow-1a2b3c idx --dump-path dumps/monday --host gpu1   # reload an index",
+)
+@click.command("update")
+@click.argument("flow_id")
+@click.argument("pod")
+@click.option("--uses", help="the new Executor: a name, or a YAML file of the workspace")
+@click.option("--uses-with", "uses_with", multiple=True, metavar="KEY=VALUE",
+              help="an argument of the Executor (repeatable; VALUE read as JSON when it is)")
+@click.option("--dump-path", help="new replicas of an _index load this dump (a workspace path)")
+@host_options
+@json_option
+def update(flow_id: str, pod: str, uses: str | None, uses_with: tuple[str, ...], dump_path: str | None,
+           host: str, token: str | None, as_json: bool) -> None:
+    """Roll POD's replicas one at a time to a new Executor, new arguments or an index dump."""
+    if not (uses or uses_with or dump_path):
+        raise click.UsageError("give --uses, --uses-with or --dump-path")
+    change = {"kind": "rolling_update", "pod": pod, "uses": uses,
+              "uses_with": _pairs(uses_with) if uses_with else None, "dump_path": dump_path}
+    _run_change(host, token, flow_id, change, as_json)
+
+
+@examples("jinad-fab flow dump jflow-1a2b3c idx dumps/monday --host gpu1")
+@click.command("dump")
+@click.argument("flow_id")
+@click.argument("pod")
+@click.argument("path")
+@host_options
+@json_option
+def dump(flow_id: str, pod: str, path: str, host: str, token: str | None, as_json: bool) -> None:
+    """Have every shard of _index POD write a consistent dump under PATH (in the workspace)."""
+    _run_change(host, token, flow_id, {"kind": "dump", "pod": pod, "path": path}, as_json)
+
+
+COMMANDS = (create, ls, logs, delete, scale, update, dump)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from ....schemas import FlowCreate, FlowId, FlowList, FlowPublic, WorkspaceId
+from ....errors import Invalid
+from ....schemas import FlowChange, FlowCreate, FlowId, FlowList, FlowPublic, WorkspaceId
 from ...store import Record
 from ..deps import ManagerDep
 
@@ -36,7 +39,38 @@ async def list_flows(manager: ManagerDep):
 
 @router.get("/{flow_id}", response_model=FlowPublic)
 async def get_flow(flow_id: FlowId, manager: ManagerDep):
-    return flow_view(manager.get_object(flow_id, "flow"))
+    rec = manager.get_object(flow_id, "flow")
+    return {**flow_view(rec), "live": await manager.flow_live(rec)}
+
+
+def _change(raw: Any) -> FlowChange:
+    """The body, or 400 naming the first field that does not fit (not FastAPI's 422 list)."""
+    if not isinstance(raw, dict):
+        raise Invalid("the body must be a JSON object with kind and pod")
+    try:
+        return FlowChange.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err.get("loc", ())) or "body"
+        raise Invalid(f"{field}: {err.get('msg')} (got {err.get('input')!r})") from exc
+
+
+@router.put("/{flow_id}", response_model=FlowPublic, responses={202: {"model": FlowPublic}},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": FlowChange.model_json_schema()}}}})
+async def change_flow(flow_id: FlowId, request: Request, manager: ManagerDep):
+    """Change a running Flow: scale a Pod, roll its replicas to a new Executor version or an index
+    dump, or dump an ``_index`` (body: :class:`FlowChange`). 409 while another change runs."""
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        raise Invalid(f"the body is not JSON: {exc}") from exc
+    change = _change(raw)
+    live = await manager.change_flow(flow_id, change.model_dump(exclude={"wait"}, exclude_none=True), change.wait)
+    body = {**flow_view(manager.get_object(flow_id, "flow")), "live": live}
+    if not change.wait:
+        return JSONResponse(FlowPublic.model_validate(body).model_dump(mode="json"), status_code=202)
+    return body
 
 
 @router.delete("/{flow_id}", response_model=FlowPublic)
