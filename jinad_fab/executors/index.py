@@ -308,7 +308,7 @@ class IndexExecutor(Executor):
         if docs:
             self.remove(docs.ids)
 
-    @requests(on="/dump")
+    @requests(on="/dump", idempotent=True)  # a second run replaces the first dump whole
     def dump(self, parameters: dict) -> DocumentArray:
         """Write this shard's dump into ``parameters["path"]/<shard id>``; answer one Document whose
         tags say what was written (the request's own Documents are not kept)."""

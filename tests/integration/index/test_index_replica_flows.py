@@ -124,3 +124,48 @@ def test_a_dump_loaded_by_a_new_flow_answers_identically(tmp_path):
     with pytest.raises(PeaStartError, match=r"dumped from 2 shard\(s\); this Pod has 3"):
         with wrong:
             pass
+
+
+def test_scaling_the_index_while_clients_search_keeps_every_answer_exact(tmp_path):
+    rng = np.random.default_rng(10)
+    X = rng.standard_normal((800, DIM)).astype(np.float32)
+    ids = [f"d{i}" for i in range(800)]
+    Q = rng.standard_normal((12, DIM)).astype(np.float32)
+    f = Flow(workspace=str(tmp_path)).add(name="vec", uses="_index", shards=2)
+    with f:
+        f.index([Document(id=i, embedding=x) for i, x in zip(ids[:500], X[:500])])
+        want = brute(ids[:500], X[:500], Q)
+        stop = threading.Event()
+        done, failed = [], []
+
+        def search_until_stopped(c):
+            with f.client() as client:
+                while not stop.is_set():
+                    assert answers(client.search(queries(Q), parameters={"top_k": K}, request_size=4)) == want
+                    done.append(c)
+
+        def searching():
+            try:
+                in_threads(6, search_until_stopped)
+            except BaseException as exc:  # noqa: BLE001 - checked by the test thread
+                failed.append(exc)
+
+        clients = threading.Thread(target=searching)
+        clients.start()
+        try:
+            f.scale("vec", replicas=3)  # new replicas open the shards' stores and answer at once
+            f.scale("vec", replicas=2)
+        finally:
+            stop.set()
+            clients.join(120)
+        assert not failed, failed[0]
+        assert len(done) >= 6
+        f.index([Document(id=i, embedding=x) for i, x in zip(ids[500:], X[500:])], request_size=20)
+        want = brute(ids, X, Q)
+
+        def read(c):
+            with f.client() as client:
+                for _ in range(3):  # every replica answers with the writes made after the scaling
+                    assert answers(client.search(queries(Q), parameters={"top_k": K}, request_size=3)) == want
+
+        in_threads(4, read)
