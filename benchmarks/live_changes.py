@@ -1,0 +1,168 @@
+"""Latency while a running Flow changes: scale, rolling update, a killed replica (issue 15).
+
+    python benchmarks/live_changes.py [--clients 8] [--steady 5]
+
+One Flow ``enc (3 replicas) -> _index (2 shards)``, ``--clients`` threads each sending 1-Document
+``/search`` requests back to back. The table prints p50/p99 latency of the requests *sent* in each
+window: steady state (the reference, measured first and again at the end), during a scale
+3 -> 5 -> 3, during a rolling update of the encoder (3 replicas replaced one at a time), and the
+ratio of each p99 to the steady one (target: at most 3x). Then the time ``Flow.scale`` takes to go
+from 1 to 4 replicas (each new one ready and planned onto), and the time from a replica's SIGKILL
+to the Gateway planning onto 3 replicas again (the restart policy at work), with the requests
+that failed in the whole run (target: none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from jinad_fab import Document, Flow
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXECUTOR = os.path.join(HERE, "_live_encoder.py")
+
+
+class Clients:
+    def __init__(self, flow: Flow, n: int):
+        self.flow = flow
+        self.stop = threading.Event()
+        self.samples: list[tuple[float, float]] = []  # (sent, latency seconds)
+        self.failed: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
+
+    def __enter__(self) -> Clients:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def _run(self, i: int) -> None:
+        c = self.flow.client()
+        n = 0
+        try:
+            while not self.stop.is_set():
+                n += 1
+                sent = time.monotonic()
+                try:
+                    c.post("/search", Document(text=f"doc-{(i * 31 + n) % 500}"), parameters={"top_k": 5})
+                except Exception as exc:
+                    with self.lock:
+                        self.failed.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                with self.lock:
+                    self.samples.append((sent, time.monotonic() - sent))
+        finally:
+            c.close()
+
+    def window(self, start: float, end: float) -> list[float]:
+        with self.lock:
+            return [lat for sent, lat in self.samples if start <= sent < end]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def full_width(f: Flow, pod: str, n: int) -> bool:
+    members = f._gateway_cmd({"cmd": "status"})["members"].get(pod) or []
+    return len(members) >= n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    ap.add_argument("--steady", type=float, default=5.0, help="seconds of each steady-state window")
+    args = ap.parse_args()
+    console = Console(width=140)
+    rows = []
+    with tempfile.TemporaryDirectory() as ws:
+        f = (Flow(workspace=ws, timeout=60)
+             .add(name="enc", uses="LiveEncoder", py_modules=[EXECUTOR], parallel=3, restart="on-failure",
+                  uses_with={"version": "v1"})
+             .add(name="idx", uses="_index", shards=2))
+        with f:
+            f.index([Document(id=f"doc-{i}", text=f"doc-{i}") for i in range(2000)], request_size=200)
+            with Clients(f, args.clients) as load:
+                time.sleep(1.0)  # warm-up, not measured
+                t0 = time.monotonic()
+                time.sleep(args.steady)
+                t1 = time.monotonic()
+                rows.append(("steady state (reference)", load.window(t0, t1)))
+
+                t0 = time.monotonic()
+                f.scale("enc", 5)
+                f.scale("enc", 3)
+                t1 = time.monotonic()
+                rows.append(("during scale 3 -> 5 -> 3", load.window(t0, t1)))
+                scale_window = t1 - t0
+
+                t0 = time.monotonic()
+                f.rolling_update("enc", uses_with={"version": "v2"})
+                t1 = time.monotonic()
+                rows.append(("during rolling update (3 replicas)", load.window(t0, t1)))
+                update_window = t1 - t0
+
+                f.scale("enc", 1)
+                t0 = time.monotonic()
+                f.scale("enc", 4)
+                scale_up = time.monotonic() - t0
+                f.scale("enc", 3)
+
+                victim = f._running["enc"].peas[0][1].pid
+                t0 = time.monotonic()
+                os.kill(victim, signal.SIGKILL)
+                while full_width(f, "enc", 3):  # until the Gateway has taken it out
+                    time.sleep(0.001)
+                while not full_width(f, "enc", 3):
+                    time.sleep(0.005)
+                healed = time.monotonic() - t0
+
+                t0 = time.monotonic()
+                time.sleep(args.steady)
+                t1 = time.monotonic()
+                rows.append(("steady state again", load.window(t0, t1)))
+                failed = list(load.failed)
+    load_avg = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    steady_p99 = pct(rows[0][1], 0.99)
+    table = Table(title=f"Latency of 1-Document /search, {args.clients} clients, Flow enc(3) -> _index(2 shards); "
+                        f"load average {load_avg} on {os.cpu_count()} CPUs")
+    for col in ("window", "requests", "p50 ms", "p99 ms", "p99 vs steady", "target"):
+        table.add_column(col, justify="right" if col != "window" else "left")
+    for i, (name, lat) in enumerate(rows):
+        p99 = pct(lat, 0.99)
+        table.add_row(name, f"{len(lat):,}", f"{pct(lat, 0.5):.2f}", f"{p99:.2f}",
+                      "1.00x" if i == 0 else f"{p99 / steady_p99:.2f}x", "-" if i == 0 else "<= 3x")
+    console.print(table)
+    times = Table(title="Changes")
+    times.add_column("measure")
+    times.add_column("value", justify="right")
+    times.add_row("scale 3 -> 5 -> 3 (both calls)", f"{scale_window:.2f} s")
+    times.add_row("rolling update of 3 replicas", f"{update_window:.2f} s")
+    times.add_row("scale 1 -> 4 (Flow.scale returns)", f"{scale_up:.2f} s")
+    times.add_row("SIGKILL of a replica -> 3 replicas planned onto again", f"{healed:.2f} s")
+    times.add_row("failed requests in the whole run (target 0)", str(len(failed)))
+    console.print(times)
+    for line in failed[:5]:
+        console.print(f"  failed: {line}", markup=False)
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
