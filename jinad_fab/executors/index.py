@@ -481,7 +481,11 @@ class IndexExecutor(Executor):
         else:
             vectors, norms = self._vec.rows[:n], self._norm.rows[:n]
         dest = os.path.join(path, str(self.shard_id))
-        storage.write_dump(self._db, vectors, norms, dest, manifest)
+        ann = []
+        if self.kind != "flat":
+            self._ann_save()  # with every row it holds, so a store loaded from the dump need not train it
+            ann = [os.path.join(self._dir, name) for rows, name in self._ann_files() if 0 < rows <= n][-1:]
+        storage.write_dump(self._db, vectors, norms, dest, manifest, extra=ann)
         self.logger.info("dumped %d Documents of shard %d into %s", n, self.shard_id, dest)
         return {"shard_id": self.shard_id, "shards": self.shards, "count": n, "dim": dim, "path": dest,
                 "dump_id": manifest["id"]}

@@ -15,8 +15,9 @@ shard opens the same home:
 
 A dump of a shard (``/dump``) is a directory ``<path>/<shard id>`` holding ``index.sqlite`` (an
 SQLite backup, in rollback-journal mode: one self-contained file), ``vectors.f32`` and
-``norms.f32`` (exactly ``count`` rows) and ``manifest.json`` (``id``, ``shard_id``, ``shards``,
-``count``, ``dim``). It is written into a temporary sibling directory, fsynced, and renamed into
+``norms.f32`` (exactly ``count`` rows), the saved approximate index if there is one (``ann-*.faiss``,
+so a store loaded from the dump does not train it again) and ``manifest.json`` (``id``,
+``shard_id``, ``shards``, ``count``, ``dim``). It is written into a temporary sibling directory, fsynced, and renamed into
 place, so a directory found under that name is always complete.
 """
 
@@ -171,9 +172,10 @@ def _copy_rows(rows: np.ndarray, path: str) -> None:
 
 
 def write_dump(db: sqlite3.Connection, vectors: np.ndarray, norms: np.ndarray, dest: str,
-               manifest: dict[str, Any]) -> None:
-    """Write one shard's dump to ``dest`` (replaced whole if it exists). The caller holds the shard's
-    lock (shared is enough: it keeps writers out), so the SQLite backup and the vector rows agree."""
+               manifest: dict[str, Any], extra: list[str] = ()) -> None:
+    """Write one shard's dump to ``dest`` (replaced whole if it exists), with copies of the ``extra``
+    files (a saved approximate index). The caller holds the shard's lock (shared is enough: it keeps
+    writers out), so the SQLite backup, the vector rows and the extra files agree."""
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.", suffix=".partial", dir=parent)
@@ -191,6 +193,9 @@ def write_dump(db: sqlite3.Connection, vectors: np.ndarray, norms: np.ndarray, d
         _fsync_file(os.path.join(tmp, "index.sqlite"))
         _copy_rows(vectors, os.path.join(tmp, "vectors.f32"))
         _copy_rows(norms, os.path.join(tmp, "norms.f32"))
+        for path in extra:
+            shutil.copyfile(path, os.path.join(tmp, os.path.basename(path)))
+            _fsync_file(os.path.join(tmp, os.path.basename(path)))
         with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1, sort_keys=True)
             fh.write("\n")
@@ -264,7 +269,8 @@ def copy_dump(home: str, src: str, manifest: dict[str, Any]) -> str | None:
         return None
     new = tempfile.mkdtemp(prefix="gen-", dir=home)
     try:
-        for name in STORE_FILES:
+        saved_ann = [n for n in os.listdir(src) if n.startswith("ann-") and n.endswith(".faiss")]
+        for name in (*STORE_FILES, *saved_ann):
             shutil.copyfile(os.path.join(src, name), os.path.join(new, name))
             os.chmod(os.path.join(new, name), 0o600)
             _fsync_file(os.path.join(new, name))

@@ -240,3 +240,29 @@ def test_a_saved_approximate_index_is_reopened_not_trained_again(tmp_path, kind,
     assert third.ids[found[0, 0]] == "1" and len(built) == 1
     assert [n for n in os.listdir(third._dir) if n.endswith(".faiss")] == [saved[0].replace("e0-r5000", "e1-r5999")]
     third.close()
+
+
+@needs_faiss
+def test_a_dump_carries_the_saved_approximate_index_so_its_loader_does_not_train(tmp_path, monkeypatch):
+    import faiss
+
+    X, C = clustered(4000, 16, 30, 7)
+    ids = [str(i) for i in range(len(X))]
+    ex = open_index(tmp_path / "a", durability="normal", index="ivf", ann_min=1000)
+    ex.add(ids[:3000], X[:3000])
+    ex.search_vectors(X[:1], 1)  # builds and saves it
+    ex.add(ids[3000:], X[3000:])
+    want = ex.search_vectors(C + 0.1, 10)  # adds the new rows in memory: the dump saves them too
+    summary = ex.dump(parameters={"path": str(tmp_path / "dump")})[0].tags
+    ex.close()
+    assert sorted(n for n in os.listdir(summary["path"]) if n.endswith(".faiss")) == [
+        "ann-ivf-euclidean-nlistauto-e0-r4000.faiss"]
+    built = []
+    real_factory = faiss.index_factory
+    monkeypatch.setattr(faiss, "index_factory", lambda *a: built.append(a) or real_factory(*a))
+    loaded = open_index(tmp_path / "b", durability="normal", index="ivf", ann_min=1000,
+                        dump_path=str(tmp_path / "dump"))
+    got = loaded.search_vectors(C + 0.1, 10)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert built == []
+    loaded.close()
