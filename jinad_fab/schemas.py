@@ -298,3 +298,21 @@ class DeploymentList(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: Any
+
+
+# ---- issue 14: token rotation (PUT /token) -------------------------------------------------------
+
+TOKEN_PATTERN = r"^[A-Za-z0-9._~+/=-]{24,512}$"
+
+
+class TokenRotate(BaseModel):
+    """``PUT /token``: the token the daemon requires from now on. Until ``DELETE /token/previous``
+    it also accepts the one it replaced, so clients can switch over without a request refused."""
+
+    token: str = Field(..., pattern=TOKEN_PATTERN, repr=False,
+                       description="24 to 512 characters of A-Z a-z 0-9 . _ ~ + / = -")
+
+
+class TokenRotated(BaseModel):
+    persisted: bool = Field(..., description="the token file the daemon reads at start now holds the new token")
+    previous_accepted: bool = Field(..., description="the replaced token is still accepted until DELETE /token/previous")

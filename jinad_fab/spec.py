@@ -142,9 +142,14 @@ class PodSpec(PodOptions):
     host: str | None = Field(
         None, description="run the Pod on the jinad daemon of this host ('gpu1:8000', 'https://gpu1:8443'); "
                           "its files are uploaded into a workspace there")
+    # issue 14 (TLS to every daemon): how the Flow talks to `host`'s jinad
     ca_file: str | None = Field(
         None, json_schema_extra=_REMOTE, description="CA bundle (PEM; relative to the Flow) to check an https:// `host`'s certificate "
-                          "with (default: the Flow's `ca_file`, else the system's)")
+                          "with (default: the Flow's `ca_file`, else the system's); a `host` without a scheme is "
+                          "then reached over https")
+    tls: StrictBool | None = Field(
+        None, json_schema_extra=_REMOTE, description="reach `host`'s jinad over HTTPS (true) or plain HTTP (false) when `host` "
+                          "names no scheme (default: the Flow's `tls`; https when a `ca_file` applies)")
     port_expose: StrictInt | None = Field(
         None, ge=1, le=65535, json_schema_extra=_REMOTE, description="the port of `host`'s jinad daemon when `host` does not name one")
     upload_files: list[str] | None = Field(
@@ -204,8 +209,12 @@ class FlowSpec(_Spec):
     keep_workspace: StrictBool = Field(
         False, description="keep the workspaces made on jinad hosts for remote Pods after the Flow stops")
     quiet_remote_logs: StrictBool = Field(False, description="do not stream remote Pods' logs back")
+    # issue 14 (TLS to every daemon): how remote Pods talk to their hosts' jinad
     ca_file: str | None = Field(
         None, json_schema_extra=_REMOTE, description="CA bundle (PEM; relative to the Flow) to check https:// jinad hosts' certificates with")
+    tls: StrictBool | None = Field(
+        None, description="reach the jinad of remote Pods whose `host` names no scheme over HTTPS (true) or plain "
+                          "HTTP (false); default: https when a `ca_file` applies")
     token: str | None = Field(
         None, repr=False, json_schema_extra=_SECRET,
         description="the token of the jinad daemons the Flow's remote Pods use; never written to YAML")

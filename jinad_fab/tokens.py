@@ -68,6 +68,20 @@ def ensure_token_file(path: pathlib.Path) -> str:
     return token
 
 
+def write_token_file(path: pathlib.Path, token: str) -> None:
+    """Replace the token in ``path`` atomically (a reader sees the old token or the new one), 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def find_token(host: str | None = None, *, token_file: str | os.PathLike | None = None) -> str | None:
     """The token a local tool sends to the daemon at ``host``.
 

@@ -23,7 +23,7 @@ import re
 import stat
 from typing import Any
 
-from ..deploy.inventory import Inventory, ansible_inventory_json
+from ..deploy.inventory import CREDENTIALS, Inventory, ansible_inventory_json
 
 _MAX_FILES = 2000
 _PLUGIN = re.compile(rb"^plugin\s*:", re.MULTILINE)
@@ -50,8 +50,9 @@ def _inventory_files(path: pathlib.Path) -> list[pathlib.Path]:
         roots = [path.parent / "group_vars", path.parent / "host_vars"]
         files = [path]
     for root in roots:
-        if root.is_dir():
-            files += sorted(p for p in root.rglob("*") if not p.is_dir())
+        if root.is_dir():  # not the credentials a deploy keeps in an inventory folder: Ansible skips them
+            files += sorted(p for p in root.rglob("*")
+                            if not p.is_dir() and not (root == path and p.relative_to(root).parts[0] == CREDENTIALS))
     if len(files) > _MAX_FILES:
         raise _Uncacheable
     return files

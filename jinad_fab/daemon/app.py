@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import DaemonError, JinadFabError
 from . import gc
-from .api.routes import deployments, flows, health, logs, pods, workspaces
+from .api.routes import deployments, flows, health, logs, pods, token, workspaces
 from .auth import Guard, HostPolicy
 from .manager import Manager
 from .runtimes.base import Runtime
@@ -222,6 +222,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.state.started = time.monotonic()
     app.state.gpus = []
     app.state.token = None  # set by the lifespan; until then nothing is served
+    app.state.previous_token = None  # the token PUT /token replaced, until DELETE /token/previous
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -246,7 +247,9 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(pods.pods)
     app.include_router(pods.peas)
     app.include_router(logs.router)
+    app.include_router(token.router)
     scheme = "https" if settings.tls_certfile else "http"
     hosts = HostPolicy(settings.host, [*settings.allowed_hosts, *filter(None, [settings.advertise_host])])
-    app.add_middleware(Guard, token=lambda: app.state.token, hosts=hosts, origins=settings.allowed_origins, scheme=scheme)
+    app.add_middleware(Guard, token=lambda: app.state.token, previous=lambda: app.state.previous_token, hosts=hosts,
+                       origins=settings.allowed_origins, scheme=scheme)
     return app

@@ -8,7 +8,8 @@ In order, for every HTTP request:
 2. An ``Origin`` header (browsers send one on cross-origin and on every POST) must be the daemon's
    own origin or an ``--allowed-origin``. A page on another origin (CSRF) is refused before its
    body is read, so a "simple" multipart POST never becomes a workspace.
-3. Every route but ``/alive`` needs the bearer token (compared in constant time). A browser may
+3. Every route but ``/alive`` needs the bearer token (compared in constant time); while a token
+   rotation is under way (``PUT /token`` until ``DELETE /token/previous``) the replaced one too. A browser may
    instead open a page with ``?token=...`` once: the daemon answers with an HttpOnly, SameSite=Strict
    cookie, which then stands for the token on GET/HEAD only (so ``/docs`` works, and a forged
    form POST carrying the cookie still needs the header).
@@ -35,6 +36,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/alive"})
+TOKEN_SCOPE_KEY = "jinad.token"
+"""Which token a request carried ("current" or "previous"), for the routes that care."""
 COOKIE = "jinad-token"
 _SAFE = frozenset({"GET", "HEAD"})
 _WILDCARD = {"0.0.0.0", "::", ""}
@@ -113,10 +116,13 @@ class Guard:
     """The ASGI middleware described in the module docstring."""
 
     def __init__(self, app: ASGIApp, *, token: Callable[[], str | None], hosts: HostPolicy,
-                 origins: Iterable[str] = (), scheme: str = "http"):
-        """``token`` returns the expected token (the app's lifespan sets it up)."""
+                 origins: Iterable[str] = (), scheme: str = "http",
+                 previous: Callable[[], str | None] = lambda: None):
+        """``token`` returns the expected token (the app's lifespan sets it up); ``previous`` the one
+        it replaced, still accepted while a rotation is under way (``PUT /token``)."""
         self.app = app
         self.token_source = token
+        self.previous_source = previous
         self.hosts = hosts
         self.any_origin = "*" in origins
         self.origins = {o for o in (_origin_of(x) for x in origins if x != "*") if o}
@@ -150,9 +156,12 @@ class Guard:
                                      "the token is in <jinad home>/token)", {"www-authenticate": "Bearer"})
             return
         expected = (self.token_source() or "").encode()
-        if not expected or not hmac.compare_digest(supplied, expected):
+        previous = (self.previous_source() or "").encode()
+        current = bool(expected) and hmac.compare_digest(supplied, expected)
+        if not current and not (previous and hmac.compare_digest(supplied, previous)):
             await _refuse(send, 403, "wrong token")
             return
+        scope[TOKEN_SCOPE_KEY] = "current" if current else "previous"  # only the current one may rotate
         if set_cookie:
             send = _with_cookie(send, expected.decode(), secure=self.scheme == "https")
         await self.app(scope, receive, send)

@@ -105,6 +105,15 @@ class DaemonSettings(BaseSettings):
             return read_token_file(self.token_file)
         return ensure_token_file(self.home / TOKEN_NAME)
 
+    def token_path(self) -> pathlib.Path | None:
+        """The file the token is read from at start (and a rotated token is written to); None when
+        it comes from ``JINAD_TOKEN``, which the daemon cannot change."""
+        from ..tokens import TOKEN_NAME
+
+        if self.token is not None and self.token.get_secret_value():
+            return None
+        return self.token_file if self.token_file is not None else self.home / TOKEN_NAME
+
     def child_environment(self) -> dict[str, str]:
         """The environment objects start with: the daemon's own, minus every ``JINAD_*`` setting
         (the token must never reach user code)."""

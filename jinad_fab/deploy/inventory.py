@@ -22,7 +22,8 @@ from ..errors import BadAddress, BadConfig, BadInput
 from ..remote import DaemonAddress
 
 DEFAULT_JINAD_PORT = 8000
-TOKEN_FILE = pathlib.Path("credentials") / "jinad_token"
+CREDENTIALS = "credentials"
+TOKEN_FILE = pathlib.Path(CREDENTIALS) / "jinad_token"
 
 _resolver: Any = None
 
@@ -108,6 +109,21 @@ class Host:
         return count
 
     @property
+    def tls(self) -> bool:
+        """Whether the daemon serves HTTPS once deployed (``jinad_tls``, on unless set false)."""
+        return truthy(self.var("jinad_tls", True))
+
+    @property
+    def own_certificate(self) -> bool:
+        """The operator brings this host's certificate (``jinad_tls_cert_src``): no fleet CA for it."""
+        return bool(self.vars.get("jinad_tls_cert_src"))
+
+    @property
+    def certificate_names(self) -> list[str]:
+        """The subject alternative names of the host's certificate: its inventory name and address."""
+        return list(dict.fromkeys([self.name, self.address.strip("[]")]))
+
+    @property
     def daemon_address(self) -> DaemonAddress:
         """Where this host's jinad answers: ``jinad_scheme`` (http, https), the address and ``jinad_port``."""
         scheme, port = str(self.var("jinad_scheme") or "http"), self.jinad_port
@@ -119,6 +135,34 @@ class Host:
     @property
     def daemon_url(self) -> str:
         return self.daemon_address.url
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "off", "0", "")
+    return bool(value)
+
+
+def _with_tls_defaults(name: str, variables: dict[str, Any], directory: pathlib.Path | None) -> dict[str, Any]:
+    """What a deploy with TLS (the default) implies for the clients, unless the inventory says otherwise:
+    ``jinad_scheme: https`` once the host has a certificate (issued from the fleet CA next to the
+    inventory, or the operator's own ``jinad_tls_cert_src``), and ``jinad_ca_file`` the fleet CA."""
+    from .pki import CA_CERT, host_cert_path, tls_dir
+
+    if directory is None or not truthy(variables.get("jinad_tls", True)):
+        return variables
+    folder = tls_dir(directory)
+    own = bool(variables.get("jinad_tls_cert_src"))
+    try:
+        issued = host_cert_path(folder, name).is_file()
+    except BadConfig:  # a name no certificate file can carry: it has none
+        issued = False
+    out = dict(variables)
+    if own or issued:
+        out.setdefault("jinad_scheme", "https")
+    if issued and not own and (folder / CA_CERT).is_file():
+        out.setdefault("jinad_ca_file", str(folder / CA_CERT))
+    return out
 
 
 def _bracket(address: str) -> str:
@@ -175,8 +219,12 @@ class Inventory:
         for group, names in members.items():
             for name in names:
                 host_groups.setdefault(name, {"all"}).add(group)
+        directory = None
+        if source is not None:
+            directory = pathlib.Path(source) if pathlib.Path(source).is_dir() else pathlib.Path(source).parent
         hosts = {
-            name: Host(name=name, groups=frozenset(host_groups[name]), vars=dict(hostvars.get(name, {})))
+            name: Host(name=name, groups=frozenset(host_groups[name]),
+                       vars=_with_tls_defaults(name, dict(hostvars.get(name, {})), directory))
             for name in all_hosts
         }
         groups = {g: tuple(dict.fromkeys(hs)) for g, hs in members.items()}
@@ -263,25 +311,43 @@ class Inventory:
             path = self.directory / path
         return str(path)
 
+    def token_file_for(self, host: Host) -> pathlib.Path | None:
+        """The controller file holding ``host``'s token (``jinad_token_file``, default
+        ``credentials/jinad_token`` by the inventory); None when the inventory sets ``jinad_token``."""
+        value = host.vars.get("jinad_token")
+        if isinstance(value, str) and value and "{{" not in value:
+            return None
+        candidate = host.vars.get("jinad_token_file")
+        if isinstance(candidate, str) and candidate and "{{" not in candidate:
+            path = pathlib.Path(os.path.expanduser(candidate))
+            if not path.is_absolute() and self.directory is not None:
+                path = self.directory / path
+            return path
+        return self.directory / TOKEN_FILE if self.directory is not None else None
+
     def token_for(self, host: Host) -> str | None:
         """The daemon token for ``host``: a plain ``jinad_token`` var, else the token file the jinad
         role generated (``jinad_token_file``, default ``credentials/jinad_token`` by the inventory)."""
         value = host.vars.get("jinad_token")
         if isinstance(value, str) and value and "{{" not in value:
             return value
-        candidate = host.vars.get("jinad_token_file")
-        if isinstance(candidate, str) and candidate and "{{" not in candidate:
-            path = pathlib.Path(os.path.expanduser(candidate))
-            if not path.is_absolute() and self.directory is not None:
-                path = self.directory / path
-        elif self.directory is not None:
-            path = self.directory / TOKEN_FILE
-        else:
+        path = self.token_file_for(host)
+        if path is None:
             return None
         try:
             return path.read_text(encoding="utf-8").split()[0]
         except (OSError, IndexError):
             return None
+
+
+def ansible_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What Ansible must be told whenever it reads an inventory: skip the ``credentials`` folder a
+    deploy keeps inside an inventory folder. Ansible reads every file of an inventory folder as an
+    inventory, and its ini parser would take a token file's one line for a host name (and a PEM
+    file's lines for garbage)."""
+    environ = os.environ if environ is None else environ
+    own = environ.get("ANSIBLE_INVENTORY_IGNORE_REGEX", "")
+    return {"ANSIBLE_INVENTORY_IGNORE_REGEX": ",".join(filter(None, [own, f"^{CREDENTIALS}$"]))}
 
 
 def ansible_inventory_json(path: pathlib.Path, vault_password_file: str | None = None,
@@ -293,7 +359,8 @@ def ansible_inventory_json(path: pathlib.Path, vault_password_file: str | None =
     if vault_password_file:
         cmd += ["--vault-password-file", vault_password_file]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                              env={**os.environ, **ansible_environment()})
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BadConfig(f"cannot run ansible-inventory on {path}: {exc}") from exc
     if proc.returncode != 0:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import BadConfig
 from ..templating import AssetNotFound, assets_dir
+from .inventory import ansible_environment
 from .results import GroupResult
 
 PLAYBOOKS = ("deploy", "teardown", "upgrade", "rollback", "verify")
@@ -222,6 +223,7 @@ def run_playbook(
             "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
             "ANSIBLE_ROLES_PATH": str(root / "roles"),
             "ANSIBLE_NOCOLOR": "1",
+            **ansible_environment(),
         }
         cmdline = " ".join(flag for flag, on in (("--check", check), ("--diff", diff)) if on) or None
         runner = ansible_runner.run(

@@ -283,8 +283,7 @@ class Flow:
             return bind_host, None
         from . import remote_pods
 
-        far = [remote_pods.daemon_address(self._pods[n]["host"], self._pods[n].get("port_expose")).host
-               for n in remote]
+        far = [remote_pods.pod_daemon_address(self._pods[n], self.args).host for n in remote]
         far = [h for h in far if not remote_pods.is_local_host(h)]
         if not far:
             return bind_host, None
@@ -326,7 +325,7 @@ class Flow:
         """A Pod on another host's daemon; Pods on one daemon share its session (and workspace)."""
         from . import remote_pods
 
-        address = remote_pods.daemon_address(spec["host"], spec.get("port_expose"))
+        address = remote_pods.pod_daemon_address(spec, self.args)
         sess = sessions.get(address)
         if sess is None:
             ca_file = spec.get("ca_file") or self.args.get("ca_file")

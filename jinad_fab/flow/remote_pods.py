@@ -42,9 +42,22 @@ log = logging.getLogger("jinad_fab.remote")
 _LOCAL = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "")
 
 
-def daemon_address(host: str, port_expose: int | None = None) -> DaemonAddress:
-    """A Pod's ``host`` (``gpu1:8000``, ``https://gpu1:8443``; ``port_expose`` when it names no port)."""
-    return DaemonAddress.parse(host, default_port=int(port_expose) if port_expose else None)
+def daemon_address(host: str, port_expose: int | None = None, *, tls: bool | None = None,
+                   ca_file: str | None = None) -> DaemonAddress:
+    """A Pod's ``host`` (``gpu1:8000``, ``https://gpu1:8443``; ``port_expose`` when it names no port).
+
+    ``tls`` picks the scheme of a host written without one (and refuses one written against it);
+    left out, a ``ca_file`` means https: a CA bundle is only given to check a certificate."""
+    if tls is None and ca_file and "://" not in host:
+        tls = True
+    return DaemonAddress.parse(host, default_port=int(port_expose) if port_expose else None, tls=tls)
+
+
+def pod_daemon_address(spec: Any, flow_args: Any) -> DaemonAddress:
+    """Where the jinad of a remote Pod answers, its own ``tls``/``ca_file`` before the Flow's."""
+    tls = spec.get("tls") if spec.get("tls") is not None else flow_args.get("tls")
+    return daemon_address(spec["host"], spec.get("port_expose"), tls=tls,
+                          ca_file=spec.get("ca_file") or flow_args.get("ca_file"))
 
 
 def is_local_host(host: str) -> bool:

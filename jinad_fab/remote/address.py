@@ -27,15 +27,18 @@ class DaemonAddress:
     port: int
 
     @classmethod
-    def parse(cls, address: str, default_port: int | None = None) -> DaemonAddress:
-        """``[scheme://]host[:port][/]``; the port defaults to ``default_port``, else 8000."""
+    def parse(cls, address: str, default_port: int | None = None, *, tls: bool | None = None) -> DaemonAddress:
+        """``[scheme://]host[:port][/]``; the port defaults to ``default_port``, else 8000.
+
+        The scheme is the one written; with none, ``https`` when ``tls`` is true, else ``http``. A
+        written scheme that contradicts ``tls`` (``http://`` with ``tls=True``) is refused."""
         if not isinstance(address, str) or not address.strip():
             raise BadAddress(address, "expected HOST[:PORT] or http(s)://HOST[:PORT]")
         text = address.strip()
         if "://" not in text:
             if text.count(":") > 1 and not text.startswith("["):
                 text = f"[{text}]"  # a bare IPv6 literal: every colon belongs to the address
-            text = "http://" + text
+            text = ("https://" if tls else "http://") + text
         try:
             parts = urllib.parse.urlsplit(text)
         except ValueError as exc:  # "Invalid IPv6 URL"
@@ -47,6 +50,8 @@ class DaemonAddress:
         scheme = parts.scheme.lower()
         if scheme not in SCHEMES:
             raise BadAddress(address, f"scheme {parts.scheme!r} is not one of {', '.join(SCHEMES)}")
+        if tls is not None and (scheme == "https") != bool(tls):
+            raise BadAddress(address, f"{scheme}:// contradicts tls={bool(tls)}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise BadAddress(address, "a daemon address has no path, query or fragment")
         if parts.username is not None or parts.password is not None:

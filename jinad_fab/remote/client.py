@@ -89,9 +89,9 @@ def _unreachable(exc: httpx.HTTPError, address: DaemonAddress) -> DaemonUnreacha
         causes.append(cause)
         cause = cause.__cause__ or cause.__context__
     host = address.host
-    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
-        why = ("its TLS certificate is not trusted: pass the CA bundle that signed it "
-               "(--ca-file, or jinad_ca_file in the inventory)")
+    refused = next((c for c in causes if isinstance(c, ssl.SSLCertVerificationError)), None)
+    if refused is not None:
+        why = _untrusted(refused, address)
     elif any(isinstance(c, ssl.SSLError) for c in causes):
         why = (f"the TLS handshake failed: does the daemon on {host} serve "
                f"{'HTTPS' if address.scheme == 'https' else 'plain HTTP'}?")
@@ -106,6 +106,30 @@ def _unreachable(exc: httpx.HTTPError, address: DaemonAddress) -> DaemonUnreacha
     else:
         why = f"{type(exc).__name__}: {exc}"
     return DaemonUnreachable(f"cannot reach jinad at {address.url}: {why}", host=address.label)
+
+
+# OpenSSL's X509_V_ERR_* codes (x509_vfy.h): why a certificate chain was not accepted
+_EXPIRED, _NOT_YET_VALID, _HOSTNAME_MISMATCH, _IP_MISMATCH = 10, 9, 62, 64
+_NO_TRUSTED_ISSUER = {2, 18, 19, 20, 21, 27}
+
+
+def _untrusted(exc: ssl.SSLCertVerificationError, address: DaemonAddress) -> str:
+    """Why the daemon's certificate was refused, from OpenSSL's verify code, and what fixes it."""
+    code = getattr(exc, "verify_code", None)
+    renew = "issue it again (`jinad-fab provision deploy -i INV` renews fleet certificates)"
+    if code == _EXPIRED:
+        return f"its TLS certificate has expired: {renew}, or check the clocks of both machines"
+    if code == _NOT_YET_VALID:
+        return "its TLS certificate is not valid yet: check the clocks of both machines"
+    if code in (_HOSTNAME_MISMATCH, _IP_MISMATCH):
+        return (f"its TLS certificate does not name {address.host!r}: use the address the certificate was "
+                f"issued for, or set jinad_address in the inventory and {renew}")
+    if code in _NO_TRUSTED_ISSUER:
+        return ("its TLS certificate is not trusted (not signed by the CA this client checks with): pass the "
+                "CA bundle that signed it (--ca-file, jinad_ca_file in the inventory, ca_file= on a Flow; a "
+                "fleet's own CA is credentials/tls/ca.pem next to its inventory)")
+    reason = getattr(exc, "verify_message", None) or exc.reason or "refused"
+    return f"its TLS certificate is not trusted ({reason}): pass the CA bundle that signed it (--ca-file, jinad_ca_file)"
 
 
 @contextlib.contextmanager
@@ -224,6 +248,17 @@ class DaemonClient:
     def status(self) -> dict[str, Any]:
         """``GET /status``: host resources and object counts by state."""
         return self._request("GET", "/status")
+
+    # ---- token rotation ------------------------------------------------------------------------
+
+    def rotate_token(self, token: str) -> dict[str, Any]:
+        """``PUT /token``: ``token`` is required from now on; the one this client sends stays accepted
+        until :meth:`forget_previous_token` (sent with the new token)."""
+        return self._request("PUT", "/token", json={"token": token})
+
+    def forget_previous_token(self) -> None:
+        """``DELETE /token/previous``: end a rotation; the replaced token is refused from now on."""
+        self._request("DELETE", "/token/previous")
 
     # ---- workspaces ----------------------------------------------------------------------------
 

@@ -60,10 +60,18 @@ def test_hosts_shows_all_three_alive(fleet, deployed) -> None:
     ids = set()
     for h in fleet.hosts:
         row = rows[h.name]
-        assert row["ok"] and row["url"] == f"http://{h.address}:8000"
+        # TLS by default: the inventory says nothing of it, the deploy made the fleet CA and each
+        # host's certificate, and `hosts` checked every daemon against that CA
+        assert row["ok"] and row["url"] == f"https://{h.address}:8000"
         assert row["groups"] == list(h.groups)
         ids.add(row["value"]["alive"]["daemon_id"])
+        with pytest.raises(httpx.HTTPError):  # and nothing is served in clear
+            httpx.get(f"http://{h.address}:8000/alive", timeout=5)
     assert len(ids) == 3  # three daemons, not one answering thrice
+    tls = fleet.inventory.parent / "credentials" / "tls"
+    assert (tls / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (tls / "hosts").glob("*-key.pem")) == ["cpu-1-key.pem", "cpu-2-key.pem",
+                                                                         "gpu-1-key.pem"]
     token = (fleet.inventory.parent / "credentials" / "jinad_token").read_text().strip()
     assert token not in out
 
@@ -283,6 +291,47 @@ def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tm
     load = os.getloadavg()
     print("\n" + "\n".join(f"{k:<62} {v:6.2f}s" for k, v in TIMINGS.items())
           + f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def test_a_client_with_another_ca_refuses_every_daemon(fleet, deployed, tmp_path) -> None:
+    from jinad_fab.deploy.pki import FleetCA
+
+    other, _ = FleetCA.ensure(tmp_path / "other-ca")
+    inventory = tmp_path / "inv" / "hosts.yml"
+    inventory.parent.mkdir()
+    text = fleet.inventory.read_text().replace("jinad_fab_become: false",
+                                               f"jinad_fab_become: false\n    jinad_ca_file: {other.cert_path}")
+    inventory.write_text(text.replace("jinad_address:", "jinad_scheme: https\n    jinad_address:"))
+    code, body, out = run("hosts", "-i", str(inventory), "--json")
+    assert code == 4, out
+    rows = {r["host"]: r for r in json.loads(body)}
+    for h in fleet.hosts:
+        assert not rows[h.name]["ok"] and "certificate is not trusted" in rows[h.name]["error"]
+        assert h.address in rows[h.name]["error"]
+
+
+def test_rotate_token_restarts_nothing(fleet, deployed) -> None:
+    import ssl
+
+    def pids() -> dict[str, str]:
+        return {h.name: docker("exec", h.container, "pgrep", "-f", "venv/bin/jinad") for h in fleet.hosts}
+
+    credentials = fleet.inventory.parent / "credentials" / "jinad_token"
+    old, before = credentials.read_text().strip(), pids()
+    code, body, out = run("provision", "rotate-token", "-i", str(fleet.inventory), "--json")
+    assert code == 0, out
+    assert all(r["rotated"] and r["ok"] for r in json.loads(body))
+    new = credentials.read_text().strip()
+    assert new != old and pids() == before  # the same daemon processes, never restarted
+    ca = ssl.create_default_context(cafile=str(fleet.inventory.parent / "credentials" / "tls" / "ca.pem"))
+    for h in fleet.hosts:
+        for token, status in ((old, 403), (new, 200)):
+            r = httpx.get(f"https://{h.address}:8000/status", headers={"Authorization": f"Bearer {token}"},
+                          verify=ca, timeout=10)
+            assert r.status_code == status, (h.name, r.text)
+        assert docker("exec", h.container, "cat", "/var/lib/jinad/token").strip() == new
+    code, body, out = run("hosts", "-i", str(fleet.inventory), "--json")  # reads the new token
+    assert code == 0 and all(r["ok"] for r in json.loads(body)), out
 
 
 def test_a_stopped_host_is_named_and_exits_4(fleet, deployed) -> None:

@@ -21,6 +21,7 @@ from ._common import (
     inventory_path,
     json_option,
     limit_option,
+    load_inventory,
     print_json,
     table,
     tool_env,
@@ -70,9 +71,10 @@ def _extravars(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _run(name: str, inventory: str, limit, check, diff, forks, extra_vars, timeout, as_json, extra=None,
-         lock_wait: float | None = None) -> None:
+         lock_wait: float | None = None, certificates: bool = False, vault_password_file: str | None = None) -> None:
     """Run playbook ``name``; a run that changes hosts (``lock_wait`` given, not --check) holds the
-    inventory's deploy lock for its whole length."""
+    inventory's deploy lock for its whole length. With ``certificates`` the fleet CA issues the
+    hosts' certificates first (inside the lock)."""
     inv_path = inventory_path(inventory)
     extravars = {**_extravars(extra_vars), **(extra or {})}
     if lock_wait is None or check:  # a dry run changes nothing, so it neither takes nor waits for the lock
@@ -87,7 +89,29 @@ def _run(name: str, inventory: str, limit, check, diff, forks, extra_vars, timeo
                             f"{holder or 'another run'} ...", markup=False)
 
     with deploy_lock(path, command=command, inventory=str(inventory), wait=lock_wait, on_wait=waiting):
+        if certificates:
+            _fleet_certificates(inventory, vault_password_file, limit, extravars, quiet=as_json)
         _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json)
+
+
+def _fleet_certificates(inventory: str, vault_password_file: str | None, limit: str | None,
+                        extravars: dict, quiet: bool) -> None:
+    """The fleet CA next to the inventory (made once) and a current certificate for every host the
+    run deploys with TLS; the jinad role installs them (see roles/jinad/README.md)."""
+    from ...deploy.inventory import truthy
+    from ...deploy.pki import ensure_fleet_certificates
+
+    inv = load_inventory(inventory, vault_password_file)
+    made = ensure_fleet_certificates(inv, inv.select(limit), enabled=truthy(extravars.get("jinad_tls", True))
+                                     and not extravars.get("jinad_tls_cert_src"))
+    if quiet or made.ca is None:
+        return
+    if made.ca_created:
+        err_console().print(f"created the fleet CA {made.ca} (its key beside it, 0600; clients check the "
+                            f"daemons against it)", markup=False)
+    for cert in made.issued:
+        err_console().print(f"issued a TLS certificate for {cert.name} ({', '.join(inv[cert.name].certificate_names)}): "
+                            f"{cert.reason}", markup=False)
 
 
 def _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json) -> None:
@@ -188,7 +212,8 @@ def deploy(inventory, vault_password_file, limit, check, diff, forks, extra_vars
     waits for it with --lock-wait.
     """
     _run("deploy", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
-         _wheelhouse_vars(wheel_dir) if not check else _wheelhouse_check_vars(wheel_dir), lock_wait=lock_wait)
+         _wheelhouse_vars(wheel_dir) if not check else _wheelhouse_check_vars(wheel_dir), lock_wait=lock_wait,
+         certificates=True, vault_password_file=vault_password_file)
 
 
 @examples(
@@ -222,7 +247,8 @@ def upgrade(inventory, vault_password_file, limit, check, diff, forks, extra_var
     that ran before stays on the host for `provision rollback`)."""
     wheels = _wheelhouse_vars(wheel_dir) if not check else _wheelhouse_check_vars(wheel_dir)
     _run("upgrade", inventory, limit, check, diff, forks, extra_vars, timeout, as_json,
-         {"jinad_upgrade_batch_size": batch_size, **wheels}, lock_wait=lock_wait)
+         {"jinad_upgrade_batch_size": batch_size, **wheels}, lock_wait=lock_wait, certificates=True,
+         vault_password_file=vault_password_file)
 
 
 @examples(
@@ -253,3 +279,38 @@ def verify(inventory, vault_password_file, limit, check, diff, forks, extra_vars
     _run("verify", inventory, limit, check, diff, forks, extra_vars, timeout, as_json)
 
 
+
+
+@examples(
+    "jinad-fab provision rotate-token -i prod",
+    "jinad-fab provision rotate-token -i prod --json | jq '.[] | {host, rotated}'",
+)
+@command.command("rotate-token")
+@inventory_option
+@forks_option(default=16)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per daemon request")
+@_lock_option
+@json_option
+def rotate_token(inventory, vault_password_file, forks, timeout, lock_wait, as_json) -> None:
+    """Give every host's daemon a new token, over its API: no daemon, Flow or Pod is restarted.
+
+    Hosts that share a token file rotate together: each daemon takes the new token while still
+    accepting the old; only when all took it does the token file next to the inventory change and
+    the old token stop working. When one cannot take it, the others go back to the old token.
+    Exit 0 when every host rotated, 4 when the failing ones are unreachable, 2 otherwise.
+    """
+    from ...deploy.rotation import rotate_tokens
+
+    inv_path = inventory_path(inventory)
+    inv = load_inventory(inventory, vault_password_file)
+    path = lock_path(inv_path, pathlib.Path(click.get_app_dir("jinad-fab")) / "locks")
+    with deploy_lock(path, command=f"jinad-fab provision rotate-token -i {inventory}", inventory=str(inventory),
+                     wait=lock_wait):
+        result = rotate_tokens(inv, list(inv.hosts.values()), max_parallel=forks, timeout=timeout)
+    if as_json:
+        print_json([r.as_dict() for r in result.values()])
+    else:
+        rows = [(name, r.url, "[green]rotated[/green]" if r.ok else ("[yellow]rotated[/yellow]" if r.rotated
+                 else "[red]not rotated[/red]"), escape(r.error)) for name, r in result.items()]
+        console().print(table(f"token rotation in {inventory}", ("host", "daemon", "token", "error"), rows))
+    finish(result, "rotate-token")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zipfile
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -106,10 +107,18 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         assert oct((home / "jinad.env").stat().st_mode & 0o777) == "0o600"
         assert token not in out
 
+        # TLS by default: the fleet CA made next to the inventory, the host's certificate installed,
+        # and `hosts` checks the daemon against that CA (the inventory says nothing about TLS)
+        tls = inventory.parent / "credentials" / "tls"
+        assert oct((tls / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
+        assert (home / "tls" / "cert.pem").read_bytes() == (tls / "hosts" / "here.pem").read_bytes()
+        assert oct((home / "tls" / "key.pem").stat().st_mode & 0o777) == "0o600"
         code, body, out = run("hosts", "-i", inv, "--json")
         assert code == 0, out
         (row,) = json.loads(body)
-        assert row["value"]["alive"]["version"] and row["url"] == f"http://127.0.0.1:{port}"
+        assert row["value"]["alive"]["version"] and row["url"] == f"https://127.0.0.1:{port}"
+        with pytest.raises(httpx.HTTPError):  # plain HTTP is not served
+            httpx.get(f"http://127.0.0.1:{port}/alive", timeout=5)
 
         code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
         assert code == 0, out[-4000:]
