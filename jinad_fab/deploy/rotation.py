@@ -63,6 +63,11 @@ def rotate_tokens(inventory: Inventory, hosts: Sequence[Host], *, max_parallel: 
                   timeout: float = 10.0) -> GroupResult[Rotation]:
     """Rotate the token of ``hosts``' daemons, group by group (see the module docstring)."""
     out = {h.name: Rotation(h.name, h.daemon_url) for h in hosts}
+    sharing: dict[pathlib.Path, list[str]] = {}
+    for host in inventory.hosts.values():
+        path = inventory.token_file_for(host)
+        if path is not None:
+            sharing.setdefault(path, []).append(host.name)
     groups: dict[pathlib.Path, list[Host]] = {}
     for host in hosts:
         path = inventory.token_file_for(host)
@@ -71,6 +76,11 @@ def rotate_tokens(inventory: Inventory, hosts: Sequence[Host], *, max_parallel: 
                                     "put a new one there and run `jinad-fab provision deploy`")
             continue
         out[host.name].token_file = str(path)
+        left_out = [n for n in sharing[path] if n not in out]
+        if left_out:
+            out[host.name].error = (f"not rotated: it shares {path} with {', '.join(left_out)}, which must rotate "
+                                    f"with it (select them too, or give each host its own jinad_token_file)")
+            continue
         groups.setdefault(path, []).append(host)
     for path, members in groups.items():
         _rotate_group(inventory, path, members, out, max_parallel, timeout)

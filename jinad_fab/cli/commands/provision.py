@@ -284,19 +284,22 @@ def verify(inventory, vault_password_file, limit, check, diff, forks, extra_vars
 @examples(
     "jinad-fab provision rotate-token -i prod",
     "jinad-fab provision rotate-token -i prod --json | jq '.[] | {host, rotated}'",
+    "jinad-fab provision rotate-token -i prod -l gpu      # hosts with a jinad_token_file of their own",
 )
 @command.command("rotate-token")
 @inventory_option
+@limit_option
 @forks_option(default=16)
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds per daemon request")
 @_lock_option
 @json_option
-def rotate_token(inventory, vault_password_file, forks, timeout, lock_wait, as_json) -> None:
+def rotate_token(inventory, vault_password_file, limit, forks, timeout, lock_wait, as_json) -> None:
     """Give every host's daemon a new token, over its API: no daemon, Flow or Pod is restarted.
 
     Hosts that share a token file rotate together: each daemon takes the new token while still
     accepting the old; only when all took it does the token file next to the inventory change and
     the old token stop working. When one cannot take it, the others go back to the old token.
+    With -l, the hosts selected must include every host of their token file.
     Exit 0 when every host rotated, 4 when the failing ones are unreachable, 2 otherwise.
     """
     from ...deploy.rotation import rotate_tokens
@@ -306,7 +309,7 @@ def rotate_token(inventory, vault_password_file, forks, timeout, lock_wait, as_j
     path = lock_path(inv_path, pathlib.Path(click.get_app_dir("jinad-fab")) / "locks")
     with deploy_lock(path, command=f"jinad-fab provision rotate-token -i {inventory}", inventory=str(inventory),
                      wait=lock_wait):
-        result = rotate_tokens(inv, list(inv.hosts.values()), max_parallel=forks, timeout=timeout)
+        result = rotate_tokens(inv, inv.select(limit), max_parallel=forks, timeout=timeout)
     if as_json:
         print_json([r.as_dict() for r in result.values()])
     else:

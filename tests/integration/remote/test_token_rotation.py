@@ -53,8 +53,8 @@ def write_inventory(folder, daemons, **more) -> str:
     return str(folder / "hosts.yml")
 
 
-def rotate(inventory: str):
-    result = CliRunner().invoke(cli, ["provision", "rotate-token", "-i", inventory, "--json"])
+def rotate(inventory: str, *more: str):
+    result = CliRunner().invoke(cli, ["provision", "rotate-token", "-i", inventory, "--json", *more])
     return result.exit_code, json.loads(result.output.split("\nError:")[0]), result.output
 
 
@@ -93,6 +93,10 @@ def test_rotation_keeps_flows_running_and_retires_the_old_token(fleet):
     assert all(status(d, old, ca) == 200 for d in daemons.values())  # switched back to the old one
 
     inventory = write_inventory(folder, daemons)
+    code, rows, out = rotate(inventory, "-l", "alpha")  # beta shares alpha's token file: not without it
+    assert code == 2 and "shares" in rows[0]["error"] and "beta" in rows[0]["error"], out
+    assert all(status(d, old, ca) == 200 for d in daemons.values())
+
     code, rows, out = rotate(inventory)
     assert code == 0 and all(r["rotated"] and r["ok"] for r in rows), out
     new = (folder / "credentials" / "jinad_token").read_text().strip()
