@@ -166,7 +166,9 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
     folder = flow_relpath.rpartition("/")[0]
     # beside the user's Flow file: the paths it names are relative to its directory
     deploy_file = f"{folder + '/' if folder else ''}{DEPLOY_PREFIX}{name}.yml"
-    payload = {**files, deploy_file: rendered.text.encode()}
+    # the CA bundles the Flow checks its Pods' daemons with (paths relative to the Flow file, too)
+    shipped = {f"{folder + '/' if folder else ''}{path}": data for path, data in rendered.files.items()}
+    payload = {**files, **shipped, deploy_file: rendered.text.encode()}
     if existing is not None and existing[0].name == keeper.name:
         clash = set(_fixed_ports(existing[1].get("spec") or "")) & set(_fixed_ports(spec_text))
         if clash:  # the new Gateway could not bind while the old one runs

@@ -68,6 +68,43 @@ class RenderedFlow:
     text: str
     flow: Any
     placement: Placement
+    files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    """Files the Flow names that must travel with it (paths relative to the Flow file): the CA
+    bundles its Pods' daemons are checked with."""
+
+
+CA_FOLDER = "jinad-fab-ca"
+
+
+def _with_ca_files(flow: dict[str, Any], placement: Placement,
+                   inventory: Inventory) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A Pod placed on an HTTPS host with a CA bundle (``jinad_ca_file``, the fleet CA by default)
+    gets ``ca_file`` naming a copy of it shipped beside the Flow: the Flow checks that daemon
+    wherever it runs (on a daemon, in a workspace, the controller's path means nothing)."""
+    import hashlib
+
+    names: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for a in placement:
+        if not a.host or a.host not in inventory.hosts:
+            continue
+        host = inventory[a.host]
+        path = inventory.ca_file_for(host)
+        if not path or host.daemon_address.scheme != "https":
+            continue
+        try:
+            data = pathlib.Path(path).read_bytes()
+        except OSError as exc:
+            raise BadConfig(f"host {host.name}: cannot read its CA bundle {path} (jinad_ca_file): "
+                            f"{exc.strerror or exc}") from exc
+        name = f"{CA_FOLDER}/{hashlib.sha256(data).hexdigest()[:16]}.pem"
+        files[name] = data
+        names[a.pod] = name
+    if not names:
+        return flow, {}
+    pods = [{**p, "ca_file": names[p["name"]]} if p.get("name") in names and not p.get("ca_file") else p
+            for p in flow.get("pods", [])]
+    return {**flow, "pods": pods}, files
 
 
 def inventory_context(inventory: Inventory) -> dict[str, Any]:
@@ -100,7 +137,7 @@ def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
     elif gw is None and place_gateway:
         gw = {}
     placement = place(pod_specs(body), inventory, gateway=gw)
-    concrete = apply(body, placement)
+    concrete, files = _with_ca_files(apply(body, placement), placement, inventory)
     flow = Tagged(data.tag, concrete) if tagged else concrete
     text = render_template(FLOW_TEMPLATE, {
         "flow_yaml": dump_yaml(flow),
@@ -111,7 +148,7 @@ def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
     })
     # what we print must load again, or `flow up` would ship something broken
     load_yaml(text, f"rendered {what}")
-    return RenderedFlow(text=text, flow=flow, placement=placement)
+    return RenderedFlow(text=text, flow=flow, placement=placement, files=files)
 
 
 # ---- the jinad unit ----------------------------------------------------------------------------
