@@ -215,11 +215,12 @@ def compose(plan: dict[str, Any], img: Image, launcher: Launcher, *, publish_hos
                 # the Gateway's service holds the build: started after it, a service finds the image built
                 out["depends_on"] = ["gateway"]
             out["command"] = launcher.run(svc["name"], replica)
-            out["restart"] = "on-failure"
+            out["restart"] = "no" if svc.get("restart") == "never" else "on-failure"
             out["volumes"] = [{"type": "bind", "source": flow_file, "target": FLOW_PATH, "read_only": True}]
             if svc["stateful"]:
-                volume = f"{name}-data"
-                volumes[volume] = {"labels": {"jinad.flow": plan["name"], "jinad.service": name}}
+                # one volume per shard: the replicas of an _index shard share its store
+                volume = f"{svc['name']}-data"
+                volumes[volume] = {"labels": {"jinad.flow": plan["name"], "jinad.service": svc["name"]}}
                 out["volumes"].append({"type": "volume", "source": volume, "target": DATA_DIR})
             if svc["env"]:
                 out["environment"] = {str(k): str(v) for k, v in svc["env"].items()}

@@ -106,9 +106,16 @@ def refusals(flow: Flow, engine: str) -> list[str]:
         if isinstance(uses, str) and uses.endswith((".yml", ".yaml", ".py")) and _outside(uses):
             reasons.append(f"Pod {name!r}: uses {uses!r} is not inside the Flow's folder, which is all the "
                            "image holds")
+        if spec.get("dump_path") and posixpath.isabs(str(spec["dump_path"])):
+            reasons.append(f"Pod {name!r}: dump_path {spec['dump_path']!r} is a path of this machine; give one "
+                           "inside the Flow's folder (the image's /workspace)")
         if spec.get("workspace") and posixpath.isabs(str(spec["workspace"])):
             reasons.append(f"Pod {name!r}: workspace {spec['workspace']!r} is a path of this machine; give "
                            "a relative one (inside the container's /workspace)")
+        if engine == "kubernetes" and is_stateful(spec) and spec["parallel"] > 1:
+            reasons.append(f"Pod {name!r}: the {spec['parallel']} replicas of each _index shard share one store, "
+                           "which on Kubernetes needs a ReadWriteMany volume this export does not make "
+                           "(use more shards instead of replicas)")
         asked = _gpus.parse(spec.get("gpus"))
         if engine == "kubernetes" and isinstance(asked, tuple | str):
             reasons.append(f"Pod {name!r}: gpus {spec['gpus']!r} names devices; Kubernetes schedules "
@@ -116,6 +123,10 @@ def refusals(flow: Flow, engine: str) -> list[str]:
     if flow.args.get("workspace") and posixpath.isabs(str(flow.args["workspace"])):
         reasons.append(f"the Flow's workspace {flow.args['workspace']!r} is a path of this machine; give a "
                        "relative one")
+    if flow.args.get("secure"):
+        reasons.append("secure: true makes CURVE keys per Flow and hands them over TLS; an export would have to "
+                       "write them into its files in clear (leave secure off and keep the Flow on the engine's "
+                       "private network)")
     if flow.args.get("static_dir") and _outside(str(flow.args["static_dir"])):
         reasons.append(f"static_dir {flow.args['static_dir']!r} is not inside the Flow's folder")
     if engine not in ENGINES:
@@ -204,7 +215,7 @@ def plan(flow: Flow, engine: str = "compose", *, local_base_port: int | None = N
                                                   "results": results_port},
                      "ctrl_port": gw_block["ctrl"], "publish": [gw_ports["http"], gw_ports["native"]],
                      "connects_to": [entries[n] for n in roots], "args": gw_args, "gpus": None,
-                     "env": dict(flow.args.get("env") or {}), "resources": None,
+                     "env": dict(flow.args.get("env") or {}), "resources": None, "restart": "on-failure",
                      "timeout_ready": float(flow.args["timeout_ready"])})
 
     for name in order:
@@ -222,6 +233,7 @@ def plan(flow: Flow, engine: str = "compose", *, local_base_port: int | None = N
         if stateful:  # on this machine: a folder next to where the services start
             pea_opts["workspace"] = posixpath.basename(DATA_DIR) if local else DATA_DIR
         common = {"pod": name, "gpus": spec.get("gpus"), "resources": spec.get("resources"),
+                  "restart": spec.get("restart") or "on-failure",
                   "env": {**(flow.args.get("env") or {}), **(spec.get("env") or {})},
                   "timeout_ready": float(spec.get("timeout_ready") or flow.args["timeout_ready"])}
         shards, parallel = spec["shards"], spec["parallel"]

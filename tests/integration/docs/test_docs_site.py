@@ -18,7 +18,7 @@ pytest.importorskip("mkdocs")
 pytest.importorskip("material")
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-PAGES = ["index", "quickstart", "concepts", "operating", "security", "migration", "architecture",
+PAGES = ["index", "quickstart", "concepts", "operating", "export", "security", "migration", "architecture",
          "reference/options", "reference/cli", "reference/rest-api"]
 
 

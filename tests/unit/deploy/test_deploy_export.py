@@ -165,10 +165,16 @@ def test_compose_has_a_service_per_pea_group_volumes_and_gpu_reservations(flow_f
     ("    gpus: '0,2'\n", "kubernetes", "Kubernetes schedules nvidia.com/gpu by count only"),
     ("    py_modules: [../elsewhere.py]\n", "compose", "not inside the Flow's folder"),
     ("    workspace: /srv/data\n", "kubernetes", "a path of this machine"),
+    ("    dump_path: /srv/dumps\n", "compose", "dump_path '/srv/dumps' is a path of this machine"),
+    ("    uses: _index\n    parallel: 2\n", "kubernetes", "share one store"),
+    ("with:\n  secure: true\n", "compose", "write them into its files in clear"),
 ])
 def test_a_flow_the_engine_cannot_run_is_refused_with_the_reason(tmp_path, extra, engine, reason):
     path = tmp_path / "flow.yml"
-    path.write_text("version: 1\npods:\n  - name: a\n    uses: _pass\n" + extra)
+    if extra.startswith("with:"):
+        path.write_text("version: 1\n" + extra + "pods:\n  - name: a\n")
+    else:
+        path.write_text("version: 1\npods:\n  - name: a\n" + extra)
     with pytest.raises(NotExportable, match=re.escape(reason)) as info:
         plan(load_flow(str(path)), engine)
     assert info.value.engine == engine and len(info.value.reasons) == 1
