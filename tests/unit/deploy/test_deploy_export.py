@@ -201,3 +201,26 @@ def test_the_image_tag_follows_the_workspace_content(flow_file):
     assert export.image(name, flow_file.parent).tag == first
     (flow_file.parent / "executor.py").write_text("# changed\n")
     assert export.image(name, flow_file.parent).tag != first
+
+
+def test_kubernetes_runs_the_images_and_commands_the_compose_test_runs(flow_file):
+    compose_plan = plan(load_flow(str(flow_file)), "compose")
+    img = export.image(compose_plan["name"], flow_file.parent)
+    services = export.compose(compose_plan, img, launcher())["services"]
+    _, k8s_img, objects = _k8s(flow_file)
+    assert k8s_img.tag == img.tag
+    for w in (o for o in objects if o["kind"] in ("Deployment", "StatefulSet")):
+        (c,) = w["spec"]["template"]["spec"]["containers"]
+        name = w["metadata"]["name"]
+        twin = services.get(name) or services[f"{name}-0"]  # compose numbers the replicas
+        assert c["image"] == twin["image"]
+        assert c["command"] == [a for a in twin["command"] if a not in ("--replica", "0")]
+        assert ["CMD", *c["livenessProbe"]["exec"]["command"]] == twin["healthcheck"]["test"]
+
+
+def test_an_export_folder_inside_the_flow_folder_is_not_part_of_the_image(flow_file):
+    before = export.image("shop", flow_file.parent).tag
+    out = flow_file.parent / "deploy"
+    export.write(out, {"compose.yaml": "services: {}\n"})
+    assert export.image("shop", flow_file.parent, exclude=[out]).tag == before
+    assert export.image("shop", flow_file.parent).tag != before
