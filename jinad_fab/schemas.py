@@ -12,7 +12,17 @@ import enum
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+from typing_extensions import TypedDict
 
 from .spec import PeaOptions, PodOptions
 
@@ -23,6 +33,15 @@ FlowId = Annotated[str, StringConstraints(pattern=rf"^jflow-{_HEX}$")]
 PodId = Annotated[str, StringConstraints(pattern=rf"^jpod-{_HEX}$")]
 PeaId = Annotated[str, StringConstraints(pattern=rf"^jpea-{_HEX}$")]
 AnyId = Annotated[str, StringConstraints(pattern=rf"^j(workspace|flow|pod|pea)-{_HEX}$")]
+
+# A path inside a workspace, as the daemon's path check (daemon/workspaces.py safe_relpath) takes it:
+# relative, no '..' part, no backslash or control character, not 'C:...', not only dots and
+# slashes; at most 63 characters here (so no part can pass 255 bytes), which the document says and
+# the check itself does not need. Only documented: pydantic's regex engine has no look-ahead.
+WORKSPACE_PATH_PATTERN = (r"^(?![\s\S]:)(?![./]*$)(?![\s\S]*(^|/)\.\.(/|$))"
+                          r"[^/\\\x00-\x1f][^\\\x00-\x1f]{0,62}$")
+WorkspacePath = Annotated[str, WithJsonSchema({"type": "string", "pattern": WORKSPACE_PATH_PATTERN,
+                                               "description": "a path relative to the workspace root"})]
 
 Kind = Literal["workspace", "flow", "pod", "pea"]
 KINDS: tuple[str, ...] = ("workspace", "flow", "pod", "pea")
@@ -139,16 +158,72 @@ class CurveKeysCreate(BaseModel):
                 "public": self.public, "secret": self.secret.get_secret_value(), "allowed": list(self.allowed)}
 
 
-class PeaCreate(PeaOptions):
+_GPU_ID = "[A-Za-z0-9_:.-]{1,128}"
+
+
+UsesMapping = TypedDict("UsesMapping", {  # "with" is a keyword: the functional form keeps the key
+    "jtype": str, "with": dict[str, Any], "metas": dict[str, Any], "py_modules": list[str], "requests": dict[str, str],
+}, total=False)
+"""``uses`` as a mapping: the keys an Executor config has (any other is refused)."""
+UsesMapping.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+
+
+ApiGpus = (Annotated[StrictInt, Field(ge=0)]
+           | Annotated[str, StringConstraints(
+               pattern=rf"^\s*([Aa][Ll][Ll]|(device=)?\s*{_GPU_ID}(\s*,\s*{_GPU_ID})*)\s*$")]
+           | Annotated[list[Annotated[StrictInt, Field(ge=0)]
+                            | Annotated[str, StringConstraints(pattern=rf"^\s*{_GPU_ID}\s*$")]],
+                       Field(min_length=1, max_length=64)])
+"""``gpus`` as the API takes it: the forms :func:`jinad_fab.gpus.parse` accepts, spelled out so
+the OpenAPI document says what is accepted."""
+
+
+class _ApiShapes(BaseModel):
+    """What the REST API takes where the Pod spec is lax in ways JSON Schema cannot say."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        # JSON has one number type: 3.0 is an integer to JSON Schema (and to OpenAPI clients)
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            if isinstance(value, float) and value.is_integer() and key in cls.model_fields:
+                if _takes_int(cls.model_fields[key].annotation):
+                    out[key] = int(value)
+        if isinstance(out.get("gpus"), list):
+            out["gpus"] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in out["gpus"]]
+        return out
+
+
+def _takes_int(annotation: Any) -> bool:
+    import typing
+
+    if annotation is int:
+        return True
+    return any(_takes_int(a) for a in typing.get_args(annotation) if a is not type(None))
+
+
+class PeaCreate(_ApiShapes, PeaOptions):
     """JSON args of a Pea: its options (:class:`~jinad_fab.spec.PeaOptions`) plus how it is wired.
 
     ``host`` and ``workspace`` are decided by the daemon (bind address and workspace root).
     """
 
+    uses: str | UsesMapping = Field(
+        "_pass", description="the Executor: a built-in (_pass, _logforward, _index), a registered class name, "
+                             "a .yml file in the workspace, inline YAML, or a mapping {jtype, with, metas, "
+                             "py_modules, requests}")
+    gpus: ApiGpus | None = Field(
+        None, description="GPUs: 'all', a count (2) or device ids ('0,2', 'device=0,2' or [0, 2])")
+    py_modules: list[WorkspacePath] | None = Field(
+        None, description="Python files of the workspace to import first (the Executor classes they define)")
+
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pea"
-    port_in: int = Field(0, ge=0, le=65535)
-    port_ctrl: int = Field(0, ge=0, le=65535)
-    num_parts: int = Field(1, ge=1, le=1024, description="messages per request to join (upstream Pods/shards)")
+    port_in: StrictInt = Field(0, ge=0, le=65535)
+    port_ctrl: StrictInt = Field(0, ge=0, le=65535)
+    num_parts: StrictInt = Field(1, ge=1, le=1024, description="messages per request to join (upstream Pods/shards)")
     upstream: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=256, description="the Pods this one needs, in order (joins follow it)")
     curve: CurveKeysCreate | None = Field(
@@ -157,6 +232,10 @@ class PeaCreate(PeaOptions):
 
 class PodCreate(PodOptions, PeaCreate):
     """JSON args of a Pod: every :class:`~jinad_fab.spec.PodOptions` field plus how it is wired."""
+
+    uses: str | UsesMapping = PeaCreate.model_fields["uses"]  # the API's forms, not PodOptions' looser ones
+    gpus: ApiGpus | None = PeaCreate.model_fields["gpus"]
+    py_modules: list[WorkspacePath] | None = PeaCreate.model_fields["py_modules"]
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pod"
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import DaemonError, JinadFabError
 from . import gc
@@ -162,6 +164,9 @@ def _complete_openapi(app: FastAPI) -> None:
                 for code in codes:
                     op.setdefault("responses", {}).setdefault(code, {"description": _STATUSES[code],
                                                                       "content": error})
+                if "422" in op.get("responses", {}):  # ours say why in a sentence, FastAPI's in a list
+                    op["responses"]["422"] = {"description": "validation failed: what, where and why",
+                                              "content": error}
                 for param in op.get("parameters", []):
                     if param.get("name") == "runtime":
                         param["schema"] = {"anyOf": [{"type": "string", "enum": runtimes}, {"type": "null"}],
@@ -170,6 +175,18 @@ def _complete_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each documented path as a regular expression, with its methods (computed once)."""
+    cached = getattr(app.state, "path_methods", None)
+    if cached is None:
+        cached = []
+        for path, ops in app.openapi().get("paths", {}).items():
+            pattern = re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)))
+            cached.append((pattern, {m.upper() for m in ops}))
+        app.state.path_methods = cached
+    return cached
 
 
 def prepare_home(settings: DaemonSettings) -> str:
@@ -228,6 +245,19 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette answers 405 with the methods of the first route matching the path only; the
+        ``Allow`` header lists every method the path has (as the OpenAPI document says)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            methods = set(headers.get("Allow", "").replace(" ", "").split(",")) - {""}
+            for pattern, more in _path_methods(app):
+                if pattern.fullmatch(request.url.path):
+                    methods |= more
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(JinadFabError)
     async def _our_error(request: Request, exc: JinadFabError) -> JSONResponse:

@@ -323,7 +323,7 @@ class Manager:
         rel = wsfiles.safe_relpath(filename)
         path = wsfiles.confined(self.context(ws).root, rel)
         if not path.is_file():
-            raise Invalid(f"no file {str(rel)!r} in workspace {wid}")
+            raise NotFound(f"no file {str(rel)!r} in workspace {wid}")
         data = await asyncio.to_thread(wsfiles.check_yaml, path)
         await asyncio.to_thread(wsfiles.confine_flow, path, data, self.context(ws).root)
         fid = new_id("flow")
@@ -370,11 +370,11 @@ class Manager:
             rel = wsfiles.safe_relpath(args["uses"])
             path = wsfiles.confined(self.context(ws).root, rel)
             if not path.is_file():
-                raise Invalid(f"uses: no file {str(rel)!r} in workspace {wid}")
+                raise NotFound(f"uses: no file {str(rel)!r} in workspace {wid}")
             await asyncio.to_thread(wsfiles.check_yaml, path)
         for mod in args.get("py_modules") or []:
             if not wsfiles.confined(self.context(ws).root, wsfiles.safe_relpath(mod)).is_file():
-                raise Invalid(f"py_modules: no file {mod!r} in workspace {wid}")
+                raise NotFound(f"py_modules: no file {mod!r} in workspace {wid}")
         await asyncio.to_thread(wsfiles.confine_pod, args, self.context(ws).root)
         oid = new_id(kind)
         ports = {key: args.pop(key, None) for key in POD_PORTS}

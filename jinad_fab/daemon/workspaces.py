@@ -114,6 +114,9 @@ async def read_upload(request: Request, *, max_bytes: int, max_files: int) -> li
     parts: list[tuple[str, UploadFile]] = []
     for field, value in form.multi_items():
         if not isinstance(value, UploadFile):
+            if field == "files":  # a part with no filename: text, not a file
+                await form.close()
+                raise Unprocessable("each 'files' part must be a file (with a filename)")
             continue
         if field != "files":
             await form.close()

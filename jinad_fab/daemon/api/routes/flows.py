@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ....errors import Invalid
-from ....schemas import FlowChange, FlowCreate, FlowId, FlowList, FlowPublic, WorkspaceId
+from ....schemas import FlowChange, FlowCreate, FlowId, FlowList, FlowPublic, WorkspaceId, WorkspacePath
 from ...store import Record
 from ..deps import ManagerDep
 
@@ -24,7 +24,7 @@ def flow_view(rec: Record) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=FlowPublic)
-async def create_flow(workspace_id: WorkspaceId, manager: ManagerDep, filename: str = "flow.yml",
+async def create_flow(workspace_id: WorkspaceId, manager: ManagerDep, filename: WorkspacePath = "flow.yml",
                       body: FlowCreate | None = None):
     """Start a Flow from a YAML file of the workspace. Pods naming other daemons (``host: gpu1:8000``)
     are started there; the optional body carries those daemons' tokens."""

@@ -41,7 +41,8 @@ async def get_workspace(workspace_id: WorkspaceId, manager: ManagerDep):
     return manager.workspace_view(manager.get(workspace_id, "workspace"))
 
 
-@router.put("/{workspace_id}", response_model=WorkspacePublic, openapi_extra=_UPLOAD_BODY)
+@router.put("/{workspace_id}", response_model=WorkspacePublic,
+            openapi_extra={"requestBody": {**_UPLOAD_BODY["requestBody"], "required": False}})
 async def update_workspace(workspace_id: WorkspaceId, request: Request, manager: ManagerDep,
                            settings: SettingsDep, extract: bool = True):
     manager.get(workspace_id, "workspace")
