@@ -160,3 +160,31 @@ def test_an_unverifiable_certificate_fails_start_naming_the_host(fleet, daemon_f
     code, out = invoke("flow", "ls", "--host", f"https://{where}", "--ca-file", fleet.ca_file,
                        "--token-file", str(bad.token_file))
     assert code == 4 and expect in out and where in out and "Traceback" not in out, out
+
+
+@pytest.mark.timeout(400)
+def test_hello_inventory_places_its_pods_on_https_daemons(fleet, tmp_path):
+    """`hello images --inventory` reaches the fleet's daemons over HTTPS, checked against the fleet CA
+    (the inventory names neither the scheme nor the CA)."""
+    import subprocess
+    import sys
+
+    alpha, beta = fleet.daemons["alpha"], fleet.daemons["beta"]
+    host = {"ansible_connection": "local", "ansible_host": "127.0.0.1", "jinad_token": TOKEN}
+    fleet.inventory.write_text(yaml.safe_dump({"all": {"children": {
+        "gpu": {"hosts": {"alpha": {**host, "jinad_port": alpha.port}}},
+        "cpu": {"hosts": {"beta": {**host, "jinad_port": beta.port}}},
+    }}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD")}
+    env["JINAD_FAB_CACHE_DIR"] = str(tmp_path / "cache")
+    out = subprocess.run([sys.executable, "-m", "jinad_fab.cli.main", "hello", "images", "--inventory",
+                          str(fleet.inventory), "--workdir", str(tmp_path / "w"), "--json"],
+                         capture_output=True, text=True, timeout=360, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["placement"]["encoder"]["target"] == f"https://127.0.0.1:{alpha.port}"
+    assert summary["placement"]["index"]["target"] == f"https://127.0.0.1:{beta.port}"
+    assert summary["metrics"]["precision@10"] >= 0.85
+    for d in (alpha, beta):  # it removed what it made, over HTTPS
+        with d.client() as c:
+            assert c.get("/workspaces").json()["items"] == []
