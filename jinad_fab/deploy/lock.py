@@ -1,4 +1,4 @@
-"""One change at a time per inventory: a deploy lock, like Kamal's, that names who holds it.
+"""One change at a time per inventory and per host: deploy locks, like Kamal's, that name who holds them.
 
 ``provision deploy|upgrade|rollback|teardown`` take an exclusive ``flock`` on a lock file kept
 beside the inventory (or, when that folder cannot be written, in a per-user folder the CLI
@@ -7,6 +7,12 @@ command and start time, which the holder writes into the file once it has the lo
 
 ``flock`` belongs to the open file, so a holder that dies for any reason (SIGKILL included)
 releases the lock with it: there is never a stale lock to break by hand.
+
+That lock lives on one controller. Two controllers (two operators' machines, CI and a laptop)
+each have their own, so :func:`host_locks` also takes a lock on every host of the run with the
+shipped ``lock.yml`` playbook: a file created with ``O_EXCL`` that names its holder and this run's
+id, released by the run that took it, even when the run fails. Only a controller that dies
+mid-run leaves it behind; ``jinad-fab provision unlock`` breaks it, naming who held it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import os
 import pathlib
 import socket
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import DeployError
@@ -50,13 +57,22 @@ class LockHolder:
 
 
 class DeployLocked(DeployError):
-    """Another run holds this inventory's deploy lock (exit code 2); ``holder`` says who."""
+    """Another run holds this inventory's deploy lock (exit code 2); ``holder`` says who, or, for
+    locks on the hosts themselves, ``hosts`` maps each locked host to who holds its lock."""
 
-    def __init__(self, inventory: str, holder: LockHolder | None, waited: float = 0.0):
+    def __init__(self, inventory: str, holder: LockHolder | None, waited: float = 0.0,
+                 hosts: Mapping[str, str] | None = None):
         self.inventory = inventory
         self.holder = holder
-        who = str(holder) if holder else "another run (it has not written its name yet)"
+        self.hosts = dict(hosts or {})
         after = f" after waiting {waited:g}s" if waited else ""
+        if self.hosts:
+            named = "; ".join(f"{host}: {why}" for host, why in sorted(self.hosts.items()))
+            super().__init__(f"hosts of inventory {inventory} are locked by another run{after}: {named}. "
+                             "Wait for it (--lock-wait SECONDS), or, if its controller died, "
+                             "break the locks with `jinad-fab provision unlock`")
+            return
+        who = str(holder) if holder else "another run (it has not written its name yet)"
         super().__init__(f"inventory {inventory} is locked by {who}{after}; "
                          "wait for it, or pass --lock-wait SECONDS to queue behind it")
 
@@ -117,3 +133,54 @@ def deploy_lock(path: str | os.PathLike[str], *, command: str, inventory: str, w
             os.ftruncate(fd, 0)  # released: nobody holds it (the file stays, it is the lock)
     finally:
         os.close(fd)  # closing releases the flock
+
+
+@contextlib.contextmanager
+def host_locks(inventory: str | os.PathLike[str], holder: LockHolder, *, limit: str | None = None,
+               wait: float = 0.0, forks: int | None = None, extravars: Mapping[str, Any] | None = None,
+               env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Hold the deploy lock on every host of the run (``inventory`` and ``limit``) for the ``with``
+    block; yields this run's id. Raises :class:`DeployLocked` with each busy host's holder when
+    another run still holds some after ``wait`` seconds, releasing the ones this run took.
+
+    A host that cannot be reached is not a conflict: the run itself will report it.
+    """
+    from .playbooks import run_playbook  # ansible-runner is only needed once a playbook runs
+
+    run_id = uuid.uuid4().hex
+    common = {**dict(extravars or {}), "jinad_lock_run": run_id}
+
+    def release() -> None:
+        run_playbook("lock", inventory, limit=limit, forks=forks, env=env,
+                     extravars={**common, "jinad_lock_action": "release"})
+
+    taken = run_playbook("lock", inventory, limit=limit, forks=forks, env=env, extravars={
+        **common, "jinad_lock_action": "acquire", "jinad_lock_wait": int(wait),
+        "jinad_lock_holder": {**dataclasses.asdict(holder), "run": run_id}})
+    busy = {host: recap.message.partition(": ")[2] or recap.message
+            for host, recap in taken.hosts.items() if recap.failed_tasks}
+    try:
+        if busy:
+            raise DeployLocked(str(inventory), None, waited=float(wait), hosts=busy)
+        yield run_id
+    finally:
+        release()
+
+
+def break_host_locks(inventory: str | os.PathLike[str], *, limit: str | None = None, forks: int | None = None,
+                     extravars: Mapping[str, Any] | None = None,
+                     env: Mapping[str, str] | None = None) -> list[str]:
+    """Remove the deploy lock on every host of ``inventory`` (``limit``) whoever holds it; returns
+    the hosts where there was one."""
+    from .playbooks import run_playbook
+
+    broken: list[str] = []
+
+    def seen(event: Any) -> None:
+        if event.status == "changed":
+            broken.append(event.host)
+
+    run = run_playbook("lock", inventory, limit=limit, forks=forks, env=env, on_event=seen,
+                       extravars={**dict(extravars or {}), "jinad_lock_action": "break", "jinad_lock_run": ""})
+    run.hosts.raise_for_failures("lock.yml")
+    return sorted(broken)

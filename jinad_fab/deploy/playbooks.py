@@ -22,7 +22,7 @@ from ..templating import AssetNotFound, assets_dir
 from .inventory import ansible_environment
 from .results import GroupResult
 
-PLAYBOOKS = ("deploy", "teardown", "upgrade", "rollback", "verify")
+PLAYBOOKS = ("deploy", "teardown", "upgrade", "rollback", "verify", "lock")
 """The shipped playbooks, by name (``playbooks/<name>.yml`` in the assets)."""
 
 _RESULT_EVENTS = {

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from ...deploy import provision_wheels
-from ...deploy.lock import deploy_lock, lock_path
+from ...deploy.lock import break_host_locks, deploy_lock, host_locks, lock_path
 from ...deploy.playbooks import PlaybookRun, TaskEvent, run_playbook
 from ._common import (
     console,
@@ -34,6 +34,7 @@ from ._common import (
     "jinad-fab provision upgrade -i prod --batch-size 2   # two hosts at a time behind /alive",
     "jinad-fab provision rollback -i prod                 # back to the release before the upgrade",
     "jinad-fab provision verify -i prod --json",
+    "jinad-fab provision unlock -i prod                   # after a controller died mid-run",
 )
 @click.group("provision")
 def command() -> None:
@@ -88,10 +89,12 @@ def _run(name: str, inventory: str, limit, check, diff, forks, extra_vars, timeo
         err_console().print(f"waiting up to {lock_wait:g}s for the deploy lock of {inventory}, held by "
                             f"{holder or 'another run'} ...", markup=False)
 
-    with deploy_lock(path, command=command, inventory=str(inventory), wait=lock_wait, on_wait=waiting):
+    with deploy_lock(path, command=command, inventory=str(inventory), wait=lock_wait, on_wait=waiting) as me:
         if certificates:
             _fleet_certificates(inventory, vault_password_file, limit, extravars, quiet=as_json)
-        _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json)
+        # the lock above is this controller's; the hosts' own locks keep other controllers off them
+        with host_locks(inv_path, me, limit=limit, wait=lock_wait, forks=forks, extravars=extravars, env=tool_env()):
+            _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json)
 
 
 def _fleet_certificates(inventory: str, vault_password_file: str | None, limit: str | None,
@@ -279,8 +282,6 @@ def verify(inventory, vault_password_file, limit, check, diff, forks, extra_vars
     _run("verify", inventory, limit, check, diff, forks, extra_vars, timeout, as_json)
 
 
-
-
 @examples(
     "jinad-fab provision rotate-token -i prod",
     "jinad-fab provision rotate-token -i prod --json | jq '.[] | {host, rotated}'",
@@ -317,3 +318,30 @@ def rotate_token(inventory, vault_password_file, limit, forks, timeout, lock_wai
                  else "[red]not rotated[/red]"), escape(r.error)) for name, r in result.items()]
         console().print(table(f"token rotation in {inventory}", ("host", "daemon", "token", "error"), rows))
     finish(result, "rotate-token")
+
+
+@examples(
+    "jinad-fab provision unlock -i prod",
+    "jinad-fab provision unlock -i prod -l gpu-2 --json",
+)
+@command.command("unlock")
+@inventory_option
+@limit_option
+@forks_option
+@click.option("-e", "--extra-var", "extra_vars", multiple=True, metavar="KEY=VALUE",
+              help="an Ansible extra var (repeatable)")
+@json_option
+def unlock(inventory, vault_password_file, limit, forks, extra_vars, as_json) -> None:
+    """Break the deploy lock on each host, whoever holds it.
+
+    A run releases the locks it took even when it fails; only a controller that died mid-run
+    leaves them behind. Make sure that run is really gone before breaking its locks.
+    """
+    broken = break_host_locks(inventory_path(inventory), limit=limit, forks=forks,
+                              extravars=_extravars(extra_vars), env=tool_env())
+    if as_json:
+        print_json({"broken": broken})
+    elif broken:
+        console().print(f"broke the deploy lock on {len(broken)} host(s): {', '.join(broken)}", markup=False)
+    else:
+        console().print("no host held a deploy lock", markup=False)
