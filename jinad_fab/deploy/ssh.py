@@ -15,6 +15,7 @@ import pathlib
 import shlex
 import shutil
 import socket
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -174,30 +175,53 @@ class SshGroup:
 
         return self._each(one)
 
-    def put(self, local: str | pathlib.Path, remote: str, *, mode: int | None = None) -> GroupResult[CommandResult]:
-        """Copy one local file to ``remote`` on every host (a path ending in ``/`` is a folder)."""
+    def put(self, local: str | pathlib.Path, remote: str, *, mode: int | None = None,
+            on_progress: Callable[[str, int, int], None] | None = None) -> GroupResult[CommandResult]:
+        """Copy one local file to ``remote`` on every host (a path ending in ``/`` is a folder).
+
+        ``on_progress(host, sent, total)`` follows each host's bytes as they are written (called
+        from the worker threads). Without ``mode`` the file keeps its local mode, as with ``scp -p``.
+        """
         local = pathlib.Path(local)
         if not local.is_file():
             raise BadInput(f"{local} is not a file")
         target = remote + local.name if remote.endswith("/") else remote
+        file_mode = mode if mode is not None else stat.S_IMODE(local.stat().st_mode)
 
         def one(host: Host) -> CommandResult:
+            report = (lambda sent, total: on_progress(host.name, sent, total)) if on_progress else None
             if host.connection == "local":
                 dest = pathlib.Path(target).expanduser()
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, dest)
+                _copy_with_progress(local, dest, report)
                 if mode is not None:
                     dest.chmod(mode)
             else:
                 with self._connection(host) as conn:
                     parent = str(pathlib.PurePosixPath(target).parent)
                     conn.run(f"mkdir -p {shlex.quote(parent)}", hide=True, warn=False, in_stream=False)
-                    conn.put(str(local), remote=target)
-                    if mode is not None:
-                        conn.sftp().chmod(target, mode)
+                    # paramiko's SFTP put directly, for its per-chunk callback (Fabric's put has none)
+                    sftp = conn.sftp()
+                    sftp.put(str(local), target, callback=report)
+                    sftp.chmod(target, file_mode)
             return CommandResult(host=host.name, exit_code=0, stdout=f"{local} -> {target}")
 
         return self._each(one)
+
+
+def _copy_with_progress(src: pathlib.Path, dest: pathlib.Path,
+                        report: Callable[[int, int], None] | None, chunk: int = 1 << 20) -> None:
+    total = src.stat().st_size
+    sent = 0
+    with src.open("rb") as fin, dest.open("wb") as fout:
+        while block := fin.read(chunk):
+            fout.write(block)
+            sent += len(block)
+            if report is not None:
+                report(sent, total)
+    shutil.copymode(src, dest)
+    if report is not None and total == 0:
+        report(0, 0)
 
 
 def _local_context() -> Any:

@@ -37,6 +37,9 @@ from ..errors import (
 from ..tokens import is_loopback_name
 from .address import DaemonAddress
 
+UploadProgress = Callable[[int, int], None]
+"""``on_progress(sent, total)``: bytes of an upload's request body sent so far, and its size."""
+
 DEFAULT_TIMEOUT = 10.0
 
 TokenSource = Callable[[DaemonAddress], "str | None"]
@@ -239,6 +242,18 @@ class DaemonClient:
                 return None
             return response.json()
 
+    def _upload(self, method: str, path: str, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+                on_progress: UploadProgress | None) -> Any:
+        """A multipart upload; ``on_progress(sent, total)`` follows the request body's bytes."""
+        if on_progress is None:
+            return self._request(method, path, files=_parts(files))
+        with _translate(self.address, self.name):
+            request = self._http.build_request(method, path, files=_parts(files))
+            request.stream = _CountingStream(request.stream, int(request.headers["Content-Length"]), on_progress)
+            response = self._http.send(request)
+            response.raise_for_status()
+            return response.json() if response.content else None
+
     # ---- health --------------------------------------------------------------------------------
 
     def alive(self) -> dict[str, Any]:
@@ -262,14 +277,16 @@ class DaemonClient:
 
     # ---- workspaces ----------------------------------------------------------------------------
 
-    def create_workspace(self, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> dict[str, Any]:
-        """``POST /workspaces``: each item is (path relative to the workspace root, content)."""
-        return self._request("POST", "/workspaces", files=_parts(files))
+    def create_workspace(self, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *,
+                         on_progress: UploadProgress | None = None) -> dict[str, Any]:
+        """``POST /workspaces``: each item is (path relative to the workspace root, content).
+        ``on_progress(sent, total)`` is called as the request body's bytes go out."""
+        return self._upload("POST", "/workspaces", files, on_progress)
 
-    def update_workspace(self, workspace_id: str, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]
-                         ) -> dict[str, Any]:
+    def update_workspace(self, workspace_id: str, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *,
+                         on_progress: UploadProgress | None = None) -> dict[str, Any]:
         """``PUT /workspaces/{id}``: add or replace files and rebuild."""
-        return self._request("PUT", f"/workspaces/{workspace_id}", files=_parts(files))
+        return self._upload("PUT", f"/workspaces/{workspace_id}", files, on_progress)
 
     def workspaces(self) -> list[dict[str, Any]]:
         return self._request("GET", "/workspaces")["items"]
@@ -367,6 +384,28 @@ class DaemonClient:
                             yield json.loads(line)
                         except ValueError:
                             yield {"message": line}
+
+
+class _CountingStream(httpx.SyncByteStream):
+    """A request body handed to the connection in small chunks, reporting the bytes sent so far:
+    the next chunk is asked for once the previous one was written to the socket."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, inner: Any, total: int, on_progress: UploadProgress) -> None:
+        self._inner = inner
+        self._total = total
+        self._on_progress = on_progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        self._on_progress(0, self._total)
+        for part in self._inner:
+            for start in range(0, len(part), self.CHUNK):
+                chunk = part[start:start + self.CHUNK]
+                yield chunk
+                sent += len(chunk)
+                self._on_progress(sent, self._total)
 
 
 def _parts(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> list[tuple[str, tuple[str, bytes, str]]]:

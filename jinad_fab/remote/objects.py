@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import BuildFailed, NotReady, StartFailed
-from .client import DaemonClient
+from .client import DaemonClient, UploadProgress
 
 H = TypeVar("H", bound="_Handle")
 
@@ -102,13 +102,16 @@ class Workspace(_Handle):
     active_state = "ACTIVE"
 
     @classmethod
-    def create(cls, client: DaemonClient, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> Workspace:
-        """Upload ``files`` (workspace path -> content); the build runs in the background."""
-        return cls(client, client.create_workspace(files))
+    def create(cls, client: DaemonClient, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *,
+               on_progress: UploadProgress | None = None) -> Workspace:
+        """Upload ``files`` (workspace path -> content); the build runs in the background.
+        ``on_progress(sent, total)`` follows the upload's bytes."""
+        return cls(client, client.create_workspace(files, on_progress=on_progress))
 
-    def update(self, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> Workspace:
+    def update(self, files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *,
+               on_progress: UploadProgress | None = None) -> Workspace:
         """Add or replace files and rebuild; :meth:`wait_active` again before starting anything."""
-        self.body = dict(self.client.update_workspace(self.id, files))
+        self.body = dict(self.client.update_workspace(self.id, files, on_progress=on_progress))
         return self
 
     @property

@@ -18,6 +18,7 @@ from ...remote import Workspace
 from ...spec import names as spec_names
 from ._common import examples, json_option, print_ndjson
 from ._daemon import daemon, host_options
+from ._progress import upload_bar
 
 
 class _Value(click.ParamType):
@@ -102,7 +103,8 @@ def command(host: str, token: str | None, name: str, uploads: tuple[str, ...], d
     uses_in_ws, mods = files.add_executor(spec.uses, list(spec.py_modules or []), list(uploads), f"Pod {name!r}")
     body = {**spec.model_dump(exclude_none=True), "name": name, "uses": uses_in_ws, "py_modules": mods}
     with daemon(host, token) as d:
-        workspace = Workspace.create(d, files.payload())
+        with upload_bar(f"uploading to {d.name}") as on_progress:  # live bytes on a terminal only
+            workspace = Workspace.create(d, files.payload(), on_progress=on_progress)
         ws = workspace.body
         pod = None
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ._common import (
@@ -15,6 +17,7 @@ from ._common import (
     status_markup,
     table,
 )
+from ._progress import host_bars
 
 
 @examples(
@@ -35,8 +38,11 @@ def command(inventory, vault_password_file, limit, forks, connect_timeout, mode,
 
     inv = load_inventory(inventory, vault_password_file)
     file_mode = int(mode, 8) if mode else None
-    result = SshGroup(inv.select(limit), max_parallel=forks, connect_timeout=connect_timeout).put(
-        local, remote, mode=file_mode)
+    hosts = inv.select(limit)
+    # a bar per host on a terminal, as the bytes reach each one; nothing extra in a pipe or a log
+    with host_bars([h.name for h in hosts], os.path.getsize(local)) as on_progress:
+        result = SshGroup(hosts, max_parallel=forks, connect_timeout=connect_timeout).put(
+            local, remote, mode=file_mode, on_progress=on_progress)
     if as_json:
         print_json(list(result.as_dict().values()))
     else:

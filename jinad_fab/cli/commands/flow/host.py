@@ -23,6 +23,7 @@ from .._common import (
     tail_option,
 )
 from .._daemon import daemon, host_options
+from .._progress import upload_bar
 
 
 def _bytes(n: int) -> str:
@@ -74,7 +75,8 @@ def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...
     size = sum(len(content) for content in files.values())
     err.print(f"uploading {len(files)} file(s), {_bytes(size)}, to {host}", markup=False)
     with daemon(host, token) as d:
-        ws = Workspace.create(d, files)
+        with upload_bar(f"uploading to {d.name}") as on_progress:  # live bytes on a terminal only
+            ws = Workspace.create(d, files, on_progress=on_progress)
         try:
             # the build log streams as it is written, as `docker build` shows it; it ends with the build
             err.print(f"building workspace {ws.id} on {d.name}", markup=False)
