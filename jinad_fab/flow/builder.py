@@ -336,6 +336,8 @@ class Flow:
                 timeout_ready=float(self.args["timeout_ready"]),
                 ca_file=os.path.join(self.base_dir, ca_file) if ca_file else None)
         quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
+        if self.args.get("restart") and not spec.get("restart"):
+            spec = {**spec, "restart": self.args["restart"]}  # the Flow's default (a Flow run by jinad heals)
         return remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet, curve=curve)
 
     def _local_pod(self, name: str, spec: dict[str, Any], num_parts: int, bind_host: str,
@@ -399,10 +401,9 @@ class Flow:
         sets: dict[str, dict] = {}
         idempotent: set[str] = set()
         for pod in pods.values():
-            if isinstance(pod, Pod):
-                sets.update(pod.members())
-                for p in pod.processes:
-                    idempotent.update(p.info.get("idempotent") or ())
+            sets.update(pod.members())  # a remote Pod's host reports its sets too
+            for p in pod.processes:
+                idempotent.update(p.info.get("idempotent") or ())
         reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
                              {"cmd": "members", "sets": sets, "idempotent": sorted(idempotent)})
         if not reply.get("ok"):
@@ -478,6 +479,9 @@ class Flow:
 
     def _check_pod(self, name: str, pod: Any) -> dict | None:
         if not isinstance(pod, Pod):
+            for death in pod.new_deaths():
+                threading.Thread(target=self._on_remote_death, args=(name, pod, death), daemon=True,
+                                 name=f"restart-{name}").start()
             dead = pod.dead()
             return {"pod": name, "msg": f"Pea {dead[0][0]} exited with code {dead[0][1]}"} if dead else None
         if pod.head is not None and pod.head.proc is not None and not pod.head.alive():
@@ -499,6 +503,17 @@ class Flow:
         except Exception as exc:  # a failed restart must not go unnoticed
             log.exception("Pod %r: handling the death of %s failed", name, p.label)
             msg = f"Pea {p.label} died and could not be replaced: {exc}"
+        if msg is not None and not self._stopping.is_set():
+            self._fail({"pod": name, "msg": msg})
+
+    def _on_remote_death(self, name: str, pod: Any, death: dict) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            msg = self._live.on_remote_death(name, pod, death)
+        except Exception as exc:
+            log.exception("Pod %r: handling the death of %s failed", name, death.get("label"))
+            msg = f"Pea {death.get('label')} died and could not be replaced: {exc}"
         if msg is not None and not self._stopping.is_set():
             self._fail({"pod": name, "msg": msg})
 

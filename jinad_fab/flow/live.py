@@ -101,8 +101,9 @@ class LiveChanges:
     def rewire_senders(self, name: str) -> None:
         """Point everything that sends into Pod ``name`` at its current replicas."""
         pod = self._pod(name)
-        if pod.head is not None:
-            pod.connect_head()
+        if not isinstance(pod.in_target, dict):  # a head takes the input: it follows its shards itself
+            if isinstance(pod, Pod) and pod.head is not None:
+                pod.connect_head()
             return
         for up in self.flow._pods[name]["needs"]:
             if up == "gateway":
@@ -149,7 +150,7 @@ class LiveChanges:
         with self.change(f"scale Pod {name!r}"):
             pod = self._pod(name)
             if not isinstance(pod, Pod):
-                return pod.scale(replicas, progress)
+                return self._scale_remote(name, pod, replicas, progress)
             before = [len(row) for row in pod.peas]
             for shard in range(len(pod.peas)):
                 while len(pod.peas[shard]) < replicas:
@@ -186,7 +187,7 @@ class LiveChanges:
                 # the Pea option dump_path: every new replica loads its shard's part of the dump (_index)
                 changes["dump_path"] = os.path.abspath(dump_path)
             if not isinstance(pod, Pod):
-                return pod.rolling_update(changes, progress)
+                return self._update_remote(name, pod, changes, progress)
             old_args = dict(pod.args)
             pod.args.update(changes)
             replaced = 0
@@ -213,6 +214,105 @@ class LiveChanges:
             path = os.path.abspath(path)
             answer = self.flow._send_only(name, "/dump", {"path": path}, timeout)
             return {"pod": name, "kind": "dump", "path": path, "answer": answer}
+
+    # ---- a Pod on a jinad host: the same steps, each one a command to its Pod host ----
+    def _remote_shards(self, pod: Any) -> list[str]:
+        if not pod.live:
+            raise BadConfig(f"Pod {pod.name!r} on {pod.session.label} runs as one Pea: give it parallel >= 2 "
+                            "(or shards) to change it while it runs")
+        return list(pod.members())
+
+    def _r_add(self, name: str, pod: Any, shard: int, progress: Progress | None, args: dict | None = None) -> None:
+        timeout = float(pod.args.get("timeout_ready") or self.flow.args["timeout_ready"]) + 10
+        reply = pod.ctrl({"cmd": "add_replica", "shard": shard, **({"args": args} if args else {})}, timeout)
+        self.rewire_senders(name)
+        self.publish(pod)
+        _say(progress, {"pod": name, "step": "started", "replica": reply.get("replica")})
+
+    def _r_remove(self, name: str, pod: Any, set_name: str, rid: str, progress: Progress | None) -> None:
+        label = pod.labels()[set_name][rid]
+        pod.ctrl({"cmd": "drain", "label": label})
+        self.publish(pod)
+        _say(progress, {"pod": name, "step": "draining", "replica": label})
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while self.gateway({"cmd": "status"}).get("inflight", {}).get(set_name, {}).get(rid, 0) > 0:
+            if time.monotonic() > deadline:
+                log.warning("%s still holds requests after %.0fs; stopping it anyway", label, DRAIN_TIMEOUT)
+                break
+            time.sleep(0.01)
+        pod.ctrl({"cmd": "remove_replica", "label": label}, timeout=20)
+        self.rewire_senders(name)
+        self.publish(pod)
+        _say(progress, {"pod": name, "step": "stopped", "replica": label})
+
+    def _scale_remote(self, name: str, pod: Any, replicas: int, progress: Progress | None) -> dict:
+        sets = self._remote_shards(pod)
+        before = max(len(m["replicas"]) for m in pod.members().values())
+        for shard, set_name in enumerate(sets):
+            while len(pod.members()[set_name]["replicas"]) < replicas:
+                self._r_add(name, pod, shard, progress)
+            while len(pod.members()[set_name]["replicas"]) > replicas:
+                self._r_remove(name, pod, set_name, pod.members()[set_name]["replicas"][-1], progress)
+        self.flow._pods[name]["parallel"] = replicas
+        return {"pod": name, "kind": "scale", "before": before, "replicas": replicas}
+
+    def _update_remote(self, name: str, pod: Any, changes: dict, progress: Progress | None) -> dict:
+        sets = self._remote_shards(pod)
+        if "dump_path" in changes or "uses" in changes:
+            # paths name the Flow's machine; on a jinad host they would name the host's own files
+            if changes.get("py_modules"):
+                raise BadConfig(f"Pod {name!r} runs on {pod.session.label}: give `uses` as a name its workspace knows")
+        replaced = 0
+        for shard, set_name in enumerate(sets):
+            for rid in list(pod.members()[set_name]["replicas"]):
+                self._r_add(name, pod, shard, progress, args=changes if replaced == 0 else None)
+                self._r_remove(name, pod, set_name, rid, progress)
+                replaced += 1
+        self.flow._pods[name].update(changes)
+        return {"pod": name, "kind": "rolling_update", "replaced": replaced}
+
+    def on_remote_death(self, name: str, pod: Any, death: dict) -> str | None:
+        """A replica of a Pod on a jinad host died (its host took it out and reported it)."""
+        detail = f"Pea {death.get('label')} on {pod.session.label} exited with code {death.get('code')}"
+        log.error("Pod %r: %s", name, detail)
+        try:
+            self.gateway({"cmd": "replica_died", "set": death["set"], "replica": str(death["replica"]),
+                          "pod": name, "detail": detail}, timeout=5)
+        except RuntimeFailure as exc:
+            return f"{detail}; the gateway did not answer: {exc}"
+        policy = pod.args.get("restart") or self.flow.args.get("restart") or "never"
+        with self._lock:
+            pod.ctrl({"cmd": "status"}, timeout=5)
+            self.rewire_senders(name)
+            self.publish(pod)
+            if policy != "on-failure":
+                return None  # its host fails the Pod when a set has no replica left
+            delay = self._restart_delay(name, pod.args)
+        if delay is None:
+            return None
+        if delay and self.flow._stopping.wait(delay):
+            return None
+        with self._lock:
+            if self.flow._stopping.is_set():
+                return None
+            sets = list(pod.members())
+            self._r_add(name, pod, sets.index(death["set"]) if death["set"] in sets else 0, None)
+            self.restarts[name] += 1
+        return None
+
+    def _restart_delay(self, name: str, args: dict) -> float | None:
+        """How long to wait before the next restart of a Pod's replica; None: the cap is reached."""
+        limit = int(args.get("restart_limit") or RESTART_LIMIT)
+        window = float(args.get("restart_window") or RESTART_WINDOW)
+        recent = self._recent.setdefault(name, collections.deque())
+        now = time.monotonic()
+        while recent and now - recent[0] > window:
+            recent.popleft()
+        if len(recent) >= limit:
+            self.given_up[name] = f"{limit} restarts within {window:g}s"
+            return None
+        recent.append(now)
+        return 0.0 if len(recent) == 1 else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(recent) - 2))
 
     # ---- restarts ----
     def on_death(self, name: str, pod: Pod, p: ChildProcess) -> str | None:
@@ -241,19 +341,11 @@ class LiveChanges:
                 if not pod.peas[shard]:
                     return detail
                 return None
-            limit = int(pod.args.get("restart_limit") or RESTART_LIMIT)
-            window = float(pod.args.get("restart_window") or RESTART_WINDOW)
-            recent = self._recent.setdefault(name, collections.deque())
-            now = time.monotonic()
-            while recent and now - recent[0] > window:
-                recent.popleft()
-            if len(recent) >= limit:
-                self.given_up[name] = f"{limit} restarts within {window:g}s"
+            delay = self._restart_delay(name, pod.args)
+            if delay is None:
                 if not pod.peas[shard]:
                     return f"{detail}; not restarted again ({self.given_up[name]})"
                 return None
-            delay = 0.0 if not recent else min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (len(recent) - 1))
-            recent.append(now)
         if delay and self.flow._stopping.wait(delay):
             return None
         with self._lock:
@@ -275,6 +367,8 @@ class LiveChanges:
         for name, pod in self.flow._running.items():
             if isinstance(pod, Pod):
                 replicas = [len(row) for row in pod.peas]
+            elif pod.members():
+                replicas = [len(m["replicas"]) for m in pod.members().values()]
             else:
                 replicas = [int(self.flow._pods[name].get("parallel") or 1)]
             out["pods"][name] = {"replicas": max(replicas) if replicas else 0,

@@ -207,6 +207,8 @@ class RemotePod:
         self._log_thread: threading.Thread | None = None
         self._stop_logs = threading.Event()
         self._last_check = 0.0
+        self._last_poll = 0.0
+        self._deaths_seen = 0
         self._dead: list[tuple[str, int | None]] = []
         self.args = self._args()
 
@@ -238,6 +240,9 @@ class RemotePod:
         self.info = pod.body
         if pod.state != "RUNNING":
             raise PeaStartError(self.name, f"{self.session.label} reports it {pod.state}: {pod.error}")
+        # its replica sets (a Pod host reports them; a Pod of one Pea has none): senders follow the
+        # Gateway's plan into them, and live changes name them
+        self.ctrl({"cmd": "status"}, timeout=10.0)
         if not self.quiet_logs:
             self._log_thread = threading.Thread(target=self._follow_logs, name=f"logs-{self.name}", daemon=True)
             self._log_thread.start()
@@ -251,9 +256,52 @@ class RemotePod:
         return readdress(list(self.info.get("in_addresses") or []), self.session.host)
 
     @property
-    def in_target(self) -> list[str]:
-        """What upstream senders are pointed at (the daemon's Pod host spreads over its replicas)."""
+    def in_target(self) -> list[str] | dict:
+        """What upstream senders are pointed at: the Pod's replica set when its host reports one
+        (senders follow the Gateway's plan), else its input addresses."""
+        target = self.info.get("in_target")
+        if isinstance(target, dict) and "replicas" in target:
+            return {**target, "replicas": {k: readdress([a], self.session.host)[0]
+                                           for k, a in target["replicas"].items()}}
         return self.in_addresses
+
+    def members(self) -> dict[str, dict]:
+        """The replica sets of the Pod, as its host last reported them (empty: a Pod of one Pea)."""
+        return dict(self.info.get("members") or {})
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        return dict(self.info.get("labels") or {})
+
+    @property
+    def live(self) -> bool:
+        """Whether its host takes live changes (a Pod host: several replicas or shards)."""
+        return bool(self.info.get("members"))
+
+    def ctrl(self, cmd: dict, timeout: float = 10.0) -> dict:
+        """One control command to the Pod's host; its answer's layout becomes the Pod's."""
+        if self._ctx is None:
+            self._ctx = make_context(self.curve)
+        reply = ctrl_request(self._ctx, self.ctrl_address, cmd, timeout)
+        if not reply.get("ok"):
+            raise PeaStartError(self.name, f"{cmd.get('cmd')!r} refused: {reply.get('error')}")
+        for key in ("in_target", "members", "labels"):
+            if key in reply:
+                self.info[key] = reply[key]
+        return reply
+
+    def new_deaths(self) -> list[dict]:
+        """Replicas that died since the last call (asked of the Pod's host at most every 0.1 s)."""
+        now = time.monotonic()
+        if not self.live or now - self._last_poll < 0.1:
+            return []
+        self._last_poll = now
+        try:
+            deaths = self.ctrl({"cmd": "status"}, timeout=2.0).get("deaths") or []
+        except JinadFabError:
+            return []  # the daemon's view (dead()) decides whether the whole Pod is gone
+        fresh = deaths[self._deaths_seen:]
+        self._deaths_seen = len(deaths)
+        return fresh
 
     @property
     def ctrl_address(self) -> str:

@@ -3,6 +3,12 @@
 The host process starts the Pod's Peas, reports the Pod's input addresses and a control
 address, and relays ``connect`` commands so whoever owns the Flow can wire the Pod's outputs
 (possibly from another machine). It stops its Peas on SIGTERM/SIGINT.
+
+Live changes (issue 15) go through the same control socket, driven by whoever owns the Flow (it
+also rewires the senders and tells its Gateway): ``add_replica`` (optionally with new arguments
+for it and every later one), ``drain`` (plan onto it no more), ``remove_replica``. A replica that
+dies is reported in ``status`` (``deaths``) and taken out; the Pod goes on while each of its sets
+keeps a replica, or while its owner restarts them (``restart: on-failure``).
 """
 
 from __future__ import annotations
@@ -53,28 +59,31 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
         ctx.destroy(linger=0)
         return 1
     in_ports = [int(a.rsplit(":", 1)[1]) for a in pod.in_addresses]
+    host_state = _Host(pod, float(args.get("timeout_ready") or 60))
     report({"state": "ready", "pid": os.getpid(), "in_addresses": pod.in_addresses,
             "ctrl_address": f"tcp://{host}:{port_ctrl}", "out_parts": pod.out_parts,
-            "ports": {"port_in": in_ports[0], "ports_in": in_ports, "port_ctrl": port_ctrl}})
+            "ports": {"port_in": in_ports[0], "ports_in": in_ports, "port_ctrl": port_ctrl},
+            **host_state.layout()})
     parent = os.getppid()
     commands = Commands(ctrl, {"connect": lambda cmd: pod.connect(cmd["targets"]),
-                               "status": lambda cmd: {"dead": pod.dead(), "pod": pod.describe()},
+                               "status": host_state.status, "add_replica": host_state.add_replica,
+                               "drain": host_state.drain, "remove_replica": host_state.remove_replica,
                                "terminate": lambda cmd: None})
     poller = zmq.Poller()
     poller.register(ctrl, zmq.POLLIN)
     poller.register(wake, zmq.POLLIN)
     code = 0
     while not stop["flag"]:
-        events = dict(poller.poll(250))
+        events = dict(poller.poll(50))
         if wake in events:
             drain(wake)
             if stop["flag"]:
                 break
         if events.get(ctrl) and commands.serve_one() == "terminate":
             break
-        dead = pod.dead()
-        if dead:
-            log.error("Pod %s: Pea %s exited with code %s; stopping the Pod", pod.name, dead[0][0], dead[0][1])
+        failed = host_state.check()
+        if failed:
+            log.error("Pod %s: %s; stopping the Pod", pod.name, failed)
             code = 1
             break
         if die_with_parent and os.getppid() != parent:
@@ -83,6 +92,68 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     ctrl.close(linger=0)
     ctx.destroy(linger=0)
     return code
+
+
+class _Host:
+    """What a Pod host answers about its replicas, and the live changes it carries out."""
+
+    def __init__(self, pod: Pod, timeout_ready: float):
+        self.pod = pod
+        self.timeout_ready = timeout_ready
+        self.deaths: list[dict] = []
+
+    def layout(self) -> dict:
+        pod = self.pod
+        return {"in_target": pod.in_target, "members": pod.members(),
+                "labels": {pod.set_name(s): {str(p.args["replica_id"]): p.label for p in row}
+                           for s, row in enumerate(pod.peas)}}
+
+    def status(self, cmd: dict) -> dict:
+        return {"dead": self.pod.dead(), "pod": self.pod.describe(), "deaths": self.deaths, **self.layout()}
+
+    def _find(self, label: str):
+        for row in self.pod.peas:
+            for p in row:
+                if p.label == label:
+                    return p
+        raise JinadFabError(f"Pod {self.pod.name!r} has no replica {label!r}")
+
+    def add_replica(self, cmd: dict) -> dict:
+        if cmd.get("args"):
+            self.pod.args.update(cmd["args"])  # this replica and every later one (a rolling update)
+        p = self.pod.add_replica(int(cmd.get("shard") or 0), time.monotonic() + self.timeout_ready)
+        self.pod.connect_head()
+        return {"replica": p.label, **self.layout()}
+
+    def drain(self, cmd: dict) -> dict:
+        self.pod.draining.add(self._find(cmd["label"]).label)
+        return self.layout()
+
+    def remove_replica(self, cmd: dict) -> dict:
+        p = self._find(cmd["label"])
+        shard = self.pod.shard_of_pea(p)
+        self.pod.peas[shard].remove(p)
+        self.pod.connect_head()
+        self.pod.remove_replica(p)
+        return self.layout()
+
+    def check(self) -> str | None:
+        """Take dead replicas out (reported in ``deaths``); a reason when the Pod cannot go on."""
+        pod = self.pod
+        if pod.head is not None and not pod.head.alive():
+            return f"Pea {pod.head.label} exited with code {pod.head.returncode()}"
+        for s, row in enumerate(pod.peas):
+            for p in [p for p in row if not p.alive()]:
+                code = p.returncode()
+                row.remove(p)
+                p.wait(1)
+                self.deaths.append({"set": pod.set_name(s), "replica": str(p.args["replica_id"]),
+                                    "label": p.label, "code": code})
+                log.error("Pod %s: Pea %s exited with code %s", pod.name, p.label, code)
+                pod.connect_head()
+            if not row and (pod.args.get("restart") or "never") != "on-failure":
+                return f"no replica of {pod.set_name(s)} is left"
+        return None
 
 
 # a Pod of one Pea hands that Pea everything but its counts, routing and process set-up (applied here)
