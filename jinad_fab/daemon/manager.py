@@ -476,10 +476,18 @@ class Manager:
         st = self.runtimes[rec.runtime].status(rec.handle)
         if st.alive:
             return rec
-        reason = st.detail or "the process exited"
+        reason = self._death_reason(rec.id, st.detail or "the process exited")
         logs.event(self.log_path(rec.id), f"found dead: {reason}", level="ERROR")
         return self.store.update(rec.id, state=ObjectState.FAILED.value, error=reason,
                                  expect_state=(ObjectState.RUNNING.value,)) or self.get(rec.id)
+
+    def _death_reason(self, oid: str, detail: str) -> str:
+        """Why a running object is gone: what it reported on its way down (a Flow says which Pod
+        died and how), then how its process ended."""
+        report = _read_status(self.status_path(oid))
+        if report is not None and report.get("state") == "failed" and report.get("error"):
+            return f"{report['error']} (the process then {detail})"
+        return detail
 
     def get_object(self, oid: str, kind: str) -> Record:
         return self.refresh(self.get(oid, kind))
@@ -605,6 +613,7 @@ class Manager:
                 st = await asyncio.to_thread(rt.adopt, rec.handle) if (rt and rec.handle) else None
                 if st is None or not st.alive:
                     reason = (st.detail if st else f"runtime {rec.runtime!r} unavailable") or "gone"
+                    reason = self._death_reason(rec.id, reason)
                     final = ObjectState.STOPPED.value if rec.state == ObjectState.STOPPING.value else ObjectState.FAILED.value
                     msg = f"vanished while the daemon was down: {reason}"
                     logs.event(self.log_path(rec.id), msg, level="ERROR")

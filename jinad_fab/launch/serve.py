@@ -69,6 +69,8 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
             control.serve(20)
             if flow.failure is not None:
                 log.error("stopping: Pod %r died (%s)", flow.failure["pod"], flow.failure["msg"])
+                # why, for whoever started us (jinad reads it once the process is gone)
+                report({"state": "failed", "error": f"Pod {flow.failure['pod']!r} died: {flow.failure['msg']}"})
                 code = 1
                 break
             if die_with_parent and os.getppid() != parent:

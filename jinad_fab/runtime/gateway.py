@@ -436,8 +436,12 @@ def _server_class():
 
         def wake(self) -> None:
             loop, wake = getattr(self, "_loop", None), getattr(self, "_wake", None)
-            if loop is not None and wake is not None:
+            if loop is None or wake is None or loop.is_closed():
+                return  # not serving yet, or done: nothing to wake
+            try:
                 loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop closed in between (the Gateway stopped meanwhile)
+                pass
 
     return Server
 
