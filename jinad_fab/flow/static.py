@@ -86,14 +86,14 @@ def is_stateful(spec: dict[str, Any]) -> bool:
 def refusals(flow: Flow, engine: str) -> list[str]:
     """Why ``flow`` cannot be exported to ``engine`` (empty: it can)."""
     reasons: list[str] = []
-    labels: dict[str, str] = {GATEWAY: GATEWAY}
+    owner: dict[str, str] = {GATEWAY: "the Gateway"}
     for name, spec in flow.pods.items():
-        label = dns_label(name)
-        if label in labels or any(label == f"{other}-peas" or label.startswith(f"{other}-shard-")
-                                  for other in labels):
-            reasons.append(f"Pod {name!r} and Pod {labels.get(label, label)!r} get the same service name "
-                           f"{label!r}; rename one")
-        labels[label] = name
+        for svc in service_names(name, spec):
+            if svc in owner:
+                reasons.append(f"Pod {name!r} and {owner[svc]} get the same service name {svc!r}; rename one")
+            else:
+                owner[svc] = f"Pod {name!r}"
+    for name, spec in flow.pods.items():
         if spec.get("host"):
             reasons.append(f"Pod {name!r} is pinned to the jinad host {spec['host']!r}; the engine places "
                            "containers itself (remove `host`, then constrain placement in the export)")
@@ -132,6 +132,19 @@ def refusals(flow: Flow, engine: str) -> list[str]:
     if engine not in ENGINES:
         reasons.append(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
     return reasons
+
+
+def service_names(name: str, spec: dict[str, Any]) -> list[str]:
+    """Every name a Pod's services take, with compose's numbered replicas."""
+    label = dns_label(name)
+    shards, parallel = spec.get("shards", 1), spec.get("parallel", 1)
+    if shards == 1 and parallel == 1:
+        return [label]
+    subs = [f"{label}-shard-{s}" for s in range(shards)] if shards > 1 else [f"{label}-peas"]
+    out = [label, *subs]
+    if parallel > 1:
+        out += [f"{sub}-{r}" for sub in subs for r in range(parallel)]
+    return out
 
 
 def _outside(path: str) -> bool:
