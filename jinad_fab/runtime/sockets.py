@@ -158,7 +158,7 @@ def push_targets(ctx: zmq.Context, old: list[zmq.Socket], targets: list[list[str
 # so reconnecting is enough; heartbeats make a connection to a vanished peer (no RST, e.g. a deleted
 # Kubernetes Pod) fail within seconds instead of hanging until TCP gives up.
 RECONNECT_IVL_MS = 100
-RECONNECT_IVL_MAX_MS = 2000
+RECONNECT_IVL_MAX_MS = 500
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
 
