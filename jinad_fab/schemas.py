@@ -304,6 +304,9 @@ class PodPublic(_ObjectPublic):
     ports: dict[str, Any] = Field(default_factory=dict)
     in_addresses: list[str] = Field(default_factory=list)
     ctrl_address: str | None = None
+    live: dict[str, Any] | None = Field(
+        None, description="after PUT /pods/{id}: the Pod's new `in_target` (its replicas by id), `members` per "
+                          "replica set and one event per replica started or stopped")
 
 
 class PeaPublic(PodPublic):

@@ -48,6 +48,7 @@ class Manager:
             d.mkdir(parents=True, exist_ok=True)
         self._builds = concurrent.futures.ThreadPoolExecutor(settings.build_workers, thread_name_prefix="build")
         self._obj_locks: dict[str, asyncio.Lock] = {}
+        self._pod_changes: dict[str, str] = {}  # pod id -> the live change running on it
         self._bg: set[asyncio.Task] = set()
         # builds: one at a time per workspace (its lock), cancelled ones write nothing more, and a
         # queue slot is taken before the upload is staged (counted with the PENDING/BUILDING rows)
@@ -587,6 +588,71 @@ class Manager:
         if current.get("state") == "done":
             logs.event(self.log_path(fid), f"live change: {what} done")
         return live
+
+    async def change_pod(self, pid: str, change: dict[str, Any]) -> dict[str, Any]:
+        """Scale or roll a standalone Pod's replicas in its Pod host; returns its new layout.
+
+        Nothing here knows who sends into the Pod: whoever wired it points its senders at the
+        layout returned (``in_target``). A Pod in a Flow changes through the Flow (PUT /flows/{id}),
+        which drains a leaving replica of the requests it holds first."""
+        rec = self.get_object(pid, "pod")
+        if rec.state != ObjectState.RUNNING.value:
+            raise Conflict(f"pod {pid} is {rec.state}, not RUNNING")
+        if change["kind"] == "dump":
+            raise Invalid("kind: a dump goes through the data path: ask the Flow that sends into the Pod")
+        if change["kind"] == "scale" and change.get("replicas") is None:
+            raise Invalid("replicas: a scale needs the number of replicas per shard")
+        args: dict[str, Any] = {}
+        if change["kind"] == "rolling_update":
+            if not any(change.get(k) is not None for k in ("uses", "uses_with", "dump_path")):
+                raise Invalid("uses_with: a rolling update needs uses, uses_with or dump_path")
+            args = {k: change[k] for k in ("uses", "uses_with") if change.get(k) is not None}
+            if change.get("dump_path") is not None:
+                ws = self.get(rec.workspace_id, "workspace")
+                try:
+                    rel = wsfiles.safe_relpath(change["dump_path"])
+                    wsfiles.confined(self.context(ws).root, rel)  # the Pod resolves it in its workspace
+                except DaemonError as exc:
+                    raise Invalid(f"dump_path: {exc}") from exc
+                args["dump_path"] = str(rel)
+        busy = self._pod_changes.get(pid)
+        if busy:
+            raise Conflict(f"a {busy} of pod {pid} is in progress; try again when it is done")
+        self._pod_changes[pid] = change["kind"]
+        try:
+            return await asyncio.to_thread(self._change_pod, rec, change, args)
+        finally:
+            self._pod_changes.pop(pid, None)
+
+    def _change_pod(self, rec: Record, change: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+        layout = self._flow_ctrl(rec, {"cmd": "status"}, 5.0)
+        if not layout.get("members"):
+            raise Conflict(f"pod {rec.id} runs as one Pea: start it with parallel >= 2 (or shards) to change it")
+        timeout = self.settings.start_timeout + 10
+        events: list[dict[str, Any]] = []
+        for shard, set_name in enumerate(list(layout["members"])):
+            if change["kind"] == "scale":
+                while len(layout["members"][set_name]["replicas"]) < change["replicas"]:
+                    layout = self._flow_ctrl(rec, {"cmd": "add_replica", "shard": shard}, timeout)
+                    events.append({"step": "started", "replica": layout.get("replica")})
+                while len(layout["members"][set_name]["replicas"]) > change["replicas"]:
+                    label = layout["labels"][set_name][layout["members"][set_name]["replicas"][-1]]
+                    layout = self._flow_ctrl(rec, {"cmd": "remove_replica", "label": label}, timeout)
+                    events.append({"step": "stopped", "replica": label})
+            else:
+                for rid in list(layout["members"][set_name]["replicas"]):
+                    label = layout["labels"][set_name][rid]
+                    layout = self._flow_ctrl(rec, {"cmd": "add_replica", "shard": shard, "args": args}, timeout)
+                    events.append({"step": "started", "replica": layout.get("replica")})
+                    layout = self._flow_ctrl(rec, {"cmd": "remove_replica", "label": label}, timeout)
+                    events.append({"step": "stopped", "replica": label})
+        logs.event(self.log_path(rec.id), f"live change: {change['kind']} done ({len(events)} replica steps)")
+        target = layout.get("in_target")
+        if isinstance(target, dict) and isinstance(target.get("replicas"), dict):
+            ids = list(target["replicas"])
+            public = self._public_addresses({"in_addresses": [target["replicas"][k] for k in ids]})["in_addresses"]
+            target = {**target, "replicas": dict(zip(ids, public))}
+        return {"in_target": target, "members": layout.get("members"), "events": events}
 
 
     async def recover(self) -> dict[str, int]:

@@ -147,3 +147,57 @@ def test_the_cli_scales_and_updates_with_a_line_per_replica(daemon_factory):
         port = c.get(f"/flows/{fid}").json()["gateway"]["native_port"]
     with Client(port=port, timeout=30) as client:
         assert client.post("/search", Document(text="x"))[0].tags["version"] == "v2"
+
+
+def test_put_pods_scales_and_rolls_a_standalone_pod(daemon_factory):
+    import zmq
+
+    from jinad_fab.wire import Message, new_header
+
+    jinad = daemon_factory()
+    with open(EXECS, encoding="utf-8") as fh:
+        execs = fh.read()
+    with jinad.client() as c:
+        wid = active_workspace(c, {"flow.yml": SMALL, "_live_execs.py": execs})
+        pod = c.post("/pods", params={"workspace_id": wid}, json={
+            "name": "enc", "uses": "VersionedEncoder", "py_modules": ["_live_execs.py"], "parallel": 2}, timeout=120)
+        assert pod.status_code == 201, pod.text
+        pid = pod.json()["id"]
+        for change, field in (({"kind": "dump", "pod": "enc", "path": "d"}, "kind"),
+                              ({"kind": "scale", "pod": "enc"}, "replicas"),
+                              ({"kind": "rolling_update", "pod": "enc", "dump_path": "../x"}, "dump_path")):
+            r = c.put(f"/pods/{pid}", json=change)
+            assert r.status_code == 400 and r.json()["detail"].startswith(field), (change, r.text)
+        r = c.put(f"/pods/{pid}", json={"kind": "scale", "pod": "enc", "replicas": 3}, timeout=120)
+        assert r.status_code == 200, r.text
+        live = r.json()["live"]
+        assert live["members"]["enc"]["replicas"] == ["0", "1", "2"]
+        assert [e["step"] for e in live["events"]] == ["started"]
+        r = c.put(f"/pods/{pid}", json={"kind": "rolling_update", "pod": "enc", "uses_with": {"version": "v2"}},
+                  timeout=120)
+        assert r.status_code == 200, r.text
+        live = r.json()["live"]
+        assert [e["step"] for e in live["events"]] == ["started", "stopped"] * 3
+        replicas = live["in_target"]["replicas"]
+        assert sorted(replicas) == ["3", "4", "5"]
+        ctrl = r.json()["ctrl_address"]
+    # every new replica answers, with the new version: wire the Pod's output here and ask each one
+    ctx = zmq.Context()
+    try:
+        out = ctx.socket(zmq.PULL)
+        port = out.bind_to_random_port("tcp://127.0.0.1")
+        req = ctx.socket(zmq.REQ)
+        req.connect(ctrl)
+        req.send_json({"cmd": "connect", "targets": [[f"tcp://127.0.0.1:{port}"]]})
+        assert req.recv_json()["ok"]
+        for rid, addr in replicas.items():
+            push = ctx.socket(zmq.PUSH)
+            push.connect(addr)
+            msg = Message(dict(new_header(f"r{rid}", "/search"), plan={"enc": rid}), docs=[Document(text="x")])
+            push.send_multipart(msg.frames())
+            assert out.poll(30000), f"replica {rid} did not answer"
+            answer = Message.from_frames(out.recv_multipart())
+            assert answer.request_id == f"r{rid}" and answer.docs[0].tags["version"] == "v2"
+            push.close(0)
+    finally:
+        ctx.destroy(0)

@@ -43,7 +43,7 @@ async def get_flow(flow_id: FlowId, manager: ManagerDep):
     return {**flow_view(rec), "live": await manager.flow_live(rec)}
 
 
-def _change(raw: Any) -> FlowChange:
+def parse_change(raw: Any) -> FlowChange:
     """The body, or 400 naming the first field that does not fit (not FastAPI's 422 list)."""
     if not isinstance(raw, dict):
         raise Invalid("the body must be a JSON object with kind and pod")
@@ -65,7 +65,7 @@ async def change_flow(flow_id: FlowId, request: Request, manager: ManagerDep):
         raw = await request.json()
     except ValueError as exc:
         raise Invalid(f"the body is not JSON: {exc}") from exc
-    change = _change(raw)
+    change = parse_change(raw)
     live = await manager.change_flow(flow_id, change.model_dump(exclude={"wait"}, exclude_none=True), change.wait)
     body = {**flow_view(manager.get_object(flow_id, "flow")), "live": live}
     if not change.wait:

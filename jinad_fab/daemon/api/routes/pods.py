@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from ....errors import Invalid
 from ....schemas import (
+    FlowChange,
     PeaCreate,
     PeaId,
     PeaList,
@@ -19,6 +21,7 @@ from ....schemas import (
 )
 from ...store import Record
 from ..deps import ManagerDep
+from .flows import parse_change
 
 pods = APIRouter(prefix="/pods", tags=["pods"])
 peas = APIRouter(prefix="/peas", tags=["peas"])
@@ -45,6 +48,22 @@ async def list_pods(manager: ManagerDep):
 @pods.get("/{pod_id}", response_model=PodPublic)
 async def get_pod(pod_id: PodId, manager: ManagerDep):
     return pod_view(manager.get_object(pod_id, "pod"))
+
+
+@pods.put("/{pod_id}", response_model=PodPublic,
+          openapi_extra={"requestBody": {"required": True, "content": {
+              "application/json": {"schema": FlowChange.model_json_schema()}}}})
+async def change_pod(pod_id: PodId, request: Request, manager: ManagerDep):
+    """Scale a standalone Pod or roll its replicas (body: :class:`FlowChange` with ``kind`` scale or
+    rolling_update). The answer's ``live`` holds the new ``in_target`` its senders must follow and
+    one event per replica; a Pod wired by a Flow changes through the Flow (``PUT /flows/{id}``)."""
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        raise Invalid(f"the body is not JSON: {exc}") from exc
+    change = parse_change(raw)
+    live = await manager.change_pod(pod_id, change.model_dump(exclude={"wait"}, exclude_none=True))
+    return {**pod_view(manager.get_object(pod_id, "pod")), "live": live}
 
 
 @pods.delete("/{pod_id}", response_model=PodPublic)
