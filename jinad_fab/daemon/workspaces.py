@@ -328,14 +328,31 @@ def confine_pod(args: dict[str, Any], root: pathlib.Path, *, base_dir: pathlib.P
     try:
         check_paths(args.get("uses") or "_pass", py_modules=args.get("py_modules") or (),
                     upload_files=args.get("upload_files") or (), base_dir=str(base_dir or root), root=root)
+        confine_ca_file(args.get("ca_file"), base_dir or root, root)
     except BadInput as exc:
         raise bad(f"{what}: {exc}") from exc
+
+
+def confine_ca_file(value: Any, base_dir: pathlib.Path, root: pathlib.Path) -> None:
+    """A CA bundle a Flow or a remote Pod names (issue 14) is a path like the others: in the workspace."""
+    from ..executors.loader import resolve_path
+
+    if value:
+        resolve_path(str(value), str(base_dir), "ca_file", root)
 
 
 def confine_flow(path: pathlib.Path, data: Any, root: pathlib.Path) -> None:
     """The same for every Pod of a Flow YAML (paths relative to the Flow file's directory)."""
     if not isinstance(data, dict):
         return  # the Flow itself reports what is wrong with its shape
+    options = data.get("with")
+    if isinstance(options, dict):
+        from ..errors import BadInput
+
+        try:
+            confine_ca_file(options.get("ca_file"), path.parent, root)
+        except BadInput as exc:
+            raise bad(f"{path.name}: {exc}") from exc
     pods = data.get("pods", data.get("executors")) or []
     if isinstance(pods, dict):
         pods = [{"name": k, **(v or {})} for k, v in pods.items()]
