@@ -22,10 +22,13 @@ def _load(flow_file: pathlib.Path, engine: str, base_image: str | None,
           exclude: tuple[pathlib.Path, ...] = ()) -> tuple[dict[str, Any], Any, str]:
     from ...deploy import export
     from ...flow.static import plan
-    from ...flow.yaml import load_flow
+    from ...flow.yaml import dump_flow, load_flow
 
-    text = flow_file.read_text(encoding="utf-8")
-    p = plan(load_flow(str(flow_file)), engine)
+    flow = load_flow(str(flow_file))
+    p = plan(flow, engine)
+    # the Flow the containers read, written back as jinad-fab reads it: secrets (tokens) never go
+    # into an export's files, which end up in a ConfigMap or beside a compose file
+    text = dump_flow(flow)
     img = export.image(p["name"], flow_file.parent, base_image=base_image, exclude=exclude)
     return p, img, text
 

@@ -224,3 +224,16 @@ def test_an_export_folder_inside_the_flow_folder_is_not_part_of_the_image(flow_f
     export.write(out, {"compose.yaml": "services: {}\n"})
     assert export.image("shop", flow_file.parent, exclude=[out]).tag == before
     assert export.image("shop", flow_file.parent).tag != before
+
+
+def test_an_export_never_writes_the_flow_s_secrets(tmp_path):
+    path = tmp_path / "flow.yml"
+    path.write_text("version: 1\nwith:\n  token: s3cret-daemon-token\npods:\n  - name: a\n    uses: _index\n")
+    for engine in ("compose", "kubernetes"):
+        listed = CliRunner().invoke(cli, ["render", engine, str(path)], catch_exceptions=False).output
+        assert "s3cret" not in listed
+        from jinad_fab.cli.commands.export import build
+
+        files = build(engine, path, base_image=None)["files"]
+        assert not any("s3cret" in text for text in files.values())
+        assert any("_index" in text for text in files.values())  # the Flow itself is there
