@@ -170,6 +170,13 @@ class PodSpec(PodOptions):
                           "{cpu: '500m', memory: '1Gi'} (compose: deploy.resources.reservations, Kubernetes: "
                           "resources.requests); a Flow run by this machine or by jinad ignores it")
 
+    # issue 16 (fleet Flows): where a stateless remote Pod goes when its host is lost --------------
+    fallback_hosts: list[str] | None = Field(
+        None, json_schema_extra=_REMOTE,
+        description="other jinad daemons that may run this Pod when `host` stops answering for the Flow's "
+                    "`lost_after` seconds (in order); `flow up` fills it with the rest of the Pod's group "
+                    "for Pods that keep no data (not `_index`)")
+    # end issue 16 ---------------------------------------------------------------------------------
 
     @model_validator(mode="after")
     def _where_it_runs(self) -> PodSpec:
@@ -224,6 +231,11 @@ class FlowSpec(_Spec):
                           "with CURVE (keys made per Flow, handed to remote Pods through their daemon); "
                           "default: on when a Pod runs on another host, off when every Pod is on this one")
     # end issue 14 -------------------------------------------------------------------------------
+    # issue 16 (fleet Flows) -------------------------------------------------------------------
+    lost_after: float = Field(
+        10.0, gt=0, description="seconds a remote Pod's daemon may not answer before the Pod is LOST (and, with "
+                                "`fallback_hosts`, started on another host and wired in)")
+    # end issue 16 -------------------------------------------------------------------------------
 
 
 S = TypeVar("S", bound=BaseModel)

@@ -476,6 +476,10 @@ class Manager:
             return rec
         st = self.runtimes[rec.runtime].status(rec.handle)
         if st.alive:
+            if rec.kind == "flow":  # a running Flow reports its Pods again when one is lost or re-placed
+                report = _read_status(self.status_path(rec.id))
+                if report is not None and report.get("pods") is not None and report["pods"] != rec.data.get("pods"):
+                    rec = self.store.update(rec.id, data={"pods": report["pods"]}) or rec
             return rec
         reason = self._death_reason(rec.id, st.detail or "the process exited")
         logs.event(self.log_path(rec.id), f"found dead: {reason}", level="ERROR")

@@ -103,12 +103,14 @@ def keeper_of(inventory: Inventory, name: str) -> tuple[Host, dict[str, Any]]:
 def _peers(inventory: Inventory, rendered: RenderedFlow) -> dict[str, str]:
     """Each placed Pod's daemon -> its token (what the Gateway host's Flow needs to start them)."""
     out: dict[str, str] = {}
+    keeper = rendered.placement.gateway.host if rendered.placement.gateway else None
     for a in rendered.placement:
-        if a.host:
-            host = inventory[a.host]
-            token = inventory.token_for(host)
-            if token:
-                out[host.daemon_address.netloc] = token
+        if a.host and a.host != keeper:  # the keeper's own Pods run in the Flow's process
+            for name in (a.host, *a.fallbacks):  # and where it may go when its host is lost
+                host = inventory[name]
+                token = inventory.token_for(host)
+                if token:
+                    out[host.daemon_address.netloc] = token
     return out
 
 
@@ -369,6 +371,8 @@ def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str
                     row.update(state="LOST", error=str(exc))
                 except DaemonError as exc:
                     row.update(state="GONE" if exc.status_code == 404 else "UNKNOWN", error=str(exc))
+        if pod.get("lost"):  # what the Flow saw: LOST since when, re-placed where
+            row["lost"] = pod["lost"]
         rows.append(row)
     return {"name": name, "release": record.get("release"), "keeper": host.name, "spec_hash": record.get("spec_hash"),
             "gateway": _gateway(host, flow), "flow_id": record.get("flow_id"), "pods": rows,

@@ -18,6 +18,11 @@ The Gateway is placed last, like a Pod of one Pea: ``gateway: {hosts: cpu}`` (or
 the top of the Flow YAML, or ``flow up --gateway-host``; with neither it goes to the least
 loaded host of the inventory. Its daemon runs the Flow and keeps the deployment's record.
 
+A Pod placed by group that keeps no data (anything but ``_index``) gets ``fallback_hosts``: the
+other hosts of its group, least loaded first. When its host stops answering for the Flow's
+``lost_after`` seconds, the Flow starts it on the first of them that takes it and wires it in.
+An ``_index`` Pod's data lives on its host: it is reported LOST, never moved.
+
 The concrete Flow YAML then says ``host: <address>:<jinad_port>`` for each placed Pod, the
 form ``Flow.add(host=...)`` takes for remote Pods, with the placement-only keys removed.
 """
@@ -52,6 +57,8 @@ class Assignment:
     peas: int
     gpu_ids: tuple[int, ...] = ()
     asked: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    """Other hosts of the group that may take the Pod when its host is lost (stateless Pods only)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +68,7 @@ class Assignment:
             "peas": self.peas,
             "gpu_ids": list(self.gpu_ids),
             "asked": self.asked,
+            "fallbacks": list(self.fallbacks),
         }
 
 
@@ -131,6 +139,11 @@ def _gpus(pod: Mapping[str, Any]) -> int:
     return n
 
 
+def _keeps_data(pod: Mapping[str, Any]) -> bool:
+    """A Pod whose data lives on its host (an `_index`): never re-placed elsewhere when it is lost."""
+    return str(pod.get("uses") or "").strip() == "_index"
+
+
 def _target(host: Host) -> str:
     """What ``host:`` says for a Pod placed on ``host``: ``address:port``, the URL for an HTTPS daemon."""
     address = host.daemon_address
@@ -186,7 +199,11 @@ def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory,
                 free = ", ".join(f"{h.name}={h.gpus - gpus_used[h.name]}" for h in candidates)
                 raise PlacementError(name, f"it needs {need} GPU(s) on one host; free GPUs in {pattern!r}: {free}")
             best = min(fitting, key=lambda h: (load[h.name], order[h.name]))
-            out.append(take(pod, best, peas, need, pattern))
+            a = take(pod, best, peas, need, pattern)
+            if not _keeps_data(pod):  # the rest of the group, least loaded first
+                rest = sorted((h for h in fitting if h.name != best.name), key=lambda h: (load[h.name], order[h.name]))
+                a = dataclasses.replace(a, fallbacks=tuple(h.name for h in rest))
+            out.append(a)
         else:
             out.append(Assignment(pod=name, host=None, target=None, peas=peas))
     gw = None
@@ -201,15 +218,21 @@ def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory,
     return Placement(tuple(out), gw)
 
 
-def apply(flow: Mapping[str, Any], placement: Placement) -> dict[str, Any]:
-    """The concrete Flow mapping: placed Pods get ``host: address:port``, ``hosts:`` is dropped."""
+def apply(flow: Mapping[str, Any], placement: Placement, inventory: Inventory | None = None) -> dict[str, Any]:
+    """The concrete Flow mapping: placed Pods get ``host: address:port``, ``hosts:`` is dropped.
+
+    With a placed Gateway, the Pods placed on its host run in the Flow's own process there (no
+    ``host:``): the daemon running the Flow is theirs too, and live changes reach them directly."""
+    local_host = placement.gateway.host if placement.gateway else None
     concrete = {k: v for k, v in flow.items() if k not in ("pods", "executors", "gateway")}
     pods = []
     for spec in pod_specs(flow):
         spec = {k: v for k, v in spec.items() if k != "hosts"}
         a = placement[spec["name"]]
-        if a.target:
+        if a.target and not (local_host and a.host == local_host):
             spec["host"] = a.target
+            if a.fallbacks and inventory is not None and local_host:  # `flow up`: the Flow re-places it
+                spec["fallback_hosts"] = [_target(inventory.hosts[h]) for h in a.fallbacks]
         else:
             spec.pop("host", None)
         if a.gpu_ids:

@@ -137,7 +137,7 @@ def render_flow(source: str, inventory: Inventory, *, what: str = "Flow YAML",
     elif gw is None and place_gateway:
         gw = {}
     placement = place(pod_specs(body), inventory, gateway=gw)
-    concrete, files = _with_ca_files(apply(body, placement), placement, inventory)
+    concrete, files = _with_ca_files(apply(body, placement, inventory), placement, inventory)
     flow = Tagged(data.tag, concrete) if tagged else concrete
     text = render_template(FLOW_TEMPLATE, {
         "flow_yaml": dump_yaml(flow),

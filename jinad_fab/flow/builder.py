@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -108,6 +109,8 @@ class Flow:
         self._stopping = threading.Event()
         self._client: Client | None = None
         self._fork = fork
+        self._daemon_tokens: dict[str, str] = {}  # daemon host:port -> token handed over by jinad
+        self._lost: dict[str, dict] = {}  # Pod name -> its LOST / REPLACED record
         self._secure = False
         self._live: LiveChanges | None = None
         self._advertise: str | None = None
@@ -187,6 +190,7 @@ class Flow:
     def _use_daemon_tokens(self, tokens: dict[str, str]) -> None:
         """Give remote Pods without a token of their own the one handed over for their daemon
         (keys ``host:port``, as :attr:`jinad_fab.remote.DaemonAddress.netloc`)."""
+        self._daemon_tokens = dict(tokens)  # fallback hosts of a lost Pod need theirs too
         if not tokens:
             return
         from . import remote_pods
@@ -198,15 +202,20 @@ class Flow:
                     spec["token"] = tokens[key]
 
     def describe_pods(self) -> list[dict[str, Any]]:
-        """Each Pod of the running Flow: its name, and for a remote Pod its daemon, Pod id and workspace."""
+        """Each Pod of the running Flow: its name, for a remote Pod its daemon, Pod id and workspace,
+        and ``lost`` when its host stopped answering (with where it was re-placed, if it was)."""
         out = []
         for name in self._pods:
             pod = self._running.get(name)
             if pod is not None and not isinstance(pod, Pod):
-                out.append({"name": name, "daemon": pod.session.label, "id": pod.pod_id,
-                            "workspace_id": pod.session.workspace_id})
+                row = {"name": name, "daemon": pod.session.label, "id": pod.pod_id,
+                       "workspace_id": pod.session.workspace_id}
             else:
-                out.append({"name": name, "daemon": None, "id": None, "workspace_id": None})
+                row = {"name": name, "daemon": None, "id": None, "workspace_id": None}
+            lost = getattr(self, "_lost", {}).get(name)
+            if lost is not None:
+                row["lost"] = dict(lost)
+            out.append(row)
         return out
 
     # ---- running ----
@@ -253,6 +262,9 @@ class Flow:
             raise
         self._running = pods
         self._secure = keys is not None
+        self._keys = keys
+        self._session_map = sessions
+        self._lost = {}
         self._sessions = list(sessions.values())
         self._gateway = gateway
         self._failure = None
@@ -483,7 +495,16 @@ class Flow:
                 threading.Thread(target=self._on_remote_death, args=(name, pod, death), daemon=True,
                                  name=f"restart-{name}").start()
             dead = pod.dead()
-            return {"pod": name, "msg": f"Pea {dead[0][0]} exited with code {dead[0][1]}"} if dead else None
+            if dead:
+                return {"pod": name, "msg": f"Pea {dead[0][0]} exited with code {dead[0][1]}"}
+            lost_after = float(self.args.get("lost_after") or 10.0)
+            if pod.unreachable_for() >= lost_after and self._lost.get(name, {}).get("id") != pod.pod_id:
+                self._lost[name] = {"pod": name, "daemon": pod.session.label, "id": pod.pod_id, "state": "LOST",
+                                    "since": time.time() - pod.unreachable_for()}
+                log.error("Pod %r is LOST: its daemon %s has not answered for %.0fs", name, pod.session.label,
+                          lost_after)
+                threading.Thread(target=self._on_lost, args=(name, pod), name=f"lost-{name}", daemon=True).start()
+            return None
         if pod.head is not None and pod.head.proc is not None and not pod.head.alive():
             return {"pod": name, "msg": f"Pea {pod.head.label} exited with code {pod.head.returncode()}"}
         for row in list(pod.peas):
@@ -516,6 +537,60 @@ class Flow:
             msg = f"Pea {death.get('label')} died and could not be replaced: {exc}"
         if msg is not None and not self._stopping.is_set():
             self._fail({"pod": name, "msg": msg})
+
+    def _on_lost(self, name: str, old: Any) -> None:
+        """A remote Pod's host is lost (issue 16): start the Pod on the first of its
+        ``fallback_hosts`` that takes it, wire it in place of the lost one, and remove the stale
+        copy once that host answers again. A Pod without fallbacks (an ``_index``: its data lives
+        there) stays LOST and is reported so."""
+        from . import remote_pods
+
+        started = time.monotonic()
+        spec = self._pods[name]
+        here = old.session.address.netloc
+        fallbacks = [h for h in spec.get("fallback_hosts") or []
+                     if remote_pods.daemon_address(h, spec.get("port_expose")).netloc != here]
+        new = None
+        for target in fallbacks:
+            if self._stopping.is_set():
+                return
+            key = remote_pods.daemon_address(target, spec.get("port_expose")).netloc
+            candidate = self._remote_pod({**spec, "host": target,
+                                          "token": self._daemon_tokens.get(key) or self.args.get("token")},
+                                         old.num_parts, self._session_map, old.curve)
+            try:
+                candidate.start()
+            except (PeaStartError, OSError) as exc:
+                log.error("Pod %r could not be re-placed on %s: %s", name, target, exc)
+                candidate.close(timeout=1)
+                continue
+            new = candidate
+            break
+        if new is None:
+            log.error("Pod %r stays LOST: %s", name, "no other host took it" if fallbacks else
+                      "it has no fallback host (its data lives on its host)")
+            return
+        live = self._live
+        with live._lock if live is not None else contextlib.nullcontext():
+            if self._stopping.is_set() or self._running.get(name) is not old:
+                new.close(timeout=1)
+                return
+            new.connect(self._targets_of(name))
+            self._lost[name].update(state="REPLACED", to=new.session.label, new_id=new.pod_id,
+                                    took=round(time.monotonic() - started, 3))
+            self._running[name] = new
+            if new.members():  # a Pod host of several replicas: the Gateway plans onto the new ones
+                self._gateway_cmd({"cmd": "members", "sets": new.members()})
+            for up in self._pods[name]["needs"]:  # everything that sent into the lost copy now sends here
+                if up == GATEWAY:
+                    self._gateway_cmd({"cmd": "connect", "targets": self._roots()})
+                else:
+                    self._running[up].connect(self._targets_of(up))
+            self._sessions = list(self._session_map.values())
+        log.warning("Pod %r re-placed on %s in %.1fs; its copy on %s goes when that host answers again",
+                    name, new.session.label, time.monotonic() - started, old.session.label)
+        shared = any(getattr(p, "session", None) is old.session for p in self._running.values())
+        old.remove_when_back(self._stopping, workspace=not shared)
 
     def _fail(self, failure: dict) -> None:
         if self._failure is not None:

@@ -132,6 +132,8 @@ class HostSession:
         self.label = address.label
         # no token given: JINAD_TOKEN / JINAD_TOKEN_FILE, or a local daemon's <home>/token
         self.client = DaemonClient.from_address(address, token or _found_token, ca_file=ca_file)
+        # a short timeout for the liveness probe: a host that vanished must not stall it for long
+        self.probe = DaemonClient.from_address(address, token or _found_token, ca_file=ca_file, timeout=2.0)
         self.base_dir = base_dir
         self.quiet = quiet
         self.keep_workspace = keep_workspace
@@ -181,6 +183,7 @@ class HostSession:
                 log.warning("could not delete workspace %s on %s: %s", self.workspace.id, self.label, exc)
             self.workspace = None
         self.client.close()
+        self.probe.close()
 
 
 def _say(text: str, quiet: bool) -> None:
@@ -206,10 +209,11 @@ class RemotePod:
         self._ctx: zmq.Context | None = None
         self._log_thread: threading.Thread | None = None
         self._stop_logs = threading.Event()
-        self._last_check = 0.0
         self._last_poll = 0.0
         self._deaths_seen = 0
         self._dead: list[tuple[str, int | None]] = []
+        self._probe_thread: threading.Thread | None = None
+        self.unreachable_since: float | None = None
         self.args = self._args()
 
     @property
@@ -318,24 +322,70 @@ class RemotePod:
             raise PeaStartError(self.name, f"refused to connect: {reply.get('error')}")
 
     def dead(self) -> list[tuple[str, int | None]]:
-        """Ask the daemon at most once a second whether the Pod still runs."""
+        """Whether the daemon said the Pod no longer runs (asked about once a second, off the
+        caller's thread: a host that stopped answering never stalls the Flow's monitor)."""
         if self._dead or self.pod_id is None:
             return self._dead
-        now = time.monotonic()
-        if now - self._last_check < 1.0:
-            return []
-        self._last_check = now
-        try:
-            body = self.session.client.pod(self.pod_id)
-        except DaemonUnreachable:
-            return []  # a blip on the control path is not a dead Pod; the data path would tell
-        except DaemonError as exc:
-            self._dead = [(f"{self.name}@{self.session.label}", None)]
-            log.error("Pod %s on %s: %s", self.name, self.session.label, exc)
-            return self._dead
-        if body.get("state") not in ("RUNNING", "running", "STARTING"):
-            self._dead = [(f"{self.name}@{self.session.label}", None)]
+        if self._probe_thread is None:
+            self._probe_thread = threading.Thread(target=self._probe, name=f"probe-{self.name}", daemon=True)
+            self._probe_thread.start()
         return self._dead
+
+    def unreachable_for(self) -> float:
+        """Seconds the Pod's daemon has not answered (0 while it answers)."""
+        since = self.unreachable_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _probe(self) -> None:
+        while not self._stop_logs.wait(1.0) and not self._dead and self.pod_id is not None:
+            try:
+                body = self.session.probe.pod(self.pod_id)
+            except DaemonUnreachable:
+                # the control path is down: the Flow decides when that makes the Pod LOST
+                if self.unreachable_since is None:
+                    self.unreachable_since = time.monotonic()
+                    log.warning("Pod %s: its daemon %s does not answer", self.name, self.session.label)
+                continue
+            except DaemonError as exc:
+                self._dead = [(f"{self.name}@{self.session.label}", None)]
+                log.error("Pod %s on %s: %s", self.name, self.session.label, exc)
+                return
+            if self.unreachable_since is not None:
+                log.warning("Pod %s: its daemon %s answers again", self.name, self.session.label)
+            self.unreachable_since = None
+            if body.get("state") not in ("RUNNING", "running", "STARTING"):
+                self._dead = [(f"{self.name}@{self.session.label}", None)]
+                return
+
+    def remove_when_back(self, stopping: threading.Event, *, workspace: bool = True) -> bool:
+        """A Pod replaced elsewhere while its host was lost: once that daemon answers again, stop
+        the Pod there and remove the workspace it was in (nothing runs twice). False if the Flow
+        stopped first."""
+        self._stop_logs.set()
+        while not stopping.is_set():
+            try:
+                if self.pod_id is not None:
+                    try:
+                        self.session.probe.delete_pod(self.pod_id)
+                    except DaemonError as exc:
+                        if exc.status_code != 404:
+                            raise
+                    self.pod_id = None
+                if workspace and self.session.workspace is not None and not self.session.keep_workspace:
+                    try:
+                        self.session.probe.delete_workspace(self.session.workspace.id)
+                    except DaemonError as exc:
+                        if exc.status_code != 404:
+                            raise
+                    self.session.workspace = None
+                log.warning("Pod %s: removed its stale copy on %s", self.name, self.session.label)
+                return True
+            except DaemonUnreachable:
+                stopping.wait(2.0)
+            except DaemonError as exc:
+                log.warning("Pod %s: could not remove its stale copy on %s: %s", self.name, self.session.label, exc)
+                stopping.wait(2.0)
+        return False
 
     def _follow_logs(self) -> None:
         offset = 0

@@ -93,7 +93,8 @@ def peer_key(address: str, default_port: int = 8000) -> str:
 
 
 def hosts_named(flow: object) -> list[str]:
-    """The ``host:`` values of a parsed Flow YAML mapping's Pods (the daemons it will call)."""
+    """The ``host:`` and ``fallback_hosts:`` values of a parsed Flow YAML mapping's Pods (the
+    daemons it may call)."""
     if not isinstance(flow, Mapping):
         return []
     pods = flow.get("pods", flow.get("executors")) or []
@@ -101,6 +102,10 @@ def hosts_named(flow: object) -> list[str]:
         pods = list(pods.values())
     out = []
     for pod in pods if isinstance(pods, list) else []:
-        if isinstance(pod, Mapping) and isinstance(pod.get("host"), str) and pod["host"].strip():
-            out.append(pod["host"])
+        if not isinstance(pod, Mapping):
+            continue
+        for h in [pod.get("host"), *(pod.get("fallback_hosts") or [] if isinstance(pod.get("fallback_hosts"), list)
+                                    else [])]:
+            if isinstance(h, str) and h.strip():
+                out.append(h)
     return out

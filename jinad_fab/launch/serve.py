@@ -60,13 +60,22 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
         report({"state": "failed", "error": str(exc)})
         return 1
     ports = flow.gateway_ports
-    report({"state": "ready", "pid": os.getpid(), "ctrl_address": control.address,
-            "gateway": {"host": flow.args["host"], **ports}, "pods": flow.describe_pods()})
+    pods = flow.describe_pods()
+    ready = {"state": "ready", "pid": os.getpid(), "ctrl_address": control.address,
+             "gateway": {"host": flow.args["host"], **ports}}
+    report({**ready, "pods": pods})
     parent = os.getppid()
     code = 0
+    ticks = 0
     try:
         while not stop.is_set():
             control.serve(20)
+            ticks += 1
+            if ticks % 25 == 0:  # a Pod LOST or re-placed: the daemon reads the report again on GET
+                now = flow.describe_pods()
+                if now != pods:
+                    pods = now
+                    report({**ready, "pods": pods})
             if flow.failure is not None:
                 log.error("stopping: Pod %r died (%s)", flow.failure["pod"], flow.failure["msg"])
                 # why, for whoever started us (jinad reads it once the process is gone)

@@ -102,3 +102,25 @@ def test_a_gateway_key_never_reaches_the_concrete_flow() -> None:
     flow = {"gateway": {"hosts": "cpu"}, "pods": [{"name": "a", "hosts": "cpu"}]}
     placement = place(pod_specs(flow), fleet(), gateway=flow["gateway"])
     assert "gateway" not in apply(flow, placement)
+
+
+def test_stateless_pods_placed_by_group_get_the_rest_of_it_as_fallbacks() -> None:
+    inv = fleet()
+    pods = [{"name": "enc", "hosts": "cpu"}, {"name": "_index", "uses": "_index", "hosts": "cpu"},
+            {"name": "pinned", "host": "c3"}]
+    placement = place(pods, inv, gateway={"host": "g1"})
+    assert placement["enc"].fallbacks == ("c2", "c3")  # least loaded first (c2 holds the index)
+    assert placement["_index"].fallbacks == ()  # its data lives on its host: never moved
+    assert placement["pinned"].fallbacks == ()
+    concrete = {p["name"]: p for p in apply({"pods": pods}, placement, inv)["pods"]}
+    assert concrete["enc"]["fallback_hosts"] == ["10.9.1.2:8000", "10.9.1.3:8000"]
+    assert "fallback_hosts" not in concrete["_index"]
+
+
+def test_pods_on_the_gateways_host_run_in_the_flows_process() -> None:
+    inv = fleet()
+    pods = [{"name": "a", "hosts": "cpu"}, {"name": "b", "host": "c1"}]
+    placement = place(pods, inv, gateway={"host": "c1"})
+    concrete = {p["name"]: p for p in apply({"pods": pods}, placement, inv)["pods"]}
+    assert "host" not in concrete["a"] and "host" not in concrete["b"]  # both on c1, with the Gateway
+    assert placement["a"].host == "c1"

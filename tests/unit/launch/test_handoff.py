@@ -43,7 +43,8 @@ def test_peer_key_is_the_clients_netloc(address) -> None:
 
 
 def test_hosts_named_lists_the_pods_daemons() -> None:
-    flow = {"pods": [{"name": "a", "host": "gpu1:8000"}, {"name": "b"}, {"name": "c", "host": " "}]}
-    assert handoff.hosts_named(flow) == ["gpu1:8000"]
+    flow = {"pods": [{"name": "a", "host": "gpu1:8000", "fallback_hosts": ["gpu2:8000"]}, {"name": "b"},
+                     {"name": "c", "host": " "}]}
+    assert handoff.hosts_named(flow) == ["gpu1:8000", "gpu2:8000"]
     assert handoff.hosts_named({"executors": {"x": {"host": "h:1"}}}) == ["h:1"]
     assert handoff.hosts_named("not a mapping") == []
