@@ -91,6 +91,21 @@ class Targets:
         fixed: dict[tuple, zmq.Socket] = {}
         by_addr: dict[str, zmq.Socket] = {}
         entries: list[Any] = []
+        try:
+            self._build(spec, fixed, by_addr, entries)
+        except BaseException:
+            old_socks = {id(x) for x in (*self._fixed.values(), *self._by_addr.values())}
+            for x in (*fixed.values(), *by_addr.values()):
+                if id(x) not in old_socks:
+                    x.close(linger=0)  # made for this update only: the sender keeps its old wiring
+            raise
+        keep = {id(x) for x in (*fixed.values(), *by_addr.values())}
+        for x in (*self._fixed.values(), *self._by_addr.values()):
+            if id(x) not in keep:
+                x.close(linger=0)
+        self._entries, self._fixed, self._by_addr = entries, fixed, by_addr
+
+    def _build(self, spec: list, fixed: dict, by_addr: dict, entries: list) -> None:
         for target in spec:
             if isinstance(target, dict) and "bind" in target:
                 key = ("bind", target["bind"])
@@ -110,11 +125,6 @@ class Targets:
                 sock = fixed.get(key) or self._fixed.get(key) or self._socket(key)
                 fixed[key] = sock
                 entries.append(sock)
-        keep = {id(s) for s in (*fixed.values(), *by_addr.values())}
-        for s in (*self._fixed.values(), *self._by_addr.values()):
-            if id(s) not in keep:
-                s.close(linger=0)
-        self._entries, self._fixed, self._by_addr = entries, fixed, by_addr
 
     def sockets(self) -> set:
         return {*self._fixed.values(), *self._by_addr.values()}
