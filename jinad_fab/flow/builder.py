@@ -509,14 +509,13 @@ class Flow:
             return {"pod": name, "msg": f"Pea {pod.head.label} exited with code {pod.head.returncode()}"}
         for row in list(pod.peas):
             for p in list(row):
-                if p.proc is not None and not p.alive() and id(p) not in self._live._handled:
-                    self._live._handled.add(id(p))
+                if p.proc is not None and not p.alive() and p not in self._live._seen_dead:
+                    self._live._seen_dead.add(p)
                     threading.Thread(target=self._on_replica_death, args=(name, pod, p), daemon=True,
                                      name=f"restart-{p.label}").start()
         return None
 
     def _on_replica_death(self, name: str, pod: Pod, p: ChildProcess) -> None:
-        self._live._handled.discard(id(p))
         if self._stopping.is_set():
             return
         try:

@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,7 +58,8 @@ class LiveChanges:
         self.busy: str | None = None  # the change asked through the API that runs now
         self.restarts: dict[str, int] = collections.Counter()
         self._recent: dict[str, collections.deque] = {}
-        self._handled: set[int] = set()  # ids of dead processes already taken care of
+        # dead processes already seen (weak: a later process must never be taken for a forgotten one)
+        self._seen_dead: weakref.WeakSet[ChildProcess] = weakref.WeakSet()
         self.given_up: dict[str, str] = {}
         # every replica is started from this one thread: a child's parent-death signal fires when the
         # thread that started it ends, and restarts and API calls come from short-lived threads
@@ -317,9 +319,6 @@ class LiveChanges:
     # ---- restarts ----
     def on_death(self, name: str, pod: Pod, p: ChildProcess) -> str | None:
         """A replica of a local Pod exited. Returns a failure message when the Pod cannot go on."""
-        if id(p) in self._handled:
-            return None
-        self._handled.add(id(p))
         code = p.returncode()
         shard = pod.shard_of_pea(p)
         detail = f"Pea {p.label} exited with code {code}"
