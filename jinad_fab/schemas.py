@@ -343,6 +343,7 @@ class DeploymentWrite(BaseModel):
     flow_id: FlowId | None = None
     workspace_id: WorkspaceId | None = None
     filename: str = "flow.yml"
+    files_hash: str | None = Field(None, max_length=128, description="the hash of the uploaded files alone")
     note: str = Field("", max_length=2000)
 
 
@@ -353,6 +354,7 @@ class Release(BaseModel):
     placement: list[dict[str, Any]] = Field(default_factory=list)
     workspace_id: str | None = None
     filename: str = "flow.yml"
+    files_hash: str | None = None
     created: float
     note: str = ""
 
@@ -368,6 +370,7 @@ class DeploymentPublic(BaseModel):
     flow_id: str | None = None
     workspace_id: str | None = None
     filename: str = "flow.yml"
+    files_hash: str | None = None
     created: float
     updated: float
     flow: FlowPublic | None = Field(None, description="the Flow as this daemon sees it now")

@@ -47,7 +47,8 @@ def write(manager: Manager, name: str, body: DeploymentWrite) -> Record:
     rec = manager.store.get(_id(name))
     if rec is None:
         release = {"release": 1, "spec_hash": body.spec_hash, "spec": body.spec, "placement": body.placement,
-                   "workspace_id": body.workspace_id, "filename": body.filename, "created": now, "note": body.note}
+                   "workspace_id": body.workspace_id, "filename": body.filename, "files_hash": body.files_hash,
+                   "created": now, "note": body.note}
         return manager.store.insert(Record(id=_id(name), kind=KIND, state="RECORDED", runtime="-",
                                            data={"name": name, **current, "release": 1, "releases": [release]}))
     releases: list[dict[str, Any]] = list(rec.data.get("releases") or [])
@@ -56,7 +57,8 @@ def write(manager: Manager, name: str, body: DeploymentWrite) -> Record:
         number = max([r["release"] for r in releases] + [number]) + 1
         releases.append({"release": number, "spec_hash": body.spec_hash, "spec": body.spec,
                          "placement": body.placement, "workspace_id": body.workspace_id,
-                         "filename": body.filename, "created": now, "note": body.note})
+                         "filename": body.filename, "files_hash": body.files_hash, "created": now,
+                         "note": body.note})
         releases = releases[-KEPT_RELEASES:]
     else:  # the same spec: the same release, with where it runs now
         for r in releases:
@@ -78,7 +80,8 @@ def view(manager: Manager, rec: Record) -> dict[str, Any]:
     return {"name": d["name"], "release": d.get("release", 0), "spec_hash": d.get("spec_hash", ""),
             "spec": d.get("spec", ""), "placement": d.get("placement") or [], "gateway_host": d.get("gateway_host"),
             "daemons": d.get("daemons") or {}, "flow_id": d.get("flow_id"), "workspace_id": d.get("workspace_id"),
-            "filename": d.get("filename", "flow.yml"), "created": rec.created, "updated": rec.updated,
+            "filename": d.get("filename", "flow.yml"), "files_hash": d.get("files_hash"),
+            "created": rec.created, "updated": rec.updated,
             "flow": flow, "releases": d.get("releases") or []}
 
 

@@ -72,6 +72,55 @@ def spec_hash(rendered: RenderedFlow, files: Mapping[str, bytes]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
+def files_hash(files: Mapping[str, bytes]) -> str:
+    return hashlib.sha256(json.dumps({p: hashlib.sha256(c).hexdigest() for p, c in sorted(files.items())},
+                                     sort_keys=True).encode()).hexdigest()
+
+
+_LIVE_KEYS = ("uses", "uses_with", "parallel", "replicas")
+
+
+def _plain(spec: Any) -> Any:
+    from ..safe_yaml import Tagged, loads
+
+    if isinstance(spec, str):
+        try:
+            spec = loads(spec, mode="keep", name="recorded spec", what="recorded spec")
+        except BadConfig:
+            return None
+    return spec.value if isinstance(spec, Tagged) else spec
+
+
+def live_changes(old_spec: Any, new_spec: Any) -> list[dict[str, Any]] | None:
+    """The live changes (``PUT /flows/{id}`` bodies) that turn the running spec into the new one,
+    or None when they cannot: only Pods' ``uses``/``uses_with`` (a rolling update) and
+    ``parallel`` (a scale) may differ, with the same Pods, order, placement and Flow options."""
+    old, new = _plain(old_spec), _plain(new_spec)
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return None
+    if {k: v for k, v in old.items() if k != "pods"} != {k: v for k, v in new.items() if k != "pods"}:
+        return None
+    old_pods, new_pods = list(old.get("pods") or []), list(new.get("pods") or [])
+    if [p.get("name") for p in old_pods] != [p.get("name") for p in new_pods]:
+        return None
+    changes: list[dict[str, Any]] = []
+    for o, n in zip(old_pods, new_pods, strict=True):
+        if o == n:
+            continue
+        if {k: v for k, v in o.items() if k not in _LIVE_KEYS} != {k: v for k, v in n.items() if k not in _LIVE_KEYS}:
+            return None
+        replicas = lambda p: int(p.get("parallel") or p.get("replicas") or 1)  # noqa: E731
+        if replicas(o) != replicas(n):
+            changes.append({"kind": "scale", "pod": n["name"], "replicas": replicas(n)})
+        if o.get("uses") != n.get("uses") or o.get("uses_with") != n.get("uses_with"):
+            if not isinstance(n.get("uses") or "", str):
+                return None
+            changes.append({"kind": "rolling_update", "pod": n["name"],
+                            "uses": n.get("uses") if o.get("uses") != n.get("uses") else None,
+                            "uses_with": dict(n.get("uses_with") or {})})
+    return changes
+
+
 def find(inventory: Inventory, name: str, *, timeout: float = 5.0) -> tuple[Host, dict[str, Any]] | None:
     """The host whose daemon keeps deployment ``name`` and the record, or None when none does.
 
@@ -165,6 +214,16 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
                            flow_id=record.get("flow_id"), workspace_id=record.get("workspace_id"),
                            seconds=time.monotonic() - started)
     spec_text = dump_yaml(rendered.flow)
+    # the Flow file itself is in the spec already: a change there alone may be applied live
+    fhash = files_hash({k: v for k, v in files.items() if k != flow_relpath})
+    if existing is not None and existing[0].name == keeper.name:
+        old_host, record = existing
+        flow = record.get("flow") or {}
+        changes = live_changes(record.get("spec"), rendered.flow) if (
+            flow.get("state") == "RUNNING" and record.get("files_hash") == fhash) else None
+        if changes:
+            return _apply_live(inventory, name, keeper, record, changes, spec_text, digest, placement, fhash,
+                               started, say)
     folder = flow_relpath.rpartition("/")[0]
     # beside the user's Flow file: the paths it names are relative to its directory
     deploy_file = f"{folder + '/' if folder else ''}{DEPLOY_PREFIX}{name}.yml"
@@ -196,6 +255,7 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
         record = client.put_deployment(name, {
             "spec": spec_text, "spec_hash": digest, "placement": placement, "gateway_host": keeper.name,
             "daemons": daemons, "flow_id": handle.id, "workspace_id": ws.id, "filename": deploy_file,
+            "files_hash": fhash,
         })
     if existing is not None:
         old_host, old = existing
@@ -206,6 +266,31 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
     return Applied(name=name, release=record["release"], changed=1,
                    action="replaced" if existing is not None else "created", keeper=keeper.name,
                    gateway=gateway, placement=placement, flow_id=handle.id, workspace_id=ws.id,
+                   seconds=time.monotonic() - started)
+
+
+def _apply_live(inventory: Inventory, name: str, keeper: Host, record: Mapping[str, Any],
+                changes: list[dict[str, Any]], spec_text: str, digest: str, placement: list[dict[str, Any]],
+                fhash: str | None, started: float, say: Say, note: str = "") -> Applied:
+    """Change the running Flow in place, Pod by Pod (rolling updates and scales: requests keep
+    being answered), then record the new release with the same Flow."""
+    with client_for(inventory, keeper, timeout=60) as client:
+        for change in changes:
+            what = "rolling update" if change["kind"] == "rolling_update" else f"scale to {change.get('replicas')}"
+            say(f"{what} of Pod {change['pod']} on {keeper.name}")
+            client.change_flow(record["flow_id"], change)
+        new = client.put_deployment(name, {
+            "spec": spec_text, "spec_hash": digest, "placement": placement, "gateway_host": keeper.name,
+            "daemons": record.get("daemons") or {}, "flow_id": record["flow_id"],
+            "workspace_id": record.get("workspace_id"), "filename": record.get("filename") or "flow.yml",
+            "files_hash": fhash,
+            "note": note or "live: " + ", ".join(f"{c['kind']} {c['pod']}" for c in changes)})
+        flow = client.flow(record["flow_id"])
+    pods = sorted({c["pod"] for c in changes})
+    action = "rolled " + ", ".join(pods) + (f" ({note.removeprefix('live: ')})" if note else "")
+    return Applied(name=name, release=new["release"], changed=len(pods), action=action,
+                   keeper=keeper.name, gateway=_gateway(keeper, flow), placement=placement,
+                   flow_id=record["flow_id"], workspace_id=record.get("workspace_id"),
                    seconds=time.monotonic() - started)
 
 
@@ -280,6 +365,16 @@ def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say
         raise BadConfig(f"deployment {name!r} keeps releases {sorted(releases)}, not {to}")
     if target["spec_hash"] == record.get("spec_hash"):
         raise BadConfig(f"release {to} has the spec that runs now (release {current})")
+    flow = record.get("flow") or {}
+    if flow.get("state") == "RUNNING" and (target.get("files_hash") or "") == (record.get("files_hash") or "-"):
+        changes = live_changes(record.get("spec"), target["spec"])
+        if changes:  # the same files and only Pods' live options differ: roll back in place
+            return _apply_live(inventory, name, keeper, record, changes, target["spec"], target["spec_hash"],
+                               target.get("placement") or [], target.get("files_hash"), started, say,
+                               note=f"live: rollback to release {to}")
+    if str(target.get("note") or "").startswith("live:"):
+        raise BadConfig(f"release {to} was applied to a running Flow in place and cannot be started from its "
+                        f"files alone now; apply its Flow file with `flow up`")
     with client_for(inventory, keeper, timeout=60) as client:
         try:
             ws = client.workspace(target.get("workspace_id") or "")
@@ -303,7 +398,7 @@ def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say
             "spec": target["spec"], "spec_hash": target["spec_hash"], "placement": target.get("placement") or [],
             "gateway_host": keeper.name, "daemons": record.get("daemons") or {}, "flow_id": body["id"],
             "workspace_id": ws["id"], "filename": target.get("filename") or "flow.yml",
-            "note": f"rollback to release {to}"})
+            "files_hash": target.get("files_hash"), "note": f"rollback to release {to}"})
     say(f"stopping release {current}")
     _retire(inventory, (keeper, record), same_keeper=True)
     return Applied(name=name, release=new["release"], changed=1, action=f"rolled back to release {to}",

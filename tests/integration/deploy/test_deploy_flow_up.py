@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import httpx
@@ -59,6 +60,32 @@ pods:
     uses: _index
     hosts: gpu
 """
+
+
+class Searcher(threading.Thread):
+    """A client searching without pause, checking each answer against the known nearest Document."""
+
+    def __init__(self, base: str):
+        super().__init__(daemon=True)
+        self.base, self.stop, self.ok, self.failed, self.versions = base, threading.Event(), 0, [], set()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while not self.stop.is_set():
+                n = i % 20
+                try:
+                    r = c.post(f"{self.base}/search", json={"data": [{"id": "q", "text": f"document number {n}"}],
+                                                            "parameters": {"top_k": 1}})
+                    hit = r.json()["data"][0]
+                    if r.status_code == 200 and hit["matches"][0]["id"] == str(n):
+                        self.ok += 1
+                        self.versions.add(hit["tags"]["version"])
+                    else:
+                        self.failed.append(r.text[:300])
+                except Exception as exc:  # counted, never hidden
+                    self.failed.append(repr(exc))
+                i += 1
 
 
 def _cli(*args: str, input: str | None = None):
@@ -156,30 +183,47 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     assert text.exit_code == 0 and "changed=0" in text.output, text.output
     pods_before = {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"}
 
-    # one changed Pod option: a new release that answers with it
-    (proj / "flow.yml").write_text(FLOW.format(version="v2"))
-    second = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
-                         cwd=tmp_path)
-    assert second["changed"] == 1 and second["release"] == 2 and second["flow_id"] != first["flow_id"]
-    base2 = f"http://{second['gateway']['host']}:{second['gateway']['http_port']}"
-    r = httpx.post(f"{base2}/index", json={"data": docs}, timeout=60)
-    assert r.status_code == 200, r.text
-    assert _search(base2, "document number 3")["tags"]["version"] == "v2"
-    # the old release's Flow and its remote Pod are stopped
-    assert clients["c1"].get(f"/flows/{first['flow_id']}").json()["state"] == "STOPPED"
+    # one changed Pod option: only that Pod is rolled, in the running Flow, while a client searches
+    searcher = Searcher(base)
+    searcher.start()
+    try:
+        (proj / "flow.yml").write_text(FLOW.format(version="v2"))
+        second = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
+                             cwd=tmp_path)
+        time.sleep(0.5)
+    finally:
+        searcher.stop.set()
+        searcher.join(60)
+    assert second["changed"] == 1 and second["release"] == 2 and second["action"] == "rolled encode"
+    assert second["flow_id"] == first["flow_id"]  # the same Flow, the same Gateway address
+    assert searcher.failed == [] and searcher.ok > 0, searcher.failed[:3]
+    assert searcher.versions <= {"v1", "v2"}
+    assert _search(base, "document number 3")["tags"]["version"] == "v2"
     running = {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"}
-    assert running and not running & pods_before
+    assert running == pods_before  # the index Pod on the other host was left alone
 
     back = _cli("flow", "rollback", "search", "-i", str(inv), "--json")
     assert back.exit_code == 0, back.output
     rolled = json.loads(back.stdout)
-    assert rolled["release"] == 3 and "release 1" in rolled["action"]
-    base3 = f"http://{rolled['gateway']['host']}:{rolled['gateway']['http_port']}"
-    httpx.post(f"{base3}/index", json={"data": docs}, timeout=60).raise_for_status()
-    assert _search(base3, "document number 3")["tags"]["version"] == "v1"
+    assert rolled["release"] == 3 and "release 1" in rolled["action"] and rolled["flow_id"] == first["flow_id"]
+    assert _search(base, "document number 3")["tags"]["version"] == "v1"
     st = json.loads(_cli("flow", "ps", "search", "-i", str(inv), "--json").stdout)
     assert [r["release"] for r in st["releases"]] == [1, 2, 3]
     assert st["spec_hash"] == st["releases"][0]["spec_hash"]
+
+    # a changed file cannot be rolled in: the new release is a new Flow, then the old one stops
+    (proj / "encoder.py").write_text(ENCODER.replace('"encoded_on"] = "cpu"', '"encoded_on"] = "cpu-2"'))
+    third = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
+                        cwd=tmp_path)
+    assert third["changed"] == 1 and third["release"] == 4 and third["action"] == "replaced"
+    assert third["flow_id"] != first["flow_id"]
+    assert clients["c1"].get(f"/flows/{first['flow_id']}").json()["state"] == "STOPPED"
+    base4 = f"http://{third['gateway']['host']}:{third['gateway']['http_port']}"
+    httpx.post(f"{base4}/index", json={"data": docs}, timeout=60).raise_for_status()
+    assert _search(base4, "document number 3")["tags"]["encoded_on"] == "cpu-2"
+    running = {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"}
+    assert running and not running & pods_before  # the old release's remote Pod went with it
+    rolled = third
 
     # down asks first; without a yes nothing stops
     no = _cli("flow", "down", "search", "-i", str(inv), input="n\n")

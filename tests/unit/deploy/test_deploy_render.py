@@ -138,3 +138,25 @@ def test_render_flow_places_the_gateway_and_names_it_in_the_header() -> None:
     files = {"flow.yml": src.encode()}
     assert spec_hash(r, files) == spec_hash(render_flow(src, inv, inventory_name="elsewhere"), files)
     assert spec_hash(r, files) != spec_hash(r, {"flow.yml": src.encode() + b"\n"})
+
+
+def test_live_changes_are_found_only_where_a_running_flow_can_take_them() -> None:
+    from jinad_fab.deploy.deployment import live_changes
+
+    base = {"version": "1", "with": {"protocol": "http"},
+            "pods": [{"name": "enc", "uses": "Enc", "uses_with": {"v": 1}, "host": "10.0.0.1:8000"},
+                     {"name": "idx", "uses": "_index"}]}
+
+    def changed(**pod):
+        new = {**base, "pods": [{**base["pods"][0], **pod}, base["pods"][1]]}
+        return live_changes(base, new)
+
+    assert live_changes(base, base) == []
+    assert changed(uses_with={"v": 2}) == [{"kind": "rolling_update", "pod": "enc", "uses": None,
+                                            "uses_with": {"v": 2}}]
+    assert changed(parallel=3) == [{"kind": "scale", "pod": "enc", "replicas": 3}]
+    assert changed(host="10.0.0.2:8000") is None  # moved: a new release of the Flow
+    assert changed(env={"A": "1"}) is None
+    assert live_changes(base, {**base, "with": {"protocol": "native"}}) is None
+    assert live_changes(base, {**base, "pods": base["pods"][:1]}) is None
+    assert live_changes("not: [valid", base) is None
