@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 
-from ..schemas import ObjectState
+from ..schemas import ObjectState, WorkspaceState
+from . import logs
 from .manager import Manager
 
 log = logging.getLogger("jinad_fab.daemon.gc")
@@ -16,7 +17,8 @@ SWEEP_EVERY = 10  # reconcile rounds between two sweeps of runtime leftovers
 
 
 async def reconcile_forever(manager: Manager, interval: float) -> None:
-    """Every ``interval`` seconds, mark RUNNING objects whose process died as FAILED (with why);
+    """Every ``interval`` seconds, mark RUNNING objects whose process died as FAILED (with why) and
+    rotate the logs that grew past their size;
     every few rounds, let runtimes that keep things outside the store (Docker containers,
     networks, images) remove what no record owns any more."""
     rounds = 0
@@ -26,9 +28,20 @@ async def reconcile_forever(manager: Manager, interval: float) -> None:
             for rec in manager.store.list(kind=kind, states=(ObjectState.RUNNING.value,)):
                 with contextlib.suppress(Exception):  # one odd record must not stop the loop
                     await asyncio.to_thread(manager.refresh, rec)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(rotate_logs, manager)
         rounds += 1
         if rounds % SWEEP_EVERY == 0:
             await sweep(manager)
+
+
+def rotate_logs(manager: Manager) -> int:
+    """Rotate the logs of what is running or building (what else writes them?); return how many."""
+    states = (ObjectState.STARTING.value, ObjectState.RUNNING.value, ObjectState.STOPPING.value,
+              WorkspaceState.PENDING.value, WorkspaceState.BUILDING.value)
+    settings = manager.settings
+    return sum(logs.rotate(manager.log_path(rec.id), settings.log_max_bytes, settings.log_backups)
+               for rec in manager.store.list(states=states))
 
 
 async def sweep(manager: Manager) -> dict[str, list[str]]:

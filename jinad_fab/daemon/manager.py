@@ -273,7 +273,7 @@ class Manager:
                 with contextlib.suppress(Exception):
                     rt.remove_workspace(ctx)
         wsfiles.remove_tree(self.ws_dir(wid))
-        self.log_path(wid).unlink(missing_ok=True)
+        logs.remove(self.log_path(wid))
 
     def _prepare(self, rec: Record, ctx: WorkspaceContext | None = None, *, wait: bool = False) -> None:
         """Let the workspace's runtime warm up what the first object needs (a zygote)."""
@@ -296,10 +296,10 @@ class Manager:
         await asyncio.to_thread(self._remove_leftovers, wid, rec)
         for o in objs:
             self.store.delete(o.id)
-            self.log_path(o.id).unlink(missing_ok=True)
+            logs.remove(self.log_path(o.id))
             self.status_path(o.id).unlink(missing_ok=True)
         self.store.delete(wid)
-        self.log_path(wid).unlink(missing_ok=True)
+        logs.remove(self.log_path(wid))
 
     def workspace_view(self, rec: Record) -> dict[str, Any]:
         live = [o.id for o in self.store.list(workspace_id=rec.id, states=LIVE)]

@@ -61,6 +61,8 @@ class DaemonSettings(BaseSettings):
     start_timeout: float = Field(60.0, gt=0, description="seconds for a Flow/Pod/Pea to report ready")
     stop_timeout: float = Field(10.0, gt=0)
     reconcile_interval: float = Field(5.0, gt=0)
+    log_max_bytes: int = Field(20 * 1024 * 1024, ge=4096, description="an object's log rotates past this size")
+    log_backups: int = Field(3, ge=1, le=100, description="rotated copies kept of each object's log")
     pip_index_args: list[str] = Field(default_factory=list, description="extra pip args, e.g. --no-index")
 
     # The docker runtime (runtimes/docker.py).
