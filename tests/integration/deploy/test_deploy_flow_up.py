@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -143,9 +144,24 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     assert foreign.status_code == 201, foreign.text
 
     t0 = time.monotonic()
-    first = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
-                        cwd=tmp_path)
-    cold = time.monotonic() - t0
+    attached = subprocess.Popen(  # --attach: after deploying, it follows the merged logs until Ctrl-C
+        [sys.executable, "-c", "from jinad_fab.cli.main import main; main()", "flow", "up",
+         str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json", "--attach"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")})
+    try:
+        first = json.loads(attached.stdout.readline() or "{}")
+        cold = time.monotonic() - t0
+        log_line = attached.stdout.readline()  # a merged log line, as --json prints them
+        assert json.loads(log_line)["host"] in ("c1", "g1"), log_line
+        attached.send_signal(signal.SIGINT)  # detaches; the Flow keeps running
+        assert attached.wait(60) == 0, attached.stderr.read()[-3000:]
+    finally:
+        if attached.poll() is None:
+            attached.kill()
+            attached.wait(10)
+        attached.stdout.close()
+        attached.stderr.close()
     assert first["changed"] == 1 and first["release"] == 1 and first["action"] == "created"
     assert first["keeper"] == "c1"
     assert {(p["pod"], p["host"]) for p in first["placement"]} == {("encode", "c1"), ("index", "g1")}
