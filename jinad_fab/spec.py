@@ -108,7 +108,7 @@ class PodOptions(PeaOptions):
 
     parallel: StrictInt = Field(
         1, ge=1, le=64, validation_alias=AliasChoices("parallel", "replicas"),
-        description="replicas: Peas that share the load (ZeroMQ balances requests between them); "
+        description="replicas: Peas that share the load (the Gateway plans each request onto the least loaded); "
                     "`replicas` is accepted as another name")
     shards: StrictInt = Field(
         1, ge=1, le=64, description="shards: each holds part of the data; a head Pea routes every request "
