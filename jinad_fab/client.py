@@ -18,7 +18,9 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -300,42 +302,78 @@ class _Base:
             raise RequestTimeout(timeout, next(iter(run.inflight)))
 
 
-class Client(_Base):
-    """Synchronous client of a Flow's Gateway."""
+class _ThreadSocket:
+    """One thread's DEALER to the Gateway; when the thread ends and drops it, the socket is closed."""
 
-    _sock: zmq.Socket | None = None
+    def __init__(self, sock: zmq.Socket, registry: set[zmq.Socket], lock: threading.Lock):
+        self.sock = sock
+        weakref.finalize(self, _forget, sock, registry, lock)
+
+
+def _forget(sock: zmq.Socket, registry: set[zmq.Socket], lock: threading.Lock) -> None:
+    with lock:
+        registry.discard(sock)
+    sock.close(linger=0)
+
+
+class Client(_Base):
+    """Synchronous client of a Flow's Gateway. One Client may be called from several threads at
+    once: each thread talks over its own connection (a ZeroMQ socket is not thread-safe, and the
+    answers to one thread's requests must not reach another's call)."""
+
     _http: Any = None
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._socks: set[zmq.Socket] = set()  # every thread's socket, for close()
+
     def _socket(self) -> zmq.Socket:
-        # one DEALER per Client, kept open: a new TCP connection per call would cost more than the call
-        if self._sock is None:
-            s = zmq.Context.instance().socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.RCVHWM, 0)
-            s.setsockopt(zmq.SNDHWM, 0)
-            s.setsockopt(zmq.RCVTIMEO, 100)  # how often a wait looks at the Flow's health and the timeout
-            s.connect(f"tcp://{self.host}:{self.port}")
-            self._sock = s
-        return self._sock
+        # one DEALER per thread, kept open: a new TCP connection per call would cost more than the call
+        mine = getattr(self._local, "socket", None)
+        if mine is not None and not mine.sock.closed:
+            return mine.sock
+        s = zmq.Context.instance().socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVHWM, 0)
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.setsockopt(zmq.RCVTIMEO, 100)  # how often a wait looks at the Flow's health and the timeout
+        s.connect(f"tcp://{self.host}:{self.port}")
+        with self._lock:
+            self._socks.add(s)
+        self._local.socket = _ThreadSocket(s, self._socks, self._lock)
+        return s
+
+    def _drop_socket(self) -> None:
+        """Close this thread's socket only (other threads' calls keep theirs)."""
+        mine = getattr(self._local, "socket", None)
+        if mine is not None:
+            self._local.socket = None
+            _forget(mine.sock, self._socks, self._lock)
 
     def _http_client(self) -> Any:
-        if self._http is None:
-            import httpx
+        with self._lock:  # httpx.Client is safe to share between threads; make only one
+            if self._http is None:
+                import httpx
 
-            # TCP_NODELAY: headers and body go out as separate writes; Nagle would hold the body for
-            # the peer's delayed ACK (~40 ms per request)
-            transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-            self._http = httpx.Client(base_url=f"http://{self.host}:{self.port}", transport=transport)
-        return self._http
+                # TCP_NODELAY: headers and body go out as separate writes; Nagle would hold the body for
+                # the peer's delayed ACK (~40 ms per request)
+                transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+                self._http = httpx.Client(base_url=f"http://{self.host}:{self.port}", transport=transport)
+            return self._http
 
     def close(self) -> None:
-        """Close the connection to the Gateway (the next call reconnects)."""
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        """Close every thread's connection to the Gateway (the next call reconnects). Not while
+        another thread is in a call."""
+        with self._lock:
+            socks = list(self._socks)
+            self._socks.clear()
+            http, self._http = self._http, None
+        for s in socks:
+            s.close(linger=0)
+        if http is not None:
+            http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -385,8 +423,8 @@ class Client(_Base):
                 run.answer(Message.from_frames(frames))
             ok = True
         finally:
-            if not ok:  # answers to abandoned requests must not reach the next call
-                self.close()
+            if not ok:  # answers to abandoned requests must not reach this thread's next call
+                self._drop_socket()
 
     def _post_http(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         import httpx

@@ -33,6 +33,8 @@ log = logging.getLogger("jinad_fab.flow")
 GATEWAY = "gateway"
 _CONTROLLER = "/flow"  # the Flow's own control connections (no Pod can be named so: names hold no '/')
 SECRET_KEYS = secret_fields(PodSpec) | secret_fields(FlowSpec)  # never written to YAML, never logged
+# guards only the making of a Flow's shared Client (microseconds), so one lock serves every Flow
+_CLIENT_LOCK = threading.Lock()
 # what a Pod's processes take, wherever they run: the same fields a daemon's POST /pods body has
 POD_PROCESS_KEYS = tuple(PodOptions.model_fields)
 
@@ -716,15 +718,20 @@ class Flow:
                       **({"prefetch": self.args["prefetch"]} if self.args.get("prefetch") else {}),
                       health=lambda: self._failure, **kwargs)
 
+    def _shared_client(self) -> Client:
+        """The Client of post/index/search/..., made once even when several threads call at the same time."""
+        with _CLIENT_LOCK:
+            if self._client is None:
+                self._client = self.client()
+            return self._client
+
     def post(self, on: str, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
         """Send `inputs` to endpoint `on`: ``f.post('/custom', docs, on_done=print, top_k=3)``.
 
         Keyword arguments are :meth:`Client.post`'s (``on_done``, ``request_size``, ``show_progress``...);
         any other one is an endpoint parameter, as in Jina (``top_k=3`` -> ``parameters={'top_k': 3}``).
         """
-        if self._client is None:
-            self._client = self.client()
-        return self._client.post(on, inputs, **kwargs)
+        return self._shared_client().post(on, inputs, **kwargs)
 
     def index(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
         return self.post("/index", inputs, **kwargs)
@@ -737,9 +744,7 @@ class Flow:
 
     def delete(self, inputs: Any = None, **kwargs: Any) -> DocumentArray | None:
         """Delete by Documents or ids: ``f.delete(['id1', 'id2'])``."""
-        if self._client is None:
-            self._client = self.client()
-        return self._client.delete(inputs, **kwargs)
+        return self._shared_client().delete(inputs, **kwargs)
 
     def index_lines(self, lines: Iterable[str] | None = None, filepath: str | None = None,
                     size: int | None = None, sampling_rate: float | None = None, line_format: str = "text",
