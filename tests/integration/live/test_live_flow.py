@@ -156,3 +156,21 @@ def test_dump_then_rolling_update_of_the_index_from_it_under_twenty_clients(tmp_
             load.wait_answers(60)
         assert load.errors == [] and load.wrong == []
     assert [e["step"] for e in events].count("started") == 2
+
+
+def test_restarts_stop_at_the_cap_and_the_pod_then_fails_the_flow(tmp_path):
+    f = Flow(timeout=60).add(name="held", uses="Held", py_modules=[EXECS], restart="on-failure",
+                             restart_limit=1, restart_window=600)
+    with f:
+        first = int(f.post("/pid", Document(id="a"))[0].tags["pid"])
+        os.kill(first, signal.SIGKILL)
+        # idempotent: planned onto the dead replica before its death was seen, it is sent again
+        second = int(f.post("/lookup", Document(id="b"))[0].tags["looked_up_by"])
+        assert second != first and f.live_status()["pods"]["held"]["restarts"] == 1
+        os.kill(second, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while f.failure is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert f.failure is not None and f.failure["pod"] == "held"
+        assert "not restarted again (1 restarts within 600s)" in f.failure["msg"]
+        assert f.live_status()["pods"]["held"]["given_up"] == "1 restarts within 600s"
