@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import BadConfig, DaemonError, DaemonUnreachable, NotReady
+from ..errors import BadConfig, DaemonError, DaemonUnreachable, HostsUnreachable, NotReady
 from ..remote import DaemonAddress, Workspace
 from .fleet import client_for, fan_out
 from .inventory import Host, Inventory
@@ -121,10 +121,12 @@ def live_changes(old_spec: Any, new_spec: Any) -> list[dict[str, Any]] | None:
     return changes
 
 
-def find(inventory: Inventory, name: str, *, timeout: float = 5.0) -> tuple[Host, dict[str, Any]] | None:
+def find(inventory: Inventory, name: str, *, timeout: float = 5.0,
+         unreachable: list[str] | None = None) -> tuple[Host, dict[str, Any]] | None:
     """The host whose daemon keeps deployment ``name`` and the record, or None when none does.
 
-    Every daemon is asked at once; unreachable ones are skipped (a lost host cannot keep it)."""
+    Every daemon is asked at once; unreachable ones are skipped (a lost host cannot keep it) and
+    named in ``unreachable`` when a list is given."""
 
     def ask(client):
         try:
@@ -135,6 +137,8 @@ def find(inventory: Inventory, name: str, *, timeout: float = 5.0) -> tuple[Host
             raise
 
     result = fan_out(inventory, list(inventory.hosts.values()), ask, timeout=timeout)
+    if unreachable is not None:
+        unreachable.extend(h for h, a in result.items() if a.unreachable)
     for host, answer in result.items():
         if answer.ok and answer.value:
             return inventory[host], answer.value
@@ -142,8 +146,12 @@ def find(inventory: Inventory, name: str, *, timeout: float = 5.0) -> tuple[Host
 
 
 def keeper_of(inventory: Inventory, name: str) -> tuple[Host, dict[str, Any]]:
-    found = find(inventory, name)
+    silent: list[str] = []
+    found = find(inventory, name, unreachable=silent)
     if found is None:
+        if silent:  # its keeper may be the host that does not answer
+            raise HostsUnreachable(f"no daemon that answers keeps a deployment named {name!r}; "
+                                   f"unreachable: {', '.join(sorted(silent))}")
         raise BadConfig(f"no daemon of the inventory keeps a deployment named {name!r} "
                         f"(`jinad-fab flow up FLOW -i INV --name {name}` makes one)")
     return found

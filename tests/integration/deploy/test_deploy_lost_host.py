@@ -113,8 +113,11 @@ def test_a_lost_hosts_stateless_pod_is_replaced_and_its_stale_copy_removed(tmp_p
         t_lost = t_replaced = None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and t_replaced is None:
-            st = json.loads(_cli("flow", "ps", "lost", "-i", str(inv), "--json").stdout)
+            ps = _cli("flow", "ps", "lost", "-i", str(inv), "--json")
+            st = json.loads(ps.stdout)
             row = next(r for r in st["pods"] if r["pod"] == "encode")
+            if row["state"] == "LOST":
+                assert ps.exit_code == 4 and "LOST on cpu-a" in ps.output, ps.output
             if t_lost is None and (row["state"] == "LOST" or row.get("lost")):
                 t_lost = time.monotonic() - lost_at
             if row["host"] == "cpu-b" and row["state"] == "RUNNING":

@@ -170,13 +170,20 @@ def ps(name: str | None, inventory: str, vault_password_file: str | None, limit:
         st = deployment.status(inv, name)
         if as_json:
             print_json(st)
-            return
-        gw = st["gateway"]
-        click.echo(f"deployment {st['name']}: release {st['release']} kept by {st['keeper']}; "
-                   f"gateway {gw['host']} http {gw['http_port']} native {gw['native_port']}")
-        rows = [(r["pod"], r["host"], r["daemon"],
-                 f"[{_STATE_STYLE.get(r['state'], 'white')}]{r['state']}[/]", r["id"] or "") for r in st["pods"]]
-        print_table(table(None, ("pod", "host", "daemon", "state", "id"), rows, whole=("id",)))
+        else:
+            gw = st["gateway"]
+            click.echo(f"deployment {st['name']}: release {st['release']} kept by {st['keeper']}; "
+                       f"gateway {gw['host']} http {gw['http_port']} native {gw['native_port']}")
+            rows = [(r["pod"], r["host"], r["daemon"],
+                     f"[{_STATE_STYLE.get(r['state'], 'white')}]{r['state']}[/]"
+                     + (f" (re-placed from {r['lost']['daemon']})" if (r.get("lost") or {}).get("state") == "REPLACED"
+                        else ""), r["id"] or "") for r in st["pods"]]
+            print_table(table(None, ("pod", "host", "daemon", "state", "id"), rows, whole=("id",)))
+        lost = sorted({r["host"] for r in st["pods"] if r["state"] == "LOST"})
+        if lost:  # exit 4, as for every command that could not reach a host
+            from ....errors import HostsUnreachable
+
+            raise HostsUnreachable(f"flow ps {name}: Pods LOST on {', '.join(lost)}")
         return
     result = fan_out(inv, inv.select(limit), _objects, max_parallel=forks)
     if as_json:
