@@ -22,7 +22,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,56 +36,66 @@ TARGETS_S = {"hosts, 1 host": 0.5, "hosts, {n} hosts": 1.5}
 EARLIER_S = {"jinad-fab --help": 0.56, "hosts, 1 host": 1.6}
 
 LAUNCHER = textwrap.dedent("""
-    import ctypes, os, signal, sys
+    import ctypes, os, signal, socket, sys
     import jinad_fab.cli.daemon, jinad_fab.daemon.app, uvicorn  # imported once, shared by every fork
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the benchmark
-    home_root = sys.argv[1]
+    home_root, count = sys.argv[1], int(sys.argv[2])
+
+    def serve(i):
+        home = os.path.join(home_root, str(i))
+        log = os.open(home + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        # the port is chosen just before the bind, and chosen again if another process took it in
+        # between (exit 2): on a busy machine a port picked minutes earlier is often gone
+        for _ in range(5):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            with open(home + ".port.tmp", "w") as f:
+                f.write(str(port))
+            os.replace(home + ".port.tmp", home + ".port")
+            try:
+                jinad_fab.cli.daemon.main(["--port", str(port), "--home", home, "--log-level", "warning"])
+            except SystemExit as exc:
+                if exc.code != 2:
+                    break
+        os._exit(0)
+
     children = []
-    for port in sys.argv[2:]:
+    for i in range(count):
         pid = os.fork()
         if pid == 0:
             libc.prctl(1, signal.SIGKILL)  # die with the launcher
-            home = os.path.join(home_root, port)
-            log = os.open(home + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            jinad_fab.cli.daemon.main(["--port", port, "--home", home, "--log-level", "warning"])
-            os._exit(0)
+            serve(i)
         children.append(pid)
     for _ in children:
         os.wait()
 """)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _wait_alive(ports: list[int], launcher: subprocess.Popen, timeout: float) -> None:
+def _wait_alive(homes: pathlib.Path, count: int, launcher: subprocess.Popen, timeout: float) -> list[int]:
+    """The port of each daemon, in order, once every one answers /alive."""
     deadline = time.monotonic() + timeout
-    pending = set(ports)
+    alive: dict[int, int] = {}
     with httpx.Client(timeout=2) as c:
-        while pending:
+        while len(alive) < count:
             if launcher.poll() is not None:
                 raise SystemExit(f"the jinad launcher exited with code {launcher.returncode}")
             if time.monotonic() > deadline:
-                raise SystemExit(f"{len(pending)} of {len(ports)} jinads did not answer in {timeout:g}s")
-            for port in sorted(pending):
-                with contextlib.suppress(httpx.HTTPError):
-                    if c.get(f"http://127.0.0.1:{port}/alive").status_code == 200:
-                        pending.discard(port)
+                raise SystemExit(f"{count - len(alive)} of {count} jinads did not answer in {timeout:g}s")
+            for i in range(count):
+                if i in alive:
+                    continue
+                with contextlib.suppress(OSError, ValueError):
+                    port = int((homes / f"{i}.port").read_text())
+                    with contextlib.suppress(httpx.HTTPError):
+                        if c.get(f"http://127.0.0.1:{port}/alive").status_code == 200:
+                            alive[i] = port
             time.sleep(0.2)
+    return [alive[i] for i in range(count)]
 
 
 def _inventory(path: pathlib.Path, ports: list[int], token: str) -> str:
@@ -123,7 +132,6 @@ def main() -> None:
     ns = ap.parse_args()
     repo = pathlib.Path(__file__).resolve().parent.parent
     token = "bench-" + os.urandom(12).hex()
-    ports = _free_ports(1 + ns.fleet)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("JINAD_", "ANSIBLE_"))}
     base_env["PYTHONPATH"] = f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     with tempfile.TemporaryDirectory(prefix="jinad-cli-bench-") as tmp:
@@ -131,11 +139,11 @@ def main() -> None:
         (root / "homes").mkdir()
         started = time.perf_counter()
         launcher = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(root / "homes"), *map(str, ports)],
+            [sys.executable, "-c", LAUNCHER, str(root / "homes"), str(1 + ns.fleet)],
             env=dict(base_env, JINAD_TOKEN=token), start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=open(root / "launcher.log", "wb"))  # noqa: SIM115
         try:
-            _wait_alive(ports, launcher, timeout=60 + 3 * len(ports))
+            ports = _wait_alive(root / "homes", 1 + ns.fleet, launcher, timeout=60 + 3 * (1 + ns.fleet))
             took = time.perf_counter() - started
             one = _inventory(root / "one", ports[:1], token)
             fleet = _inventory(root / "fleet", ports[1:], token)
