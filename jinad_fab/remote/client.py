@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -157,14 +158,31 @@ def _bundle_key(ca_file: str | None) -> tuple[str | None, int]:
     return str(ca_file), os.stat(ca_file).st_mtime_ns
 
 
-@functools.lru_cache(maxsize=32)
+_TLS_LOCK = threading.Lock()
+
+
 def _tls_context(ca_file: str | None, _mtime_ns: int = 0) -> ssl.SSLContext:
     """One verifying context per CA bundle (None: httpx's default, certifi's CAs), shared by every
     client of the process: building one reads the whole bundle, which a fan-out to a hundred
-    daemons would otherwise do a hundred times. Contexts are safe to share between threads."""
+    daemons would otherwise do a hundred times. Contexts are safe to share between threads; the
+    lock keeps a fan-out's first threads from each building the same one at once (lru_cache alone
+    lets every caller that misses compute it)."""
+    with _TLS_LOCK:
+        return _build_tls_context(ca_file, _mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _build_tls_context(ca_file: str | None, _mtime_ns: int = 0) -> ssl.SSLContext:
     if ca_file is None:
         return httpx.create_ssl_context()
     return ssl.create_default_context(cafile=ca_file)
+
+
+@functools.lru_cache(maxsize=1)
+def _trust_nothing() -> ssl.SSLContext:
+    """For an ``http://`` daemon: a context that verifies and trusts no CA, so it could never
+    accept a certificate, yet costs nothing to build (httpx builds certifi's otherwise)."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class DaemonClient:
@@ -195,10 +213,13 @@ class DaemonClient:
         if callable(token):
             token = token(address)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            verify = _tls_context(*_bundle_key(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise BadAddress(address.url, f"cannot use CA bundle {str(ca_file)!r}: {exc}") from exc
+        if address.scheme == "https":
+            try:
+                verify = _tls_context(*_bundle_key(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise BadAddress(address.url, f"cannot use CA bundle {str(ca_file)!r}: {exc}") from exc
+        else:  # plain HTTP never uses a context: do not read a CA bundle (~25 ms of a short CLI command)
+            verify = _trust_nothing()
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,
                                   verify=verify)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 
@@ -53,3 +55,29 @@ def test_flow_group_has_its_fleet_subcommands() -> None:
     assert result.exit_code == 0
     for sub in ("create", "ls", "up", "ps", "down", "tail"):
         assert f"  {sub} " in result.output
+
+
+def test_hosts_asks_its_daemons_without_loading_numpy_ansible_fabric_or_trio(tmp_path) -> None:
+    # a loopback port nobody listens on: the command goes the whole way (client, request, refusal)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(f"all:\n  hosts:\n    h1: {{ansible_connection: local, jinad_address: 127.0.0.1, "
+                   f"jinad_port: {port}, jinad_token: t}}\n")
+    probe = (
+        "import atexit, json, sys\n"
+        "watch = ('numpy', 'ansible', 'fabric', 'jinad_fab.flow', 'trio', 'httpx', 'httpcore')\n"
+        "atexit.register(lambda: print(json.dumps(sorted(m for m in watch if sys.modules.get(m))),"
+        " file=sys.stderr))\n"
+        "from jinad_fab.cli.main import main\n"
+        f"main(['hosts', '-i', {str(inv)!r}, '--json'])\n"
+    )
+    env = {**os.environ, "JINAD_FAB_CACHE_DIR": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+            for _ in range(2)]  # the first has ansible-inventory read the inventory, the second its cache
+    for run in runs:
+        assert run.returncode == 4, run.stderr  # unreachable
+        [row] = json.loads(run.stdout)
+        assert row["host"] == "h1" and row["unreachable"] is True
+        assert json.loads(run.stderr.splitlines()[-1]) == ["httpcore", "httpx"]
