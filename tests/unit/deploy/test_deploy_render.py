@@ -132,6 +132,7 @@ def test_render_flow_places_the_gateway_and_names_it_in_the_header() -> None:
     src = "!Flow\nversion: '1'\ngateway: {hosts: cpu}\npods:\n  - name: a\n    hosts: cpu\n"
     r = render_flow(src, inv, place_gateway=True)
     assert r.placement.gateway.host == "c2" and "#   gateway -> c2" in r.text
+    assert "#   a -> c1 (if lost: c2)" in r.text
     assert "gateway:" not in r.text.split("!Flow", 1)[1]
     assert render_flow(src, inv, gateway="c1").placement.gateway.host == "c1"
     # one spec, one hash, whatever the inventory is called; a file's content is part of it
