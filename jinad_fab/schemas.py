@@ -228,6 +228,10 @@ class PeaCreate(_ApiShapes, PeaOptions):
         default_factory=list, max_length=256, description="the Pods this one needs, in order (joins follow it)")
     curve: CurveKeysCreate | None = Field(
         None, description="CURVE keys of the Flow for this object's sockets (issue 14); never stored")
+    lease: float | None = Field(
+        None, gt=0, le=86400, description="seconds the object may go without its Flow renewing it (GET with "
+                                          "renew=true); past that the daemon stops it (issue 16: a Pod re-placed "
+                                          "elsewhere while its host was cut off never runs twice); none: forever")
 
 
 class PodCreate(PodOptions, PeaCreate):

@@ -30,6 +30,8 @@ async def reconcile_forever(manager: Manager, interval: float) -> None:
                     await asyncio.to_thread(manager.refresh, rec)
         with contextlib.suppress(Exception):
             await asyncio.to_thread(rotate_logs, manager)
+        with contextlib.suppress(Exception):  # issue 16: objects whose Flow stopped renewing them
+            await manager.expire_leases()
         rounds += 1
         if rounds % SWEEP_EVERY == 0:
             await sweep(manager)

@@ -366,7 +366,7 @@ class Manager:
         """Start a Pod or Pea from its JSON args. Its CURVE keys, if the body carries them, reach it
         sealed like a Flow's tokens: never in its argv, the database or a log."""
         ws = self._active_workspace(wid)
-        args = body.model_dump(exclude={"curve"})
+        args = body.model_dump(exclude={"curve", "lease"})
         if isinstance(args.get("uses"), str) and args["uses"].endswith((".yml", ".yaml")):
             rel = wsfiles.safe_relpath(args["uses"])
             path = wsfiles.confined(self.context(ws).root, rel)
@@ -390,7 +390,8 @@ class Manager:
         spec = LaunchSpec(object_id=oid, kind=kind, status_file=status_file, args=args,
                           host=self.settings.bind_host_for_objects, ports=ports, gpus=body.gpus, env=env)
         try:
-            return await self._start(ws, spec, {"args": body.model_dump(exclude={"curve"})})
+            return await self._start(ws, spec, {"args": body.model_dump(exclude={"curve", "lease"}),
+                                                "lease": body.lease, "renewed": time.time()})
         finally:
             sealed.unlink(missing_ok=True)  # read by the object at once; gone whatever happened
 
@@ -493,6 +494,27 @@ class Manager:
         if report is not None and report.get("state") == "failed" and report.get("error"):
             return f"{report['error']} (the process then {detail})"
         return detail
+
+    def renew(self, oid: str) -> Record:
+        """The object's Flow says it still wants it: its lease starts again."""
+        rec = self.get(oid)
+        if rec.data.get("lease"):
+            rec = self.store.update(oid, data={"renewed": time.time()}) or rec
+        return rec
+
+    async def expire_leases(self) -> list[str]:
+        """Stop the RUNNING objects whose lease ran out (their Flow stopped renewing them)."""
+        stopped = []
+        now = time.time()
+        for kind in ("pod", "pea"):
+            for rec in self.store.list(kind=kind, states=(ObjectState.RUNNING.value,)):
+                lease = rec.data.get("lease")
+                if lease and now - float(rec.data.get("renewed") or rec.created) > float(lease):
+                    logs.event(self.log_path(rec.id), f"its Flow has not renewed it for {lease:g}s (lease "
+                                                      "expired): stopping it", level="WARNING")
+                    await self.stop(rec.id)
+                    stopped.append(rec.id)
+        return stopped
 
     def get_object(self, oid: str, kind: str) -> Record:
         return self.refresh(self.get(oid, kind))

@@ -31,6 +31,7 @@ from .spec import FlowSpec, PodOptions, PodSpec, parse, secret_fields
 log = logging.getLogger("jinad_fab.flow")
 
 GATEWAY = "gateway"
+LEASE_MIN = 30.0  # seconds: the shortest lease a re-placeable remote Pod gets (3 x lost_after otherwise)
 _CONTROLLER = "/flow"  # the Flow's own control connections (no Pod can be named so: names hold no '/')
 SECRET_KEYS = secret_fields(PodSpec) | secret_fields(FlowSpec)  # never written to YAML, never logged
 # guards only the making of a Flow's shared Client (microseconds), so one lock serves every Flow
@@ -352,7 +353,10 @@ class Flow:
         quiet = bool(spec.get("quiet_remote_logs", self.args.get("quiet_remote_logs")))
         if self.args.get("restart") and not spec.get("restart"):
             spec = {**spec, "restart": self.args["restart"]}  # the Flow's default (a Flow run by jinad heals)
-        return remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet, curve=curve)
+        # a Pod that may be re-placed when its host is cut off gets a lease: if that host comes back
+        # while this Flow cannot reach it, its daemon stops the stale copy by itself
+        lease = max(LEASE_MIN, 3 * float(self.args.get("lost_after") or 10.0)) if spec.get("fallback_hosts") else None
+        return remote_pods.RemotePod(spec, sess, num_parts=num_parts, quiet_logs=quiet, curve=curve, lease=lease)
 
     def _local_pod(self, name: str, spec: dict[str, Any], num_parts: int, bind_host: str,
                    curve: CurveKeys | None = None) -> Pod:

@@ -197,9 +197,10 @@ class RemotePod:
     processes: list = []
 
     def __init__(self, spec: dict[str, Any], session: HostSession, *, num_parts: int, quiet_logs: bool,
-                 curve: CurveKeys | None = None):
+                 curve: CurveKeys | None = None, lease: float | None = None):
         self.name = spec["name"]
         self.curve = curve
+        self.lease = lease  # the daemon stops the Pod if its probe does not renew it for this long
         self.spec = spec
         self.session = session
         self.num_parts = num_parts
@@ -230,6 +231,8 @@ class RemotePod:
                     upstream=[n for n in s.get("needs") or [] if n != "gateway"])
         if self.curve is not None:
             args["curve"] = self.curve.to_dict()
+        if self.lease:
+            args["lease"] = self.lease
         return args
 
     def start(self) -> None:
@@ -339,7 +342,7 @@ class RemotePod:
     def _probe(self) -> None:
         while not self._stop_logs.wait(1.0) and not self._dead and self.pod_id is not None:
             try:
-                body = self.session.probe.pod(self.pod_id)
+                body = self.session.probe.pod(self.pod_id, renew=bool(self.args.get("lease")))
             except DaemonUnreachable:
                 # the control path is down: the Flow decides when that makes the Pod LOST
                 if self.unreachable_since is None:

@@ -374,7 +374,10 @@ class DaemonClient:
     def pods(self) -> list[dict[str, Any]]:
         return self._request("GET", "/pods")["items"]
 
-    def pod(self, pod_id: str) -> dict[str, Any]:
+    def pod(self, pod_id: str, *, renew: bool = False) -> dict[str, Any]:
+        """``GET /pods/{id}``; ``renew`` also renews the Pod's lease (its Flow still wants it)."""
+        if renew:
+            return self._request("GET", f"/pods/{pod_id}", params={"renew": "true"})
         return self._request("GET", f"/pods/{pod_id}")
 
     def delete_pod(self, pod_id: str) -> Any:

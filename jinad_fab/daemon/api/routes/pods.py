@@ -46,7 +46,10 @@ async def list_pods(manager: ManagerDep):
 
 
 @pods.get("/{pod_id}", response_model=PodPublic)
-async def get_pod(pod_id: PodId, manager: ManagerDep):
+async def get_pod(pod_id: PodId, manager: ManagerDep, renew: bool = False):
+    """The Pod; with ``renew=true`` its Flow also renews its lease (see ``lease`` in the create body)."""
+    if renew:
+        manager.renew(manager.get(pod_id, "pod").id)
     return pod_view(manager.get_object(pod_id, "pod"))
 
 
