@@ -133,7 +133,8 @@ def test_yaml_python_tags_and_missing_flow_file(jinad, tmp_path):
         assert r.status_code == 400 and "python" in r.json()["detail"]
         assert not marker.exists()
         r = c.post("/flows", params={"workspace_id": wid, "filename": "missing.yml"})
-        assert r.status_code == 400 and "missing.yml" in r.json()["detail"]
+        # a file the workspace does not have is a missing resource (404), as GET of it is
+        assert r.status_code == 404 and "missing.yml" in r.json()["detail"]
         r = c.post("/flows", params={"workspace_id": wid, "filename": "../../jinad.db"})
         assert r.status_code == 400
         r = c.post("/pods", params={"workspace_id": wid}, json={"name": "p", "uses": "evil.yml"})
