@@ -35,6 +35,7 @@ from .store import Record, Store
 
 LIVE = (ObjectState.STARTING.value, ObjectState.RUNNING.value, ObjectState.STOPPING.value)
 BUILD_ACTIVE = (WorkspaceState.PENDING.value, WorkspaceState.BUILDING.value)
+PREPARE_AT_START_S = 15.0  # start-up waits this long at most for the ACTIVE workspaces' zygotes
 
 
 class Manager:
@@ -683,10 +684,20 @@ class Manager:
             target = {**target, "replicas": dict(zip(ids, public))}
         return {"in_target": target, "members": layout.get("members"), "events": events}
 
+    def _warm_at_start(self, workspaces: list[Record]) -> list[threading.Thread]:
+        """Start warming every ACTIVE workspace's zygote, all at once; recover() waits for them
+        (bounded) before the daemon serves, so the first create after a start is as fast as any
+        other, as after a build."""
+        threads = [threading.Thread(target=self._prepare, args=(ws,), kwargs={"wait": True},
+                                    name=f"prepare-{ws.id}", daemon=True) for ws in workspaces]
+        for t in threads:
+            t.start()
+        return threads
 
     async def recover(self) -> dict[str, int]:
         """At start-up: re-adopt objects that still run, report the vanished, resume interrupted builds."""
         counts = {"adopted": 0, "vanished": 0, "builds_resumed": 0}
+        active: list[Record] = []
         wsfiles.remove_tree(self.dirs["tmp"])
         self.dirs["tmp"].mkdir(parents=True, exist_ok=True)
         for ws in self.store.list(kind="workspace"):
@@ -701,7 +712,8 @@ class Manager:
             elif ws.state == WorkspaceState.DELETING.value:
                 self._spawn(self.delete_workspace(ws.id))
             elif ws.state == WorkspaceState.ACTIVE.value:
-                self._prepare(ws)
+                active.append(ws)
+        warming = self._warm_at_start(active)
         for kind in ("flow", "pod", "pea"):
             for rec in self.store.list(kind=kind, states=LIVE):
                 rt = self.runtimes.get(rec.runtime)
@@ -723,6 +735,13 @@ class Manager:
                     self._spawn(self.stop(rec.id))
                 elif rec.state == ObjectState.STARTING.value:
                     self._spawn(self._resume_start(rec.id, rt, rec.handle))  # type: ignore[arg-type]
+        deadline = time.monotonic() + PREPARE_AT_START_S  # many workspaces on a small host: the rest warm on
+
+        def join() -> None:
+            for t in warming:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+        await asyncio.to_thread(join)
         return counts
 
     async def _resume_start(self, oid: str, rt: Runtime, handle: dict[str, Any]) -> None:

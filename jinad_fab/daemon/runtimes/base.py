@@ -9,7 +9,7 @@ Life cycle, as the manager drives it::
 
     rt.available()                             # once at start-up: list it in GET /alive?
     info = rt.build(ws, log)                   # worker thread; blocking; raise BuildError on failure
-    rt.prepare(ws, wait=True)                  # same thread, before ACTIVE; at start-up without wait
+    rt.prepare(ws, wait=True)                  # same thread, before ACTIVE; at start-up one thread each
     handle = rt.start(ws, spec, log_path)      # returns at once; handle is persisted in SQLite
     rt.status(handle)                          # cheap; called on GET and by the reconciler
     rt.stop(handle, timeout)                   # idempotent; returns once nothing is left running
@@ -190,7 +190,8 @@ class Runtime(abc.ABC):
     def prepare(self, workspace: WorkspaceContext, *, wait: bool = False) -> None:  # noqa: B027 - optional hook
         """Warm up what the workspace's first object will need: after a successful build, before the
         workspace is ACTIVE (``wait=True``: blocks until done, in the build's worker thread), and for
-        ACTIVE workspaces at daemon start (``wait=False``: in the background, returns at once).
+        ACTIVE workspaces at daemon start (``wait=True`` too, one thread per workspace: the daemon
+        serves once they are done or after a bound).
         Never raises; whatever it could not prepare, :meth:`start` does itself."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most runtimes hold nothing

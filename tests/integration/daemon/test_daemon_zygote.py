@@ -75,7 +75,14 @@ def test_zygote_is_up_when_the_workspace_becomes_active_and_started_again_with_t
     d.kill()
     zygote.wait(10)
     d2 = daemon_factory(home=d.home)
-    with d2.client():
-        # the restarted daemon warms the ACTIVE workspace's zygote without waiting for an object
-        _wait_until(lambda: len(_zygotes_of(d2.home)) == 1)
-        assert _zygotes_of(d2.home)[0].pid != zygote.pid
+    with d2.client() as c2:
+        # the restarted daemon warmed the ACTIVE workspace's zygote before it answered: the first
+        # object after a start is forked from it, like any later one
+        [zygote2] = _zygotes_of(d2.home)
+        assert zygote2.pid != zygote.pid
+        zygote_log = d2.home / "runtimes" / "process" / f"zygote-{wid}.log"
+        assert f"zygote {zygote2.pid} ready" in zygote_log.read_text()  # done importing, not just started
+        pod = c2.post("/pods", params={"workspace_id": wid}, json={"name": "after-restart"}).json()
+        assert pod["state"] == "RUNNING", pod
+        assert psutil.Process(pod["pid"]).ppid() == zygote2.pid
+        assert c2.delete(f"/pods/{pod['id']}").json()["state"] == "STOPPED"
