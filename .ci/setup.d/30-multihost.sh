@@ -13,6 +13,13 @@ ROOTFS_TAR="$CACHE_DIR/base-bookworm-rootfs.tar"
 SSHD_TAR="$CACHE_DIR/sshd-bookworm-rootfs.tar"
 mkdir -p "$CACHE_DIR" "$LOG_DIR"
 
+# The CURVE test captures the traffic between two hosts with tcpdump on the test network's bridge.
+if ! command -v tcpdump >/dev/null 2>&1; then
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tcpdump ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tcpdump; }
+    } >"$LOG_DIR/tcpdump-install.log" 2>&1 || { tail -20 "$LOG_DIR/tcpdump-install.log" >&2; exit 1; }
+fi
+
 docker info >/dev/null 2>&1 || { echo "multihost: no Docker engine (20-docker.sh starts one)" >&2; exit 1; }
 docker image inspect "$IMAGE" >/dev/null 2>&1 && exit 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -332,6 +333,76 @@ def test_rotate_token_restarts_nothing(fleet, deployed) -> None:
         assert docker("exec", h.container, "cat", "/var/lib/jinad/token").strip() == new
     code, body, out = run("hosts", "-i", str(fleet.inventory), "--json")  # reads the new token
     assert code == 0 and all(r["ok"] for r in json.loads(body)), out
+
+
+CHAIN = """!Flow
+version: '1'
+with:
+  protocol: http{secure}
+gateway:
+  host: cpu-2
+pods:
+  - name: first
+    uses: _pass
+    host: cpu-1
+  - name: second
+    uses: _pass
+    host: gpu-1
+  - name: third
+    uses: _pass
+    host: cpu-2
+"""
+
+
+@pytest.mark.parametrize("secure", [None, False], ids=["default-curve", "plain"])
+def test_a_flow_over_three_hosts_is_encrypted_between_them_by_default(fleet, deployed, tmp_path, secure) -> None:
+    """CURVE is on by default for a Flow with Pods on other hosts: a capture of the traffic between
+    two hosts never shows a Document's text; with ``secure: false`` the same capture does."""
+    name = "curve" if secure is None else "plain"
+    (tmp_path / "flow.yml").write_text(CHAIN.format(secure="" if secure is None else "\n  secure: false"))
+    up = subprocess.run(
+        [sys.executable, "-c", "from jinad_fab.cli.main import main; main()", "flow", "up",
+         str(tmp_path / "flow.yml"), "-i", str(fleet.inventory), "--name", name, "--json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")})
+    assert up.returncode == 0, up.stderr[-6000:]
+    info = json.loads(up.stdout.strip().splitlines()[-1])
+    assert {(p["pod"], p["host"]) for p in info["placement"]} == {
+        ("first", "cpu-1"), ("second", "gpu-1"), ("third", "cpu-2")}
+    base = f"http://{fleet.host('cpu-2').address}:{info['gateway']['http_port']}"
+    cpu1, gpu1 = fleet.host("cpu-1").address, fleet.host("gpu-1").address
+    bridge = "br-" + docker("network", "inspect", "-f", "{{.Id}}", fleet.network)[:12]
+    pcap = tmp_path / "between-hosts.pcap"
+    marker = "plain text that must not cross the wire " + os.urandom(6).hex()
+    docs = [{"id": str(i), "text": f"{marker} #{i}"} for i in range(50)]
+    try:
+        # tcpdump on the network's bridge sees the frames between the two containers
+        dump = subprocess.Popen(["tcpdump", "-i", bridge, "-U", "-s", "0", "-w", str(pcap),
+                                 f"tcp and host {cpu1} and host {gpu1}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "listening on" in dump.stderr.readline()
+            answers = []
+            with httpx.Client(timeout=120) as http:
+                for i in range(0, 50, 10):
+                    r = http.post(f"{base}/index", json={"data": docs[i:i + 10]})
+                    assert r.status_code == 200, r.text
+                    answers += r.json()["data"]
+            time.sleep(1)  # let tcpdump write the last packets
+        finally:
+            dump.send_signal(signal.SIGINT)
+            dump.wait(30)
+            dump.stderr.close()
+    finally:
+        code, _, out = run("flow", "down", name, "-i", str(fleet.inventory), "-y", "--json")
+        assert code == 0, out
+    assert [(d["id"], d["text"]) for d in answers] == [(d["id"], d["text"]) for d in docs]
+    captured = pcap.read_bytes()
+    assert len(captured) > 10_000  # the Documents did travel between the two hosts
+    if secure is None:
+        assert marker.encode() not in captured
+    else:
+        assert marker.encode() in captured
 
 
 def test_a_stopped_host_is_named_and_exits_4(fleet, deployed) -> None:
