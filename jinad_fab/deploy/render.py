@@ -85,8 +85,9 @@ def _with_ca_files(flow: dict[str, Any], placement: Placement,
 
     names: dict[str, str] = {}
     files: dict[str, bytes] = {}
+    remote = {p.get("name") for p in flow.get("pods", []) if p.get("host")}  # not those run by the Flow itself
     for a in placement:
-        if not a.host or a.host not in inventory.hosts:
+        if not a.host or a.host not in inventory.hosts or a.pod not in remote:
             continue
         host = inventory[a.host]
         path = inventory.ca_file_for(host)
