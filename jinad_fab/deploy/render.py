@@ -103,8 +103,9 @@ def _with_ca_files(flow: dict[str, Any], placement: Placement,
         names[a.pod] = name
     if not names:
         return flow, {}
-    pods = [{**p, "ca_file": names[p["name"]]} if p.get("name") in names and not p.get("ca_file") else p
-            for p in flow.get("pods", [])]
+    # a Pod on the Gateway's host runs in the Flow's own process there (no `host:`): no daemon to check
+    pods = [{**p, "ca_file": names[p["name"]]} if p.get("name") in names and p.get("host") and not p.get("ca_file")
+            else p for p in flow.get("pods", [])]
     return {**flow, "pods": pods}, files
 
 

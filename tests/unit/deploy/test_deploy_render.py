@@ -161,3 +161,19 @@ def test_live_changes_are_found_only_where_a_running_flow_can_take_them() -> Non
     assert live_changes(base, {**base, "with": {"protocol": "native"}}) is None
     assert live_changes(base, {**base, "pods": base["pods"][:1]}) is None
     assert live_changes("not: [valid", base) is None
+
+
+def test_only_pods_on_other_https_daemons_get_the_fleet_ca(tmp_path) -> None:
+    from jinad_fab.deploy.inventory import Inventory
+    from jinad_fab.deploy.render import render_flow
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n")
+    tls = {"jinad_scheme": "https", "jinad_ca_file": str(ca)}
+    inv = Inventory.from_ansible_json({"_meta": {"hostvars": {"c1": {"ansible_host": "10.9.1.1", **tls},
+                                                              "c2": {"ansible_host": "10.9.1.2", **tls}}},
+                                       "cpu": {"hosts": ["c1", "c2"]}})
+    src = "!Flow\nversion: '1'\ngateway: {host: c2}\npods:\n  - name: a\n    host: c1\n  - name: b\n    host: c2\n"
+    pods = {p["name"]: p for p in render_flow(src, inv).flow.value["pods"]}
+    assert pods["a"]["host"] == "https://10.9.1.1:8000" and pods["a"]["ca_file"].endswith(".pem")
+    assert "host" not in pods["b"] and "ca_file" not in pods["b"]  # runs beside the Gateway, in its Flow
