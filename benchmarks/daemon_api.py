@@ -4,7 +4,8 @@
 
 Measures p50/p99 of: health, create/delete a 2-Pod Flow, create/delete a Pod, health under 100
 concurrent clients, and the first create Pod after the workspace became ACTIVE and after each of
-``--restarts`` daemon restarts (the workspace's zygote is started then, not on first use).
+``--restarts`` daemon restarts (the workspace's zygote is started then, not on first use), and the
+time from starting `jinad` to its first answer, with an empty home and with one ACTIVE workspace.
 
 JinaD 1.3.1 is not installed here, so its rows are the figures it was measured at earlier on the
 same kind of machine (labelled so), with the ratios the targets ask for.
@@ -65,7 +66,10 @@ async def _concurrent_health(url: str, headers: httpx.Headers, clients: int, per
     return out
 
 
-def _start_daemon(home: str, port: int, repo: pathlib.Path) -> tuple[subprocess.Popen, httpx.Client]:
+def _start_daemon(home: str, port: int, repo: pathlib.Path,
+                  took: list[float] | None = None) -> tuple[subprocess.Popen, httpx.Client]:
+    """Start jinad and wait for /alive; ``took`` gets the ms from the start to the first answer."""
+    started = time.perf_counter()
     env = dict(os.environ, PYTHONPATH=f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     proc = subprocess.Popen([sys.executable, "-m", "jinad_fab.cli.daemon", "--port", str(port), "--home", home,
                              "--log-level", "warning"], env=env)
@@ -78,6 +82,8 @@ def _start_daemon(home: str, port: int, repo: pathlib.Path) -> tuple[subprocess.
             if c.get("/alive").status_code == 200:  # GET /alive needs no token; the rest does
                 if token_file.exists():
                     c.headers["Authorization"] = f"Bearer {token_file.read_text().split()[0]}"
+                if took is not None:
+                    took.append((time.perf_counter() - started) * 1000)
                 return proc, c
         time.sleep(0.05)
     proc.terminate()
@@ -106,9 +112,11 @@ def main() -> None:
     after_active: list[float] = []  # right after the workspace said ACTIVE
     first: list[float] = []  # right after a restart answered /alive
     settled: list[float] = []  # --settle seconds after a restart
+    start_empty: list[float] = []  # process start -> /alive, empty home
+    start_active: list[float] = []  # the same with one ACTIVE workspace (its zygote is warmed first)
     with tempfile.TemporaryDirectory(prefix="jinad-bench-") as home:
         port = _free_port()
-        proc, c = _start_daemon(home, port, repo)
+        proc, c = _start_daemon(home, port, repo, start_empty)
         try:
             wid = c.post("/workspaces", files=[("files", ("flow.yml", FLOW_YML.encode()))]).json()["id"]
             while c.get(f"/workspaces/{wid}").json()["state"] not in ("ACTIVE", "FAILED"):
@@ -131,7 +139,7 @@ def main() -> None:
             results["health x100 clients"] = asyncio.run(_concurrent_health(str(c.base_url), c.headers, 100, 20))
             for i in range(ns.restarts):  # the first create Pod after each daemon start
                 _stop_daemon(proc, c)
-                proc, c = _start_daemon(home, port, repo)
+                proc, c = _start_daemon(home, port, repo, start_active)
                 if i % 2:
                     time.sleep(ns.settle)
                 (settled if i % 2 else first).append(_timed(create_pod))
@@ -142,6 +150,8 @@ def main() -> None:
     results["first pod after ACTIVE"] = after_active
     results["first pod at restart"] = first
     results[f"first pod restart+{ns.settle:g}s"] = settled
+    results["start, empty home"] = start_empty
+    results["start, 1 ACTIVE ws"] = start_active
     warm = statistics.median(results["create pod"])
     print(f"{'operation':<22}{'p50 ms':>9}{'p99 ms':>9}{'n':>5}{'JinaD ms*':>11}{'ratio':>8}{'earlier':>9}{'target':>8}")
     for name, xs in results.items():
@@ -158,8 +168,8 @@ def main() -> None:
         if xs:
             print(f"first create Pod {label} / warm create Pod: p50 {statistics.median(xs) / warm:.2f}x, "
                   f"max {max(xs) / warm:.2f}x (target <= 2x)")
-    print("'at once after a restart' = as soon as /alive answers, while the workspace's zygote may still be "
-          "importing (it is started then, in the background)")
+    print("'at once after a restart' = as soon as /alive answers; the daemon warms its ACTIVE workspaces' "
+          "zygotes before it serves ('start' rows: process start to the first /alive answer)")
     print("* JinaD 1.3.1 is not installed here: its p50s are the figures measured earlier on the same kind of "
           "machine, not in this run; 'earlier' = jinad-fab/JinaD measured side by side then (issue 19).")
     print(f"load: {os.getloadavg()[0]:.1f} {os.getloadavg()[1]:.1f} {os.getloadavg()[2]:.1f} "
