@@ -112,6 +112,7 @@ def main() -> None:
     after_active: list[float] = []  # right after the workspace said ACTIVE
     first: list[float] = []  # right after a restart answered /alive
     settled: list[float] = []  # --settle seconds after a restart
+    later: list[float] = []  # the 2nd to 4th create Pod after each restart
     start_empty: list[float] = []  # process start -> /alive, empty home
     start_active: list[float] = []  # the same with one ACTIVE workspace (its zygote is warmed first)
     with tempfile.TemporaryDirectory(prefix="jinad-bench-") as home:
@@ -144,12 +145,16 @@ def main() -> None:
                     time.sleep(ns.settle)
                 (settled if i % 2 else first).append(_timed(create_pod))
                 c.delete(f"/pods/{box['id']}").raise_for_status()
+                for _ in range(3):  # the same restarted daemon's next creates: its own warm figure
+                    later.append(_timed(create_pod))
+                    c.delete(f"/pods/{box['id']}").raise_for_status()
             c.delete(f"/workspaces/{wid}")
         finally:
             _stop_daemon(proc, c)
     results["first pod after ACTIVE"] = after_active
     results["first pod at restart"] = first
     results[f"first pod restart+{ns.settle:g}s"] = settled
+    results["2nd-4th pod at restart"] = later
     results["start, empty home"] = start_empty
     results["start, 1 ACTIVE ws"] = start_active
     warm = statistics.median(results["create pod"])
@@ -168,6 +173,10 @@ def main() -> None:
         if xs:
             print(f"first create Pod {label} / warm create Pod: p50 {statistics.median(xs) / warm:.2f}x, "
                   f"max {max(xs) / warm:.2f}x (target <= 2x)")
+    if first and later:
+        print(f"first create Pod at once after a restart / the next 3 on the same daemon: p50 "
+              f"{statistics.median(first) / statistics.median(later):.2f}x (a fresh daemon process is slower "
+              "for a while at every create, not only the first)")
     print("'at once after a restart' = as soon as /alive answers; the daemon warms its ACTIVE workspaces' "
           "zygotes before it serves ('start' rows: process start to the first /alive answer)")
     print("* JinaD 1.3.1 is not installed here: its p50s are the figures measured earlier on the same kind of "
