@@ -76,6 +76,10 @@ class DaemonSettings(BaseSettings):
     docker_wheelhouse: bool = Field(True, description="install into images from a wheelhouse built on the host")
     docker_cpus: float | None = Field(None, gt=0, description="CPU limit per container")
     docker_memory: str | None = Field(None, pattern=r"^[0-9]+[bkmg]?$", description="memory limit, e.g. 2g")
+    docker_cache_max_age: float = Field(7 * 24 * 3600.0, ge=0, description=(
+        "seconds the build cache a deleted workspace left (its venv with the installed wheels) is kept"))
+    docker_cache_max_bytes: int = Field(10 * 1024**3, ge=0, description=(
+        "cached layers no image uses are pruned, oldest first, while together over this size"))
 
     @model_validator(mode="after")
     def _tls_pair(self) -> DaemonSettings:

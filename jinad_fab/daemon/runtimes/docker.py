@@ -28,12 +28,14 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pathlib
 import shutil
 import socket
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -77,6 +79,10 @@ class DockerOptions:
     """A Docker memory limit such as ``"2g"``."""
     build_timeout: float = 1800.0
     engine_timeout: float = 120.0
+    cache_max_age: float = 7 * 24 * 3600.0
+    """Seconds a cached layer no image uses is kept for the next build."""
+    cache_max_bytes: int = 10 * 1024**3
+    """Cached layers no image uses are pruned, oldest first, while they hold more than this."""
 
 
 class DockerRuntime(Runtime):
@@ -104,6 +110,8 @@ class DockerRuntime(Runtime):
             cpus=opt("docker_cpus"),
             memory=opt("docker_memory"),
             build_timeout=float(opt("build_timeout", 1800.0)),
+            cache_max_age=float(opt("docker_cache_max_age", 7 * 24 * 3600.0)),
+            cache_max_bytes=int(opt("docker_cache_max_bytes", 10 * 1024**3)),
         )
         return cls(home / "runtimes" / cls.name, options)
 
@@ -289,12 +297,88 @@ class DockerRuntime(Runtime):
             return
         for layer in history[1:]:  # newest first
             layer_id = layer.get("Id") or ""
-            if not layer_id.startswith("sha256:") or layer.get("Tags") or _SHARED_STEP in (layer.get("CreatedBy") or ""):
+            if _SHARED_STEP in (layer.get("CreatedBy") or "") and layer_id.startswith("sha256:"):
+                self._keep_cache(layer_id)  # pruned by the sweep once unused past an age or a size
+                return
+            if not layer_id.startswith("sha256:") or layer.get("Tags"):
                 return
             try:
                 self.client.images.remove(layer_id, noprune=True)
             except failed:
                 return  # another image is built on it: it is shared, and so is everything below
+
+    # ---- build cache -----------------------------------------------------------------------------
+
+    def _cache_file(self) -> pathlib.Path:
+        return self.state_dir / "build-cache.json"
+
+    def _cache(self) -> dict[str, float]:
+        try:
+            data = json.loads(self._cache_file().read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save_cache(self, cache: dict[str, float]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._cache_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache))
+        tmp.replace(self._cache_file())
+
+    def _keep_cache(self, layer_id: str) -> None:
+        """Record a layer this daemon left as build cache (its venv with the installed wheels) and
+        when it was last given up by a workspace image."""
+        with self._lock:
+            cache = self._cache()
+            cache[layer_id] = time.time()
+            self._save_cache(cache)
+
+    def prune_cache(self) -> list[str]:
+        """Remove the cached layers this daemon left that no image is built on any more, once they
+        are older than ``cache_max_age`` or, oldest first, while together over ``cache_max_bytes``.
+        A layer some image still uses is kept (the engine refuses to remove it)."""
+        import docker.errors
+
+        with self._lock:
+            cache = self._cache()
+        if not cache:
+            return []
+        sizes: dict[str, int] = {}
+        for layer_id in list(cache):
+            try:
+                history = self.client.api.history(layer_id)
+            except docker.errors.ImageNotFound:
+                cache.pop(layer_id)
+                continue
+            except (docker.errors.DockerException, requests_exceptions().RequestException):
+                return []  # the engine is not answering: next time
+            own = 0
+            for row in history:  # this layer and those below it, down to a tagged image (the base)
+                if row.get("Tags"):
+                    break
+                own += int(row.get("Size") or 0)
+            sizes[layer_id] = own
+        now, removed = time.time(), []
+        total = sum(sizes.values())
+        for layer_id in sorted(sizes, key=lambda k: cache[k]):  # oldest first
+            if now - cache[layer_id] < self.options.cache_max_age and total <= self.options.cache_max_bytes:
+                continue
+            try:
+                self.client.images.remove(layer_id)  # and its untagged parents, down to the base image
+            except docker.errors.ImageNotFound:
+                pass
+            except (docker.errors.APIError, requests_exceptions().RequestException):
+                continue  # an image is built on it again: in use, kept
+            cache.pop(layer_id)
+            total -= sizes[layer_id]
+            removed.append(f"build cache {layer_id[7:19]} ({sizes[layer_id] / 1e6:.0f} MB)")
+        with self._lock:
+            current = self._cache()
+            for layer_id in list(current):
+                if layer_id not in cache and layer_id in sizes:
+                    current.pop(layer_id)
+            self._save_cache(current)
+        return removed
 
     def _prune_dangling(self, workspace_id: str) -> None:
         with contextlib.suppress(Exception):
@@ -527,7 +611,7 @@ class DockerRuntime(Runtime):
                 if (image.labels or {}).get(LABEL_WORKSPACE) not in live_workspaces:
                     self._remove_image(image.id)
                     removed.append(f"image {image.short_id}")
-        return removed
+        return removed + self.prune_cache()
 
     def close(self) -> None:
         with self._lock:
