@@ -131,20 +131,6 @@ def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
 
 
-def _objects(client) -> dict[str, list[dict[str, Any]]]:
-    return {"flows": client.flows(), "pods": client.pods(),
-            "workspaces": client.workspaces()}
-
-
-def _name(item: dict[str, Any]) -> str:
-    """A Pod's name from its args, a Flow's file name, else the id."""
-    return str((item.get("args") or {}).get("name") or item.get("filename") or item["id"])
-
-
-def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
-
-
 _STATE_STYLE = {"RUNNING": "green", "LOST": "red", "FAILED": "red", "GONE": "yellow", "UNKNOWN": "yellow"}
 
 
