@@ -64,3 +64,13 @@ def host_bars(hosts: Sequence[str], total: int) -> Iterator[HostProgress | None]
 
     with progress:
         yield on_progress
+
+
+def stream_build(workspace, where: str) -> None:
+    """Print a workspace's build log to stderr as the daemon writes it (as `docker build` shows its
+    steps); returns when the build is over, whatever its outcome (the caller waits for ACTIVE)."""
+    err = err_console()
+    err.print(f"building workspace {workspace.id} on {where}", markup=False)
+    for entry in workspace.logs(follow=True):
+        err.print(f"  build | {entry.get('msg') or entry.get('message') or entry}", markup=False,
+                  highlight=False, style="dim")

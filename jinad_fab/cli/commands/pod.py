@@ -18,7 +18,7 @@ from ...remote import Workspace
 from ...spec import names as spec_names
 from ._common import examples, json_option, print_ndjson
 from ._daemon import daemon, host_options
-from ._progress import upload_bar
+from ._progress import stream_build, upload_bar
 
 
 class _Value(click.ParamType):
@@ -108,7 +108,8 @@ def command(host: str, token: str | None, name: str, uploads: tuple[str, ...], d
         ws = workspace.body
         pod = None
         try:
-            workspace.wait_active()
+            stream_build(workspace, d.name)
+            workspace.reload().wait_active()
             pod = workspace.start_pod(body).body
             if as_json:
                 print_ndjson(pod)

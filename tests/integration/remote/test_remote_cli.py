@@ -72,9 +72,14 @@ def test_flow_create_with_a_wrong_token_names_the_host(daemons, tmp_path, monkey
 def test_pod_detached_then_visible_on_the_host(daemons, tmp_path, monkeypatch):
     h = daemons()
     monkeypatch.chdir(tmp_path)
-    code, out = run("pod", "--uses", "_logforward", "--host", f"127.0.0.1:{h.port}", "--parallel", "2", "--detach")
-    assert code == 0, out
+    result = CliRunner().invoke(cli, ["pod", "--uses", "_logforward", "--host", f"127.0.0.1:{h.port}",
+                                      "--parallel", "2", "--detach"], catch_exceptions=False)
+    out = result.stdout
+    assert result.exit_code == 0, result.output
     pod_id = re.search(r"(jpod-[0-9a-f]+) RUNNING", out).group(1)
+    ws_id = re.search(r"\(workspace (jworkspace-[0-9a-f]+)\)", out).group(1)
+    # the workspace's build log was streamed to stderr before the Pod started, as `flow create` does
+    assert f"building workspace {ws_id}" in result.stderr and "  build | " in result.stderr
     assert out.count("tcp://") == 3  # two replicas' inputs + control
     with h.client() as c:
         assert c.get(f"/pods/{pod_id}").json()["state"] == "RUNNING"

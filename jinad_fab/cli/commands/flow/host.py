@@ -23,7 +23,7 @@ from .._common import (
     tail_option,
 )
 from .._daemon import daemon, host_options
-from .._progress import upload_bar
+from .._progress import stream_build, upload_bar
 
 
 def _bytes(n: int) -> str:
@@ -78,11 +78,7 @@ def create(flow_file: str, host: str, token: str | None, uploads: tuple[str, ...
         with upload_bar(f"uploading to {d.name}") as on_progress:  # live bytes on a terminal only
             ws = Workspace.create(d, files, on_progress=on_progress)
         try:
-            # the build log streams as it is written, as `docker build` shows it; it ends with the build
-            err.print(f"building workspace {ws.id} on {d.name}", markup=False)
-            for entry in ws.logs(follow=True):
-                err.print(f"  build | {entry.get('msg') or entry.get('message') or entry}", markup=False,
-                          highlight=False, style="dim")
+            stream_build(ws, d.name)
             ws.reload().wait_active()
             body = ws.start_flow(filename, peers=peer_tokens).body
         except JinadFabError:
