@@ -453,6 +453,13 @@ def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str
     ``LOST`` when its host does not answer."""
     host, record = keeper_of(inventory, name)
     flow = record.get("flow") or {}
+    live: dict[str, Any] = {}  # replicas and restarts per Pod, as the running Flow counts them
+    if record.get("flow_id") and flow.get("state") == "RUNNING":
+        try:
+            with client_for(inventory, host, timeout=timeout) as client:
+                live = (client.flow(record["flow_id"]).get("live") or {}).get("pods") or {}
+        except DaemonError:
+            live = {}
     by_label = {h.daemon_address.label: h for h in inventory.hosts.values()}
     placed = {a["pod"]: a for a in record.get("placement") or []}
     rows = [{"pod": "gateway", "host": host.name, "daemon": host.daemon_address.label, "id": record.get("flow_id"),
@@ -476,6 +483,8 @@ def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str
                     row.update(state="GONE" if exc.status_code == 404 else "UNKNOWN", error=str(exc))
         if pod.get("lost"):  # what the Flow saw: LOST since when, re-placed where
             row["lost"] = pod["lost"]
+        counted = live.get(pod["name"]) or {}
+        row.update(replicas=counted.get("replicas"), restarts=counted.get("restarts"))
         rows.append(row)
     return {"name": name, "release": record.get("release"), "keeper": host.name, "spec_hash": record.get("spec_hash"),
             "gateway": _gateway(host, flow), "flow_id": record.get("flow_id"), "pods": rows,

@@ -27,6 +27,7 @@ from jinad_fab.cli.main import _register, cli
 pytestmark = pytest.mark.timeout(600)
 
 ENCODER = textwrap.dedent("""
+    import os
     import zlib
     import numpy as np
     from jinad_fab import Executor, requests
@@ -43,6 +44,7 @@ ENCODER = textwrap.dedent("""
                 d.embedding = rng.standard_normal(16).astype("float32")
                 d.tags["encoded_on"] = "cpu"
                 d.tags["version"] = self.version
+                d.tags["pid"] = os.getpid()
 """)
 
 FLOW = """!Flow
@@ -183,6 +185,21 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     assert st["release"] == 1 and st["keeper"] == "c1"
     assert {(p["pod"], p["host"], p["state"]) for p in st["pods"]} == {
         ("gateway", "c1", "RUNNING"), ("encode", "c1", "RUNNING"), ("index", "g1", "RUNNING")}
+    # a replica that dies is restarted by the Flow on the keeper, and `flow ps` counts it
+    assert {p["pod"]: p.get("restarts") for p in st["pods"]} == {"gateway": None, "encode": 0, "index": 0}
+    os.kill(int(hit["tags"]["pid"]), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        st = json.loads(_cli("flow", "ps", "search", "-i", str(inv), "--json").stdout)
+        restarted = {p["pod"]: p.get("restarts") for p in st["pods"]}
+        if restarted["encode"] == 1:
+            break
+        assert time.monotonic() < deadline, restarted
+        time.sleep(0.2)
+    assert restarted["index"] == 0 and _search(base, "document number 7")["matches"][0]["id"] == "7"
+    table_text = _cli("flow", "ps", "search", "-i", str(inv)).output
+    assert "restarts" in table_text and any(" encode " in f" {line} " and " 1 " in line
+                                            for line in table_text.splitlines()), table_text
     merged = _cli("flow", "tail", "search", "-i", str(inv), "-n", "5")
     assert merged.exit_code == 0, merged.output
     prefixes = {line.split(" | ")[0] for line in merged.output.splitlines() if " | " in line}

@@ -131,6 +131,10 @@ def _live(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [i for i in items if i.get("state") not in ("STOPPED", "FAILED", "DELETING")]
 
 
+def _count(n: int | None) -> str:
+    return "-" if n is None else str(n)
+
+
 _STATE_STYLE = {"RUNNING": "green", "LOST": "red", "FAILED": "red", "GONE": "yellow", "UNKNOWN": "yellow"}
 
 
@@ -163,8 +167,10 @@ def ps(name: str | None, inventory: str, vault_password_file: str | None, limit:
             rows = [(r["pod"], r["host"], r["daemon"],
                      f"[{_STATE_STYLE.get(r['state'], 'white')}]{r['state']}[/]"
                      + (f" (re-placed from {r['lost']['daemon']})" if (r.get("lost") or {}).get("state") == "REPLACED"
-                        else ""), r["id"] or "") for r in st["pods"]]
-            print_table(table(None, ("pod", "host", "daemon", "state", "id"), rows, whole=("id",)))
+                        else ""), _count(r.get("replicas")), _count(r.get("restarts")), r["id"] or "")
+                    for r in st["pods"]]
+            print_table(table(None, ("pod", "host", "daemon", "state", "replicas", "restarts", "id"), rows,
+                              whole=("id",)))
         lost = sorted({r["host"] for r in st["pods"] if r["state"] == "LOST"})
         if lost:  # exit 4, as for every command that could not reach a host
             from ....errors import HostsUnreachable
