@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 
+import docker.errors
 import pytest
 
 from jinad_fab.daemon.runtimes.base import LaunchSpec, WorkspaceContext
@@ -95,3 +97,20 @@ def test_sweep_removes_what_no_record_owns(runtime, engine, tmp_path):
     assert left["networks"] == [f"jinad-{kept.id}"]
     assert left["containers"] == [f"jinad-{ids[kept.id]}"]
     assert json.dumps(left)  # plain data for the report
+
+
+def test_sweep_keeps_the_intermediate_container_of_a_build_in_progress(runtime, engine, tmp_path):
+    """A build step's container carries the image's labels (kind "image", its workspace as owner);
+    a sweep during the build removed it and the build failed with "No such container"."""
+    ws = _bare_workspace(tmp_path, engine, runtime)
+    step = engine.containers.create(BASE_IMAGE, ["true"],
+                                    labels=runtime._labels(ws.id, ws.id, "image"))
+    try:
+        runtime.sweep(live_objects=set(), live_workspaces={ws.id})
+        step.reload()  # still there while its workspace is live
+        runtime.sweep(live_objects=set(), live_workspaces=set())
+        with pytest.raises(docker.errors.NotFound):
+            step.reload()  # and swept once the workspace is gone
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            step.remove(force=True)

@@ -594,7 +594,9 @@ class DockerRuntime(Runtime):
         for container in self._containers():
             labels = container.labels
             owner = labels.get(LABEL_ID, "")
-            if labels.get(LABEL_KIND) == "run":
+            if labels.get(LABEL_KIND) in ("run", "image"):
+                # a project container, or a build step's intermediate container (the image's labels
+                # reach it): it lives as long as its workspace, so a sweep never breaks a running build
                 alive = labels.get(LABEL_WORKSPACE) in live_workspaces
             else:
                 alive = owner in live_objects
