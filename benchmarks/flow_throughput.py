@@ -17,7 +17,12 @@ Documents are built before the clock starts; the clock covers send -> all answer
 Then CURVE's cost (issue 14): 2 `_pass` Pods created through a local jinad, once with plain ZeroMQ
 and once with CURVE (``secure=True``), both Flows running at once and measured in alternation
 (every 10,000 Documents, text and 128-d embeddings, request_size=100; 1-Document requests one by
-one), so both see the same load; the table prints the medians side by side.
+one), so both see the same load; the table prints the medians side by side. In the same rounds, the
+raw pyzmq chain runs once with plain and once with CURVE hops (libzmq's own cost of CURVE for the
+same frames over the same three hops), and every side's CPU per request is counted. Last, the CPU
+time libsodium alone needs per request (one box and one open of each frame on each of the three
+hops, with the calls libzmq makes and the library it runs) and the ratio a CPU-bound machine could
+reach if that were CURVE's only cost: on a box whose cores every process shares, that is the ceiling.
 
 The Jina 1.3.1 column holds figures measured with Jina 1.3.1 in a peer virtual environment (see
 benchmarks/README.md for the recipe).
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import pathlib
@@ -140,12 +147,22 @@ def cpu_seconds(procs: list) -> float:
     return total
 
 
-def _forwarder(port_in: int, port_out: int, ready) -> None:
+def _curve_pair(pull: zmq.Socket, push: zmq.Socket, keys: tuple[bytes, ...] | None) -> None:
+    """With keys (server public, server secret, client public, client secret): the PULL is a CURVE
+    server, the PUSH a CURVE client (before bind/connect)."""
+    if keys:
+        pull.curve_server = True
+        pull.curve_secretkey = keys[1]
+        push.curve_serverkey, push.curve_publickey, push.curve_secretkey = keys[0], keys[2], keys[3]
+
+
+def _forwarder(port_in: int, port_out: int, ready, keys: tuple[bytes, ...] | None = None) -> None:
     """One hop of the raw chain: PULL -> PUSH, frames untouched."""
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
-    pull.bind(f"tcp://127.0.0.1:{port_in}")
     push = ctx.socket(zmq.PUSH)
+    _curve_pair(pull, push, keys)
+    pull.bind(f"tcp://127.0.0.1:{port_in}")
     push.connect(f"tcp://127.0.0.1:{port_out}")
     ready.set()
     while True:
@@ -166,22 +183,25 @@ def _free_port() -> int:
 
 
 class RawChain:
-    """client PUSH -> forwarder -> forwarder -> client PULL, over TCP on loopback like a Flow."""
+    """client PUSH -> forwarder -> forwarder -> client PULL, over TCP on loopback like a Flow;
+    ``curve=True``: every hop is CURVE (libzmq's own, without a ZAP handler)."""
 
-    def __init__(self, hops: int = 2):
+    def __init__(self, hops: int = 2, curve: bool = False):
         mp = multiprocessing.get_context("spawn")
         ports = [_free_port() for _ in range(hops + 1)]
+        keys = (*zmq.curve_keypair(), *zmq.curve_keypair()) if curve else None
         self.ctx = zmq.Context()
         self.pull = self.ctx.socket(zmq.PULL)
+        self.push = self.ctx.socket(zmq.PUSH)
+        _curve_pair(self.pull, self.push, keys)
         self.pull.bind(f"tcp://127.0.0.1:{ports[-1]}")
         self.procs = []
         for i in range(hops):
             ready = mp.Event()
-            p = mp.Process(target=_forwarder, args=(ports[i], ports[i + 1], ready), daemon=True)
+            p = mp.Process(target=_forwarder, args=(ports[i], ports[i + 1], ready, keys), daemon=True)
             p.start()
             ready.wait(30)
             self.procs.append(p)
-        self.push = self.ctx.socket(zmq.PUSH)
         self.push.connect(f"tcp://127.0.0.1:{ports[0]}")
         self.push.send(b"warm")
         self.pull.recv()
@@ -308,52 +328,136 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
     return t
 
 
+def _libsodium() -> ctypes.CDLL | None:
+    """The libsodium libzmq runs CURVE with: the copy pyzmq's wheel bundles, else the system's."""
+    bundled = sorted(pathlib.Path(zmq.__file__).resolve().parent.parent.glob("pyzmq.libs/libsodium*"))
+    name = str(bundled[0]) if bundled else ctypes.util.find_library("sodium")
+    if name is None:
+        return None
+    lib = ctypes.CDLL(name)
+    if lib.sodium_init() < 0:
+        return None
+    lib.sodium_version_string.restype = ctypes.c_char_p
+    return lib
+
+
+def sodium_seconds(lib: ctypes.CDLL, sizes: list[int], repeat: int = 300) -> float:
+    """Seconds one core spends in libsodium to box and open one message of frames of these sizes,
+    with the calls libzmq 4.3 makes per CURVE frame (crypto_box_easy_afternm and
+    crypto_box_open_easy_afternm with a precomputed key); the median of 5 runs of `repeat`, in this
+    thread's CPU time (on a shared machine the wall clock would count other processes' turns)."""
+    public, secret, key = (ctypes.create_string_buffer(32) for _ in range(3))
+    lib.crypto_box_keypair(public, secret)
+    lib.crypto_box_beforenm(key, public, secret)
+    nonce = ctypes.create_string_buffer(24)
+    bufs = [(ctypes.create_string_buffer(os.urandom(n), n), ctypes.create_string_buffer(n + 16),
+             ctypes.create_string_buffer(n + 16), ctypes.c_ulonglong(n)) for n in sizes]
+    runs = []
+    for _ in range(5):
+        t0 = time.thread_time()
+        for _ in range(repeat):
+            for plain, boxed, opened, n in bufs:
+                lib.crypto_box_easy_afternm(boxed, plain, n, nonce, key)
+                if lib.crypto_box_open_easy_afternm(opened, boxed, ctypes.c_ulonglong(n.value + 16), nonce, key):
+                    raise RuntimeError("libsodium could not open its own box")
+        runs.append((time.thread_time() - t0) / repeat)
+    return statistics.median(runs)
+
+
 def curve_table(rounds: int, n: int, lat_n: int) -> Table:
-    """2 remote `_pass` Pods through a local jinad, CURVE off and on, alternating like floor_table."""
+    """2 remote `_pass` Pods through a local jinad, CURVE off and on, alternating like floor_table,
+    next to the raw pyzmq chain with plain and CURVE hops (libzmq's own cost of CURVE for the same
+    frames on the same three hops) and to libsodium alone."""
     kinds = ("text", "embedding")
-    rates: dict[tuple[str, bool], list[float]] = {}
+    sides = [("raw", False), ("raw", True), ("flow", False), ("flow", True)]
+    rates: dict[tuple[str, tuple[str, bool]], list[float]] = {}
+    cpu: dict[tuple[str, tuple[str, bool]], float] = {(k, side): 0.0 for k in kinds for side in sides}
     lat: dict[bool, list[float]] = {False: [], True: []}
     step = min(n, 10_000)
-    with local_daemon() as (host, token):
-        flows = {secure: Flow(quiet_remote_logs=True, secure=secure, token=token).add(name="r0", uses="_pass", host=host)
-                 .add(name="r1", uses="_pass", host=host) for secure in (False, True)}
-        with flows[False], flows[True]:
-            assert flows[True].secure and not flows[False].secure
-            clients = {secure: f.client() for secure, f in flows.items()}
-            data = {kind: make_docs(n, kind) for kind in kinds}
-            for secure, f in flows.items():  # warm both up
-                throughput(f, data["text"][:2000], client=clients[secure])
-            for _ in range(rounds):
-                for kind in kinds:
-                    spent = {False: 0.0, True: 0.0}
-                    for i in range(0, n, step):
-                        for secure, f in flows.items():
-                            spent[secure] += step / throughput(f, data[kind][i:i + step], warm=False,
-                                                               client=clients[secure])
-                    for secure, t in spent.items():
-                        rates.setdefault((kind, secure), []).append(n / t)
-            one_doc = [Document(text="one")]
-            for secure in flows:
-                for _ in range(50):
-                    clients[secure].post("/index", one_doc)
-            for _ in range(lat_n):
-                for secure in (False, True):
-                    t0 = time.perf_counter()
-                    clients[secure].post("/index", one_doc)
-                    lat[secure].append((time.perf_counter() - t0) * 1000)
+    me = psutil.Process()
+    chains = {}
+    with local_daemon() as (host, token), contextlib.ExitStack() as stack:
+        for secure in (False, True):
+            chains[secure] = RawChain(2, curve=secure)
+            stack.callback(chains[secure].close)
+        procs: dict[tuple[str, bool], list[psutil.Process]] = {
+            ("raw", secure): [me] + [psutil.Process(p.pid) for p in chains[secure].procs] for secure in (False, True)}
+        flows, seen = {}, {p.pid for p in me.children(recursive=True)}  # jinad, the raw chains
+        for secure in (False, True):  # one after the other, to tell each Flow's processes apart
+            flows[secure] = Flow(quiet_remote_logs=True, secure=secure, token=token).add(
+                name="r0", uses="_pass", host=host).add(name="r1", uses="_pass", host=host)
+            stack.enter_context(flows[secure])
+            mine = [p for p in me.children(recursive=True) if p.pid not in seen]  # its Gateway, its Pods
+            seen |= {p.pid for p in mine}
+            procs[("flow", secure)] = [me] + mine
+        assert flows[True].secure and not flows[False].secure
+        clients = {secure: f.client() for secure, f in flows.items()}
+        data = {kind: make_docs(n, kind) for kind in kinds}
+        frames = {kind: wire_frames(docs) for kind, docs in data.items()}
+        sizes = {kind: [len(memoryview(x).cast("B")) for x in fr[0]] for kind, fr in frames.items()}
+        for secure, f in flows.items():  # warm every side up
+            throughput(f, data["text"][:2000], client=clients[secure])
+            chains[secure].throughput(frames["text"][:20], 100)
+        for _ in range(rounds):
+            for kind in kinds:
+                spent = dict.fromkeys(sides, 0.0)
+                for i in range(0, n, step):
+                    for side in sides:
+                        kind_of, secure = side
+                        c0 = cpu_seconds(procs[side])
+                        if kind_of == "raw":
+                            rate = chains[secure].throughput(frames[kind][i // 100:(i + step) // 100], 100)
+                        else:
+                            rate = throughput(flows[secure], data[kind][i:i + step], warm=False,
+                                              client=clients[secure])
+                        cpu[(kind, side)] += cpu_seconds(procs[side]) - c0
+                        spent[side] += step / rate
+                for side, t in spent.items():
+                    rates.setdefault((kind, side), []).append(n / t)
+        one_doc = [Document(text="one")]
+        for secure in flows:
+            for _ in range(50):
+                clients[secure].post("/index", one_doc)
+        for _ in range(lat_n):
+            for secure in (False, True):
+                t0 = time.perf_counter()
+                clients[secure].post("/index", one_doc)
+                lat[secure].append((time.perf_counter() - t0) * 1000)
+    sodium = _libsodium()
+    crypto = {kind: sodium_seconds(sodium, sizes[kind]) for kind in kinds} if sodium else {}
     med = {k: statistics.median(v) for k, v in rates.items()}
+    requests = rounds * n / 100
+    us = {k: v / requests * 1e6 for k, v in cpu.items()}
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     t = Table(title=f"2 remote `_pass` Pods through a local jinad: plain ZeroMQ vs CURVE, {n:,} docs, "
-                    f"request_size=100, median of {rounds} rounds alternating every {step:,} docs; "
-                    f"load average {load} on {os.cpu_count()} CPUs")
-    for col in ("measure", "plain", "CURVE", "CURVE vs plain", "target"):
+                    f"request_size=100, median of {rounds} rounds alternating every {step:,} docs with the raw "
+                    f"pyzmq chain (same frames, 3 hops, plain and CURVE); load average {load} on {os.cpu_count()} CPUs")
+    for col in ("measure", "raw plain", "raw CURVE", "raw CURVE vs plain", "Flow plain", "Flow CURVE",
+                "Flow CURVE vs plain", "target"):
         t.add_column(col, justify="right")
     for kind in kinds:
-        plain, curve = med[(kind, False)], med[(kind, True)]
-        t.add_row(f"{kind} docs/s", f"{plain:,.0f}", f"{curve:,.0f}", f"{curve / plain:.0%}", ">= 85%")
+        r = [med[(kind, side)] for side in sides]
+        t.add_row(f"{kind} docs/s", f"{r[0]:,.0f}", f"{r[1]:,.0f}", f"{r[1] / r[0]:.0%}", f"{r[2]:,.0f}",
+                  f"{r[3]:,.0f}", f"{r[3] / r[2]:.0%}", ">= 85%")
+    for kind in kinds:  # CPU of every process on each side (the client's counts for all four)
+        c = [us[(kind, side)] for side in sides]
+        t.add_row(f"{kind} CPU us/request, all processes", f"{c[0]:,.0f}", f"{c[1]:,.0f}", f"{c[1] - c[0]:+,.0f}",
+                  f"{c[2]:,.0f}", f"{c[3]:,.0f}", f"{c[3] - c[2]:+,.0f}", "-")
+    if sodium is not None:
+        version = sodium.sodium_version_string().decode()
+        for kind in kinds:
+            # every request is boxed once and opened once on each of the 3 CURVE hops
+            need = 3 * crypto[kind] * 1e6
+            mb = 2 * sum(sizes[kind]) / crypto[kind] / 1e6
+            t.add_row(f"{kind}: libsodium {version} alone, us/request (3 hops x box+open of "
+                      f"{sum(sizes[kind]):,} B, {mb:,.0f} MB/s on one core)", "-", f"{need:,.0f}", "-", "-",
+                      f"{need:,.0f}", "-", "-")
+            plain = us[(kind, ("flow", False))]
+            t.add_row(f"{kind}: CURVE vs plain if CPU-bound and libsodium the only extra cost",
+                      "-", "-", "-", "-", "-", f"{plain / (plain + need):.0%}", "-")
     for q, name in ((50, "p50"), (99, "p99")):
         plain, curve = float(np.percentile(lat[False], q)), float(np.percentile(lat[True], q))
-        t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", f"{plain:.3f}", f"{curve:.3f}",
+        t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", "-", "-", "-", f"{plain:.3f}", f"{curve:.3f}",
                   f"{curve - plain:+.3f} ms", "<= +0.2 ms" if q == 50 else "-")
     return t
 
