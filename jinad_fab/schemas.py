@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     StrictInt,
     StringConstraints,
     WithJsonSchema,
@@ -242,6 +243,10 @@ class PodCreate(PodOptions, PeaCreate):
     py_modules: list[WorkspacePath] | None = PeaCreate.model_fields["py_modules"]
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "pod"
+    changeable: StrictBool = Field(
+        False, description="run the Pod's Peas under a Pod host even when it has one Pea, so replicas can be "
+                           "added, replaced and restarted while it runs (PUT /pods/{id}; a Flow asks it for "
+                           "its Pods, issue 15); false: one Pea is served in the Pod's own process")
 
 
 class _ObjectPublic(BaseModel):

@@ -417,19 +417,22 @@ class Flow:
             pod.connect(self._targets_of(name, pods, gateway))
         # the replica sets the Gateway plans every request onto, before it takes any request
         sets: dict[str, dict] = {}
-        idempotent: set[str] = set()
         for pod in pods.values():
             sets.update(pod.members())  # a remote Pod's host reports its sets too
-            for p in pod.processes:
-                idempotent.update(p.info.get("idempotent") or ())
         reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
-                             {"cmd": "members", "sets": sets, "idempotent": sorted(idempotent)})
+                             {"cmd": "members", "sets": sets, "idempotent": self._idempotent(pods)})
         if not reply.get("ok"):
             raise PeaStartError(GATEWAY, f"refused its replica sets: {reply.get('error')}")
         reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
                              {"cmd": "connect", "targets": self._roots(pods)})
         if not reply.get("ok"):
             raise PeaStartError(GATEWAY, f"refused to connect: {reply.get('error')}")
+
+    def _idempotent(self, pods: dict[str, Any] | None = None) -> list[str]:
+        """Endpoints an Executor of the Flow marks idempotent, wherever its Peas run (each one reports
+        them when it is ready; a remote Pod's host passes its Peas' on)."""
+        pods = pods if pods is not None else self._running
+        return sorted({e for pod in pods.values() for e in pod.idempotent()})
 
     def _reachable(self, target: list[str] | dict, sender: Any) -> list[str] | dict:
         """A target as a sender on another host must see it (loopback addresses replaced)."""

@@ -97,8 +97,9 @@ class LiveChanges:
         return self.flow._gateway_cmd(cmd, timeout)
 
     def publish(self, pod: Pod) -> None:
-        """Tell the Gateway which replicas of the Pod's sets it may plan onto."""
-        self.gateway({"cmd": "members", "sets": pod.members()})
+        """Tell the Gateway which replicas of the Pod's sets it may plan onto (and which endpoints it
+        may retry: a rolling update may bring an Executor that marks others)."""
+        self.gateway({"cmd": "members", "sets": pod.members(), "idempotent": self.flow._idempotent()})
 
     def rewire_senders(self, name: str) -> None:
         """Point everything that sends into Pod ``name`` at its current replicas."""

@@ -227,8 +227,10 @@ class RemotePod:
                                                            s.get("upload_files") or [], f"Pod {self.name!r}")
         # every option a Pod's processes take travels in the POST /pods body (schemas.PodCreate)
         args: dict[str, Any] = {k: s[k] for k in PodOptions.model_fields if s.get(k) is not None}
+        # changeable: even a Pod of one Pea runs under a Pod host there, so the Flow can scale it, roll
+        # it and have its Pea restarted while it runs (issue 15)
         args.update(name=self.name, uses=uses, py_modules=py_modules, num_parts=self.num_parts,
-                    upstream=[n for n in s.get("needs") or [] if n != "gateway"])
+                    upstream=[n for n in s.get("needs") or [] if n != "gateway"], changeable=True)
         if self.curve is not None:
             args["curve"] = self.curve.to_dict()
         if self.lease:
@@ -248,7 +250,7 @@ class RemotePod:
         if pod.state != "RUNNING":
             raise PeaStartError(self.name, f"{self.session.label} reports it {pod.state}: {pod.error}")
         # its replica sets (a Pod host reports them; a Pod of one Pea has none): senders follow the
-        # Gateway's plan into them, and live changes name them
+        # Gateway's plan into them, and live changes name them; and its Executors' idempotent endpoints
         self.ctrl({"cmd": "status"}, timeout=10.0)
         if not self.quiet_logs:
             self._log_thread = threading.Thread(target=self._follow_logs, name=f"logs-{self.name}", daemon=True)
@@ -276,6 +278,10 @@ class RemotePod:
         """The replica sets of the Pod, as its host last reported them (empty: a Pod of one Pea)."""
         return dict(self.info.get("members") or {})
 
+    def idempotent(self) -> list[str]:
+        """Endpoints its Executors mark idempotent, as its host last reported them."""
+        return list(self.info.get("idempotent") or [])
+
     def labels(self) -> dict[str, dict[str, str]]:
         return dict(self.info.get("labels") or {})
 
@@ -291,7 +297,7 @@ class RemotePod:
         reply = ctrl_request(self._ctx, self.ctrl_address, cmd, timeout)
         if not reply.get("ok"):
             raise PeaStartError(self.name, f"{cmd.get('cmd')!r} refused: {reply.get('error')}")
-        for key in ("in_target", "members", "labels"):
+        for key in ("in_target", "members", "labels", "idempotent"):
             if key in reply:
                 self.info[key] = reply[key]
         return reply

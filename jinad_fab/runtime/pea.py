@@ -78,6 +78,7 @@ class PeaRuntime:
         self.executor = None
         self.static = bool(args.get("static"))
         self.backlog: dict[zmq.Socket, collections.deque] = {}  # bound outputs with no peer yet
+        self.idempotent: list[str] = []  # endpoints the Executor marks safe to run twice
         self._stop = False
 
     # ---- set-up ----
@@ -89,6 +90,7 @@ class PeaRuntime:
                                           uses_metas=_metas(a), py_modules=a.get("py_modules") or (),
                                           base_dir=a.get("base_dir"), runtime_args=runtime_args,
                                           uses_requests=a.get("uses_requests"))
+            self.idempotent = sorted(getattr(self.executor, "idempotent_endpoints", ()) or ())
 
     def bind(self) -> dict:
         self.ctx = make_context(self.args.get("curve"))
@@ -183,8 +185,9 @@ class PeaRuntime:
         self._stop = True
 
     def _status(self, cmd: dict) -> dict:
+        # `idempotent`: whoever plans requests learns which ones may be retried wherever this Pea runs
         return {"pending": len(self.pending), "targets": len(self.targets or ()),
-                "backlog": sum(len(w) for w in self.backlog.values())}
+                "backlog": sum(len(w) for w in self.backlog.values()), "idempotent": self.idempotent}
 
     def _on_frames(self, frames: list) -> None:
         try:
@@ -306,8 +309,7 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
         return 1
     if args.get("targets") is not None:
         rt.connect(args["targets"])
-    idempotent = sorted(getattr(rt.executor, "idempotent_endpoints", ()) or ())
-    report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports, "idempotent": idempotent})
+    report({"state": "ready", "pid": os.getpid(), "ports": ports, **ports, "idempotent": rt.idempotent})
     started = time.monotonic()
     try:
         rt.serve(on_tick=tick, wake_fd=wake)

@@ -27,7 +27,7 @@ DEFAULT_POLLING = {"/search": "all", "/dump": "all", "*": "id"}  # /dump: every 
 # every other argument is an option of its Peas and is handed to each of them as it is
 POD_OWN_KEYS = frozenset({"name", "host", "parallel", "shards", "polling", "env", "gpus", "timeout_ready",
                           "port_in", "port_ctrl", "num_parts", "upstream", "log_json", "targets",
-                          "restart", "restart_limit", "restart_window"})
+                          "restart", "restart_limit", "restart_window", "changeable"})
 
 
 def routing(polling: str | dict | None) -> dict[str, str]:
@@ -176,6 +176,10 @@ class Pod:
         return {self.set_name(s): {"pod": self.name, "replicas": [str(p.args["replica_id"]) for p in row
                                                                  if p.label not in self.draining]}
                 for s, row in enumerate(self.peas)}
+
+    def idempotent(self) -> list[str]:
+        """Endpoints its Executors mark idempotent (each Pea reports them when it is ready)."""
+        return sorted({e for p in self.processes for e in p.info.get("idempotent") or ()})
 
     def connect(self, targets: list, timeout: float = 10.0) -> None:
         """Wire this Pod's outputs to its downstream targets (and its head to its shards)."""

@@ -29,7 +29,9 @@ log = logging.getLogger("jinad_fab.pod")
 
 
 def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
-    if int(args.get("parallel") or 1) == 1 and int(args.get("shards") or 1) == 1:
+    # one Pea is served in this very process, unless the Pod must be able to grow (`changeable`: a
+    # Flow's Pod, scaled, updated and restarted while it runs) and so needs a host for its replicas
+    if int(args.get("parallel") or 1) == 1 and int(args.get("shards") or 1) == 1 and not args.get("changeable"):
         return _run_single(args, report, die_with_parent)
     stop = {"flag": False}
 
@@ -104,7 +106,7 @@ class _Host:
 
     def layout(self) -> dict:
         pod = self.pod
-        return {"in_target": pod.in_target, "members": pod.members(),
+        return {"in_target": pod.in_target, "members": pod.members(), "idempotent": pod.idempotent(),
                 "labels": {pod.set_name(s): {str(p.args["replica_id"]): p.label for p in row}
                            for s, row in enumerate(pod.peas)}}
 
@@ -157,7 +159,8 @@ class _Host:
 
 
 # a Pod of one Pea hands that Pea everything but its counts, routing and process set-up (applied here)
-_NOT_FOR_THE_PEA = frozenset({"parallel", "shards", "polling", "env", "gpus", "timeout_ready", "log_json"})
+_NOT_FOR_THE_PEA = frozenset({"parallel", "shards", "polling", "env", "gpus", "timeout_ready", "log_json",
+                              "changeable"})
 
 
 def _run_single(args: dict, report, die_with_parent: bool) -> int:
@@ -182,6 +185,7 @@ def _run_single(args: dict, report, die_with_parent: bool) -> int:
         port_in, port_ctrl = event["port_in"], event["port_ctrl"]
         report({"state": "ready", "pid": os.getpid(), "in_addresses": [f"tcp://{connect_host(host)}:{port_in}"],
                 "ctrl_address": f"tcp://{host}:{port_ctrl}", "out_parts": 1,
-                "ports": {"port_in": port_in, "ports_in": [port_in], "port_ctrl": port_ctrl}})
+                "ports": {"port_in": port_in, "ports_in": [port_in], "port_ctrl": port_ctrl},
+                "idempotent": event.get("idempotent") or []})
 
     return run_pea(pea_args, as_pod, die_with_parent)

@@ -80,7 +80,7 @@ def test_the_spec_is_the_only_list_of_pod_options():
     assert set(builder.POD_PROCESS_KEYS) == wire
     assert wire <= set(PodCreate.model_fields)
     assert set(PodCreate.model_fields) - wire == {"name", "port_in", "port_ctrl", "num_parts", "upstream", "curve",
-                                                           "lease"}
+                                                           "lease", "changeable"}
     assert set(PodSpec.model_fields) - wire == {"name", "needs", "host", "port_expose", "upload_files",
                                                 "quiet_remote_logs", "workspace", "token", "ca_file", "resources",
                                                 "tls", "fallback_hosts"}
