@@ -418,7 +418,7 @@ class Flow:
         # the replica sets the Gateway plans every request onto, before it takes any request
         sets: dict[str, dict] = {}
         for pod in pods.values():
-            sets.update(pod.members())  # a remote Pod's host reports its sets too
+            sets.update(pod.plan_sets())  # a remote Pod's host reports its sets too
         reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{gateway.info['port_ctrl']}",
                              {"cmd": "members", "sets": sets, "idempotent": self._idempotent(pods)})
         if not reply.get("ok"):
@@ -514,8 +514,11 @@ class Flow:
                           lost_after)
                 threading.Thread(target=self._on_lost, args=(name, pod), name=f"lost-{name}", daemon=True).start()
             return None
-        if pod.head is not None and pod.head.proc is not None and not pod.head.alive():
-            return {"pod": name, "msg": f"Pea {pod.head.label} exited with code {pod.head.returncode()}"}
+        head = pod.head
+        if head is not None and head.proc is not None and not head.alive() and head not in self._live._seen_dead:
+            self._live._seen_dead.add(head)
+            threading.Thread(target=self._on_replica_death, args=(name, pod, head), daemon=True,
+                             name=f"restart-{head.label}").start()
         for row in list(pod.peas):
             for p in list(row):
                 if p.proc is not None and not p.alive() and p not in self._live._seen_dead:
@@ -528,7 +531,7 @@ class Flow:
         if self._stopping.is_set():
             return
         try:
-            msg = self._live.on_death(name, pod, p)
+            msg = self._live.on_head_death(name, pod, p) if p is pod.head else self._live.on_death(name, pod, p)
         except Exception as exc:  # a failed restart must not go unnoticed
             log.exception("Pod %r: handling the death of %s failed", name, p.label)
             msg = f"Pea {p.label} died and could not be replaced: {exc}"

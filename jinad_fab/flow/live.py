@@ -13,7 +13,10 @@ Every request is planned by the Gateway onto one replica of each replica set (se
   one replica of a set, so it never sees two versions;
 * a replica that **dies** is reported to the Gateway at once (it retries the read-only requests
   the replica held and fails the others with PodDied), unwired, and started again when the Pod's
-  restart policy says so, with exponential backoff and a cap per window.
+  restart policy says so, with exponential backoff and a cap per window;
+* a shard **head** that dies is one too: the Gateway plans every request onto it as a set of one,
+  so it retries or fails the requests that went through it and holds new ones until a new head
+  (a new input port) is wired to the shards and to the senders upstream.
 
 One change runs at a time per Flow; asking for another meanwhile raises ChangeInProgress (409 on
 the daemon). Restarts queue behind a running change instead.
@@ -99,15 +102,17 @@ class LiveChanges:
     def publish(self, pod: Pod) -> None:
         """Tell the Gateway which replicas of the Pod's sets it may plan onto (and which endpoints it
         may retry: a rolling update may bring an Executor that marks others)."""
-        self.gateway({"cmd": "members", "sets": pod.members(), "idempotent": self.flow._idempotent()})
+        self.gateway({"cmd": "members", "sets": pod.plan_sets(), "idempotent": self.flow._idempotent()})
 
-    def rewire_senders(self, name: str) -> None:
-        """Point everything that sends into Pod ``name`` at its current replicas."""
+    def rewire_senders(self, name: str, head_moved: bool = False) -> None:
+        """Point everything that sends into Pod ``name`` at its current replicas (or at its head, when
+        a new one took the place of one that exited: ``head_moved``)."""
         pod = self._pod(name)
         if not isinstance(pod.in_target, dict):  # a head takes the input: it follows its shards itself
             if isinstance(pod, Pod) and pod.head is not None:
                 pod.connect_head()
-            return
+            if not head_moved:
+                return
         for up in self.flow._pods[name]["needs"]:
             if up == "gateway":
                 self.gateway({"cmd": "connect", "targets": self.flow._roots()})
@@ -360,6 +365,42 @@ class LiveChanges:
                 return None
             self.restarts[name] += 1
         log.warning("Pod %r: replica restarted (%d restarts so far)", name, self.restarts[name])
+        return None
+
+    def on_head_death(self, name: str, pod: Pod, head: ChildProcess) -> str | None:
+        """The head of a local Pod exited: the requests that went through it are retried (read-only)
+        or failed by the Gateway, which holds the new ones until a new head is started (per the
+        Pod's restart policy, like a replica), wired to the shards and to the senders upstream."""
+        detail = f"Pea {head.label} exited with code {head.returncode()}"
+        if pod.head is not head:
+            return None
+        log.error("Pod %r: %s", name, detail)
+        try:
+            self.gateway({"cmd": "replica_died", "set": pod.head_set, "replica": pod.head_id, "pod": name,
+                          "detail": detail}, timeout=5)
+        except RuntimeFailure as exc:
+            return f"{detail}; the gateway did not answer: {exc}"
+        policy = pod.args.get("restart") or self.flow.args.get("restart") or "never"
+        if policy != "on-failure":
+            return detail
+        with self._lock:
+            delay = self._restart_delay(name, pod.args)
+        if delay is None:
+            return f"{detail}; not restarted again ({self.given_up[name]})"
+        if delay and self.flow._stopping.wait(delay):
+            return None
+        with self._lock:
+            if self.flow._stopping.is_set():
+                return None
+            timeout = float(pod.args.get("timeout_ready") or self.flow.args["timeout_ready"])
+            try:
+                pod.restart_head(time.monotonic() + timeout, spawn=self.spawn)
+                self.rewire_senders(name, head_moved=True)
+            except (PeaStartError, RuntimeFailure) as exc:
+                return f"{detail}; the restart failed: {exc}"
+            self.publish(pod)  # the requests held meanwhile go now, through the new head
+            self.restarts[name] += 1
+        log.warning("Pod %r: head restarted (%d restarts so far)", name, self.restarts[name])
         return None
 
     def status(self) -> dict[str, Any]:

@@ -278,6 +278,10 @@ class RemotePod:
         """The replica sets of the Pod, as its host last reported them (empty: a Pod of one Pea)."""
         return dict(self.info.get("members") or {})
 
+    def plan_sets(self) -> dict[str, dict]:
+        """What the Gateway plans requests onto: the Pod's replica sets (its host restarts nothing else)."""
+        return self.members()
+
     def idempotent(self) -> list[str]:
         """Endpoints its Executors mark idempotent, as its host last reported them."""
         return list(self.info.get("idempotent") or [])

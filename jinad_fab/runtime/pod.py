@@ -81,6 +81,7 @@ class Pod:
         self._next_replica = self.parallel  # replica ids are never reused: a late message cannot reach a newcomer
         self.draining: set[str] = set()  # labels of replicas planned onto no more (scale down, rolling update)
         self.out_targets: list | None = None
+        self._head_id = 0  # a restarted head is another member of the head's set (see plan_sets)
 
     @property
     def needs_head(self) -> bool:
@@ -180,6 +181,45 @@ class Pod:
     def idempotent(self) -> list[str]:
         """Endpoints its Executors mark idempotent (each Pea reports them when it is ready)."""
         return sorted({e for p in self.processes for e in p.info.get("idempotent") or ()})
+
+    @property
+    def head_set(self) -> str:
+        return f"{self.name}/head"
+
+    def plan_sets(self) -> dict[str, dict]:
+        """What the Gateway plans every request onto: the replica sets, and the head as a set of one
+        when the Pod has one. A request lost in a dead head is then known (and retried once a new
+        head is wired), and requests wait for the new head instead of going to the dead one."""
+        sets = self.members()
+        if self.head is not None:
+            sets[self.head_set] = {"pod": self.name, "replicas": [str(self._head_id)] if self.head.alive() else []}
+        return sets
+
+    @property
+    def head_id(self) -> str:
+        return str(self._head_id)
+
+    def restart_head(self, deadline: float, timeout: float = 10.0,
+                     spawn: Callable[[ChildProcess], None] | None = None) -> ChildProcess:
+        """Start a new head in place of one that exited, with its arguments (a new input port unless
+        the Pod was given one) and wire it to the shards; its upstream senders are the caller's."""
+        old = self.head
+        assert old is not None
+        p = ChildProcess("pea", dict(old.args), label=old.label, env=self.args.get("env") or None,
+                         cwd=self.args.get("base_dir"), die_with_parent=self.die_with_parent,
+                         log_json=bool(self.args.get("log_json")), fork=self.fork)
+        (spawn or ChildProcess.start)(p)
+        try:
+            p.wait_ready(deadline)
+            self.head = p
+            self.connect_head(timeout)
+        except BaseException:
+            self.head = old
+            stop_all([p], timeout=5)
+            raise
+        old.wait(1)
+        self._head_id += 1
+        return p
 
     def connect(self, targets: list, timeout: float = 10.0) -> None:
         """Wire this Pod's outputs to its downstream targets (and its head to its shards)."""

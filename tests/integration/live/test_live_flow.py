@@ -20,11 +20,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 EXECS = os.path.join(os.path.dirname(__file__), "_live_execs.py")
 
 
-def indexed_flow(tmp_path, **enc) -> Flow:
+def indexed_flow(tmp_path, idx: dict | None = None, **enc) -> Flow:
     f = (Flow(workspace=str(tmp_path), timeout=60)
          .add(name="enc", uses="VersionedEncoder", py_modules=[EXECS], parallel=3,
               uses_with={"version": "v1", "delay": 0.002}, **enc)
-         .add(name="idx", uses="_index", shards=2))
+         .add(name="idx", uses="_index", shards=2, **(idx or {})))
     return f
 
 
@@ -59,8 +59,8 @@ def test_scale_and_rolling_update_under_twenty_clients_lose_nothing(tmp_path):
     assert steps.count("started") == 2 + 2 + 3 and steps.count("stopped") == 4 + 3
 
 
-def test_a_killed_replica_is_restarted_and_its_searches_retried(tmp_path):
-    with indexed_flow(tmp_path, restart="on-failure") as f:
+def test_a_killed_replica_or_shard_head_is_restarted_and_its_searches_retried(tmp_path):
+    with indexed_flow(tmp_path, restart="on-failure", idx={"restart": "on-failure"}) as f:
         f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
         with Load(f.client) as load:
             load.wait_answers(40)
@@ -71,6 +71,15 @@ def test_a_killed_replica_is_restarted_and_its_searches_retried(tmp_path):
                 time.sleep(0.02)
             assert f.live_status()["pods"]["enc"] == {"replicas": 3, "restarts": 1}
             assert victim not in pids_of(f, "enc")
+            load.wait_answers(60)
+            # the head of the sharded index: every search goes through it
+            head = f._running["idx"].head
+            os.kill(head.pid, signal.SIGKILL)
+            while f.live_status()["pods"]["idx"]["restarts"] < 1 and time.monotonic() < deadline + 30:
+                time.sleep(0.02)
+            assert f.live_status()["pods"]["idx"] == {"replicas": 1, "restarts": 1}
+            new_head = f._running["idx"].head
+            assert new_head is not head and new_head.alive()
             load.wait_answers(60)
         assert load.errors == [] and load.wrong == []
         assert f.failure is None
