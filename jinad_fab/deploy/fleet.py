@@ -33,7 +33,8 @@ class DaemonAnswer:
 
 
 def client_for(inventory: Inventory, host: Host, timeout: float = 10.0) -> DaemonClient:
-    return DaemonClient.from_address(host.daemon_address, inventory.token_for(host),
+    # a source, not the token: read again after a refusal, when `provision rotate-token` rewrote the file
+    return DaemonClient.from_address(host.daemon_address, lambda _address: inventory.token_for(host),
                                      ca_file=inventory.ca_file_for(host), timeout=timeout, name=host.name)
 
 

@@ -185,13 +185,52 @@ def _trust_nothing() -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
+class _Bearer(httpx.Auth):
+    """The bearer token on every request. A token that came from a source (a token file, an
+    inventory: a :data:`TokenSource`) is asked for again once after a 401 or 403, and the request
+    sent again when it changed: a process that started Pods before ``provision rotate-token`` (which
+    rewrites the file) can still stop them. The daemon refuses a request with a wrong token before
+    it acts on it, so sending it again never does anything twice."""
+
+    def __init__(self, address: DaemonAddress, token: str | TokenSource | None):
+        self._address = address
+        self._source = token if callable(token) else None
+        self._token = token(address) if callable(token) else token
+        self._lock = threading.Lock()
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        sent = self._token
+        if sent:
+            request.headers["Authorization"] = f"Bearer {sent}"
+        response = yield request
+        if response.status_code not in (401, 403) or self._source is None:
+            return
+        fresh = self._read_again(sent)
+        if fresh and fresh != sent:
+            request.headers["Authorization"] = f"Bearer {fresh}"
+            yield request
+
+    def _read_again(self, sent: str | None) -> str | None:
+        with self._lock:  # threads refused at once read the file once
+            if self._token != sent:  # another request read it meanwhile
+                return self._token
+            try:
+                fresh = self._source(self._address)  # type: ignore[misc]
+            except (OSError, ValueError):  # gone or unreadable now: answer with the refusal
+                return None
+            if fresh:
+                self._token = fresh
+            return fresh
+
+
 class DaemonClient:
     """One daemon. Use as a context manager (or call :meth:`close`) so connections are released.
 
     ``address`` as :meth:`DaemonAddress.parse` reads it: ``gpu1``, ``gpu1:8000``,
     ``https://gpu1:8443``, ``[::1]:8000``. ``token`` is sent as a Bearer token; a callable is asked
-    for the token of this address (how the CLI finds a local daemon's token file). ``ca_file``: a
-    CA bundle to check an HTTPS daemon's certificate with (default: the system's).
+    for the token of this address (how the CLI finds a local daemon's token file), and asked again
+    once when the daemon refuses it (a rotated token). ``ca_file``: a CA bundle to check an HTTPS
+    daemon's certificate with (default: the system's).
     """
 
     def __init__(
@@ -210,9 +249,7 @@ class DaemonClient:
         self.address = address
         self.base_url = address.url
         self.name = name or address.label
-        if callable(token):
-            token = token(address)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        auth = _Bearer(address, token)
         if address.scheme == "https":
             try:
                 verify = _tls_context(*_bundle_key(ca_file))
@@ -220,7 +257,7 @@ class DaemonClient:
                 raise BadAddress(address.url, f"cannot use CA bundle {str(ca_file)!r}: {exc}") from exc
         else:  # plain HTTP never uses a context: do not read a CA bundle (~25 ms of a short CLI command)
             verify = _trust_nothing()
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport,
+        self._http = httpx.Client(base_url=self.base_url, auth=auth, timeout=timeout, transport=transport,
                                   verify=verify)
 
     @classmethod

@@ -150,3 +150,36 @@ def test_a_token_from_the_environment_cannot_be_rotated(tmp_path):
             assert c.get("/workspaces").status_code == 200  # and the token it has still works
     finally:
         d.stop()
+
+
+def test_a_flow_started_before_a_rotation_still_stops_its_remote_pods(fleet, monkeypatch):
+    """The Flow read its token from the inventory's token file; `provision rotate-token` rewrites that
+    file and retires the old token while the Flow runs. Closing the Flow still deletes its remote Pod
+    (its daemon client reads the file again after the refusal), and so does an inventory's client
+    made before the rotation."""
+    from jinad_fab import Document, Flow
+    from jinad_fab.deploy.fleet import client_for
+
+    folder, daemons, old, ca = fleet
+    alpha = daemons["alpha"]
+    token_file = folder / "credentials" / "jinad_token"
+    monkeypatch.setenv("JINAD_TOKEN_FILE", str(token_file))
+    inventory = write_inventory(folder, daemons)
+    inv = Inventory.load(inventory)
+    kept = client_for(inv, inv["beta"])  # an inventory's client made before the rotation
+    f = Flow(ca_file=ca, quiet_remote_logs=True).add(name="far", uses="_pass", host=alpha.url)
+    try:
+        with f:
+            [pod] = [p for p in f.describe_pods() if p["name"] == "far"]
+            assert f.post("/index", [Document(text="before")])[0].text == "before"
+            code, rows, out = rotate(inventory)
+            assert code == 0 and all(r["rotated"] for r in rows), out
+            new = token_file.read_text().strip()
+            assert new != old and status(alpha, old, ca) == 403  # the Flow's token is refused from now on
+            assert f.post("/index", [Document(text="after")])[0].text == "after"  # ZeroMQ: no token
+        with DaemonClient(alpha.url, new, ca_file=ca) as c:
+            assert pod["id"] not in {p["id"] for p in c.pods() if p["state"] == "RUNNING"}
+        assert processes_of(alpha.home) == []
+        assert kept.alive() and kept.workspaces() == []  # sent the old token first, then the file's
+    finally:
+        kept.close()

@@ -1,11 +1,14 @@
-"""`DaemonAddress.parse` is the one URL builder: schemes, default port, IPv6, and usage errors."""
+"""`DaemonAddress.parse` is the one URL builder: schemes, default port, IPv6, and usage errors; a
+client's token comes from its source, which is asked again when the daemon refuses it."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from jinad_fab.errors import EXIT_USAGE, BadAddress
+from jinad_fab.errors import EXIT_USAGE, BadAddress, Forbidden
 from jinad_fab.remote import DaemonAddress, DaemonClient
+from jinad_fab.tokens import TokenFileError
 
 
 @pytest.mark.parametrize(("text", "url"), [
@@ -77,8 +80,67 @@ def test_a_token_source_is_asked_with_the_address_and_never_shown():
         asked.append(address)
         return "s3cret"
 
-    with DaemonClient.from_address("127.0.0.1:8123", source) as c:
-        assert c._http.headers["Authorization"] == "Bearer s3cret" and "s3cret" not in repr(c)
+    seen: list[str | None] = []
+    with DaemonClient("127.0.0.1:8123", source, transport=_answering(seen)) as c:
+        c.status()
+        assert seen == ["Bearer s3cret"] and "s3cret" not in repr(c)
     assert asked == [DaemonAddress("http", "127.0.0.1", 8123)]
-    with DaemonClient.from_address("127.0.0.1:8123", lambda a: None) as c:
-        assert "Authorization" not in c._http.headers
+    with DaemonClient("127.0.0.1:8123", lambda a: None, transport=_answering(seen)) as c:
+        c.status()
+        assert seen[-1] is None
+
+
+def _answering(seen: list, accept: list[str] | None = None) -> httpx.MockTransport:
+    """Records each request's Authorization header; refuses all but ``accept[0]`` (when given) with
+    the daemon's answers (401 without a token, 403 with a wrong one)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent = request.headers.get("Authorization")
+        seen.append(sent)
+        if accept is None or sent == f"Bearer {accept[0]}":
+            return httpx.Response(200, json={"items": []})
+        return httpx.Response(401 if sent is None else 403, json={"detail": "wrong token"})
+
+    return httpx.MockTransport(handle)
+
+
+def test_a_refused_token_is_read_again_from_its_source_once():
+    """After `provision rotate-token` rewrote the token file, a client made before asks its source
+    again and sends the request once more; a source with nothing new, or a token given as a string,
+    gets the refusal."""
+    current, accepted = ["old"], ["new"]
+    seen: list[str | None] = []
+    with DaemonClient("127.0.0.1:8123", lambda a: current[0], transport=_answering(seen, accepted)) as c:
+        current[0] = "new"
+        assert c.workspaces() == []
+        assert seen == ["Bearer old", "Bearer new"]
+        assert c.workspaces() == [] and seen[2:] == ["Bearer new"]  # kept: not read again on success
+        current[0], accepted[0] = "newer", "newest"
+        with pytest.raises(Forbidden):  # read again, still refused: no third try
+            c.workspaces()
+        assert seen[3:] == ["Bearer new", "Bearer newer"]
+    seen.clear()
+    with DaemonClient("127.0.0.1:8123", lambda a: "same", transport=_answering(seen, ["new"])) as c:
+        with pytest.raises(Forbidden):
+            c.workspaces()
+        assert seen == ["Bearer same"]  # nothing new in the file: not sent again
+    seen.clear()
+    with DaemonClient("127.0.0.1:8123", "given", transport=_answering(seen, ["new"])) as c:
+        with pytest.raises(Forbidden):
+            c.workspaces()
+        assert seen == ["Bearer given"]
+    seen.clear()
+
+    def gone(address: DaemonAddress) -> str:
+        if seen:
+            raise TokenFileError("token file 'x' does not exist")
+        return "old"
+
+    with DaemonClient("127.0.0.1:8123", gone, transport=_answering(seen, ["new"])) as c:
+        with pytest.raises(Forbidden):
+            c.workspaces()
+        assert seen == ["Bearer old"]
+    seen.clear()
+    with DaemonClient("127.0.0.1:8123", lambda a: None if not seen else "new",
+                      transport=_answering(seen, ["new"])) as c:
+        assert c.workspaces() == [] and seen == [None, "Bearer new"]  # no token at first (401), one in the file now
