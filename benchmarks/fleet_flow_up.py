@@ -34,6 +34,9 @@ import time
 import httpx
 import yaml
 
+# The workload this benchmark measures, kept here rather than imported from tests/support/fleet_flows.py
+# (the tests' copy): a benchmark is a plain script that never imports the test tree, and its figures
+# stay comparable between runs only while its workload does not change with the tests' needs.
 ENCODER = textwrap.dedent("""
     import zlib
     import numpy as np

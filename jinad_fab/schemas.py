@@ -368,6 +368,24 @@ class Release(BaseModel):
     note: str = ""
 
 
+class DeploymentCopy(BaseModel):
+    """A copy of a deployment's record kept by another daemon involved (issue 16), so the
+    deployment is still found, and its Gateway reported LOST, when the Gateway's host is lost.
+    A copy owns nothing on the daemon keeping it: deleting it stops nothing."""
+
+    gateway_host: str = Field(description="the inventory host whose daemon keeps the record and runs the Gateway")
+    release: int
+    spec_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")]
+    spec: str = Field(max_length=1_000_000)
+    placement: list[dict[str, Any]] = Field(default_factory=list, max_length=1024)
+    daemons: dict[str, str] = Field(default_factory=dict)
+    flow_id: FlowId | None = None
+    gateway: dict[str, Any] = Field(default_factory=dict, description="the Gateway's ports when the copy was made")
+    pods: list[dict[str, Any]] = Field(default_factory=list, max_length=1024,
+                                       description="each Pod's name, daemon and id when the copy was made")
+    releases: list[Release] = Field(default_factory=list, max_length=64)
+
+
 class DeploymentPublic(BaseModel):
     name: str
     release: int = Field(description="the release running now (1, 2, ...)")
@@ -384,6 +402,9 @@ class DeploymentPublic(BaseModel):
     updated: float
     flow: FlowPublic | None = Field(None, description="the Flow as this daemon sees it now")
     releases: list[Release] = Field(default_factory=list, description="the kept releases, oldest first")
+    copy_of: str | None = Field(None, description="set on a copy: the host whose daemon keeps the record")
+    gateway: dict[str, Any] = Field(default_factory=dict, description="a copy: the Gateway's ports when made")
+    pods: list[dict[str, Any]] = Field(default_factory=list, description="a copy: the Pods when made")
 
 
 class DeploymentList(BaseModel):

@@ -9,6 +9,11 @@ machine with the inventory finds the record again by asking the daemons for the 
 
 One row per deployment in the store (kind ``deployment``, id ``deployment:<name>``, durable like
 a workspace's). Deleting a deployment stops the Flow and removes the workspace it recorded.
+
+The other daemons involved keep a *copy* (``copy_of``: the keeper's host), written by the
+controller, so `flow ps NAME` still finds the deployment when the keeper's host is lost and
+reports its Gateway LOST. A copy owns nothing here: deleting it stops nothing; a keeper's own
+record written over a copy replaces it.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import NotFound
-from ..schemas import DeploymentWrite
+from ..errors import Conflict, NotFound
+from ..schemas import DeploymentCopy, DeploymentWrite
 from .manager import Manager
 from .store import Record
 
@@ -45,6 +50,9 @@ def write(manager: Manager, name: str, body: DeploymentWrite) -> Record:
     now = time.time()
     current = body.model_dump()
     rec = manager.store.get(_id(name))
+    if rec is not None and rec.data.get("copy_of"):  # the Gateway moved here: this daemon keeps it now
+        manager.store.delete(rec.id)
+        rec = None
     if rec is None:
         release = {"release": 1, "spec_hash": body.spec_hash, "spec": body.spec, "placement": body.placement,
                    "workspace_id": body.workspace_id, "filename": body.filename, "files_hash": body.files_hash,
@@ -68,12 +76,24 @@ def write(manager: Manager, name: str, body: DeploymentWrite) -> Record:
         manager, name)
 
 
+def write_copy(manager: Manager, name: str, body: DeploymentCopy) -> Record:
+    """Keep a copy of the record of deployment ``name``, whose Gateway runs on another daemon."""
+    rec = manager.store.get(_id(name))
+    data = {"name": name, **body.model_dump(), "copy_of": body.gateway_host}
+    if rec is None:
+        return manager.store.insert(Record(id=_id(name), kind=KIND, state="COPY", runtime="-", data=data))
+    if not rec.data.get("copy_of"):
+        raise Conflict(f"this daemon keeps deployment {name!r} itself (its Gateway runs here); not overwritten "
+                       f"by a copy")
+    return manager.store.update(rec.id, data=data) or get(manager, name)
+
+
 def view(manager: Manager, rec: Record) -> dict[str, Any]:
     from .api.routes.flows import flow_view
 
     d = rec.data
     flow = None
-    if d.get("flow_id"):
+    if d.get("flow_id") and not d.get("copy_of"):
         frec = manager.store.get(d["flow_id"])
         if frec is not None and frec.kind == "flow":
             flow = flow_view(manager.refresh(frec))
@@ -82,13 +102,17 @@ def view(manager: Manager, rec: Record) -> dict[str, Any]:
             "daemons": d.get("daemons") or {}, "flow_id": d.get("flow_id"), "workspace_id": d.get("workspace_id"),
             "filename": d.get("filename", "flow.yml"), "files_hash": d.get("files_hash"),
             "created": rec.created, "updated": rec.updated,
-            "flow": flow, "releases": d.get("releases") or []}
+            "flow": flow, "releases": d.get("releases") or [], "copy_of": d.get("copy_of"),
+            "gateway": d.get("gateway") or {}, "pods": d.get("pods") or []}
 
 
 async def delete(manager: Manager, name: str, *, keep_workspaces: bool = False) -> Record:
     """Stop what the deployment started here (its Flow) and remove its workspaces, then the record."""
     rec = get(manager, name)
     d = rec.data
+    if d.get("copy_of"):  # a copy owns nothing here
+        manager.store.delete(rec.id)
+        return rec
     if d.get("flow_id") and manager.store.get(d["flow_id"]) is not None:
         await manager.stop(d["flow_id"])
     if not keep_workspaces:

@@ -25,8 +25,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import BadConfig, DaemonError, DaemonUnreachable, HostsUnreachable, NotReady
-from ..remote import DaemonAddress, Workspace
+from ..errors import BadConfig, DaemonError, DaemonUnreachable, HostsUnreachable, NotReady, RuntimeFailure
+from ..remote import DaemonAddress, FlowHandle, Workspace
 from .fleet import client_for, fan_out
 from .inventory import Host, Inventory
 from .render import RenderedFlow, dump_yaml
@@ -38,6 +38,7 @@ KEEP_WORKSPACES = 3
 """Releases whose workspace (files + concrete Flow) the keeper keeps for `flow rollback`."""
 
 Say = Callable[[str], None]
+OnStep = Callable[[dict[str, Any]], None]
 
 
 def _quiet(_: str) -> None:
@@ -58,6 +59,8 @@ class Applied:
     flow_id: str | None
     workspace_id: str | None
     seconds: float = 0.0
+    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Each replica's step of the live changes made (``{"pod", "replica", "step", "at"}``), in order."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,12 +124,13 @@ def live_changes(old_spec: Any, new_spec: Any) -> list[dict[str, Any]] | None:
     return changes
 
 
-def find(inventory: Inventory, name: str, *, timeout: float = 5.0,
-         unreachable: list[str] | None = None) -> tuple[Host, dict[str, Any]] | None:
+def find(inventory: Inventory, name: str, *, timeout: float = 5.0, unreachable: list[str] | None = None,
+         copies: list[tuple[Host, dict[str, Any]]] | None = None) -> tuple[Host, dict[str, Any]] | None:
     """The host whose daemon keeps deployment ``name`` and the record, or None when none does.
 
     Every daemon is asked at once; unreachable ones are skipped (a lost host cannot keep it) and
-    named in ``unreachable`` when a list is given."""
+    named in ``unreachable`` when a list is given; the copies other daemons keep (see
+    :func:`_sync_copies`) go to ``copies`` when a list is given."""
 
     def ask(client):
         try:
@@ -139,22 +143,81 @@ def find(inventory: Inventory, name: str, *, timeout: float = 5.0,
     result = fan_out(inventory, list(inventory.hosts.values()), ask, timeout=timeout)
     if unreachable is not None:
         unreachable.extend(h for h, a in result.items() if a.unreachable)
+    found = None
     for host, answer in result.items():
-        if answer.ok and answer.value:
-            return inventory[host], answer.value
-    return None
+        if not (answer.ok and answer.value):
+            continue
+        if answer.value.get("copy_of"):
+            if copies is not None:
+                copies.append((inventory[host], answer.value))
+        elif found is None:
+            found = inventory[host], answer.value
+    return found
 
 
 def keeper_of(inventory: Inventory, name: str) -> tuple[Host, dict[str, Any]]:
     silent: list[str] = []
-    found = find(inventory, name, unreachable=silent)
+    copies: list[tuple[Host, dict[str, Any]]] = []
+    found = find(inventory, name, unreachable=silent, copies=copies)
     if found is None:
+        if copies:
+            kept_by = _latest(copies)[1]["copy_of"]
+            raise HostsUnreachable(f"deployment {name!r} is kept by {kept_by}, whose daemon does not answer "
+                                   f"(copies of its record on {', '.join(sorted(h.name for h, _ in copies))})")
         if silent:  # its keeper may be the host that does not answer
             raise HostsUnreachable(f"no daemon that answers keeps a deployment named {name!r}; "
                                    f"unreachable: {', '.join(sorted(silent))}")
         raise BadConfig(f"no daemon of the inventory keeps a deployment named {name!r} "
                         f"(`jinad-fab flow up FLOW -i INV --name {name}` makes one)")
     return found
+
+
+def _latest(copies: list[tuple[Host, dict[str, Any]]]) -> tuple[Host, dict[str, Any]]:
+    return max(copies, key=lambda c: (int(c[1].get("release") or 0), c[1].get("updated") or 0))
+
+
+def _sync_copies(inventory: Inventory, keeper: Host, record: Mapping[str, Any], *,
+                 previous: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Keep a copy of the keeper's ``record`` on every other daemon involved (its Pods' hosts), so
+    the deployment is found, with its Gateway LOST, when the keeper's host is lost; remove the
+    copies from daemons a ``previous`` record involved and this one does not. Best effort: a host
+    that does not answer is named in the result (host -> "kept" or the error), never fatal."""
+    flow = record.get("flow") or {}
+    copy = {"gateway_host": keeper.name, "release": record.get("release") or 0,
+            "spec_hash": record["spec_hash"], "spec": record.get("spec") or "",
+            "placement": record.get("placement") or [], "daemons": record.get("daemons") or {},
+            "flow_id": record.get("flow_id"), "gateway": _gateway(keeper, flow),
+            "pods": [{k: p.get(k) for k in ("name", "daemon", "id")} for p in flow.get("pods") or []],
+            "releases": [{k: v for k, v in r.items()} for r in (record.get("releases") or [])[-16:]]}
+    may_run = [*(record.get("daemons") or {}), *(h for a in record.get("placement") or [] for h in a.get("fallbacks") or [])]
+    involved = sorted({h for h in may_run if h != keeper.name and h in inventory.hosts})
+    before = [*((previous or {}).get("daemons") or {}),
+              *(h for a in (previous or {}).get("placement") or [] for h in a.get("fallbacks") or [])]
+    stale = sorted({h for h in before if h not in involved and h != keeper.name and h in inventory.hosts})
+    outcome: dict[str, str] = {}
+    name = record["name"]
+
+    def keep(client):
+        return client.put_deployment_copy(name, copy)
+
+    def drop(client):
+        try:
+            body = client.deployment(name)
+        except DaemonError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        if body.get("copy_of"):  # never a record the daemon keeps itself
+            client.delete_deployment(name)
+        return None
+
+    if involved:
+        for host, answer in fan_out(inventory, [inventory[h] for h in involved], keep, timeout=10).items():
+            outcome[host] = "kept" if answer.ok else str(answer.error)
+    if stale:
+        for host, answer in fan_out(inventory, [inventory[h] for h in stale], drop, timeout=10).items():
+            outcome[host] = "removed" if answer.ok else str(answer.error)
+    return outcome
 
 
 def _peers(inventory: Inventory, rendered: RenderedFlow) -> dict[str, str]:
@@ -232,6 +295,18 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
         if changes:
             return _apply_live(inventory, name, keeper, record, changes, spec_text, digest, placement, fhash,
                                started, say)
+        if changes == []:  # the running Flow already is this spec (`flow scale|update` made it): record it
+            with client_for(inventory, keeper, timeout=60) as client:
+                new = client.put_deployment(name, {
+                    "spec": spec_text, "spec_hash": digest, "placement": placement, "gateway_host": keeper.name,
+                    "daemons": record.get("daemons") or {}, "flow_id": record["flow_id"],
+                    "workspace_id": record.get("workspace_id"), "filename": record.get("filename") or "flow.yml",
+                    "files_hash": fhash, "note": "live: the running Flow already had this spec"})
+            _sync_copies(inventory, keeper, new)
+            return Applied(name=name, release=new["release"], changed=0, action="unchanged (recorded)",
+                           keeper=keeper.name, gateway=_gateway(keeper, flow), placement=placement,
+                           flow_id=record["flow_id"], workspace_id=record.get("workspace_id"),
+                           seconds=time.monotonic() - started)
     folder = flow_relpath.rpartition("/")[0]
     # beside the user's Flow file: the paths it names are relative to its directory
     deploy_file = f"{folder + '/' if folder else ''}{DEPLOY_PREFIX}{name}.yml"
@@ -271,6 +346,7 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
             say(f"stopping release {old['release']} on {old_host.name}")
             _retire(inventory, existing, same_keeper=old_host.name == keeper.name)
     _prune(inventory, keeper, record)
+    _sync_copies(inventory, keeper, record, previous=existing[1] if existing is not None else None)
     return Applied(name=name, release=record["release"], changed=1,
                    action="replaced" if existing is not None else "created", keeper=keeper.name,
                    gateway=gateway, placement=placement, flow_id=handle.id, workspace_id=ws.id,
@@ -279,14 +355,27 @@ def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mappin
 
 def _apply_live(inventory: Inventory, name: str, keeper: Host, record: Mapping[str, Any],
                 changes: list[dict[str, Any]], spec_text: str, digest: str, placement: list[dict[str, Any]],
-                fhash: str | None, started: float, say: Say, note: str = "") -> Applied:
+                fhash: str | None, started: float, say: Say, note: str = "",
+                on_step: OnStep | None = None) -> Applied:
     """Change the running Flow in place, Pod by Pod (rolling updates and scales: requests keep
-    being answered), then record the new release with the same Flow."""
+    being answered), each replica's step passed to ``on_step``, then record the new release with
+    the same Flow. A change that fails leaves the record as it was."""
+    steps: list[dict[str, Any]] = []
+
+    def step(event: dict[str, Any]) -> None:
+        steps.append(event)
+        if on_step is not None:
+            on_step(event)
+
     with client_for(inventory, keeper, timeout=60) as client:
+        handle = FlowHandle(client, {"id": record["flow_id"]})
         for change in changes:
-            what = "rolling update" if change["kind"] == "rolling_update" else f"scale to {change.get('replicas')}"
-            say(f"{what} of Pod {change['pod']} on {keeper.name}")
-            client.change_flow(record["flow_id"], change)
+            what = _describe(change)
+            say(f"{what} on {keeper.name}")
+            outcome = handle.follow_change(change, on_event=step)
+            if outcome.get("state") != "done":
+                raise RuntimeFailure(f"deployment {name!r}: the {what} failed: {outcome.get('error')}; "
+                                     f"release {record.get('release')} stays recorded")
         new = client.put_deployment(name, {
             "spec": spec_text, "spec_hash": digest, "placement": placement, "gateway_host": keeper.name,
             "daemons": record.get("daemons") or {}, "flow_id": record["flow_id"],
@@ -294,12 +383,84 @@ def _apply_live(inventory: Inventory, name: str, keeper: Host, record: Mapping[s
             "files_hash": fhash,
             "note": note or "live: " + ", ".join(f"{c['kind']} {c['pod']}" for c in changes)})
         flow = client.flow(record["flow_id"])
+    _sync_copies(inventory, keeper, new)
     pods = sorted({c["pod"] for c in changes})
     action = "rolled " + ", ".join(pods) + (f" ({note.removeprefix('live: ')})" if note else "")
     return Applied(name=name, release=new["release"], changed=len(pods), action=action,
                    keeper=keeper.name, gateway=_gateway(keeper, flow), placement=placement,
                    flow_id=record["flow_id"], workspace_id=record.get("workspace_id"),
-                   seconds=time.monotonic() - started)
+                   seconds=time.monotonic() - started, steps=steps)
+
+
+def _describe(change: Mapping[str, Any]) -> str:
+    if change["kind"] == "scale":
+        return f"scale of Pod {change['pod']} to {change.get('replicas')} replica(s)"
+    what = ", ".join(f"{k}={v}" for k, v in (("uses", change.get("uses")),) if v)
+    what += (", " if what else "") + ", ".join(f"{k}={v}" for k, v in (change.get("uses_with") or {}).items())
+    return f"rolling update of Pod {change['pod']}" + (f" ({what})" if what else "")
+
+
+def _edit_spec(spec_text: str, change: Mapping[str, Any], name: str) -> str:
+    """The recorded concrete spec with one Pod's ``parallel`` (a scale) or ``uses``/``uses_with``
+    (a rolling update; ``uses_with`` keys merged into the recorded ones) changed."""
+    from ..safe_yaml import Tagged, loads
+
+    data = loads(spec_text, mode="keep", name="recorded spec", what=f"deployment {name!r}'s recorded spec")
+    body = data.value if isinstance(data, Tagged) else data
+    pods = list((body or {}).get("pods") or []) if isinstance(body, Mapping) else []
+    pod = next((p for p in pods if isinstance(p, dict) and p.get("name") == change["pod"]), None)
+    if pod is None:
+        known = ", ".join(str(p.get("name")) for p in pods if isinstance(p, dict)) or "none"
+        raise BadConfig(f"deployment {name!r} has no Pod named {change['pod']!r} (its Pods: {known})")
+    if change["kind"] == "scale":
+        pod["replicas" if "replicas" in pod and "parallel" not in pod else "parallel"] = int(change["replicas"])
+    else:
+        if change.get("uses") is not None:
+            pod["uses"] = change["uses"]
+        if change.get("uses_with"):
+            pod["uses_with"] = {**dict(pod.get("uses_with") or {}), **dict(change["uses_with"])}
+    return dump_yaml(data)
+
+
+def _live_hash(spec_text: str, gateway_host: str, fhash: str | None) -> str:
+    """The hash of a release made by `flow scale|update NAME`: its spec, Gateway host and files."""
+    doc = {"flow": spec_text, "gateway": gateway_host, "files_hash": fhash, "live": True}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def change(inventory: Inventory, name: str, pod: str, *, replicas: int | None = None, uses: str | None = None,
+           uses_with: Mapping[str, Any] | None = None, say: Say = _quiet, on_step: OnStep | None = None) -> Applied:
+    """Scale Pod ``pod`` of deployment ``name`` to ``replicas`` (per shard), or roll it to a new
+    ``uses`` / ``uses_with`` (merged into the recorded one), in the running Flow, while it serves.
+
+    The deployment is found through its record, from any machine with the inventory; each
+    replica's step goes to ``on_step``; the changed spec is recorded as a new release, so `flow
+    rollback` can return to the one before. A spec that would not change is ``changed=0``."""
+    started = time.monotonic()
+    if (replicas is None) == (uses is None and not uses_with):
+        raise BadConfig("give either a replica count (scale) or uses/uses_with (rolling update)")
+    keeper, record = keeper_of(inventory, name)
+    flow = record.get("flow") or {}
+    if flow.get("state") != "RUNNING" or not record.get("flow_id"):
+        raise BadConfig(f"deployment {name!r}'s Flow is {flow.get('state') or 'gone'} on {keeper.name}: "
+                        f"`flow up` it again before changing it")
+    body: dict[str, Any] = ({"kind": "scale", "pod": pod, "replicas": int(replicas)} if replicas is not None else
+                            {"kind": "rolling_update", "pod": pod, "uses": uses, "uses_with": None})
+    spec_text = _edit_spec(record.get("spec") or "", body if replicas is not None else
+                           {**body, "uses_with": dict(uses_with or {})}, name)
+    if body["kind"] == "rolling_update" and uses_with:  # the whole mapping the recorded spec now holds
+        new_pod = next(p for p in (_plain(spec_text) or {}).get("pods") or [] if p.get("name") == pod)
+        body["uses_with"] = dict(new_pod.get("uses_with") or {})
+    placement = [dict(a) for a in record.get("placement") or []]
+    if spec_text == record.get("spec"):
+        return Applied(name=name, release=record["release"], changed=0, action="unchanged", keeper=keeper.name,
+                       gateway=_gateway(keeper, flow), placement=placement, flow_id=record.get("flow_id"),
+                       workspace_id=record.get("workspace_id"), seconds=time.monotonic() - started)
+    digest = _live_hash(spec_text, keeper.name, record.get("files_hash"))
+    applied = _apply_live(inventory, name, keeper, record, [body], spec_text, digest, placement,
+                          record.get("files_hash"), started, say, note=f"live: {_describe(body)}", on_step=on_step)
+    applied.action = _describe(body)
+    return applied
 
 
 def _gateway(host: Host, flow: Mapping[str, Any]) -> dict[str, Any]:
@@ -409,6 +570,7 @@ def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say
             "files_hash": target.get("files_hash"), "note": f"rollback to release {to}"})
     say(f"stopping release {current}")
     _retire(inventory, (keeper, record), same_keeper=True)
+    _sync_copies(inventory, keeper, new, previous=record)
     return Applied(name=name, release=new["release"], changed=1, action=f"rolled back to release {to}",
                    keeper=keeper.name, gateway=gateway, placement=new.get("placement") or [], flow_id=body["id"],
                    workspace_id=ws["id"], seconds=time.monotonic() - started)
@@ -444,6 +606,7 @@ def down(inventory: Inventory, name: str) -> dict[str, Any]:
     with client_for(inventory, host, timeout=120) as client:
         client.delete_deployment(name)
     leftovers = _remove_remote_pods(inventory, record)
+    _sync_copies(inventory, host, {**record, "daemons": {}, "placement": []}, previous=record)  # the copies go too
     return {"name": name, "keeper": host.name, "release": record.get("release"), "flow_id": record.get("flow_id"),
             "removed_leftover_pods": leftovers}
 
@@ -451,7 +614,20 @@ def down(inventory: Inventory, name: str) -> dict[str, Any]:
 def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
     """The deployment as every daemon involved sees it now: one row per Pod with its state, or
     ``LOST`` when its host does not answer."""
-    host, record = keeper_of(inventory, name)
+    silent: list[str] = []
+    copies: list[tuple[Host, dict[str, Any]]] = []
+    found = find(inventory, name, timeout=timeout, unreachable=silent, copies=copies)
+    if found is None and copies:  # the keeper's host is lost: what its copies say, its Gateway LOST
+        record = _latest(copies)[1]
+        kept_by = record["copy_of"]
+        if kept_by not in inventory.hosts:
+            raise BadConfig(f"deployment {name!r} is kept by {kept_by}, which the inventory does not name")
+        host = inventory[kept_by]
+        why = f"{kept_by} does not answer" if kept_by in silent else f"{kept_by} no longer keeps it"
+        record = {**record, "flow": {"state": "LOST", "error": why, "gateway": record.get("gateway") or {},
+                                     "pods": record.get("pods") or []}}
+    else:
+        host, record = found if found is not None else keeper_of(inventory, name)
     flow = record.get("flow") or {}
     live: dict[str, Any] = {}  # replicas and restarts per Pod, as the running Flow counts them
     if record.get("flow_id") and flow.get("state") == "RUNNING":

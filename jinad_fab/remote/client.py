@@ -398,6 +398,10 @@ class DaemonClient:
         """``PUT /deployments/{name}``: record what was applied; a new spec hash is a new release."""
         return self._request("PUT", f"/deployments/{name}", json=dict(record))
 
+    def put_deployment_copy(self, name: str, copy: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT /deployments/{name}/copy``: keep a copy of a record another daemon keeps."""
+        return self._request("PUT", f"/deployments/{name}/copy", json=dict(copy))
+
     def delete_deployment(self, name: str, *, keep_workspaces: bool = False) -> dict[str, Any]:
         """Stop the deployment's Flow, remove its workspaces and the record."""
         params = {"keep_workspaces": "true"} if keep_workspaces else None

@@ -171,6 +171,32 @@ class FlowHandle(_Handle):
         self.body = self.client.change_flow(self.id, {"kind": "dump", "pod": pod, "path": path})
         return self
 
+    def follow_change(self, change: Mapping[str, Any], *, on_event: Callable[[dict[str, Any]], None] | None = None,
+                      interval: float = 0.2, timeout: float = 3600.0) -> dict[str, Any]:
+        """Start a live change (``{"kind": "scale"|"rolling_update"|"dump", "pod": ...}``) and follow
+        it: ``on_event`` gets each replica's step (``{"pod", "replica", "step", ...}``) as the Flow
+        reports it. Returns the change's last record: ``state`` is ``"done"`` or ``"failed"`` (with
+        ``error``), ``result`` what the Flow answered. Raises :class:`NotReady` after ``timeout``."""
+        self.body = self.client.change_flow(self.id, change, wait=False)
+        change_id = ((self.body.get("live") or {}).get("change") or {}).get("id")
+        deadline = time.monotonic() + timeout
+        shown = 0
+        while True:
+            current = (self.body.get("live") or {}).get("change") or {}
+            if current.get("id") == change_id:
+                events = current.get("events") or []
+                for event in events[shown:]:
+                    if on_event is not None:
+                        on_event(event)
+                shown = len(events)
+                if current.get("state") != "running":
+                    return dict(current)
+            if time.monotonic() > deadline:
+                raise NotReady(f"the {change.get('kind')} of Pod {change.get('pod')!r} on {self.id} was not done "
+                               f"within {timeout:g}s")
+            time.sleep(interval)
+            self.reload()
+
 
 class PodHandle(_Handle):
     """A Pod running on a daemon; ``in_addresses`` take its input, ``ctrl_address`` its commands."""

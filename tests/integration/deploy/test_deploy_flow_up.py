@@ -3,8 +3,9 @@
 `flow up` runs as its own controller process and returns; the Flow keeps answering exactly
 after it is gone (its Gateway runs on the cpu host's daemon, the `_index` Pod on the gpu host's);
 the deployment's record is found by any later command; a second `flow up` with the same spec
-changes nothing; a changed spec is a new release; `rollback` returns to the first; `flow down
-NAME` asks first and stops only what the deployment started."""
+changes nothing; a changed spec is a new release; `rollback` returns to the first; `flow
+scale|update NAME` change one Pod of the running Flow as new releases; `flow down NAME` asks
+first and stops only what the deployment started, the copies of its record included."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import threading
 import time
 
 import httpx
@@ -23,73 +22,9 @@ import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
+from tests.support.fleet_flows import ENCODER, Searcher, documents, flow_yaml, write_project
 
 pytestmark = pytest.mark.timeout(600)
-
-ENCODER = textwrap.dedent("""
-    import os
-    import zlib
-    import numpy as np
-    from jinad_fab import Executor, requests
-
-    class HashEncoder(Executor):
-        def __init__(self, version="v1", **kwargs):
-            super().__init__(**kwargs)
-            self.version = version
-
-        @requests
-        def encode(self, docs, parameters):
-            for d in docs:
-                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
-                d.embedding = rng.standard_normal(16).astype("float32")
-                d.tags["encoded_on"] = "cpu"
-                d.tags["version"] = self.version
-                d.tags["pid"] = os.getpid()
-""")
-
-FLOW = """!Flow
-version: '1'
-with:
-  protocol: http
-gateway:
-  hosts: cpu
-pods:
-  - name: encode
-    uses: HashEncoder
-    uses_with: {{version: {version}}}
-    py_modules: [encoder.py]
-    hosts: cpu
-  - name: index
-    uses: _index
-    hosts: gpu
-"""
-
-
-class Searcher(threading.Thread):
-    """A client searching without pause, checking each answer against the known nearest Document."""
-
-    def __init__(self, base: str):
-        super().__init__(daemon=True)
-        self.base, self.stop, self.ok, self.failed, self.versions = base, threading.Event(), 0, [], set()
-
-    def run(self) -> None:
-        with httpx.Client(timeout=30) as c:
-            i = 0
-            while not self.stop.is_set():
-                n = i % 20
-                try:
-                    r = c.post(f"{self.base}/search", json={"data": [{"id": "q", "text": f"document number {n}"}],
-                                                            "parameters": {"top_k": 1}})
-                    hit = r.json()["data"][0]
-                    if r.status_code == 200 and hit["matches"][0]["id"] == str(n):
-                        self.ok += 1
-                        self.versions.add(hit["tags"]["version"])
-                    else:
-                        self.failed.append(r.text[:300])
-                except Exception as exc:  # counted, never hidden
-                    self.failed.append(repr(exc))
-                i += 1
-
 
 def _cli(*args: str, input: str | None = None):
     _register()
@@ -125,9 +60,7 @@ def fleet(tmp_path, jinads):
                                  "jinad_gpus": 1}}},
         "cpu": {"hosts": {"c1": {"jinad_address": "127.0.0.1", "jinad_port": c_port, "jinad_token": c_token}}},
     }}}))
-    (tmp_path / "proj").mkdir()
-    (tmp_path / "proj" / "encoder.py").write_text(ENCODER)
-    (tmp_path / "proj" / "flow.yml").write_text(FLOW.format(version="v1"))
+    write_project(tmp_path / "proj")
     clients = {"g1": httpx.Client(base_url=f"http://127.0.0.1:{g_port}", timeout=60,
                                   headers={"Authorization": f"Bearer {g_token}"}),
                "c1": httpx.Client(base_url=f"http://127.0.0.1:{c_port}", timeout=60,
@@ -171,7 +104,7 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
 
     # the controller process is gone; the Flow answers, exactly
     base = f"http://{first['gateway']['host']}:{first['gateway']['http_port']}"
-    docs = [{"id": str(i), "text": f"document number {i}"} for i in range(20)]
+    docs = documents(20)
     r = httpx.post(f"{base}/index", json={"data": docs}, timeout=60)
     assert r.status_code == 200, r.text
     hit = _search(base, "document number 7")
@@ -185,6 +118,13 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     assert st["release"] == 1 and st["keeper"] == "c1"
     assert {(p["pod"], p["host"], p["state"]) for p in st["pods"]} == {
         ("gateway", "c1", "RUNNING"), ("encode", "c1", "RUNNING"), ("index", "g1", "RUNNING")}
+    # the other daemon involved keeps a copy of the record (`flow ps` finds it if c1 is lost)
+    copy = clients["g1"].get("/deployments/search").json()
+    assert copy["copy_of"] == "c1" and copy["release"] == 1 and copy["flow"] is None
+    assert [p["name"] for p in copy["pods"]] == ["encode", "index"]
+    body = {k: copy[k] for k in ("release", "spec_hash", "spec", "placement", "daemons", "flow_id", "pods")}
+    clash = clients["c1"].put("/deployments/search/copy", json={**body, "gateway_host": "g1"})
+    assert clash.status_code == 409, clash.text  # a copy never overwrites the keeper's own record
     # a replica that dies is restarted by the Flow on the keeper, and `flow ps` counts it
     assert {p["pod"]: p.get("restarts") for p in st["pods"]} == {"gateway": None, "encode": 0, "index": 0}
     os.kill(int(hit["tags"]["pid"]), signal.SIGKILL)
@@ -220,7 +160,7 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     searcher = Searcher(base)
     searcher.start()
     try:
-        (proj / "flow.yml").write_text(FLOW.format(version="v2"))
+        (proj / "flow.yml").write_text(flow_yaml("v2"))
         second = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
                              cwd=tmp_path)
         time.sleep(0.5)
@@ -244,16 +184,48 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     assert [r["release"] for r in st["releases"]] == [1, 2, 3]
     assert st["spec_hash"] == st["releases"][0]["spec_hash"]
 
+    # `flow scale|update NAME` from any machine with the inventory, while a client searches: a
+    # line per replica step, each change a new release, the index Pod on the other host untouched
+    with Searcher(base) as searcher:
+        scaled = _cli("flow", "scale", "-i", str(inv), "search", "encode", "3")
+        assert scaled.exit_code == 0, scaled.output
+        assert scaled.output.count(" started") == 2 and "release 4" in scaled.output, scaled.output
+        updated = _controller("flow", "update", "-i", str(inv), "search", "encode", "--uses-with", "version=v3",
+                              "--json", cwd=tmp_path)
+        time.sleep(0.5)
+    assert searcher.failed == [] and searcher.ok > 0, searcher.failed[:3]
+    assert searcher.versions <= {"v1", "v3"}
+    assert updated["changed"] == 1 and updated["release"] == 5 and updated["flow_id"] == first["flow_id"]
+    assert [e["step"] for e in updated["steps"]] == ["started", "draining", "stopped"] * 3
+    assert _search(base, "document number 3")["tags"]["version"] == "v3"
+    st = json.loads(_cli("flow", "ps", "search", "-i", str(inv), "--json").stdout)
+    assert st["release"] == 5 and {p["pod"]: p.get("replicas") for p in st["pods"]}["encode"] == 3
+    assert {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"} == pods_before
+    same = _cli("flow", "scale", "-i", str(inv), "search", "encode", "3", "--json")
+    assert same.exit_code == 0 and json.loads(same.stdout)["changed"] == 0 and json.loads(same.stdout)["release"] == 5
+    nope = _cli("flow", "update", "-i", str(inv), "search", "nope", "--uses-with", "version=v4")
+    assert nope.exit_code != 0 and "has no Pod named 'nope' (its Pods: encode, index)" in nope.output, nope.output
+    back = _cli("flow", "rollback", "search", "-i", str(inv), "--json")  # to release 4: 3 replicas of v1
+    assert back.exit_code == 0, back.output
+    assert json.loads(back.stdout)["release"] == 6 and "release 4" in json.loads(back.stdout)["action"]
+    assert _search(base, "document number 3")["tags"]["version"] == "v1"
+    # the Flow file again: what it says (one replica) is rolled in, live
+    again = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
+                        cwd=tmp_path)
+    assert again["changed"] == 1 and again["release"] == 7 and again["flow_id"] == first["flow_id"]
+    st = json.loads(_cli("flow", "ps", "search", "-i", str(inv), "--json").stdout)
+    assert {p["pod"]: p.get("replicas") for p in st["pods"]}["encode"] == 1
+
     # a changed file cannot be rolled in: the new release is a new Flow, then the old one stops
-    (proj / "encoder.py").write_text(ENCODER.replace('"encoded_on"] = "cpu"', '"encoded_on"] = "cpu-2"'))
+    (proj / "encoder.py").write_text(ENCODER.replace('BUILD = "1"', 'BUILD = "2"'))
     third = _controller("flow", "up", str(proj / "flow.yml"), "-i", str(inv), "--name", "search", "--json",
                         cwd=tmp_path)
-    assert third["changed"] == 1 and third["release"] == 4 and third["action"] == "replaced"
+    assert third["changed"] == 1 and third["release"] == 8 and third["action"] == "replaced"
     assert third["flow_id"] != first["flow_id"]
     assert clients["c1"].get(f"/flows/{first['flow_id']}").json()["state"] == "STOPPED"
     base4 = f"http://{third['gateway']['host']}:{third['gateway']['http_port']}"
     httpx.post(f"{base4}/index", json={"data": docs}, timeout=60).raise_for_status()
-    assert _search(base4, "document number 3")["tags"]["encoded_on"] == "cpu-2"
+    assert _search(base4, "document number 3")["tags"]["build"] == "2"
     running = {p["id"] for p in clients["g1"].get("/pods").json()["items"] if p["state"] == "RUNNING"}
     assert running and not running & pods_before  # the old release's remote Pod went with it
     rolled = third
@@ -269,6 +241,7 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
         assert [f for f in c.get("/flows").json()["items"] if f["state"] == "RUNNING"] == [], name
     assert [w["id"] for w in clients["c1"].get("/workspaces").json()["items"]] == []
     assert [w["id"] for w in clients["g1"].get("/workspaces").json()["items"]] == [foreign.json()["id"]]
+    assert clients["g1"].get("/deployments/search").status_code == 404  # the copy went with it
     gone = _cli("flow", "ps", "search", "-i", str(inv))
     assert gone.exit_code != 0 and "no daemon of the inventory keeps a deployment named 'search'" in gone.output
     print(f"\nflow up (cold workspaces) {cold:.2f}s, re-apply unchanged {warm_reapply:.2f}s "

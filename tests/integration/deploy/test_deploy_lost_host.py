@@ -2,13 +2,12 @@
 (its daemon SIGKILLed, everything it started killed) while a client searches without pause. The
 Pod is marked LOST after the Flow's `lost_after`, started on the other host of its group and
 wired in; searches answer exactly again; when the host's daemon comes back, the stale copy is
-removed there (nothing runs twice)."""
+removed there (nothing runs twice). Then the keeper's host is lost: the copies of the record on
+the other daemons still name the deployment, its Gateway LOST."""
 
 from __future__ import annotations
 
 import json
-import textwrap
-import threading
 import time
 
 import httpx
@@ -18,21 +17,9 @@ from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
 from tests.support.daemons import reap
+from tests.support.fleet_flows import ENCODER, Searcher, documents
 
 pytestmark = pytest.mark.timeout(600)
-
-ENCODER = textwrap.dedent("""
-    import zlib
-    import numpy as np
-    from jinad_fab import Executor, requests
-
-    class HashEncoder(Executor):
-        @requests
-        def encode(self, docs, parameters):
-            for d in docs:
-                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
-                d.embedding = rng.standard_normal(16).astype("float32")
-""")
 
 FLOW = """!Flow
 version: '1'
@@ -57,28 +44,6 @@ def _cli(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-class Searcher(threading.Thread):
-    def __init__(self, base: str):
-        super().__init__(daemon=True)
-        self.base, self.stop = base, threading.Event()
-        self.results: list[tuple[float, bool]] = []  # (time sent, exact answer)
-
-    def run(self) -> None:
-        with httpx.Client(timeout=5) as c:
-            i = 0
-            while not self.stop.is_set():
-                n, sent = i % 20, time.monotonic()
-                try:
-                    r = c.post(f"{self.base}/search", json={"data": [{"id": "q", "text": f"document number {n}"}],
-                                                            "parameters": {"top_k": 1}})
-                    ok = r.status_code == 200 and r.json()["data"][0]["matches"][0]["id"] == str(n)
-                except (httpx.HTTPError, KeyError, IndexError, ValueError):
-                    ok = False
-                self.results.append((sent, ok))
-                i += 1
-                time.sleep(0.02)
-
-
 def test_a_lost_hosts_stateless_pod_is_replaced_and_its_stale_copy_removed(tmp_path, daemon_factory) -> None:
     keeper, a, b = (daemon_factory(token=f"tok-{n}-" + "x" * 20) for n in "kab")
     inv = tmp_path / "inv" / "hosts.yml"
@@ -98,14 +63,13 @@ def test_a_lost_hosts_stateless_pod_is_replaced_and_its_stale_copy_removed(tmp_p
     assert {(p["pod"], p["host"], tuple(p["fallbacks"])) for p in info["placement"]} == {
         ("encode", "cpu-a", ("cpu-b",)), ("index", "keeper", ())}
     base = f"http://127.0.0.1:{info['gateway']['http_port']}"
-    docs = [{"id": str(i), "text": f"document number {i}"} for i in range(20)]
-    httpx.post(f"{base}/index", json={"data": docs}, timeout=60).raise_for_status()
+    httpx.post(f"{base}/index", json={"data": documents(20)}, timeout=60).raise_for_status()
 
-    searcher = Searcher(base)
+    searcher = Searcher(base, timeout=5, pause=0.02)
     searcher.start()
     try:
         time.sleep(1.5)
-        assert searcher.results and all(ok for _, ok in searcher.results)
+        assert searcher.results and not searcher.failed
         lost_at = time.monotonic()
         a.kill()  # the host vanishes: its daemon and everything it started
         killed = reap(a.home)
@@ -132,11 +96,11 @@ def test_a_lost_hosts_stateless_pod_is_replaced_and_its_stale_copy_removed(tmp_p
     # the client's failures are the requests around the loss; every one sent once the Pod was
     # re-placed (plus a client timeout for the ones queued to the lost host) is exact
     settled = lost_at + t_replaced + 5
-    after = [ok for sent, ok in searcher.results if sent > settled]
-    timeline = [(round(sent - lost_at, 2), ok) for sent, ok in searcher.results if sent > lost_at - 1]
+    after = [ok for sent, ok, _ in searcher.results if sent > settled]
+    timeline = [(round(sent - lost_at, 2), ok) for sent, ok, _ in searcher.results if sent > lost_at - 1]
     assert after and all(after), (t_lost, t_replaced, timeline)
-    assert all(ok for sent, ok in searcher.results if sent < lost_at)  # only the loss costs answers
-    failed = sum(1 for _, ok in searcher.results if not ok)
+    assert searcher.failed_between(0, lost_at) == []  # only the loss costs answers
+    failed = len(searcher.failed)
     print(f"\nlost host: LOST seen after {t_lost:.1f}s, full width after {t_replaced:.1f}s "
           f"(lost_after 2s); {failed} failed of {len(searcher.results)} searches")
 
@@ -151,4 +115,22 @@ def test_a_lost_hosts_stateless_pod_is_replaced_and_its_stale_copy_removed(tmp_p
             time.sleep(0.5)
         assert [p for p in c.get("/pods").json()["items"] if p["state"] == "RUNNING"] == []
         assert c.get("/workspaces").json()["items"] == []
+
+    # now the keeper's host is lost: `flow ps` finds the deployment through the copies of its
+    # record the other daemons keep, and says its Gateway is LOST (not "no such deployment")
+    keeper.kill()
+    reap(keeper.home)
+    ps = _cli("flow", "ps", "lost", "-i", str(inv), "--json")
+    assert ps.exit_code == 4 and "LOST on keeper" in ps.output, ps.output
+    st = json.loads(ps.stdout)
+    rows = {r["pod"]: r for r in st["pods"]}
+    assert st["keeper"] == "keeper" and st["release"] == 1 and set(rows) == {"gateway", "encode", "index"}
+    assert rows["gateway"]["state"] == "LOST" and rows["gateway"]["error"] == "keeper does not answer"
+    assert rows["index"]["state"] == "LOST"  # it ran in the keeper's Flow
+    down = _cli("flow", "down", "lost", "-i", str(inv), "-y")
+    assert down.exit_code == 4 and "kept by keeper, whose daemon does not answer" in down.output, down.output
+    keeper.start()
     assert _cli("flow", "down", "lost", "-i", str(inv), "-y").exit_code == 0
+    for d in (a, b):  # the copies went with the deployment
+        with httpx.Client(base_url=d.url, headers={"Authorization": f"Bearer {d.token}"}, timeout=30) as c:
+            assert c.get("/deployments/lost").status_code == 404

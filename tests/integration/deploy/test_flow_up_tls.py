@@ -18,24 +18,9 @@ from click.testing import CliRunner
 from jinad_fab.cli.main import _register, cli
 from jinad_fab.deploy import pki
 from jinad_fab.deploy.inventory import Inventory
+from tests.support.fleet_flows import documents, write_project
 
 pytestmark = pytest.mark.timeout(600)
-
-FLOW = """!Flow
-version: '1'
-with:
-  protocol: http
-gateway:
-  hosts: cpu
-pods:
-  - name: first
-    uses: _pass
-    hosts: cpu
-  - name: second
-    uses: _pass
-    hosts: gpu
-"""
-
 
 def test_flow_up_reaches_every_daemon_over_https(tmp_path, daemon_factory) -> None:
     folder = tmp_path / "inv"
@@ -59,8 +44,7 @@ def test_flow_up_reaches_every_daemon_over_https(tmp_path, daemon_factory) -> No
                                  "jinad_token": tokens["c1"]}}},
     }}}))
     proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / "flow.yml").write_text(FLOW)
+    write_project(proj)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JINAD")}
     env["JINAD_FAB_CACHE_DIR"] = str(tmp_path / "cache")
     proc = subprocess.run([sys.executable, "-c", "from jinad_fab.cli.main import main; main()", "flow", "up",
@@ -68,14 +52,17 @@ def test_flow_up_reaches_every_daemon_over_https(tmp_path, daemon_factory) -> No
                           capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     up = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {(p["pod"], p["host"]) for p in up["placement"]} == {("first", "c1"), ("second", "g1")}
+    assert {(p["pod"], p["host"]) for p in up["placement"]} == {("encode", "c1"), ("index", "g1")}
     assert all(p["target"].startswith("https://") for p in up["placement"])
 
     base = f"http://{up['gateway']['host']}:{up['gateway']['http_port']}"
-    docs = [{"id": str(i), "text": f"tls document {i}"} for i in range(10)]
+    docs = documents(10)
     r = httpx.post(f"{base}/index", json={"data": docs}, timeout=60)
     assert r.status_code == 200, r.text
     assert [(d["id"], d["text"]) for d in r.json()["data"]] == [(d["id"], d["text"]) for d in docs]
+    r = httpx.post(f"{base}/search", json={"data": [{"text": "document number 7"}], "parameters": {"top_k": 1}},
+                   timeout=60)
+    assert r.status_code == 200 and r.json()["data"][0]["matches"][0]["id"] == "7", r.text
 
     ca = ssl.create_default_context(cafile=str(made.ca))
     with httpx.Client(base_url=daemons["g1"].url, verify=ca, timeout=30,

@@ -24,7 +24,7 @@ from jinad_fab.cli.main import _register, cli
 # or stream an interactive session are the only ones without --json.
 PRINTS_A_FILE = {("render", "unit"), ("render", "dockerfile")}
 # Commands that place a Flow's Pods over the whole inventory (a Pod's `hosts:` says where) take no -l.
-WHOLE_INVENTORY = {("flow", "up"), ("flow", "rollback"), ("render", "flow"), ("render", "unit"), ("hello", "images")}
+WHOLE_INVENTORY = {("flow", "up"), ("flow", "rollback"), ("flow", "scale"), ("flow", "update"), ("render", "flow"), ("render", "unit"), ("hello", "images")}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,12 +1,11 @@
 """`jinad-fab flow create|ls|logs|delete|scale|update|dump --host H`: a whole Flow on one host through its
-daemon, changed while it runs."""
+daemon, changed while it runs; `scale` and `update` also take a deployment's NAME with `-i INV`."""
 
 from __future__ import annotations
 
 import json
 import os
 import pathlib
-import time
 from typing import Any
 
 import click
@@ -15,14 +14,16 @@ from ....errors import JinadFabError, RuntimeFailure
 from .._common import (
     err_console,
     examples,
+    inventory_option,
     json_option,
+    load_inventory,
     print_json,
     print_ndjson,
     print_table,
     table,
     tail_option,
 )
-from .._daemon import daemon, host_options
+from .._daemon import ADDRESS, ca_file_option, daemon, host_options, token_options
 from .._progress import stream_build, upload_bar
 
 
@@ -188,22 +189,10 @@ def _pairs(items: tuple[str, ...]) -> dict[str, Any]:
 
 def _run_change(host: str, token: str | None, flow_id: str, change: dict[str, Any], as_json: bool) -> None:
     """Start the change, print each replica's step as the daemon reports it, end with the outcome."""
-    err = err_console()
+    from ....remote import FlowHandle
+
     with daemon(host, token) as d:
-        body = d.change_flow(flow_id, change, wait=False)
-        change_id = ((body.get("live") or {}).get("change") or {}).get("id")
-        shown = 0
-        while True:
-            current = ((body.get("live") or {}).get("change") or {})
-            if current.get("id") == change_id:
-                for event in current.get("events", [])[shown:]:
-                    if not as_json:
-                        err.print(f"  {event['pod']}: {event.get('replica')} {event['step']}", markup=False)
-                shown = len(current.get("events", []))
-                if current.get("state") != "running":
-                    break
-            time.sleep(0.2)
-            body = d.flow(flow_id)
+        current = FlowHandle(d, {"id": flow_id}).follow_change(change, on_event=None if as_json else print_step)
     if as_json:
         print_json(current)
     if current.get("state") == "failed":
@@ -213,42 +202,93 @@ def _run_change(host: str, token: str | None, flow_id: str, change: dict[str, An
                    + (f"; {current['result']}" if current.get("result") else ""))
 
 
+def print_step(event: dict[str, Any]) -> None:
+    """One line on stderr per replica step of a live change (``encode: 2 ready``)."""
+    err_console().print(f"  {event['pod']}: {event.get('replica')} {event['step']}", markup=False)
+
+
+def _flow_or_deployment(fn):
+    """``--host`` (TARGET is a Flow id on that jinad) or ``-i INV`` (TARGET is a deployment's name,
+    found through its record from any machine with the inventory)."""
+    fn = inventory_option(fn)
+    fn = ca_file_option(fn)
+    fn = token_options(fn)
+    return click.option("--host", "host", default=None, type=ADDRESS, metavar="HOST[:PORT]",
+                        help="the jinad running Flow FLOW_ID; without it, NAME is a deployment of -i INV")(fn)
+
+
+def _deployment_change(inventory: str, vault_password_file: str | None, name: str, pod: str, as_json: bool,
+                       **change: Any) -> None:
+    """A live change of deployment ``name``'s Pod, a line per replica step, recorded as a release."""
+    try:
+        from ....deploy import deployment
+    except ImportError as exc:  # the inventory form needs the deploy extra
+        raise click.UsageError(f"a deployment needs jinad-fab[deploy] ({exc}); give --host for one Flow") from None
+    inv = load_inventory(inventory, vault_password_file)
+    err = err_console()
+    applied = deployment.change(inv, name, pod, say=lambda msg: err.print(msg, markup=False),
+                                on_step=None if as_json else print_step, **change)
+    if as_json:
+        click.echo(json.dumps(applied.as_dict()))
+        return
+    click.echo(f"deployment {applied.name}: release {applied.release} on {applied.keeper}, "
+               f"changed={applied.changed} ({applied.action}, {applied.seconds:.1f}s)")
+
+
 @examples(
+    "jinad-fab flow scale -i prod search encode 4     # deployment `search`, from any machine with the inventory",
     "jinad-fab flow scale jflow-1a2b3c enc 4 --host gpu1",
     "jinad-fab flow scale jflow-1a2b3c enc 1 --host gpu1 --json",
 )
 @click.command("scale")
-@click.argument("flow_id")
+@click.argument("target", metavar="NAME|FLOW_ID")
 @click.argument("pod")
 @click.argument("replicas", type=click.IntRange(1, 64))
-@host_options
+@_flow_or_deployment
 @json_option
-def scale(flow_id: str, pod: str, replicas: int, host: str, token: str | None, as_json: bool) -> None:
-    """Give POD of a running Flow REPLICAS replicas (per shard), while it serves."""
-    _run_change(host, token, flow_id, {"kind": "scale", "pod": pod, "replicas": replicas}, as_json)
+def scale(target: str, pod: str, replicas: int, host: str | None, token: str | None, inventory: str,
+          vault_password_file: str | None, as_json: bool) -> None:
+    """Give POD REPLICAS replicas (per shard) while it serves: POD of deployment NAME of the
+    inventory (recorded as a new release, so `flow rollback NAME` returns), or with --host, of
+    the Flow FLOW_ID on that jinad."""
+    if host is None:
+        _deployment_change(inventory, vault_password_file, target, pod, as_json, replicas=replicas)
+        return
+    _run_change(host, token, target, {"kind": "scale", "pod": pod, "replicas": replicas}, as_json)
 
 
 @examples(
+    "jinad-fab flow update -i prod search encode --uses-with version=v2   # a deployment: a new release",
     "jinad-fab flow update jflow-1a2b3c enc --uses-with version=v2 --host gpu1",
     "jinad-fab flow update jflow-1a2b3c idx --dump-path dumps/monday --host gpu1   # reload an index",
 )
 @click.command("update")
-@click.argument("flow_id")
+@click.argument("target", metavar="NAME|FLOW_ID")
 @click.argument("pod")
 @click.option("--uses", help="the new Executor: a name, or a YAML file of the workspace")
 @click.option("--uses-with", "uses_with", multiple=True, metavar="KEY=VALUE",
-              help="an argument of the Executor (repeatable; VALUE read as JSON when it is)")
-@click.option("--dump-path", help="new replicas of an _index load this dump (a workspace path)")
-@host_options
+              help="an argument of the Executor (repeatable; VALUE read as JSON when it is); for a deployment, "
+                   "merged into the Pod's recorded uses_with")
+@click.option("--dump-path", help="new replicas of an _index load this dump (a workspace path; --host only)")
+@_flow_or_deployment
 @json_option
-def update(flow_id: str, pod: str, uses: str | None, uses_with: tuple[str, ...], dump_path: str | None,
-           host: str, token: str | None, as_json: bool) -> None:
-    """Roll POD's replicas one at a time to a new Executor, new arguments or an index dump."""
+def update(target: str, pod: str, uses: str | None, uses_with: tuple[str, ...], dump_path: str | None,
+           host: str | None, token: str | None, inventory: str, vault_password_file: str | None,
+           as_json: bool) -> None:
+    """Roll POD's replicas one at a time to a new Executor, new arguments or an index dump: POD of
+    deployment NAME of the inventory (recorded as a new release), or with --host, of the Flow
+    FLOW_ID on that jinad."""
     if not (uses or uses_with or dump_path):
         raise click.UsageError("give --uses, --uses-with or --dump-path")
+    if host is None:
+        if dump_path:
+            raise click.UsageError("--dump-path changes one Flow: give --host and its id")
+        _deployment_change(inventory, vault_password_file, target, pod, as_json, uses=uses,
+                           uses_with=_pairs(uses_with) if uses_with else None)
+        return
     change = {"kind": "rolling_update", "pod": pod, "uses": uses,
               "uses_with": _pairs(uses_with) if uses_with else None, "dump_path": dump_path}
-    _run_change(host, token, flow_id, change, as_json)
+    _run_change(host, token, target, change, as_json)
 
 
 @examples("jinad-fab flow dump jflow-1a2b3c idx dumps/monday --host gpu1")

@@ -1,10 +1,11 @@
-"""/deployments: the records of fleet Flows whose Gateway runs here (see daemon/deployments.py)."""
+"""/deployments: the records of fleet Flows whose Gateway runs here, and copies of the records of
+those this daemon runs Pods for (see daemon/deployments.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ....schemas import DeploymentList, DeploymentName, DeploymentPublic, DeploymentWrite
+from ....schemas import DeploymentCopy, DeploymentList, DeploymentName, DeploymentPublic, DeploymentWrite
 from ... import deployments
 from ..deps import ManagerDep
 
@@ -25,6 +26,13 @@ async def get_deployment(name: DeploymentName, manager: ManagerDep):
 async def put_deployment(name: DeploymentName, body: DeploymentWrite, manager: ManagerDep):
     """Record what a controller applied; a spec hash unlike the current one is a new release."""
     return deployments.view(manager, deployments.write(manager, name, body))
+
+
+@router.put("/{name}/copy", response_model=DeploymentPublic)
+async def put_deployment_copy(name: DeploymentName, body: DeploymentCopy, manager: ManagerDep):
+    """Keep a copy of a record whose Gateway runs on another daemon (`flow ps` finds it when that
+    host is lost); 409 when this daemon keeps the deployment itself."""
+    return deployments.view(manager, deployments.write_copy(manager, name, body))
 
 
 @router.delete("/{name}", response_model=DeploymentPublic)
