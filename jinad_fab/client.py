@@ -16,6 +16,7 @@ here (``input_fn=``, ``output_fn=``, ``batch_size=``...) are refused, naming the
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import socket
 import threading
@@ -33,6 +34,8 @@ from .errors import BadInput, PodDied, RequestError, RequestTimeout
 from .wire import Message, new_header
 
 __all__ = ["Client", "AsyncClient", "Response"]
+
+log = logging.getLogger("jinad_fab.client")
 
 Callback = Callable[["Response"], Any] | None
 
@@ -143,6 +146,12 @@ class Response:
         return self._msg.parameters
 
     @property
+    def missing_shards(self) -> list[str]:
+        """The shards (``pod/shard-N``) that could not answer: a read answered by the others. Empty
+        when the answer is whole."""
+        return list(self._msg.header.get("missing_shards") or ())
+
+    @property
     def error(self) -> dict | None:
         return self._msg.header.get("err")
 
@@ -155,7 +164,7 @@ class Response:
         if not err:
             return None
         if err.get("type") == "PodDied":
-            return PodDied(err.get("pod", "?"), err.get("msg", ""), response=self)
+            return PodDied(err.get("pod", "?"), err.get("msg", ""), response=self, shards=err.get("shards"))
         return RequestError(err.get("pod", "?"), err.get("type", "Error"), err.get("msg", ""), err.get("tb", ""),
                             response=self)
 
@@ -237,6 +246,7 @@ class _Run:
         self._answers: dict[int, DocumentArray] = {}  # request number -> its Documents
         self._seq: dict[str, int] = {}
         self.inflight: dict[str, float] = {}
+        self.missing_shards: set[str] = set()  # shards some answer of this call was given without
 
     def request(self, docs: DocumentArray) -> tuple[str, list]:
         rid = os.urandom(16).hex()
@@ -260,6 +270,11 @@ class _Run:
             return  # a late answer to an earlier, abandoned call
         resp = Response(msg)
         exc = resp.exception()
+        missing = set(resp.missing_shards) - self.missing_shards
+        if missing:  # a partial answer is never silent, even to a caller that only reads the Documents
+            self.missing_shards |= missing
+            log.warning("%s answered without shard(s) %s (their Pods lost them); see Response.missing_shards",
+                        self.on, ", ".join(sorted(missing)))
         try:
             if exc is None:
                 if self.on_done is not None:

@@ -130,10 +130,13 @@ class RequestError(RuntimeFailure):
 
 
 class PodDied(RuntimeFailure):
-    def __init__(self, pod: str, detail: str = "", response: Any = None):
+    """A Pod (or, ``shards``, some of its shards) died and no other replica could take the request."""
+
+    def __init__(self, pod: str, detail: str = "", response: Any = None, *, shards: list[str] | None = None):
         self.pod = pod
         self.detail = detail
         self.response = response
+        self.shards = list(shards or ())
         super().__init__(f"Pod {pod!r} died" + (f": {detail}" if detail else ""))
 
 

@@ -114,6 +114,7 @@ class Flow:
         self._fork = fork
         self._daemon_tokens: dict[str, str] = {}  # daemon host:port -> token handed over by jinad
         self._lost: dict[str, dict] = {}  # Pod name -> its LOST / REPLACED record
+        self._missing: dict[str, dict[str, dict]] = {}  # Pod name -> its shards gone for good (issue 16)
         self._secure = False
         self._live: LiveChanges | None = None
         self._advertise: str | None = None
@@ -218,6 +219,9 @@ class Flow:
             lost = getattr(self, "_lost", {}).get(name)
             if lost is not None:
                 row["lost"] = dict(lost)
+            missing = getattr(self, "_missing", {}).get(name)
+            if missing:  # shards no replica answers for: reads go without them, writes to them fail
+                row["missing_shards"] = {s: dict(info) for s, info in missing.items()}
             out.append(row)
         return out
 
@@ -268,6 +272,7 @@ class Flow:
         self._keys = keys
         self._session_map = sessions
         self._lost = {}
+        self._missing = {}
         self._sessions = list(sessions.values())
         self._gateway = gateway
         self._failure = None
@@ -504,9 +509,18 @@ class Flow:
                 threading.Thread(target=self._on_remote_death, args=(name, pod, death), daemon=True,
                                  name=f"restart-{name}").start()
             dead = pod.dead()
+            lost = self._lost.get(name) or {}
+            if dead and lost.get("shards") is not None:
+                if lost["state"] != "GONE":  # its host came back without it: its shards stay missing
+                    lost["state"] = "GONE"
+                    log.error("Pod %r: its host %s answers again but the Pod no longer runs there; the Flow "
+                              "goes on without shard(s) %s", name, pod.session.label, ", ".join(lost["shards"]))
+                return None
             if dead:
                 return {"pod": name, "msg": f"Pea {dead[0][0]} exited with code {dead[0][1]}"}
             lost_after = float(self.args.get("lost_after") or 10.0)
+            if lost.get("state") == "LOST" and lost.get("shards") is not None and pod.unreachable_for() == 0:
+                self._host_back(name, pod)  # it answers again and its Pod still runs there
             if pod.unreachable_for() >= lost_after and self._lost.get(name, {}).get("id") != pod.pod_id:
                 self._lost[name] = {"pod": name, "daemon": pod.session.label, "id": pod.pod_id, "state": "LOST",
                                     "since": time.time() - pod.unreachable_for()}
@@ -580,6 +594,10 @@ class Flow:
         if new is None:
             log.error("Pod %r stays LOST: %s", name, "no other host took it" if fallbacks else
                       "it has no fallback host (its data lives on its host)")
+            # its shards are named missing: reads answer from the others (if any), writes to them fail
+            sets = list(old.members()) or [name]
+            self._shards_missing(name, {s: i for i, s in enumerate(sets)}, f"its host {old.session.label} is LOST",
+                                 why="lost")
             return
         live = self._live
         with live._lock if live is not None else contextlib.nullcontext():
@@ -602,6 +620,55 @@ class Flow:
                     name, new.session.label, time.monotonic() - started, old.session.label)
         shared = any(getattr(p, "session", None) is old.session for p in self._running.values())
         old.remove_when_back(self._stopping, workspace=not shared)
+
+    # ---- shards gone for good (issue 16): see jinad_fab.runtime.shards ----
+    def _shards_missing(self, name: str, shards: dict[str, int], detail: str, why: str = "dead") -> str | None:
+        """Tell the Gateway that shards ``{set name: shard index}`` of Pod ``name`` have no replica
+        left and none coming. None when the Flow goes on without them; for a Pod of one shard
+        whose Pea died, the failure to report (the Pod is dead, as before)."""
+        from ..runtime.pod import routing
+
+        spec = self._pods[name]
+        count = int(spec.get("shards") or 1)
+        if count == 1 and why == "dead":
+            return detail
+        polling = routing(spec.get("polling")) if count > 1 else {"*": "all"}
+        since = time.time()
+        info = {s: {"pod": name, "shard": i, "shards": count, "polling": polling, "detail": detail, "why": why}
+                for s, i in shards.items()}
+        try:
+            self._gateway_cmd({"cmd": "shards", "missing": info}, timeout=5)
+        except (RuntimeFailure, BadConfig) as exc:
+            return f"{detail}; the gateway did not answer: {exc}"
+        rows = self._missing.setdefault(name, {})
+        for s in shards:
+            rows[s] = {"state": "LOST" if why == "lost" else "DEAD", "detail": detail, "since": since}
+        if name in self._lost:
+            self._lost[name]["shards"] = sorted(rows)
+        log.error("Pod %r goes on without shard(s) %s: %s", name, ", ".join(sorted(shards)), detail)
+        return None
+
+    def _shards_back(self, name: str, sets: list[str]) -> None:
+        rows = self._missing.get(name) or {}
+        back = [s for s in sets if s in rows]
+        if not back:
+            return
+        self._gateway_cmd({"cmd": "shards", "back": back}, timeout=5)
+        for s in back:
+            rows.pop(s, None)
+        if not rows:
+            self._missing.pop(name, None)
+        log.warning("Pod %r: shard(s) %s answer again", name, ", ".join(back))
+
+    def _host_back(self, name: str, pod: Any) -> None:
+        """A LOST Pod's host answers again and the Pod still runs there: it is wired as it was."""
+        record = self._lost.pop(name, None)
+        log.warning("Pod %r: its host %s answers again (LOST for %.0fs)", name, pod.session.label,
+                    time.time() - float((record or {}).get("since") or time.time()))
+        try:
+            self._shards_back(name, list(self._missing.get(name) or ()))
+        except RuntimeFailure as exc:
+            log.error("Pod %r: could not tell the gateway its shards are back: %s", name, exc)
 
     def _fail(self, failure: dict) -> None:
         if self._failure is not None:

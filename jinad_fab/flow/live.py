@@ -101,8 +101,15 @@ class LiveChanges:
 
     def publish(self, pod: Pod) -> None:
         """Tell the Gateway which replicas of the Pod's sets it may plan onto (and which endpoints it
-        may retry: a rolling update may bring an Executor that marks others)."""
-        self.gateway({"cmd": "members", "sets": pod.plan_sets(), "idempotent": self.flow._idempotent()})
+        may retry: a rolling update may bring an Executor that marks others). A missing shard that
+        has a replica again answers again: the Gateway drops it from the missing ones."""
+        sets = pod.plan_sets()
+        self.gateway({"cmd": "members", "sets": sets, "idempotent": self.flow._idempotent()})
+        missing = self.flow._missing.get(pod.name)
+        if missing:
+            for name, st in sets.items():
+                if st["replicas"] and missing.get(name, {}).get("state") == "DEAD":
+                    del missing[name]
 
     def rewire_senders(self, name: str, head_moved: bool = False) -> None:
         """Point everything that sends into Pod ``name`` at its current replicas (or at its head, when
@@ -293,10 +300,18 @@ class LiveChanges:
             pod.ctrl({"cmd": "status"}, timeout=5)
             self.rewire_senders(name)
             self.publish(pod)
+            left = (pod.members().get(death["set"]) or {}).get("replicas")
             if policy != "on-failure":
-                return None  # its host fails the Pod when a set has no replica left
+                # its host fails a Pod of one shard when the set has no replica left; a shard goes missing
+                if not left and int(pod.args.get("shards") or 1) > 1:
+                    return self.flow._shards_missing(name, {death["set"]: _shard_index(death["set"])}, detail)
+                return None
             delay = self._restart_delay(name, pod.args)
         if delay is None:
+            if not left and int(pod.args.get("shards") or 1) > 1:
+                return self.flow._shards_missing(
+                    name, {death["set"]: _shard_index(death["set"])}, f"{detail}; not restarted again "
+                                                                      f"({self.given_up[name]})")
             return None
         if delay and self.flow._stopping.wait(delay):
             return None
@@ -343,13 +358,14 @@ class LiveChanges:
                 self.rewire_senders(name)
             p.wait(1)
             if policy != "on-failure":
-                if not pod.peas[shard]:
-                    return detail
+                if not pod.peas[shard]:  # a Pod of several shards goes on without this one (issue 16)
+                    return self.flow._shards_missing(name, {pod.set_name(shard): shard}, detail)
                 return None
             delay = self._restart_delay(name, pod.args)
             if delay is None:
                 if not pod.peas[shard]:
-                    return f"{detail}; not restarted again ({self.given_up[name]})"
+                    return self.flow._shards_missing(name, {pod.set_name(shard): shard},
+                                                     f"{detail}; not restarted again ({self.given_up[name]})")
                 return None
         if delay and self.flow._stopping.wait(delay):
             return None
@@ -361,7 +377,8 @@ class LiveChanges:
             except (PeaStartError, RuntimeFailure) as exc:
                 log.error("Pod %r: could not restart a replica: %s", name, exc)
                 if not pod.peas[shard]:
-                    return f"{detail}; the restart failed: {exc}"
+                    return self.flow._shards_missing(name, {pod.set_name(shard): shard},
+                                                     f"{detail}; the restart failed: {exc}")
                 return None
             self.restarts[name] += 1
         log.warning("Pod %r: replica restarted (%d restarts so far)", name, self.restarts[name])
@@ -416,6 +433,12 @@ class LiveChanges:
                                  "restarts": self.restarts.get(name, 0),
                                  **({"given_up": self.given_up[name]} if name in self.given_up else {})}
         return out
+
+
+def _shard_index(set_name: str) -> int:
+    """``idx/shard-1`` -> 1 (a Pod of one shard: 0)."""
+    tail = set_name.rsplit("/shard-", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
 
 
 def _say(progress: Progress | None, event: dict) -> None:

@@ -363,12 +363,13 @@ class RemotePod:
                 self._dead = [(f"{self.name}@{self.session.label}", None)]
                 log.error("Pod %s on %s: %s", self.name, self.session.label, exc)
                 return
+            if body.get("state") not in ("RUNNING", "running", "STARTING"):
+                self._dead = [(f"{self.name}@{self.session.label}", None)]  # before it reads as reachable
+                self.unreachable_since = None
+                return
             if self.unreachable_since is not None:
                 log.warning("Pod %s: its daemon %s answers again", self.name, self.session.label)
             self.unreachable_since = None
-            if body.get("state") not in ("RUNNING", "running", "STARTING"):
-                self._dead = [(f"{self.name}@{self.session.label}", None)]
-                return
 
     def remove_when_back(self, stopping: threading.Event, *, workspace: bool = True) -> bool:
         """A Pod replaced elsewhere while its host was lost: once that daemon answers again, stop

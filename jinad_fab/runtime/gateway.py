@@ -18,7 +18,9 @@ more to a survivor, and the others fail with PodDied naming the Pod. ``members``
 (scaling, a rolling update, a restart); a request finding a set empty waits for a member (a restart)
 up to ``park_timeout``. When the Flow reports a dead Pod (ctrl ``pod_failed``), every request in
 flight and every new one is answered at once with an error naming that Pod: callers never hang on
-a dead Pea.
+a dead Pea. When it reports a shard gone for good (ctrl ``shards``: no replica left and none
+coming, or its host LOST), reads are answered by the other shards with ``missing_shards`` in their
+header and writes that need it fail with PodDied naming it (:mod:`.shards`).
 """
 
 from __future__ import annotations
@@ -40,18 +42,21 @@ from ..errors import BadInput, JinadFabError
 from ..wire import Message, new_header
 from .control import Commands
 from .merge import merge_parts
+from .shards import HEADER as MISSING
+from .shards import MissingShards, parts_expected
 from .sockets import bind, make_context
 from .targets import Targets
 
 log = logging.getLogger("jinad_fab.gateway")
 
 _HTTP_INPROC = "inproc://gateway-http"
+MISSING_HTTP = "X-Missing-Shards"  # the HTTP response header naming the shards an answer lacks
 
 
 class _Flight:
     """One request between the Gateway and its answer: what to send again if its replica dies."""
 
-    __slots__ = ("rid", "cur", "header", "body", "plan", "tries", "since")
+    __slots__ = ("rid", "cur", "header", "body", "plan", "tries", "since", "missing", "parts")
 
     def __init__(self, rid: str, header: dict, body: list):
         self.rid = rid  # the client's request id
@@ -61,6 +66,8 @@ class _Flight:
         self.plan: dict[str, str] = {}
         self.tries = 0
         self.since = 0.0
+        self.missing: list[str] = []  # shards this attempt goes without (named in its answer's header)
+        self.parts = 1  # how many parts its answer comes in
 
 
 class _Router:
@@ -93,6 +100,7 @@ class _Router:
         self.parked: list[_Flight] = []  # waiting for a replica of an empty set (one being restarted)
         self.park_timeout = float(args.get("park_timeout") or 30.0)
         self.retryable = {"/search"}
+        self.missing = MissingShards()
         self._turn = 0
 
     def connect(self, targets: list) -> None:
@@ -106,6 +114,7 @@ class _Router:
         commands = Commands(self.ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
                                         "pod_failed": self._pod_failed, "status": self._status,
                                         "members": self._members, "replica_died": self._replica_died,
+                                        "shards": self._shards,
                                         "terminate": self._terminate})
         while not self.stopping:
             events = dict(poller.poll(50))  # `stopping` is set from another thread: look often
@@ -157,7 +166,7 @@ class _Router:
         return {"pending": len(self.native_pending) + len(self.http_pending), "failed": self.failed,
                 "inflight": {name: dict(loads) for name, loads in self.load.items()},
                 "members": {name: list(st["members"]) for name, st in self.sets.items()},
-                "parked": len(self.parked)}
+                "parked": len(self.parked), "missing_shards": self.missing.view()}
 
     def _members(self, cmd: dict) -> dict:
         """Replace the members of the named replica sets (what new requests are planned onto)."""
@@ -169,6 +178,8 @@ class _Router:
                 loads.setdefault(m, 0)
             for m in [m for m, n in loads.items() if m not in members and n == 0]:
                 del loads[m]  # a replica that left and holds nothing more
+            if members and name in self.missing:
+                self.missing.back([name], why="dead")  # a shard restarted: it answers again
         for name in cmd.get("drop") or ():
             self.sets.pop(name, None)
             self.load.pop(name, None)
@@ -201,6 +212,35 @@ class _Router:
         self.load.get(name, {}).pop(replica, None)
         return {"retried": retried, "failed": failed}
 
+    def _shards(self, cmd: dict) -> dict:
+        """Shards gone for good (``missing``: set name -> ``{pod, shard, shards, polling, detail, why}``)
+        or back (``back``: set names). Requests an attempt planned onto a newly missing shard are
+        sent again without it (reads) or failed with PodDied naming it (writes); parked requests go."""
+        added = self.missing.mark(cmd.get("missing") or {})
+        back = self.missing.back(cmd.get("back") or ())
+        retried = failed = 0
+        if added:
+            gone = set(added)
+            for fl in [fl for fl in self.flights.values() if gone & set(fl.plan)]:
+                self._release(fl)
+                if fl.header.get("ep") in self.retryable:
+                    retried += 1
+                    fl.tries += 1
+                    self._send(fl)
+                else:
+                    failed += 1
+                    names = sorted(gone & set(fl.plan))
+                    self._fail(fl.rid, {"pod": self.missing.sets[names[0]]["pod"], "type": "PodDied",
+                                        "shards": names, "msg": f"shard {', '.join(names)} went missing while it "
+                                                                f"held the request: {self.missing.sets[names[0]]['detail']}"})
+        if added or back:
+            log.warning("missing shards now: %s", ", ".join(sorted(self.missing.sets)) or "none")
+        if self.parked:
+            parked, self.parked = self.parked, []
+            for fl in parked:
+                self._send(fl)
+        return {"retried": retried, "failed": failed, "missing": self.missing.view()}
+
     def _terminate(self, cmd: dict) -> None:
         self.stopping = True
 
@@ -227,10 +267,12 @@ class _Router:
 
     def _plan(self) -> dict[str, str] | None:
         """One member of every replica set, the least loaded (ties taken in turn); None when a set
-        has no member at all."""
+        has no member at all (a shard known to be missing is left out instead)."""
         plan = {}
         self._turn += 1
         for name, st in self.sets.items():
+            if name in self.missing:
+                continue
             members = st["members"]
             n = len(members)
             if n == 1:
@@ -248,6 +290,10 @@ class _Router:
         return plan
 
     def _send(self, fl: _Flight) -> None:
+        missing, err = self.missing.check(fl.header, fl.body, self.retryable)
+        if err is not None:
+            self._fail(fl.rid, err)
+            return
         plan = self._plan()
         if plan is None:
             fl.since = time.monotonic()
@@ -255,10 +301,15 @@ class _Router:
             return
         fl.cur = fl.rid if not fl.tries else f"{fl.rid}~{fl.tries}"
         fl.plan = plan
+        fl.missing = missing
+        fl.parts = parts_expected(self.num_parts, self.upstream, {MISSING: missing})
         self.flights[fl.cur] = fl
         for name, m in plan.items():
             self.load[name][m] += 1
-        header = dict(fl.header, rid=fl.cur, plan=plan) if plan or fl.tries else fl.header
+        if missing:
+            header = dict(fl.header, rid=fl.cur, plan=plan, **{MISSING: missing})
+        else:
+            header = dict(fl.header, rid=fl.cur, plan=plan) if plan or fl.tries else fl.header
         self.roots.send_all([orjson.dumps(header), *fl.body], header)
 
     def _release(self, fl: _Flight) -> None:
@@ -292,13 +343,17 @@ class _Router:
         if self.num_parts > 1:
             got = self.parts.setdefault(rid, [])
             got.append(msg)
-            if len(got) < self.num_parts:
+            if len(got) < fl.parts:
                 return
             del self.parts[rid]
             msg = merge_parts(got, self.upstream)
         self._release(fl)
         msg.header["rid"] = fl.rid
         msg.header.pop("plan", None)
+        if fl.missing:
+            msg.header[MISSING] = fl.missing  # the answer says which shards it lacks, never silently
+        else:
+            msg.header.pop(MISSING, None)
         self._answer(fl.rid, msg)
 
     def _answer(self, rid: str, msg: Message) -> None:
@@ -342,9 +397,9 @@ def _http_app(router: _Router, ctx: zmq.Context, name: str, static_dir: str | No
             local.sock = s
         return s
 
-    def json_response(data: Any, status: int = 200) -> Response:
+    def json_response(data: Any, status: int = 200, headers: dict | None = None) -> Response:
         return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                        media_type="application/json")
+                        media_type="application/json", headers=headers)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"name": name, "alive": router.failed is None, "failed": router.failed,
@@ -383,7 +438,10 @@ def _http_app(router: _Router, ctx: zmq.Context, name: str, static_dir: str | No
             status = 503 if err.get("type") in ("PodDied", "NotReady") else 500
             return json_response({"detail": f"Pod {err.get('pod')!r} failed the request: "
                                             f"{err.get('type')}: {err.get('msg')}", "header": header}, status)
-        return json_response({"data": answer.docs.to_list(), "header": header})
+        missing = header.get(MISSING)
+        # an answer some shards did not give says so in its JSON header and in an HTTP header
+        return json_response({"data": answer.docs.to_list(), "header": header},
+                             headers={MISSING_HTTP: ", ".join(missing)} if missing else None)
 
     async def page(request: Request) -> Response:
         return FileResponse(os.path.join(static_dir, "index.html"))

@@ -18,6 +18,7 @@ def merge_parts(parts: list[Message], upstream: list[str] | None = None) -> Mess
     """Join the parts of one request. Parts are taken in the order of `upstream` (the Pods this one
     needs, as declared), then by sender name, so a join gives the same answer whatever arrived first."""
     if len(parts) == 1:
+        parts[0].header.pop("pos", None)  # the only part left of a split whose other shards are missing
         return parts[0]
     rank = {name: i for i, name in enumerate(upstream or [])}
 
@@ -39,7 +40,8 @@ def merge_parts(parts: list[Message], upstream: list[str] | None = None) -> Mess
             header["merge"] = p.header["merge"]
     positioned = all("pos" in p.header for p in parts)
     if positioned:
-        slots: list = [None] * sum(len(p.header["pos"]) for p in parts)
+        # sized by the highest position: a missing shard's slice leaves holes (see .shards)
+        slots: list = [None] * (1 + max((max(p.header["pos"], default=-1) for p in parts), default=-1))
         for p in parts:
             for pos, d in zip(p.header["pos"], p.docs):
                 slots[pos] = d

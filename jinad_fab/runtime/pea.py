@@ -28,7 +28,6 @@ import os
 import signal
 import time
 import traceback
-import zlib
 from typing import Any
 
 import zmq
@@ -40,6 +39,7 @@ from ..wire import Message, doc_count
 from . import orphan
 from .control import Commands
 from .merge import merge_parts
+from .shards import parts_expected, shard_of
 from .sockets import bind, connect_pull, drain, make_context, signal_wakeup_fd
 from .targets import Targets
 
@@ -196,9 +196,11 @@ class PeaRuntime:
             log.error("%s: dropped a malformed message: %s", self.name, exc)
             return
         if self.num_parts > 1:
+            # a shard the Gateway knows is missing sends no part (see .shards)
+            need = parts_expected(self.num_parts, self.upstream, msg.header)
             parts = self.pending.setdefault(msg.request_id, [])
             parts.append(msg)
-            if len(parts) < self.num_parts:
+            if len(parts) < need:
                 return
             del self.pending[msg.request_id]
             msg = merge_parts(parts, self.upstream)
@@ -263,11 +265,6 @@ class PeaRuntime:
             header.pop("src", None)
             part = Message(header, docs=DocumentArray([docs[i] for i in idx]))
             targets.send(t, part.frames(), header)
-
-
-def shard_of(doc_id: str, shards: int) -> int:
-    """The shard a Document id belongs to: stable across processes and restarts."""
-    return zlib.crc32(doc_id.encode("utf-8")) % shards
 
 
 def _metas(args: dict) -> dict:

@@ -153,8 +153,12 @@ class _Host:
                                     "label": p.label, "code": code})
                 log.error("Pod %s: Pea %s exited with code %s", pod.name, p.label, code)
                 pod.connect_head()
-            if not row and (pod.args.get("restart") or "never") != "on-failure":
-                return f"no replica of {pod.set_name(s)} is left"
+        # without restarts a Pod of one shard ends with its last replica; a Pod of several goes on while
+        # one shard is left (its owner tells the Gateway which are missing, see runtime.shards)
+        if (pod.args.get("restart") or "never") != "on-failure":
+            empty = [pod.set_name(s) for s, row in enumerate(pod.peas) if not row]
+            if empty and (pod.shards == 1 or len(empty) == len(pod.peas)):
+                return f"no replica of {', '.join(empty)} is left"
         return None
 
 

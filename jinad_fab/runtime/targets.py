@@ -11,7 +11,8 @@ Pods one for the Gateway's results). A target is given in one of two shapes:
   replica. A request goes to the replica its header's ``plan`` names for that set (the Gateway
   plans every request, so it knows which replica holds it); a request without a plan, or whose
   planned replica is gone, goes to the replica its request id hashes to, the same one for every
-  sender, so the parts of one request still meet.
+  sender, so the parts of one request still meet. A set the request's header names among its
+  ``missing_shards`` is skipped (see :mod:`.shards`).
 
 :meth:`Targets.update` keeps the sockets of addresses that stay (messages queued on them are not
 lost) and closes only those of replicas that left, so a Pod can be scaled while requests flow.
@@ -26,6 +27,7 @@ from typing import Any
 import zmq
 
 from ..errors import RuntimeFailure
+from .shards import HEADER as MISSING
 from .sockets import _client, secure, watch_peers
 
 
@@ -133,6 +135,9 @@ class Targets:
         """Send to target ``i`` (to the planned replica when it is a replica set)."""
         entry = self._entries[i]
         if isinstance(entry, _Set):
+            missing = header.get(MISSING)
+            if missing and entry.name in missing:
+                return  # a shard known to be gone: the joins downstream wait for one part fewer
             if not entry.ids:
                 return  # a set with no replica left: the Gateway fails or retries what it planned there
             plan = header.get("plan")
