@@ -31,6 +31,21 @@ def test_round_trip_keeps_every_field_and_nesting():
     assert back[1].embedding is None and not back[1].matches
 
 
+@pytest.mark.parametrize("field, value", [
+    ("uri", "u"), ("mime_type", "text/plain"), ("tags", {"k": 1}), ("scores", {"s": 0.5}), ("buffer", b"\x00b"),
+    ("blob", np.arange(3, dtype=np.int16)), ("chunks", [Document(id="c", text="sub")]),
+    ("matches", [Document(id="m", scores={"cosine": 0.1})]),
+])
+def test_a_field_set_only_by_the_last_document_of_a_batch_still_travels(field, value):
+    # the encoder skips fields no Document sets in one pass that stops at the first one set
+    docs = DocumentArray([Document(id=str(i), text=f"t{i}") for i in range(5)])
+    setattr(docs[4], field, value)
+    body = orjson.loads(encode_docs(docs)[0])
+    assert field in body and set(body) <= {"n", "id", "text", field}
+    back = decode_docs(_as_received(encode_docs(docs)))
+    assert back == docs
+
+
 def test_same_shape_embeddings_travel_as_one_frame_and_decode_as_views():
     m = np.random.default_rng(0).random((100, 128), dtype=np.float32)
     docs = DocumentArray(Document() for _ in range(100))
