@@ -31,6 +31,7 @@ import zmq.asyncio
 
 from .document import Document, DocumentArray
 from .errors import BadInput, PodDied, RequestError, RequestTimeout
+from .runtime.sockets import recv_frames, send_frames
 from .wire import Message, new_header
 
 __all__ = ["Client", "AsyncClient", "Response"]
@@ -427,11 +428,11 @@ class Client(_Base):
                         exhausted = True
                         break
                     _, frames = run.request(batch)
-                    sock.send_multipart(frames, copy=False)
+                    send_frames(sock, frames)
                 if not run.inflight:
                     break
                 try:  # a blocking receive (RCVTIMEO 100 ms): one call per answer, no poll before it
-                    frames = sock.recv_multipart(copy=False)
+                    frames = recv_frames(sock)
                 except zmq.Again:
                     self._check(run, timeout)
                     continue

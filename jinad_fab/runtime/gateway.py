@@ -44,7 +44,7 @@ from .control import Commands
 from .merge import merge_parts
 from .shards import HEADER as MISSING
 from .shards import MissingShards, parts_expected
-from .sockets import bind, make_context
+from .sockets import NOBLOCK, bind, make_context, readable, recv_frames, send_frames
 from .targets import Targets
 
 log = logging.getLogger("jinad_fab.gateway")
@@ -121,27 +121,11 @@ class _Router:
             if self.ctrl in events:
                 commands.serve_one()
             if self.native in events:
-                for _ in range(64):
-                    try:
-                        frames = self.native.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._on_native(frames)
+                _burst(self.native, self._on_native)
             if self.http_in in events:
-                for _ in range(64):
-                    try:
-                        frames = self.http_in.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    header = orjson.loads(frames[0].bytes)
-                    self._dispatch(header, frames[1:], header["rid"])
+                _burst(self.http_in, self._on_http)
             if self.results in events:
-                for _ in range(64):
-                    try:
-                        frames = self.results.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._on_result(frames)
+                _burst(self.results, self._on_result)
             if self.parked:
                 self._expire_parked()
         self.roots.close(0)
@@ -245,6 +229,10 @@ class _Router:
         self.stopping = True
 
     # ---- requests ----
+    def _on_http(self, frames: list) -> None:
+        header = orjson.loads(frames[0].bytes)
+        self._dispatch(header, frames[1:], header["rid"])
+
     def _on_native(self, frames: list) -> None:
         ident, rest = frames[0].bytes, frames[1:]
         try:
@@ -361,7 +349,7 @@ class _Router:
         if ident is not None:
             msg.header.pop("merge", None)
             msg.header.pop("src", None)
-            self.native.send_multipart([ident, *msg.frames()], copy=False)
+            send_frames(self.native, [ident, *msg.frames()])
             return
         waiter = self.http_pending.pop(rid, None)
         if waiter is not None:
@@ -372,6 +360,18 @@ class _Router:
         self.parts.pop(rid, None)
         header = {"rid": rid, "err": err}
         self._answer(rid, Message(header))
+
+
+def _burst(sock: zmq.Socket, handle) -> None:
+    """Handle up to 64 waiting messages (poll said one is there), then let the loop look at the others."""
+    for _ in range(64):
+        try:
+            frames = recv_frames(sock, NOBLOCK)
+        except zmq.Again:
+            return
+        handle(frames)
+        if not readable(sock):
+            return
 
 
 def _set_result(fut: asyncio.Future, msg: Message) -> None:

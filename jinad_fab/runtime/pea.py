@@ -40,7 +40,17 @@ from . import orphan
 from .control import Commands
 from .merge import merge_parts
 from .shards import parts_expected, shard_of
-from .sockets import bind, connect_pull, drain, make_context, signal_wakeup_fd
+from .sockets import (
+    NOBLOCK,
+    bind,
+    connect_pull,
+    drain,
+    make_context,
+    readable,
+    recv_frames,
+    send_frames,
+    signal_wakeup_fd,
+)
 from .targets import Targets
 
 log = logging.getLogger("jinad_fab.pea")
@@ -118,7 +128,7 @@ class PeaRuntime:
             waiting.append(frames)
             return
         try:
-            target.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
+            send_frames(target, frames, NOBLOCK)
         except zmq.Again:
             self.backlog.setdefault(target, collections.deque()).append(frames)
 
@@ -126,7 +136,7 @@ class PeaRuntime:
         for target, waiting in self.backlog.items():
             while waiting:
                 try:
-                    target.send_multipart(waiting[0], copy=False, flags=zmq.NOBLOCK)
+                    send_frames(target, waiting[0], NOBLOCK)
                 except zmq.Again:
                     break
                 waiting.popleft()
@@ -138,7 +148,7 @@ class PeaRuntime:
         poller.register(self.sock_ctrl, zmq.POLLIN)
         if wake_fd is not None:
             poller.register(wake_fd, zmq.POLLIN)
-        recv = self.sock_in.recv_multipart
+        sock_in = self.sock_in
         commands = Commands(self.sock_ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
                                              "status": self._status, "terminate": self._terminate})
         while not self._stop:
@@ -152,10 +162,12 @@ class PeaRuntime:
             if self.sock_in in events:
                 for _ in range(_BURST):
                     try:
-                        frames = recv(zmq.NOBLOCK, copy=False)
+                        frames = recv_frames(sock_in, NOBLOCK)
                     except zmq.Again:
                         break
                     self._on_frames(frames)
+                    if not readable(sock_in):  # cheaper than ending a burst on zmq.Again
+                        break
             if self.backlog:
                 self._flush()
             if on_tick is not None:

@@ -28,7 +28,7 @@ import zmq
 
 from ..errors import RuntimeFailure
 from .shards import HEADER as MISSING
-from .sockets import _client, secure, watch_peers
+from .sockets import _client, secure, send_frames, watch_peers
 
 
 def pick(replicas: list[str], rid: str) -> str:
@@ -45,8 +45,7 @@ class _Set:
         self.ids: list[str] = []
 
 
-def _send(sock: zmq.Socket, frames: list) -> None:
-    sock.send_multipart(frames, copy=False)
+_send = send_frames
 
 
 class Targets:
