@@ -659,6 +659,8 @@ def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str
                     row.update(state="GONE" if exc.status_code == 404 else "UNKNOWN", error=str(exc))
         if pod.get("lost"):  # what the Flow saw: LOST since when, re-placed where
             row["lost"] = pod["lost"]
+        if pod.get("missing_shards"):  # shards the Flow answers without (LOST with their host, or dead)
+            row["missing_shards"] = pod["missing_shards"]
         counted = live.get(pod["name"]) or {}
         row.update(replicas=counted.get("replicas"), restarts=counted.get("restarts"))
         rows.append(row)

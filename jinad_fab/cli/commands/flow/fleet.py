@@ -135,6 +135,12 @@ def _count(n: int | None) -> str:
     return "-" if n is None else str(n)
 
 
+def _missing(row: dict[str, Any]) -> str:
+    """The shards a Pod's row answers without, by name: ``; shard index/shard-1 LOST``."""
+    shards = row.get("missing_shards") or {}
+    return "".join(f"; shard {name} [red]{info.get('state', 'LOST')}[/]" for name, info in sorted(shards.items()))
+
+
 _STATE_STYLE = {"RUNNING": "green", "LOST": "red", "FAILED": "red", "GONE": "yellow", "UNKNOWN": "yellow"}
 
 
@@ -167,15 +173,19 @@ def ps(name: str | None, inventory: str, vault_password_file: str | None, limit:
             rows = [(r["pod"], r["host"], r["daemon"],
                      f"[{_STATE_STYLE.get(r['state'], 'white')}]{r['state']}[/]"
                      + (f" (re-placed from {r['lost']['daemon']})" if (r.get("lost") or {}).get("state") == "REPLACED"
-                        else ""), _count(r.get("replicas")), _count(r.get("restarts")), r["id"] or "")
+                        else "") + _missing(r), _count(r.get("replicas")), _count(r.get("restarts")), r["id"] or "")
                     for r in st["pods"]]
             print_table(table(None, ("pod", "host", "daemon", "state", "replicas", "restarts", "id"), rows,
                               whole=("id",)))
         lost = sorted({r["host"] for r in st["pods"] if r["state"] == "LOST"})
-        if lost:  # exit 4, as for every command that could not reach a host
+        shards = sorted(s for r in st["pods"] for s, info in (r.get("missing_shards") or {}).items()
+                        if info.get("state") == "LOST")
+        if lost or shards:  # exit 4, as for every command that could not reach a host
             from ....errors import HostsUnreachable
 
-            raise HostsUnreachable(f"flow ps {name}: Pods LOST on {', '.join(lost)}")
+            raise HostsUnreachable(f"flow ps {name}: " + "; ".join(
+                ([f"Pods LOST on {', '.join(lost)}"] if lost else [])
+                + ([f"shards LOST: {', '.join(shards)}"] if shards else [])))
         return
     result = fan_out(inv, inv.select(limit), _objects, max_parallel=forks)
     if as_json:
