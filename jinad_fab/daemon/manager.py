@@ -551,9 +551,6 @@ class Manager:
         from ..runtime.sockets import ctrl_request, make_context
 
         addr = rec.data.get("ctrl_address")
-        if rec.kind == "flow" and rec.runtime != "process":
-            # a Flow's control socket is bound on the loopback of where it runs: a container's own
-            raise Conflict(f"flow {rec.id} runs in a {rec.runtime} workspace: live changes need the process runtime")
         if not addr:
             raise Conflict(f"{rec.kind} {rec.id} takes no live changes (started by an older jinad); start it again")
         ctx = make_context()
@@ -569,7 +566,7 @@ class Manager:
 
     async def flow_live(self, rec: Record) -> dict[str, Any] | None:
         """A running Flow's replicas, restarts and last change (None when it cannot say)."""
-        if rec.state != ObjectState.RUNNING.value or not rec.data.get("ctrl_address") or rec.runtime != "process":
+        if rec.state != ObjectState.RUNNING.value or not rec.data.get("ctrl_address"):
             return None
         try:
             reply = await asyncio.to_thread(self._flow_ctrl, rec, {"cmd": "status"}, 3.0)

@@ -25,6 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="flow: address the Gateway binds")
     p.add_argument("--port-http", type=int, default=None)
     p.add_argument("--port-native", type=int, default=None)
+    p.add_argument("--port-ctrl", type=int, default=None, help="flow: the port of its control socket (live changes)")
+    p.add_argument("--ctrl-host", default=None, help="flow: the address its control socket binds (default loopback)")
     p.add_argument("--socket", help="zygote: the unix socket it listens on")
     p.add_argument("--role", help="static: the service of the Flow to run (see `jinad-fab render compose`)")
     p.add_argument("--replica", type=int, default=None, help="static: which replica of its service this is")
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         from .serve import run_flow
 
         return run_flow(ns.yaml, report, host=ns.host, port_http=ns.port_http, port_native=ns.port_native,
-                        die_with_parent=ns.die_with_parent, log_json=ns.log_json, status_file=ns.status_file)
+                        die_with_parent=ns.die_with_parent, log_json=ns.log_json, status_file=ns.status_file,
+                        port_ctrl=ns.port_ctrl, ctrl_host=ns.ctrl_host)
     return entry.run(ns.kind, args, report, die_with_parent=ns.die_with_parent, log_json=ns.log_json)
 
 

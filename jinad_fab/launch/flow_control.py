@@ -1,7 +1,7 @@
 """The control socket of a Flow run by jinad: live changes asked through ``PUT /flows/{id}``.
 
-The Flow process binds a REP socket on loopback and reports its address with the ready event; the
-daemon sends it:
+The Flow process binds a REP socket on loopback (in a container: everywhere inside it, published
+on the host's loopback only) and reports its address with the ready event; the daemon sends it:
 
 * ``{"cmd": "change", "kind": "scale"|"rolling_update"|"dump", "pod": ..., ...}``: starts the change
   in a thread and answers at once (``accepted``), or refuses it with the HTTP status the daemon
@@ -25,7 +25,7 @@ import zmq
 
 from ..errors import BadInput, JinadFabError
 from ..runtime.control import Commands
-from ..runtime.sockets import bind, make_context
+from ..runtime.sockets import bind, connect_host, make_context
 
 log = logging.getLogger("jinad_fab.flow")
 
@@ -77,12 +77,13 @@ def check_change(cmd: dict, pods: list[str], root: str) -> dict:
 
 
 class FlowControl:
-    def __init__(self, flow: Any, host: str = "127.0.0.1", root: str | None = None):
+    def __init__(self, flow: Any, host: str = "127.0.0.1", root: str | None = None, port: int = 0):
         self.flow = flow
         self.root = root or os.getcwd()
         self.ctx = make_context()
-        self.sock, port = bind(self.ctx, zmq.REP, host)
-        self.address = f"tcp://{host}:{port}"
+        self.sock, port = bind(self.ctx, zmq.REP, host, port)
+        # bound everywhere (in a container): reached on loopback, where the runtime publishes it
+        self.address = f"tcp://{connect_host(host)}:{port}"
         self.commands = Commands(self.sock, {"change": self._change, "status": self._status})
         self.current: dict[str, Any] | None = None
         self._lock = threading.Lock()

@@ -17,7 +17,7 @@ log = logging.getLogger("jinad_fab.flow")
 
 def run_flow(path: str | None, report, *, host: str | None = None, port_http: int | None = None,
              port_native: int | None = None, die_with_parent: bool = False, log_json: bool = False,
-             status_file: str | None = None) -> int:
+             status_file: str | None = None, port_ctrl: int | None = None, ctrl_host: str | None = None) -> int:
     stop = threading.Event()
     try:  # before anything is forked: no child inherits the key
         tokens = handoff.take(status_file, os.environ)
@@ -54,7 +54,8 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
         report({"state": "failed", "error": str(exc)})
         return 1
     try:
-        control = FlowControl(flow)  # PUT /flows/{id}: scale, rolling update, dump
+        # PUT /flows/{id}: scale, rolling update, dump; on loopback unless told (a container's is published)
+        control = FlowControl(flow, host=ctrl_host or "127.0.0.1", port=port_ctrl or 0)
     except JinadFabError as exc:
         flow.close()
         report({"state": "failed", "error": str(exc)})

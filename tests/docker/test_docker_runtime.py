@@ -83,6 +83,27 @@ def test_no_gpus_no_device_request_and_limits_apply(engine, tmp_path):
         purge(engine, daemon_id)
 
 
+def test_a_flows_control_port_is_published_on_loopback_only(engine, tmp_path):
+    # whoever reaches a Flow's control socket can scale and roll it: only its own daemon may, so it
+    # is never published where the Flow's gateway is (an operator may publish those on every address)
+    daemon_id = f"jinad-test-{uuid.uuid4().hex[:12]}"
+    rt = DockerRuntime(tmp_path / "state", DockerOptions(daemon_id=daemon_id, publish_host="127.0.0.2"))
+    try:
+        ws = _bare_workspace(tmp_path, engine, rt)
+        spec = LaunchSpec(object_id="jflow-" + uuid.uuid4().hex, kind="flow", flow_yaml="flow.yml",
+                          status_file=tmp_path / "run" / "flow.json")
+        container = rt.create(ws, spec, None)
+        cmd = container.attrs["Config"]["Cmd"]
+        port = {k: int(cmd[cmd.index(f"--{k}") + 1]) for k in ("port-http", "port-native", "port-ctrl")}
+        assert cmd[cmd.index("--ctrl-host") + 1] == "0.0.0.0"  # inside: reachable through the publishing
+        bound = {int(b["HostPort"]): b["HostIp"] for bs in container.attrs["HostConfig"]["PortBindings"].values()
+                 for b in bs}
+        assert bound == {port["port-http"]: "127.0.0.2", port["port-native"]: "127.0.0.2",
+                         port["port-ctrl"]: "127.0.0.1"}
+    finally:
+        purge(engine, daemon_id)
+
+
 def test_sweep_removes_what_no_record_owns(runtime, engine, tmp_path):
     kept, dropped = _bare_workspace(tmp_path, engine, runtime), _bare_workspace(tmp_path, engine, runtime)
     ids = {}

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
 import pytest
 
+from jinad_fab import Client, Document
+from tests.integration.live._load import CORPUS, Load
 from tests.support.daemons import FLOW_YML, upload, wait_state
 from tests.support.docker import BASE_IMAGE, docker_cli, leftovers
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(600)
+
+LIVE_EXECS = os.path.join(os.path.dirname(__file__), os.pardir, "integration", "live", "_live_execs.py")
+LIVE_FLOW = """!Flow
+version: '1'
+pods:
+  - name: enc
+    uses: VersionedEncoder
+    py_modules: [_live_execs.py]
+    parallel: 2
+    uses_with: {version: v1}
+  - name: idx
+    uses: _index
+    shards: 2
+"""
 
 
 def daemon_id(d) -> str:
@@ -32,10 +49,12 @@ def messages(c: httpx.Client, object_id: str) -> list[str]:
     return [json.loads(line).get("msg", "") for line in r.text.splitlines() if line.strip()]
 
 
-def test_flow_in_containers_index_search_delete_leaves_nothing(docker_daemon, engine):
+def test_flow_in_containers_index_search_change_live_delete_leaves_nothing(docker_daemon, engine):
     d = docker_daemon()
+    with open(LIVE_EXECS, encoding="utf-8") as fh:
+        execs = fh.read()
     with d.client() as c:
-        ws = build(c, {"flow.yml": FLOW_YML})
+        ws = build(c, {"flow.yml": FLOW_YML, "live.yml": LIVE_FLOW, "_live_execs.py": execs})
         assert ws["state"] == "ACTIVE", ws
         wid = ws["id"]
         owned = leftovers(engine, daemon_id(d))
@@ -64,6 +83,8 @@ def test_flow_in_containers_index_search_delete_leaves_nothing(docker_daemon, en
 
         assert c.delete(f"/flows/{flow['id']}").status_code in (200, 204)
         assert not engine.containers.list(all=True, filters={"label": f"jinad.id={flow['id']}"})
+
+        change_live(c, engine, wid)
         assert c.delete(f"/workspaces/{wid}").status_code in (200, 204)
         assert c.get(f"/workspaces/{wid}").status_code == 404
 
@@ -73,6 +94,49 @@ def test_flow_in_containers_index_search_delete_leaves_nothing(docker_daemon, en
     assert docker_cli("network", "ls", "-q", "--filter", label).strip() == ""
     assert docker_cli("images", "-a", "-q", "--filter", label).strip() == ""
     assert not (d.home / "workspaces" / wid).exists()
+
+
+def change_live(c: httpx.Client, engine, wid: str) -> None:
+    """A Flow in a container scaled, rolled, dumped and rolled from its dump over REST (issue 15),
+    while clients search: its control socket is published on the host's loopback for the daemon."""
+    r = c.post("/flows", params={"workspace_id": wid, "filename": "live.yml"}, timeout=120)
+    assert r.status_code == 201, r.text
+    fid, native = r.json()["id"], r.json()["gateway"]["native_port"]
+    assert c.get(f"/flows/{fid}").json()["live"]["pods"]["enc"] == {"replicas": 2, "restarts": 0}
+    (container,) = engine.containers.list(filters={"label": f"jinad.id={fid}"})
+    assert len(container.attrs["HostConfig"]["PortBindings"]) == 3  # http, native and control
+
+    def client() -> Client:
+        return Client(port=native, timeout=60)
+
+    with client() as feed:
+        feed.post("/index", [Document(id=t, text=t) for t in CORPUS], request_size=50)
+    with Load(client, clients=8) as load:
+        load.wait_answers(20)
+        r = c.put(f"/flows/{fid}", json={"kind": "scale", "pod": "enc", "replicas": 3}, timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["live"]["pods"]["enc"]["replicas"] == 3
+        load.wait_answers(20)
+        r = c.put(f"/flows/{fid}", json={"kind": "rolling_update", "pod": "enc", "uses_with": {"version": "v2"}},
+                  timeout=120)
+        assert r.status_code == 200, r.text
+        assert [e["step"] for e in r.json()["live"]["change"]["events"]].count("stopped") == 3
+        updated_at = time.monotonic()
+        load.wait_answers(20)
+        # a dump written in the container's copy of the workspace, and index replicas started from it
+        r = c.put(f"/flows/{fid}", json={"kind": "dump", "pod": "idx", "path": "dumps/a"}, timeout=120)
+        assert r.status_code == 200, r.text
+        r = c.put(f"/flows/{fid}", json={"kind": "rolling_update", "pod": "idx", "dump_path": "dumps/a"},
+                  timeout=120)
+        assert r.status_code == 200, r.text
+        assert [e["step"] for e in r.json()["live"]["change"]["events"]].count("started") == 2
+        load.wait_answers(20)
+    assert load.errors == [] and load.wrong == []
+    assert all(len(v) == 1 for _, _, v in load.answers), "a request met two versions"
+    assert {v for sent, _, vs in load.answers if sent > updated_at for v in vs} == {"v2"}
+    assert c.get(f"/flows/{fid}").json()["live"]["pods"] == {"enc": {"replicas": 3, "restarts": 0},
+                                                              "idx": {"replicas": 1, "restarts": 0}}
+    assert c.delete(f"/flows/{fid}").status_code in (200, 204)
 
 
 def test_same_files_reuse_the_image(docker_daemon, engine):

@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 from ...errors import JinadFabError
-from ...launch.command import FLOW_PORTS, POD_PORTS, launch_argv
+from ...launch.command import FLOW_LOCAL_PORTS, FLOW_PORTS, POD_PORTS, launch_argv
 
 
 class BuildError(JinadFabError):
@@ -116,13 +116,20 @@ class LaunchSpec:
         """The ports this kind of object listens on."""
         return FLOW_PORTS if self.kind == "flow" else POD_PORTS
 
+    def local_port_names(self) -> tuple[str, ...]:
+        """Those of :meth:`port_names` only this daemon talks to: publish them on loopback alone."""
+        return FLOW_LOCAL_PORTS if self.kind == "flow" else ()
+
     def argv(self, *, host: str | None = None, workspace: str | None = None,
-             ports: Mapping[str, int | None] | None = None, status_file: str | None = None) -> list[str]:
+             ports: Mapping[str, int | None] | None = None, status_file: str | None = None,
+             ctrl_host: str | None = None) -> list[str]:
         """The arguments after ``python -m jinad_fab.launch``, with what the runtime decides
-        (``host``, ``workspace``, ``ports``, ``status_file`` as the object sees them) in place."""
+        (``host``, ``workspace``, ``ports``, ``status_file`` as the object sees them, and where a
+        Flow's control socket binds) in place."""
         return launch_argv(self.kind, args=self.args, yaml=self.flow_yaml, host=host or self.host,
                            workspace=workspace, ports=self.ports if ports is None else ports,
-                           status_file=status_file or str(self.status_file), log_json=self.log_json)
+                           status_file=status_file or str(self.status_file), log_json=self.log_json,
+                           ctrl_host=ctrl_host)
 
 
 @dataclasses.dataclass

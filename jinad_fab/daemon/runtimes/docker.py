@@ -17,7 +17,8 @@ removes what this daemon labelled but no record owns any more.
 Containers: not privileged, all capabilities dropped, ``no-new-privileges``, the image's
 non-root user, no Docker socket, optional CPU/memory limits, GPUs as an exact
 ``DeviceRequest``. Ports are published on ``publish_host`` (127.0.0.1 by default) with the same
-number inside and out, so addresses the daemon hands out are valid on the host. Objects run in
+number inside and out, so addresses the daemon hands out are valid on the host; a Flow's control
+port (live changes, asked by this daemon alone) is published on the host's loopback only. Objects run in
 the image's copy of the workspace (``/workspace``, part of the content hash; nothing of the
 host's file tree is mounted but the object's own status directory and its log file).
 """
@@ -56,6 +57,7 @@ CONTAINER_WORKSPACE = "/workspace"
 """Where rendered images hold the workspace's files (copied at build time, part of the hash)."""
 _STATUS_DIR = "/jinad/status"  # each object's own status directory, mounted from the host
 _CONTAINER_BIND = "0.0.0.0"  # inside the container; what the host sees is decided by publishing
+_LOOPBACK = "127.0.0.1"  # where ports only this daemon talks to are published (a Flow's control socket)
 _LOG_TAIL = 25
 _SHARED_STEP = "/tmp/jinad-wheels"
 """Marks the rendered Dockerfile's wheel steps: the last ones that hold no workspace file."""
@@ -422,21 +424,27 @@ class DockerRuntime(Runtime):
         image's copy of it, reports into its own mounted status directory, and every port it
         would pick at random gets a fixed host port now, so it can be published."""
         command, ports = self.command_for(spec)
+        local = {ports[k] for k in spec.local_port_names()}
         return self._create(workspace, spec.object_id, spec.kind, command, env=spec.env,
-                            ports=list(dict.fromkeys(ports.values())), gpus=spec.gpus, log_path=log_path,
+                            ports=[p for p in dict.fromkeys(ports.values()) if p not in local],
+                            local_ports=sorted(local), gpus=spec.gpus, log_path=log_path,
                             status_file=spec.status_file)
 
     def command_for(self, spec: LaunchSpec) -> tuple[list[str], dict[str, int]]:
         """The container's command for ``spec`` and the ports it will listen on (all fixed)."""
-        host = self.options.publish_host
-        ports = {key: int(spec.ports.get(key) or 0) or _free_port(host) for key in spec.port_names()}
+        local = spec.local_port_names()
+        ports = {key: int(spec.ports.get(key) or 0)
+                 or _free_port(_LOOPBACK if key in local else self.options.publish_host) for key in spec.port_names()}
+        # a Flow's control socket binds everywhere inside too: publishing (on loopback) reaches no other address
         command = ["python", "-m", LAUNCH_MODULE,
                    *spec.argv(host=_CONTAINER_BIND, workspace=CONTAINER_WORKSPACE, ports=ports,
-                              status_file=_status_inside(spec.status_file))]
+                              status_file=_status_inside(spec.status_file),
+                              ctrl_host=_CONTAINER_BIND if spec.kind == "flow" else None)]
         return command, ports
 
     def _create(self, workspace: WorkspaceContext, object_id: str, kind: str, command: list[str], *,
-                env: Mapping[str, str] | None = None, ports: list[int] | None = None, gpus: Any = None,
+                env: Mapping[str, str] | None = None, ports: list[int] | None = None,
+                local_ports: list[int] | None = None, gpus: Any = None,
                 log_path: pathlib.Path | None = None, status_file: pathlib.Path | None = None) -> Any:
         import docker.types
 
@@ -487,7 +495,8 @@ class DockerRuntime(Runtime):
             image=image, command=command, entrypoint=entrypoint, name=f"jinad-{object_id}",
             labels=self._labels(workspace.id, object_id, kind), environment=env,
             working_dir=CONTAINER_WORKSPACE if workspace.build_info.get("user") else None,
-            network=network, ports={f"{p}/tcp": (self.options.publish_host, p) for p in ports},
+            network=network, ports={**{f"{p}/tcp": (self.options.publish_host, p) for p in ports},
+                                    **{f"{p}/tcp": (_LOOPBACK, p) for p in local_ports or ()}},
             volumes=volumes, privileged=False, cap_drop=["ALL"], security_opt=["no-new-privileges"],
             device_requests=device_requests, detach=True, init=True, stdin_open=False, tty=False,
         )

@@ -55,7 +55,8 @@ def test_objects_bind_all_inside_and_get_fixed_published_ports(tmp_path):
     ns = _launched(command)
     assert ns.kind == "flow" and ns.yaml == "f.yml" and ns.host == "0.0.0.0" and ns.log_json
     assert ns.port_http == 5001 and ns.port_native > 0
-    assert ports == {"port_http": 5001, "port_native": ns.port_native}
+    assert ports == {"port_http": 5001, "port_native": ns.port_native, "port_ctrl": ns.port_ctrl}
+    assert ns.port_ctrl > 0 and ns.ctrl_host == "0.0.0.0"  # its control socket: published on loopback alone
     assert ns.status_file == "/jinad/status/f.json"  # its own mounted directory, not the host's path
 
     pod = LaunchSpec(object_id="jpod-" + "b" * 32, kind="pod", status_file=tmp_path / "run" / "p.json",

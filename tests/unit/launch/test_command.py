@@ -28,6 +28,9 @@ def test_a_flow_round_trips_and_ignores_pod_args():
     assert (ns.kind, ns.yaml, ns.host, ns.port_native, ns.port_http) == ("flow", "flows/a.yml", "127.0.0.1", 6000,
                                                                           None)
     assert ns.args_json == "{}" and not ns.log_json
+    assert ns.ctrl_host is None and ns.port_ctrl is None  # the control socket: loopback, a port of its own
+    ns = parser().parse_args(launch_argv("flow", yaml="a.yml", ports={"port_ctrl": 7000}, ctrl_host="0.0.0.0"))
+    assert (ns.port_ctrl, ns.ctrl_host) == (7000, "0.0.0.0")
 
 
 @pytest.mark.parametrize("kind", ["zygote", "daemon", ""])
