@@ -131,6 +131,36 @@ class PodOptions(PeaOptions):
     restart_window: float | None = Field(
         None, gt=0, description="seconds over which `restart_limit` counts restarts (default 60)")
 
+    # --- issue 16 (spread Pods): one part of a Pod whose shards run on several hosts ---
+    shard_of: tuple[StrictInt, StrictInt] | None = Field(
+        None, description="[shard id, shards]: these Peas are that shard of a Pod spread over several hosts "
+                          "(set by a spread Pod for its parts; the shard's store and dumps are named by it)")
+
+
+# issue 16 (spread Pods) ------------------------------------------------------------------------
+class SpreadPart(_Spec):
+    """Some Peas of a spread Pod on one daemon: ``replicas`` replicas of shard ``shard``."""
+
+    host: str = Field(description="the part's jinad daemon ('10.0.0.5:8000', 'https://gpu1:8443')")
+    replicas: StrictInt = Field(1, ge=1, le=64, description="replicas of the shard on that daemon")
+    shard: StrictInt | None = Field(None, ge=0, description="which shard (none: the Pod has one)")
+    gpu_ids: list[StrictInt] | None = Field(None, description="GPU ids there, `gpus` per replica in turn")
+
+
+class SpreadHost(_Spec):
+    """A daemon of a spread Pod's group, and the GPU ids placement left free there."""
+
+    host: str
+    free_gpu_ids: list[StrictInt] | None = None
+
+
+class Spread(_Spec):
+    """Where a spread Pod's Peas run (see :mod:`jinad_fab.flow.spread`)."""
+
+    parts: list[SpreadPart] = Field(min_length=1)
+    hosts: list[SpreadHost] | None = None
+# end issue 16 -----------------------------------------------------------------------------------
+
 
 class PodSpec(PodOptions):
     """One Pod of a Flow: everything ``Flow.add(...)`` and a ``pods:`` entry of Flow YAML take."""
@@ -176,6 +206,11 @@ class PodSpec(PodOptions):
         description="other jinad daemons that may run this Pod when `host` stops answering for the Flow's "
                     "`lost_after` seconds (in order); `flow up` fills it with the rest of the Pod's group "
                     "for Pods that keep no data (not `_index`)")
+    spread: Spread | None = Field(
+        None, json_schema_extra=_REMOTE,
+        description="a Pod whose replicas and shards run on several jinad daemons (written by `flow up` / "
+                    "`render flow` when placement spreads it): its parts, and the daemons of its group where a "
+                    "live scale or a lost host's replicas go; `host` names the first part's daemon")
     # end issue 16 ---------------------------------------------------------------------------------
 
     @model_validator(mode="after")

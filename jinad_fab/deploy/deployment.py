@@ -107,12 +107,16 @@ def live_changes(old_spec: Any, new_spec: Any) -> list[dict[str, Any]] | None:
     if [p.get("name") for p in old_pods] != [p.get("name") for p in new_pods]:
         return None
     changes: list[dict[str, Any]] = []
+    replicas = lambda p: int(p.get("parallel") or p.get("replicas") or 1)  # noqa: E731
     for o, n in zip(old_pods, new_pods, strict=True):
         if o == n:
             continue
+        if replicas(o) != replicas(n) and isinstance(o.get("spread"), Mapping) and isinstance(n.get("spread"), Mapping):
+            # a spread Pod scaled: its parts follow its count; a live scale places the replicas on
+            # the same group by the same rule
+            o, n = ({**p, "spread": {k: v for k, v in p["spread"].items() if k != "parts"}} for p in (o, n))
         if {k: v for k, v in o.items() if k not in _LIVE_KEYS} != {k: v for k, v in n.items() if k not in _LIVE_KEYS}:
             return None
-        replicas = lambda p: int(p.get("parallel") or p.get("replicas") or 1)  # noqa: E731
         if replicas(o) != replicas(n):
             changes.append({"kind": "scale", "pod": n["name"], "replicas": replicas(n)})
         if o.get("uses") != n.get("uses") or o.get("uses_with") != n.get("uses_with"):
@@ -225,12 +229,17 @@ def _peers(inventory: Inventory, rendered: RenderedFlow) -> dict[str, str]:
     out: dict[str, str] = {}
     keeper = rendered.placement.gateway.host if rendered.placement.gateway else None
     for a in rendered.placement:
-        if a.host and a.host != keeper:  # the keeper's own Pods run in the Flow's process
-            for name in (a.host, *a.fallbacks):  # and where it may go when its host is lost
-                host = inventory[name]
-                token = inventory.token_for(host)
-                if token:
-                    out[host.daemon_address.netloc] = token
+        if a.spread:  # every part through its daemon (the keeper's too), and its group for a scale
+            names: tuple[str, ...] = (*a.hosts, *a.group)
+        elif a.host and a.host != keeper:  # the keeper's own Pods run in the Flow's process
+            names = (a.host, *a.fallbacks)  # and where it may go when its host is lost
+        else:
+            continue
+        for name in names:
+            host = inventory[name]
+            token = inventory.token_for(host)
+            if token:
+                out[host.daemon_address.netloc] = token
     return out
 
 
@@ -581,7 +590,10 @@ def _remove_remote_pods(inventory: Inventory, record: Mapping[str, Any]) -> list
     Flow process died without its teardown. Only ids the record names are touched."""
     by_label = {h.daemon_address.label: h for h in inventory.hosts.values()}
     removed = []
-    for pod in ((record.get("flow") or {}).get("pods") or []):
+    pods = []
+    for pod in ((record.get("flow") or {}).get("pods") or []):  # a spread Pod's replicas, one by one
+        pods.extend({"name": pod["name"], **part} for part in pod.get("parts") or [pod])
+    for pod in pods:
         host = by_label.get(pod.get("daemon") or "")
         if host is None or not pod.get("id"):
             continue
@@ -611,6 +623,46 @@ def down(inventory: Inventory, name: str) -> dict[str, Any]:
             "removed_leftover_pods": leftovers}
 
 
+def _pod_state(inventory: Inventory, target: Host | None, label: str, pod_id: str, timeout: float) -> dict[str, Any]:
+    """One remote Pod's state as its daemon reports it (``LOST`` when the daemon does not answer)."""
+    if target is None:
+        return {"state": "UNKNOWN", "error": f"{label} is not in the inventory"}
+    try:
+        with client_for(inventory, target, timeout=timeout) as client:
+            body = client.pod(pod_id)
+        return {"state": body.get("state"), "error": body.get("error")}
+    except DaemonUnreachable as exc:
+        return {"state": "LOST", "error": str(exc)}
+    except DaemonError as exc:
+        return {"state": "GONE" if exc.status_code == 404 else "UNKNOWN", "error": str(exc)}
+
+
+_WORST = ("LOST", "UNKNOWN", "GONE", "FAILED", "STOPPED", "STARTING")
+
+
+def _spread_row(inventory: Inventory, keeper: Host, by_label: Mapping[str, Host], pod: Mapping[str, Any],
+                flow: Mapping[str, Any], live: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """A spread Pod's row: RUNNING when every replica's daemon says so, else the worst state seen
+    (its replicas' own states in ``parts``); ``hosts`` lists the hosts its replicas run on."""
+    parts = []
+    for part in pod["parts"]:
+        target = by_label.get(part.get("daemon") or "")
+        state = _pod_state(inventory, target, part.get("daemon") or "?", part["id"], timeout) if part.get("id") \
+            else {"state": "UNKNOWN", "error": "no Pod id"}
+        parts.append({**part, "host": target.name if target else part.get("daemon"), **state})
+    states = {p["state"] for p in parts}
+    state = next((s for s in _WORST if s in states), "RUNNING") if parts else (flow.get("state") or "GONE")
+    hosts = list(dict.fromkeys(p["host"] for p in parts))
+    counted = live.get(pod["name"]) or {}
+    row = {"pod": pod["name"], "host": hosts[0] if hosts else keeper.name, "hosts": hosts,
+           "daemon": pod.get("daemon") or keeper.daemon_address.label, "id": pod.get("id"), "state": state,
+           "error": next((p["error"] for p in parts if p.get("error")), None), "parts": parts,
+           "replicas": counted.get("replicas"), "restarts": counted.get("restarts")}
+    if pod.get("lost"):
+        row["lost"] = pod["lost"]
+    return row
+
+
 def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str, Any]:
     """The deployment as every daemon involved sees it now: one row per Pod with its state, or
     ``LOST`` when its host does not answer."""
@@ -638,25 +690,19 @@ def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str
             live = {}
     by_label = {h.daemon_address.label: h for h in inventory.hosts.values()}
     placed = {a["pod"]: a for a in record.get("placement") or []}
-    rows = [{"pod": "gateway", "host": host.name, "daemon": host.daemon_address.label, "id": record.get("flow_id"),
-             "state": flow.get("state") or "GONE", "error": flow.get("error")}]
+    rows = [{"pod": "gateway", "host": host.name, "hosts": [host.name], "daemon": host.daemon_address.label,
+             "id": record.get("flow_id"), "state": flow.get("state") or "GONE", "error": flow.get("error")}]
     for pod in flow.get("pods") or [{"name": n, "daemon": None, "id": None} for n in placed]:
+        if pod.get("parts"):  # a spread Pod: one row, its state from every replica's daemon
+            rows.append(_spread_row(inventory, host, by_label, pod, flow, live, timeout))
+            continue
         label = pod.get("daemon")
         target = by_label.get(label) if label else host
         row = {"pod": pod["name"], "host": target.name if target else label, "daemon": label or
                host.daemon_address.label, "id": pod.get("id"), "state": flow.get("state") or "GONE", "error": None}
         if label and pod.get("id"):
-            if target is None:
-                row.update(state="UNKNOWN", error=f"{label} is not in the inventory")
-            else:
-                try:
-                    with client_for(inventory, target, timeout=timeout) as client:
-                        body = client.pod(pod["id"])
-                    row.update(state=body.get("state"), error=body.get("error"))
-                except DaemonUnreachable as exc:
-                    row.update(state="LOST", error=str(exc))
-                except DaemonError as exc:
-                    row.update(state="GONE" if exc.status_code == 404 else "UNKNOWN", error=str(exc))
+            row.update(_pod_state(inventory, target, label, pod["id"], timeout))
+        row["hosts"] = [row["host"]]
         if pod.get("lost"):  # what the Flow saw: LOST since when, re-placed where
             row["lost"] = pod["lost"]
         if pod.get("missing_shards"):  # shards the Flow answers without (LOST with their host, or dead)

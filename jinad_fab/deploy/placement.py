@@ -2,26 +2,38 @@
 
 A Pod in Flow YAML may say where it wants to run:
 
-- ``hosts: gpu`` - any host matching an inventory pattern (a group, ``gpu:cpu``, ``all:!gpu-2``);
+- ``hosts: gpu`` - any hosts matching an Ansible host pattern (a group, ``gpu:cpu``, ``all:!gpu-2``,
+  ``gpu[0:1]``, ``~gpu-.*``), resolved by ansible-core's own inventory manager as ``-l`` is;
 - ``host: gpu-1`` - exactly that inventory host (an address such as ``10.0.0.5:8000`` that is
   not an inventory name passes through untouched);
 - neither - the Pod stays local to the Flow, as before.
 
-Placement is deterministic. Pods are placed in file order; a Pod asking for a group goes to the
-candidate with the fewest Peas placed so far (ties: inventory order), so replicas of the Flow's
-Pods spread over the group. A Pod's Peas (``parallel`` x ``shards``) stay on one host, next to
-their head and tail. A Pod with ``gpus: N`` needs N GPUs per Pea, taken from the host's
-``jinad_gpus``; hosts without enough free GPUs are skipped, and the Pod gets
-``CUDA_VISIBLE_DEVICES`` naming the devices it was given.
+Placement is deterministic. Pods are placed in file order. A Pod asking for hosts by pattern is
+placed one *unit* at a time, each unit on its own best host, so its replicas and shards spread
+over the hosts the pattern matches:
+
+- a unit is one Pea (one replica of one shard), except for a Pod that keeps data (``_index``): there
+  a unit is one shard with all its replicas, which share that shard's store on its host;
+- the best host for a unit needing GPUs has the most free GPUs; then (for every unit) the fewest
+  Peas placed so far, of this Flow's Pods; then inventory order. A host without the unit's GPUs
+  free is never chosen: GPUs are never over-subscribed (``gpus: N`` is per Pea, taken from the
+  host's ``jinad_gpus``; each Pea gets the device ids it was given).
+
+A Pod whose units all land on one host runs there as one remote Pod (``host:``), as before; one
+whose units land on several hosts is *spread*: the concrete Flow gives it ``spread:`` (its parts,
+each a host with some replicas of one shard, and the hosts of its group with the GPUs left free
+there, where a live scale adds replicas by the same rule), and ``host:`` names its first part's
+daemon. To the user it stays one Pod (see :mod:`jinad_fab.flow.spread`).
 
 The Gateway is placed last, like a Pod of one Pea: ``gateway: {hosts: cpu}`` (or ``host:``) at
 the top of the Flow YAML, or ``flow up --gateway-host``; with neither it goes to the least
 loaded host of the inventory. Its daemon runs the Flow and keeps the deployment's record.
 
-A Pod placed by group that keeps no data (anything but ``_index``) gets ``fallback_hosts``: the
-other hosts of its group, least loaded first. When its host stops answering for the Flow's
-``lost_after`` seconds, the Flow starts it on the first of them that takes it and wires it in.
-An ``_index`` Pod's data lives on its host: it is reported LOST, never moved.
+A Pod placed by group on one host that keeps no data (anything but ``_index``) gets
+``fallback_hosts``: the other hosts of its group, least loaded first. When its host stops
+answering for the Flow's ``lost_after`` seconds, the Flow starts it on the first of them that
+takes it and wires it in. An ``_index`` Pod's data lives on its host: it is reported LOST, never
+moved. (A spread Pod re-places the replicas of a lost host itself, on the rest of its group.)
 
 The concrete Flow YAML then says ``host: <address>:<jinad_port>`` for each placed Pod, the
 form ``Flow.add(host=...)`` takes for remote Pods, with the placement-only keys removed.
@@ -48,8 +60,25 @@ class PlacementError(BadConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class Part:
+    """Some Peas of a Pod on one host: ``replicas`` replicas of shard ``shard`` (None: the Pod has
+    one shard), with the GPU ids they were given there."""
+
+    host: str
+    target: str
+    replicas: int
+    shard: int | None = None
+    gpu_ids: tuple[int, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "target": self.target, "replicas": self.replicas, "shard": self.shard,
+                "gpu_ids": list(self.gpu_ids)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Assignment:
-    """Where one Pod runs. ``host`` is None for a local Pod; ``target`` is what ``host:`` becomes."""
+    """Where one Pod runs. ``host`` is None for a local Pod; ``target`` is what ``host:`` becomes.
+    A spread Pod (its Peas on several hosts) has its ``parts``; ``host`` is then its first part's."""
 
     pod: str
     host: str | None
@@ -59,16 +88,34 @@ class Assignment:
     asked: str | None = None
     fallbacks: tuple[str, ...] = ()
     """Other hosts of the group that may take the Pod when its host is lost (stateless Pods only)."""
+    parts: tuple[Part, ...] = ()
+    """A spread Pod's parts, one per host and shard (empty: the Pod runs on ``host`` as a whole)."""
+    group: tuple[str, ...] = ()
+    """A spread Pod's candidate hosts (its pattern's), where live scaling and re-placing may go (for
+    an ``_index``, only to the host each shard is on)."""
+
+    @property
+    def spread(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts the Pod's Peas run on (one, or a spread Pod's several)."""
+        if self.parts:
+            return tuple(dict.fromkeys(p.host for p in self.parts))
+        return (self.host,) if self.host else ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pod": self.pod,
             "host": self.host,
+            "hosts": list(self.hosts),
             "target": self.target,
             "peas": self.peas,
             "gpu_ids": list(self.gpu_ids),
             "asked": self.asked,
             "fallbacks": list(self.fallbacks),
+            "parts": [p.as_dict() for p in self.parts],
         }
 
 
@@ -77,6 +124,8 @@ class Placement:
     assignments: tuple[Assignment, ...]
     gateway: Assignment | None = None
     """Where the Gateway runs (`flow up`): placed like a Pod of one Pea, after the Pods."""
+    free_gpus: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict, compare=False)
+    """The GPU ids left free on each inventory host once every Pod is placed."""
 
     def __iter__(self):
         return iter(self.assignments)
@@ -92,8 +141,7 @@ class Placement:
         """Inventory hosts that run at least one Pod, in placement order."""
         seen: list[str] = []
         for a in self.assignments:
-            if a.host and a.host not in seen:
-                seen.append(a.host)
+            seen.extend(h for h in a.hosts if h not in seen)
         return seen
 
 
@@ -168,6 +216,53 @@ def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory,
             gpu_ids=tuple(range(start, start + need)), asked=asked,
         )
 
+    def best(units_need: int, candidates: list[Host]) -> Host | None:
+        """The host for one unit: most free GPUs (when it needs some), fewest Peas, inventory order."""
+        fitting = [h for h in candidates if h.gpus - gpus_used[h.name] >= units_need]
+        if not fitting:
+            return None
+        return min(fitting, key=lambda h: (-(h.gpus - gpus_used[h.name]) if units_need else 0,
+                                           load[h.name], order[h.name]))
+
+    def spread(pod: Mapping[str, Any], candidates: list[Host], pattern: str) -> Assignment:
+        """Place a Pod unit by unit over ``candidates`` (see the module docstring)."""
+        name, replicas, shards, per_pea = pod["name"], _count(pod, "parallel"), _count(pod, "shards"), _gpus(pod)
+        keeps = _keeps_data(pod)
+        units = [(s, replicas) for s in range(shards)] if keeps else \
+            [(s, 1) for s in range(shards) for _ in range(replicas)]
+        placed: dict[tuple[str, int], list] = {}  # (host, shard) -> [replicas, gpu ids], in placing order
+        for shard, n in units:
+            need = per_pea * n
+            host = best(need, candidates)
+            if host is None:
+                free = ", ".join(f"{h.name}={h.gpus - gpus_used[h.name]}" for h in candidates)
+                what = f"{need} GPU(s) per shard (its {n} replicas share the shard's host)" if keeps and n > 1 \
+                    else f"{need} GPU(s) per Pea"
+                raise PlacementError(name, f"it needs {what} and no host has them free; free GPUs in "
+                                           f"{pattern!r}: {free}")
+            start = gpus_used[host.name]
+            gpus_used[host.name] += need
+            load[host.name] += n
+            entry = placed.setdefault((host.name, shard), [0, []])
+            entry[0] += n
+            entry[1].extend(range(start, start + need))
+        hosts = list(dict.fromkeys(h for h, _ in placed))
+        first = inventory.hosts[hosts[0]]
+        peas = replicas * shards
+        if len(hosts) == 1:  # all on one host: one remote Pod there, as before
+            ids = tuple(i for _, gids in placed.values() for i in gids)
+            a = Assignment(pod=name, host=first.name, target=_target(first), peas=peas, gpu_ids=ids, asked=pattern)
+            if not keeps:  # the rest of the group, least loaded first
+                rest = sorted((h for h in candidates if h.name != first.name and h.gpus - gpus_used[h.name] >= per_pea * peas),
+                              key=lambda h: (load[h.name], order[h.name]))
+                a = dataclasses.replace(a, fallbacks=tuple(h.name for h in rest))
+            return a
+        parts = tuple(Part(host=h, target=_target(inventory.hosts[h]), replicas=n,
+                           shard=s if shards > 1 else None, gpu_ids=tuple(gids))
+                      for (h, s), (n, gids) in sorted(placed.items(), key=lambda kv: kv[0][1]))
+        return Assignment(pod=name, host=first.name, target=_target(first), peas=peas, asked=pattern,
+                          parts=parts, group=tuple(h.name for h in candidates))
+
     for pod in pods:
         name = pod["name"]
         peas = _count(pod, "parallel") * _count(pod, "shards")
@@ -194,16 +289,7 @@ def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory,
                 raise PlacementError(name, str(exc)) from exc
             if not candidates:
                 raise PlacementError(name, f"no host matches {pattern!r}")
-            fitting = [h for h in candidates if h.gpus - gpus_used[h.name] >= need]
-            if not fitting:
-                free = ", ".join(f"{h.name}={h.gpus - gpus_used[h.name]}" for h in candidates)
-                raise PlacementError(name, f"it needs {need} GPU(s) on one host; free GPUs in {pattern!r}: {free}")
-            best = min(fitting, key=lambda h: (load[h.name], order[h.name]))
-            a = take(pod, best, peas, need, pattern)
-            if not _keeps_data(pod):  # the rest of the group, least loaded first
-                rest = sorted((h for h in fitting if h.name != best.name), key=lambda h: (load[h.name], order[h.name]))
-                a = dataclasses.replace(a, fallbacks=tuple(h.name for h in rest))
-            out.append(a)
+            out.append(spread(pod, candidates, pattern))
         else:
             out.append(Assignment(pod=name, host=None, target=None, peas=peas))
     gw = None
@@ -215,7 +301,8 @@ def place(pods: Sequence[Mapping[str, Any]], inventory: Inventory,
             raise PlacementError("gateway", f"{spec['host']!r} is not a host of the inventory")
         inner = place([*pods, spec], inventory)  # the Pods' load counts
         gw = inner["gateway"]
-    return Placement(tuple(out), gw)
+    free = {name: tuple(range(used, inventory.hosts[name].gpus)) for name, used in gpus_used.items()}
+    return Placement(tuple(out), gw, free)
 
 
 def apply(flow: Mapping[str, Any], placement: Placement, inventory: Inventory | None = None) -> dict[str, Any]:
@@ -229,7 +316,10 @@ def apply(flow: Mapping[str, Any], placement: Placement, inventory: Inventory | 
     for spec in pod_specs(flow):
         spec = {k: v for k, v in spec.items() if k != "hosts"}
         a = placement[spec["name"]]
-        if a.target and not (local_host and a.host == local_host):
+        if a.spread:  # its parts run through their daemons (the Gateway's host's too)
+            spec["host"] = a.target
+            spec["spread"] = spread_spec(a, placement, inventory)
+        elif a.target and not (local_host and a.host == local_host):
             spec["host"] = a.target
             if a.fallbacks and inventory is not None and local_host:  # `flow up`: the Flow re-places it
                 spec["fallback_hosts"] = [_target(inventory.hosts[h]) for h in a.fallbacks]
@@ -242,3 +332,23 @@ def apply(flow: Mapping[str, Any], placement: Placement, inventory: Inventory | 
         pods.append(spec)
     concrete["pods"] = pods
     return concrete
+
+
+def spread_spec(a: Assignment, placement: Placement, inventory: Inventory | None) -> dict[str, Any]:
+    """The ``spread:`` option of a spread Pod: its parts (daemon, replicas, shard, GPU ids) and its
+    group's daemons with the GPU ids left free there (where a live scale or a lost host's replicas
+    go, by the same rule; an ``_index`` grows only on each shard's own host)."""
+    parts = []
+    for p in a.parts:
+        part: dict[str, Any] = {"host": p.target, "replicas": p.replicas}
+        if p.shard is not None:
+            part["shard"] = p.shard
+        if p.gpu_ids:
+            part["gpu_ids"] = list(p.gpu_ids)
+        parts.append(part)
+    out: dict[str, Any] = {"parts": parts}
+    if a.group and inventory is not None:
+        out["hosts"] = [{"host": _target(inventory.hosts[h]),
+                         **({"free_gpu_ids": list(placement.free_gpus[h])} if placement.free_gpus.get(h) else {})}
+                        for h in a.group]
+    return out

@@ -211,7 +211,9 @@ class Flow:
         out = []
         for name in self._pods:
             pod = self._running.get(name)
-            if pod is not None and not isinstance(pod, Pod):
+            if hasattr(pod, "describe_row"):  # a spread Pod: every replica's daemon and id
+                row = pod.describe_row()
+            elif pod is not None and not isinstance(pod, Pod):
                 row = {"name": name, "daemon": pod.session.label, "id": pod.pod_id,
                        "workspace_id": pod.session.workspace_id}
             else:
@@ -334,7 +336,12 @@ class Flow:
             spec = self._pods[name]
             num_parts = sum(1 if n == GATEWAY else parts_out[n] for n in spec["needs"])
             curve = keys[name] if keys else None
-            if spec.get("host"):
+            if spec.get("spread"):  # its replicas and shards on several daemons (issue 16)
+                from .spread import SpreadPod
+
+                pods[name] = SpreadPod(self, spec, num_parts=num_parts, sessions=sessions, bind_host=bind_host,
+                                       curve=curve)
+            elif spec.get("host"):
                 pods[name] = self._remote_pod(spec, num_parts, sessions, curve)
             else:
                 pods[name] = self._local_pod(name, spec, num_parts, bind_host, curve)
@@ -403,6 +410,9 @@ class Flow:
         local = [p for p in pods.values() if isinstance(p, Pod)]
         far_pods = [p for p in pods.values() if not isinstance(p, Pod)]
         gateway.start()
+        for p in far_pods:  # a spread Pod's head runs here: started from this thread, which outlives it
+            if hasattr(p, "start_local"):
+                p.start_local()
         with ThreadPoolExecutor(max_workers=max(1, len(far_pods))) as pool:
             futures = [pool.submit(p.start) for p in far_pods]  # workspaces build meanwhile
             try:

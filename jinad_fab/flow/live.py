@@ -319,7 +319,14 @@ class LiveChanges:
             if self.flow._stopping.is_set():
                 return None
             sets = list(pod.members())
-            self._r_add(name, pod, sets.index(death["set"]) if death["set"] in sets else 0, None)
+            try:
+                self._r_add(name, pod, sets.index(death["set"]) if death["set"] in sets else 0, None)
+            except (PeaStartError, RuntimeFailure) as exc:
+                # as for a local Pod: the Pod goes on while the set keeps a replica
+                log.error("Pod %r: could not restart a replica: %s", name, exc)
+                if not (pod.members().get(death["set"]) or {}).get("replicas"):
+                    return f"{detail}; the restart failed: {exc}"
+                return None
             self.restarts[name] += 1
         return None
 

@@ -93,8 +93,8 @@ def peer_key(address: str, default_port: int = 8000) -> str:
 
 
 def hosts_named(flow: object) -> list[str]:
-    """The ``host:`` and ``fallback_hosts:`` values of a parsed Flow YAML mapping's Pods (the
-    daemons it may call)."""
+    """The ``host:`` and ``fallback_hosts:`` values of a parsed Flow YAML mapping's Pods, and the
+    daemons of a spread Pod's ``spread:`` (the daemons it may call)."""
     if not isinstance(flow, Mapping):
         return []
     pods = flow.get("pods", flow.get("executors")) or []
@@ -108,4 +108,10 @@ def hosts_named(flow: object) -> list[str]:
                                     else [])]:
             if isinstance(h, str) and h.strip():
                 out.append(h)
+        spread = pod.get("spread")
+        if isinstance(spread, Mapping):
+            for entry in [*(spread.get("parts") or []), *(spread.get("hosts") or [])]:
+                h = entry.get("host") if isinstance(entry, Mapping) else None
+                if isinstance(h, str) and h.strip():
+                    out.append(h)
     return out

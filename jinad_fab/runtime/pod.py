@@ -27,7 +27,7 @@ DEFAULT_POLLING = {"/search": "all", "/dump": "all", "*": "id"}  # /dump: every 
 # every other argument is an option of its Peas and is handed to each of them as it is
 POD_OWN_KEYS = frozenset({"name", "host", "parallel", "shards", "polling", "env", "gpus", "timeout_ready",
                           "port_in", "port_ctrl", "num_parts", "upstream", "log_json", "targets",
-                          "restart", "restart_limit", "restart_window", "changeable"})
+                          "restart", "restart_limit", "restart_window", "changeable", "shard_of"})
 
 
 def routing(polling: str | dict | None) -> dict[str, str]:
@@ -102,12 +102,15 @@ class Pod:
         # every option that is not the Pod's own is its Peas': a Pea option added to the spec reaches them
         pea = {k: v for k, v in a.items() if k not in POD_OWN_KEYS and v is not None}
         label = self.name
-        if self.shards > 1:
+        shards = self.shards
+        if a.get("shard_of") and self.shards == 1:  # one shard of a Pod spread over hosts (issue 16)
+            shard, shards = (int(x) for x in a["shard_of"])
+        if shards > 1:
             label += f"/shard-{shard}"
         if self.parallel > 1 or replica > 0:
             label += f"/replica-{replica}"
         pea.update(name=label, pod=self.name, host=a.get("host") or "127.0.0.1", num_parts=num_parts,
-                   shard_id=shard, replica_id=replica, shards=self.shards, parallel=self.parallel,
+                   shard_id=shard, replica_id=replica, shards=shards, parallel=self.parallel,
                    upstream=a.get("upstream") or [])
         single = not self.needs_head and self.parallel == 1 and replica == 0
         if single:
@@ -159,6 +162,8 @@ class Pod:
 
     def set_name(self, shard: int) -> str:
         """The name of one shard's replica set (the Pod's own name when it has one shard)."""
+        if self.shards == 1 and self.args.get("shard_of"):  # one shard of a spread Pod (issue 16)
+            return f"{self.name}/shard-{int(self.args['shard_of'][0])}"
         return self.name if self.shards == 1 else f"{self.name}/shard-{shard}"
 
     def _set_target(self, shard: int) -> dict:

@@ -164,7 +164,7 @@ class _Host:
 
 # a Pod of one Pea hands that Pea everything but its counts, routing and process set-up (applied here)
 _NOT_FOR_THE_PEA = frozenset({"parallel", "shards", "polling", "env", "gpus", "timeout_ready", "log_json",
-                              "changeable"})
+                              "changeable", "shard_of"})
 
 
 def _run_single(args: dict, report, die_with_parent: bool) -> int:
@@ -181,6 +181,8 @@ def _run_single(args: dict, report, die_with_parent: bool) -> int:
     host = args.get("host") or "127.0.0.1"
     pea_args = {k: v for k, v in args.items() if k not in _NOT_FOR_THE_PEA and v is not None}
     pea_args["pod"] = args.get("name") or "pod"
+    if args.get("shard_of"):  # one shard of a Pod spread over hosts (issue 16): its store is that shard's
+        pea_args["shard_id"], pea_args["shards"] = (int(x) for x in args["shard_of"])
 
     def as_pod(event: dict) -> None:
         if event.get("state") != "ready":

@@ -83,7 +83,7 @@ def test_the_spec_is_the_only_list_of_pod_options():
                                                            "lease", "changeable"}
     assert set(PodSpec.model_fields) - wire == {"name", "needs", "host", "port_expose", "upload_files",
                                                 "quiet_remote_logs", "workspace", "token", "ca_file", "resources",
-                                                "tls", "fallback_hosts"}
+                                                "tls", "fallback_hosts", "spread"}
     for stale in ("FLOW_KEYS", "ADD_KEYS"):
         assert not hasattr(builder, stale)
 
@@ -152,7 +152,7 @@ def test_where_an_option_applies_is_declared_on_the_field():
     only = {k: (info.json_schema_extra or {}).get("only") for k, info in PodSpec.model_fields.items()}
     assert {k for k, v in only.items() if v == "remote"} == {"ca_file", "port_expose", "upload_files",
                                                              "quiet_remote_logs", "token", "tls",
-                                                             "fallback_hosts"}
+                                                             "fallback_hosts", "spread"}
     assert {k for k, v in only.items() if v == "local"} == {"workspace"}
     Flow().add(name="far", host="gpu1:8000", upload_files=["m.npz"], token="t", port_expose=8001)  # fine there
 

@@ -48,3 +48,6 @@ def test_hosts_named_lists_the_pods_daemons() -> None:
     assert handoff.hosts_named(flow) == ["gpu1:8000", "gpu2:8000"]
     assert handoff.hosts_named({"executors": {"x": {"host": "h:1"}}}) == ["h:1"]
     assert handoff.hosts_named("not a mapping") == []
+    spread = {"pods": [{"name": "s", "host": "h:1", "spread": {"parts": [{"host": "h:1"}, {"host": "h:2"}],
+                                                               "hosts": [{"host": "h:3"}, "junk"]}}]}
+    assert handoff.hosts_named(spread) == ["h:1", "h:1", "h:2", "h:3"]  # a spread Pod's every daemon

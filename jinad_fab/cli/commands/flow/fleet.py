@@ -53,10 +53,15 @@ def _default_name(flow_file: str) -> str:
 
 
 def _print_placement(out, placement: list[dict[str, Any]], keeper: str) -> None:
-    out.print(table("placement", ("pod", "host", "daemon", "peas", "gpus"),
-                    [("gateway", keeper, "", 1, ""),
-                     *[(a["pod"], a["host"] or f"(with the Gateway on {keeper})", a["target"] or "", a["peas"],
-                        ",".join(map(str, a["gpu_ids"]))) for a in placement]]))
+    rows: list[tuple] = [("gateway", keeper, "", 1, "")]
+    for a in placement:
+        if a.get("parts"):  # a spread Pod: a row per host and shard
+            rows += [(a["pod"] + (f" shard {p['shard']}" if p.get("shard") is not None else ""), p["host"],
+                      p["target"], p["replicas"], ",".join(map(str, p.get("gpu_ids") or ()))) for p in a["parts"]]
+        else:
+            rows.append((a["pod"], a["host"] or f"(with the Gateway on {keeper})", a["target"] or "", a["peas"],
+                         ",".join(map(str, a["gpu_ids"]))))
+    out.print(table("placement", ("pod", "host", "daemon", "peas", "gpus"), rows))
 
 
 @examples(
@@ -170,14 +175,14 @@ def ps(name: str | None, inventory: str, vault_password_file: str | None, limit:
             gw = st["gateway"]
             click.echo(f"deployment {st['name']}: release {st['release']} kept by {st['keeper']}; "
                        f"gateway {gw['host']} http {gw['http_port']} native {gw['native_port']}")
-            rows = [(r["pod"], r["host"], r["daemon"],
+            rows = [(r["pod"], ",".join(r.get("hosts") or [r["host"]]), r["daemon"],
                      f"[{_STATE_STYLE.get(r['state'], 'white')}]{r['state']}[/]"
                      + (f" (re-placed from {r['lost']['daemon']})" if (r.get("lost") or {}).get("state") == "REPLACED"
                         else "") + _missing(r), _count(r.get("replicas")), _count(r.get("restarts")), r["id"] or "")
                     for r in st["pods"]]
             print_table(table(None, ("pod", "host", "daemon", "state", "replicas", "restarts", "id"), rows,
                               whole=("id",)))
-        lost = sorted({r["host"] for r in st["pods"] if r["state"] == "LOST"})
+        lost = sorted({p["host"] for r in st["pods"] for p in r.get("parts") or [r] if p["state"] == "LOST"})
         shards = sorted(s for r in st["pods"] for s, info in (r.get("missing_shards") or {}).items()
                         if info.get("state") == "LOST")
         if lost or shards:  # exit 4, as for every command that could not reach a host
@@ -304,8 +309,10 @@ def _follow(inv: Inventory, name: str, *, tail: int, follow: bool, as_json: bool
 
     st = deployment.status(inv, name)
     items = [(st["keeper"], "gateway", st["flow_id"])] if st["flow_id"] else []
-    items += [(r["host"], r["pod"], r["id"]) for r in st["pods"][1:]
-              if r["id"] and r["host"] in inv.hosts and r["state"] != "LOST"]
+    for r in st["pods"][1:]:  # a spread Pod's replicas each have their own log, on their own host
+        for part in r.get("parts") or [r]:
+            if part["id"] and part["host"] in inv.hosts and part["state"] != "LOST":
+                items.append((part["host"], r["pod"], part["id"]))
     _stream_all(inv, items, follow=follow, tail=tail, as_json=as_json)
 
 

@@ -1,0 +1,155 @@
+"""`flow up` spreads a Pod's replicas and shards over the hosts of its group (issue 16).
+
+Three real daemons on loopback form one group. The encoder's 4 replicas and the `_index`'s 2
+shards land on different daemons (each daemon's own GET /pods says so), the Flow still answers
+searches exactly (against a brute-force nearest neighbour), `flow ps` lists each Pod once with
+its hosts, and a live scale adds and removes replicas on the group's hosts by placement's rule."""
+
+from __future__ import annotations
+
+import collections
+import json
+import textwrap
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from jinad_fab.cli.main import _register, cli
+
+pytestmark = pytest.mark.timeout(300)
+
+ENCODER = textwrap.dedent("""
+    import os
+    import zlib
+    import numpy as np
+    from jinad_fab import Executor, requests
+
+    class HashEncoder(Executor):
+        @requests
+        def encode(self, docs, parameters):
+            for d in docs:
+                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
+                d.embedding = rng.standard_normal(8).astype("float32")
+                d.tags["pid"] = os.getpid()
+""")
+
+FLOW = """!Flow
+version: '1'
+with:
+  protocol: http
+gateway:
+  host: h1
+pods:
+  - name: encode
+    uses: HashEncoder
+    py_modules: [encoder.py]
+    hosts: fleet
+    parallel: 4
+  - name: index
+    uses: _index
+    hosts: fleet[1:2]
+    shards: 2
+"""
+
+
+def _embedding(text: str) -> np.ndarray:
+    return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(8).astype("float32")
+
+
+def _cli(*args: str):
+    _register()
+    return CliRunner().invoke(cli, list(args))
+
+
+def _pods_on(client: httpx.Client) -> collections.Counter:
+    """What one daemon itself says it runs: running Pods by name, with their shard."""
+    items = client.get("/pods").json()["items"]
+    return collections.Counter((p["args"]["name"], tuple(p["args"].get("shard_of") or ()))
+                               for p in items if p["state"] == "RUNNING")
+
+
+def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(tmp_path, daemon_factory) -> None:
+    daemons = {f"h{i}": daemon_factory(token=f"tok-{i}-" + "y" * 20) for i in (1, 2, 3)}
+    inv = tmp_path / "inv" / "hosts.yml"
+    inv.parent.mkdir()
+    inv.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"hosts": {
+        name: {"jinad_address": "127.0.0.1", "jinad_port": d.port, "jinad_token": d.token}
+        for name, d in daemons.items()}}}}}))
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "encoder.py").write_text(ENCODER)
+    (tmp_path / "proj" / "flow.yml").write_text(FLOW)
+
+    rendered = _cli("render", "flow", str(tmp_path / "proj" / "flow.yml"), "-i", str(inv), "--json")
+    assert rendered.exit_code == 0, rendered.output
+    placed = {a["pod"]: a for a in json.loads(rendered.stdout)["placement"]}
+    # one Pea at a time to the host with the fewest Peas: h1 h2 h3 h1, then the shards on h2, h3
+    assert [(p["host"], p["replicas"]) for p in placed["encode"]["parts"]] == [("h1", 2), ("h2", 1), ("h3", 1)]
+    assert [(p["host"], p["shard"]) for p in placed["index"]["parts"]] == [("h2", 0), ("h3", 1)]
+
+    up = _cli("flow", "up", str(tmp_path / "proj" / "flow.yml"), "-i", str(inv), "--name", "wide", "--json")
+    assert up.exit_code == 0, up.output
+    info = json.loads(up.stdout)
+    assert {p["pod"]: p["hosts"] for p in info["placement"]} == {"encode": ["h1", "h2", "h3"], "index": ["h2", "h3"]}
+    clients = {name: d.client() for name, d in daemons.items()}
+    try:
+        # each daemon's own account of what runs on it
+        on = {name: _pods_on(c) for name, c in clients.items()}
+        assert on["h1"] == {("encode", ()): 2}
+        assert on["h2"] == {("encode", ()): 1, ("index", (0, 2)): 1}
+        assert on["h3"] == {("encode", ()): 1, ("index", (1, 2)): 1}
+
+        base = f"http://127.0.0.1:{info['gateway']['http_port']}"
+        texts = [f"document number {i}" for i in range(40)]
+        r = httpx.post(f"{base}/index", json={"data": [{"id": str(i), "text": t} for i, t in enumerate(texts)]},
+                       timeout=60)
+        assert r.status_code == 200, r.text
+        stored = np.stack([_embedding(t) for t in texts])
+        pids = set()
+        for q in range(12):  # one request each: the Gateway plans them onto every replica in turn
+            text = f"query {q}"
+            r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": text}], "parameters": {"top_k": 5}},
+                           timeout=60)
+            assert r.status_code == 200, r.text
+            (hit,) = r.json()["data"]
+            distances = np.linalg.norm(stored - _embedding(text), axis=1)
+            expected = [str(i) for i in np.argsort(distances, kind="stable")[:5]]
+            assert [m["id"] for m in hit["matches"]] == expected  # both shards answered, merged exactly
+            assert [m["scores"]["euclidean"] for m in hit["matches"]] == pytest.approx(sorted(distances)[:5], abs=1e-4)
+            pids.add(hit["tags"]["pid"])
+        assert len(pids) == 4  # every replica, on its three daemons, took requests
+
+        st = json.loads(_cli("flow", "ps", "wide", "-i", str(inv), "--json").stdout)
+        rows = {r["pod"]: r for r in st["pods"]}
+        assert len(st["pods"]) == 3  # the gateway, and each Pod once
+        assert (rows["encode"]["hosts"], rows["encode"]["state"], rows["encode"]["replicas"]) == (
+            ["h1", "h2", "h3"], "RUNNING", 4)
+        assert (rows["index"]["hosts"], rows["index"]["state"]) == (["h2", "h3"], "RUNNING")
+
+        # a live scale of the Pod by its name (the keeper's PUT /flows/{id}, what `flow up` uses for a
+        # changed `parallel`): the new replicas go where this Pod has the fewest (h2, h3)
+        r = clients["h1"].put(f"/flows/{st['flow_id']}", json={"kind": "scale", "pod": "encode", "replicas": 6})
+        assert r.status_code == 200, r.text
+        on = {name: _pods_on(c)[("encode", ())] for name, c in clients.items()}
+        assert on == {"h1": 2, "h2": 2, "h3": 2}
+        hit = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": texts[7]}], "parameters": {"top_k": 1}},
+                         timeout=60).json()["data"][0]
+        assert hit["matches"][0]["id"] == "7"
+        # and back down: the newest replicas of the hosts holding the most go first
+        r = clients["h1"].put(f"/flows/{st['flow_id']}", json={"kind": "scale", "pod": "encode", "replicas": 3})
+        assert r.status_code == 200, r.text
+        on = {name: _pods_on(c)[("encode", ())] for name, c in clients.items()}
+        assert sorted(on.values()) == [1, 1, 1], on
+        rows = {r["pod"]: r for r in json.loads(_cli("flow", "ps", "wide", "-i", str(inv), "--json").stdout)["pods"]}
+        assert rows["encode"]["replicas"] == 3 and rows["encode"]["hosts"] == ["h1", "h2", "h3"]
+
+        down = _cli("flow", "down", "wide", "-i", str(inv), "-y", "--json")
+        assert down.exit_code == 0, down.output
+        assert all(not _pods_on(c) for c in clients.values())
+    finally:
+        for c in clients.values():
+            c.close()
+
