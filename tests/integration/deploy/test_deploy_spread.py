@@ -129,16 +129,20 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
             ["h1", "h2", "h3"], "RUNNING", 4)
         assert (rows["index"]["hosts"], rows["index"]["state"]) == (["h2", "h3"], "RUNNING")
 
-        # a live scale of the Pod by its name (the keeper's PUT /flows/{id}, what `flow up` uses for a
-        # changed `parallel`): the new replicas go where this Pod has the fewest (h2, h3)
-        r = clients["h1"].put(f"/flows/{st['flow_id']}", json={"kind": "scale", "pod": "encode", "replicas": 6})
-        assert r.status_code == 200, r.text
+        # `flow up` again with a higher `parallel`: the Pod is scaled in place, by its name, and the new
+        # replicas go where it has the fewest (h2, h3)
+        (tmp_path / "proj" / "flow.yml").write_text(FLOW.replace("parallel: 4", "parallel: 6"))
+        again = _cli("flow", "up", str(tmp_path / "proj" / "flow.yml"), "-i", str(inv), "--name", "wide", "--json")
+        assert again.exit_code == 0, again.output
+        applied = json.loads(again.stdout)
+        assert (applied["changed"], applied["action"], applied["flow_id"]) == (1, "rolled encode", st["flow_id"])
         on = {name: _pods_on(c)[("encode", ())] for name, c in clients.items()}
         assert on == {"h1": 2, "h2": 2, "h3": 2}
         hit = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": texts[7]}], "parameters": {"top_k": 1}},
                          timeout=60).json()["data"][0]
         assert hit["matches"][0]["id"] == "7"
-        # and back down: the newest replicas of the hosts holding the most go first
+        # and back down (the keeper's PUT /flows/{id}, as `flow scale` asks it): the newest replicas of
+        # the hosts holding the most go first
         r = clients["h1"].put(f"/flows/{st['flow_id']}", json={"kind": "scale", "pod": "encode", "replicas": 3})
         assert r.status_code == 200, r.text
         on = {name: _pods_on(c)[("encode", ())] for name, c in clients.items()}
