@@ -325,6 +325,9 @@ class LiveChanges:
                 # as for a local Pod: the Pod goes on while the set keeps a replica
                 log.error("Pod %r: could not restart a replica: %s", name, exc)
                 if not (pod.members().get(death["set"]) or {}).get("replicas"):
+                    if int(pod.args.get("shards") or 1) > 1:  # a Pod of several shards goes on without it
+                        return self.flow._shards_missing(name, {death["set"]: _shard_index(death["set"])},
+                                                         f"{detail}; the restart failed: {exc}")
                     return f"{detail}; the restart failed: {exc}"
                 return None
             self.restarts[name] += 1

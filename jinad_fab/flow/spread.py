@@ -21,7 +21,9 @@ this Pod's replicas, then the group's order (placement's rule); an ``_index`` sh
 its own host (its data lives there). Scaling down removes the newest replica of the host holding
 the most. A replica whose daemon stops answering for the Flow's ``lost_after`` seconds is taken
 out (the Gateway sends its searches again), started again on the rest of the group, and its stale
-copy removed once that daemon answers again; an ``_index`` shard there is reported lost.
+copy removed once that daemon answers again. An ``_index`` shard whose daemons are all silent is
+*missing* (reads are answered by the other shards, naming it: :mod:`jinad_fab.runtime.shards`)
+until one answers again.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class SpreadPod:
         self.draining: set[str] = set()
         self.lost: dict[str, dict] = {}  # daemon label -> what was lost there
         self.lost_targets: set[str] = set()
+        self._telling: set[str] = set()  # shard sets the Gateway is being told about (missing or back)
         self._next = 0
         self._lock = threading.RLock()
         self._ctx = None
@@ -161,6 +164,9 @@ class SpreadPod:
             slot_spec["fallback_hosts"] = [h for h in self.group if h != target]  # gets it a lease
         pod = self.flow._remote_pod(slot_spec, 1 if self.head is not None or self.shards > 1 else self.num_parts,
                                     self.sessions, self.curve)
+        # a slot is one Pea served in its Pod's own process: the spread Pod adds and removes whole
+        # slots, and a slot whose Pea exits is a Pod its daemon reports gone (seen by `dead()`)
+        pod.args.pop("changeable", None)
         label = f"{self.set_name(shard)}/replica-{sid}"
         return _Slot(sid, shard, target, list(gpu_ids), pod, label)
 
@@ -220,6 +226,14 @@ class SpreadPod:
         return {self.set_name(shard): {"pod": self.name, "replicas": [s.sid for s in self._removal_order(row)
                                                                       if s.sid not in self.draining]}
                 for shard, row in enumerate(self.slots)}
+
+    def plan_sets(self) -> dict[str, dict]:
+        """What the Gateway plans requests onto: the shards' replica sets (its head runs in the Flow)."""
+        return self.members()
+
+    def idempotent(self) -> list[str]:
+        """Endpoints its Executors mark idempotent, as its replicas reported them."""
+        return sorted({e for s in self._all() for e in s.pod.idempotent()})
 
     def labels(self) -> dict[str, dict[str, str]]:
         return {self.set_name(shard): {s.sid: s.label for s in row} for shard, row in enumerate(self.slots)}
@@ -314,7 +328,11 @@ class SpreadPod:
     # ---- deaths and lost hosts ----
     def new_deaths(self) -> list[dict]:
         """Replicas that died (their daemon says so) or whose daemon stopped answering for
-        ``lost_after`` seconds, taken out; what a Pod host's ``status`` reports as ``deaths``."""
+        ``lost_after`` seconds, taken out; what a Pod host's ``status`` reports as ``deaths``.
+
+        An ``_index`` replica whose daemon stops answering stays in (its data lives there): once no
+        replica of its shard answers, the shard is missing (reads answer without it, see
+        :mod:`jinad_fab.runtime.shards`), and it answers again when its daemon does."""
         lost_after = float(self.flow.args.get("lost_after") or 10.0)
         out: list[dict] = []
         changed = False
@@ -322,7 +340,11 @@ class SpreadPod:
             for shard, row in enumerate(self.slots):
                 for slot in list(row):
                     dead = slot.pod.dead()
-                    lost = not dead and slot.pod.unreachable_for() >= lost_after
+                    silent = slot.pod.unreachable_for()
+                    if self.keeps_data and not dead:
+                        self._watch_data(shard, slot, silent >= lost_after)
+                        continue
+                    lost = not dead and silent >= lost_after
                     if not dead and not lost:
                         continue
                     row.remove(slot)
@@ -331,10 +353,7 @@ class SpreadPod:
                     death = {"set": self.set_name(shard), "replica": slot.sid, "label": slot.label,
                              "code": None, "daemon": slot.pod.session.label}
                     if lost:
-                        self._lose(slot, death)
-                        if self.keeps_data:  # nowhere to start it again: tell the Gateway, restart nothing
-                            self._tell_gateway(death)
-                            continue
+                        self._lose(slot)
                     else:
                         threading.Thread(target=slot.pod.close, kwargs={"timeout": 5}, daemon=True).start()
                     out.append(death)
@@ -345,7 +364,42 @@ class SpreadPod:
                     log.error("Pod %r: could not rewire its head: %s", self.name, exc)
         return out
 
-    def _lose(self, slot: _Slot, death: dict) -> None:
+    def _watch_data(self, shard: int, slot: _Slot, silent: bool) -> None:
+        """An ``_index`` shard is missing while none of its replicas' daemons answers, back after."""
+        set_name = self.set_name(shard)
+        label = slot.pod.session.label
+        if silent and slot.target not in self.lost_targets:
+            self.lost_targets.add(slot.target)
+            self.lost.setdefault(label, {"daemon": label, "state": "LOST", "since": time.time(), "replicas": []})
+            self.lost[label]["replicas"].append(slot.label)
+            log.error("Pod %r: replica %s is LOST: its daemon %s does not answer (its data lives there)",
+                      self.name, slot.label, label)
+        elif not silent and slot.target in self.lost_targets:
+            self.lost_targets.discard(slot.target)
+            self.lost.pop(label, None)
+            log.warning("Pod %r: replica %s answers again", self.name, slot.label)
+        answering = [s for s in self.slots[shard] if s.target not in self.lost_targets]
+        missing = set_name in (self.flow._missing.get(self.name) or {})
+        if not answering and not missing and set_name not in self._telling:
+            self._telling.add(set_name)
+            threading.Thread(target=self._tell, args=(set_name, shard, True, f"its host {label} is LOST"),
+                             daemon=True).start()
+        elif answering and missing and set_name not in self._telling:
+            self._telling.add(set_name)
+            threading.Thread(target=self._tell, args=(set_name, shard, False, ""), daemon=True).start()
+
+    def _tell(self, set_name: str, shard: int, gone: bool, detail: str) -> None:
+        try:
+            if gone:
+                self.flow._shards_missing(self.name, {set_name: shard}, detail, why="lost")
+            else:
+                self.flow._shards_back(self.name, [set_name])
+        except JinadFabError as exc:
+            log.error("Pod %r: could not tell the gateway about %s: %s", self.name, set_name, exc)
+        finally:
+            self._telling.discard(set_name)
+
+    def _lose(self, slot: _Slot) -> None:
         label = slot.pod.session.label
         self.lost_targets.add(slot.target)
         entry = self.lost.setdefault(label, {"daemon": label, "state": "LOST", "since": time.time(), "replicas": []})
@@ -356,18 +410,12 @@ class SpreadPod:
         threading.Thread(target=slot.pod.remove_when_back, args=(self.flow._stopping,), kwargs={"workspace": False},
                          daemon=True, name=f"stale-{slot.label}").start()
 
-    def _tell_gateway(self, death: dict) -> None:
-        try:
-            self.flow._gateway_cmd({"cmd": "replica_died", "set": death["set"], "replica": death["replica"],
-                                    "pod": self.name, "detail": f"{death['label']}: its host {death['daemon']} is lost"},
-                                   timeout=5)
-            self.flow._gateway_cmd({"cmd": "members", "sets": self.members()}, timeout=5)
-        except JinadFabError as exc:
-            log.error("Pod %r: could not tell the gateway: %s", self.name, exc)
-
     def dead(self) -> list[tuple[str, int | None]]:
         if self.head is not None and self.head.proc is not None and not self.head.alive():
             return [(self.head.label, self.head.returncode())]
+        policy = self.spec.get("restart") or self.flow.args.get("restart") or "never"
+        if self.shards == 1 and not self.slots[0] and policy != "on-failure":
+            return [(f"{self.name} (no replica left)", None)]  # as a Pod host fails with its last replica
         return []
 
     def unreachable_for(self) -> float:

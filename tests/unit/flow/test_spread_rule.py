@@ -15,6 +15,7 @@ class _Made:
 
     def __init__(self, spec: dict):
         self.spec = spec
+        self.args = {"changeable": True}  # what a Flow asks of a remote Pod; a slot never grows itself
         self.session = types.SimpleNamespace(label=spec["host"], workspace_id=None)
         self.pod_id = None
 
@@ -32,6 +33,7 @@ def test_a_new_replica_goes_to_the_host_of_the_group_holding_the_fewest() -> Non
     assert [s.target for s in pod.slots[0]] == ["a:1", "a:1", "b:1"]
     assert [s.pod.spec["token"] for s in pod.slots[0]] == ["tok-a", "tok-a", None]  # each daemon's own
     assert pod.slots[0][0].pod.spec["parallel"] == 1 and "spread" not in pod.slots[0][0].pod.spec
+    assert "changeable" not in pod.slots[0][0].pod.args
     assert pod._choose(0) == "c:1"
     pod.lost_targets.add("c:1")
     assert pod._choose(0) == "b:1"  # a lost host takes nothing more
