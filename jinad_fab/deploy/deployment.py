@@ -660,6 +660,8 @@ def _spread_row(inventory: Inventory, keeper: Host, by_label: Mapping[str, Host]
            "replicas": counted.get("replicas"), "restarts": counted.get("restarts")}
     if pod.get("lost"):
         row["lost"] = pod["lost"]
+    if pod.get("missing_shards"):  # shards the Flow answers without
+        row["missing_shards"] = pod["missing_shards"]
     return row
 
 

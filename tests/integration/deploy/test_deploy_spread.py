@@ -3,13 +3,15 @@
 Three real daemons on loopback form one group. The encoder's 4 replicas and the `_index`'s 2
 shards land on different daemons (each daemon's own GET /pods says so), the Flow still answers
 searches exactly (against a brute-force nearest neighbour), `flow ps` lists each Pod once with
-its hosts, and a live scale adds and removes replicas on the group's hosts by placement's rule."""
+its hosts, a live scale adds and removes replicas on the group's hosts by placement's rule, and
+a lost host's encoder replica is started again elsewhere while its index shard goes missing."""
 
 from __future__ import annotations
 
 import collections
 import json
 import textwrap
+import time
 import zlib
 
 import httpx
@@ -19,6 +21,8 @@ import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
+from jinad_fab.runtime.shards import shard_of
+from tests.support.daemons import reap
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,6 +45,7 @@ FLOW = """!Flow
 version: '1'
 with:
   protocol: http
+  lost_after: 2
 gateway:
   host: h1
 pods:
@@ -150,9 +155,41 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
         rows = {r["pod"]: r for r in json.loads(_cli("flow", "ps", "wide", "-i", str(inv), "--json").stdout)["pods"]}
         assert rows["encode"]["replicas"] == 3 and rows["encode"]["hosts"] == ["h1", "h2", "h3"]
 
+        # h3 is lost: its encoder replica starts again on the rest of the group (h1: the fewest, first in
+        # order), its index shard is missing, and searches answer from the other shard, saying so
+        daemons["h3"].kill()
+        assert reap(daemons["h3"].home), "the processes of the lost host"
+        deadline = time.monotonic() + 60
+        while True:
+            on = {name: _pods_on(clients[name])[("encode", ())] for name in ("h1", "h2")}
+            r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": texts[7]}],
+                                                   "parameters": {"top_k": 5}}, timeout=60)
+            missing = r.json().get("header", {}).get("missing_shards") if r.status_code == 200 else None
+            if on == {"h1": 2, "h2": 1} and missing:
+                break
+            assert time.monotonic() < deadline, (on, r.status_code, r.text[:300])
+            time.sleep(0.3)
+        assert missing == ["index/shard-1"] and r.headers["X-Missing-Shards"] == "index/shard-1"
+        left = [i for i in range(40) if shard_of(str(i), 2) == 0]  # what shard 0 holds
+        distances = np.linalg.norm(stored[left] - _embedding(texts[7]), axis=1)
+        assert [m["id"] for m in r.json()["data"][0]["matches"]] == [str(left[i]) for i in np.argsort(
+            distances, kind="stable")[:5]]
+        while True:  # the Flow's report of its Pods reaches its daemon's record within a second
+            ps = _cli("flow", "ps", "wide", "-i", str(inv), "--json")
+            rows = {r["pod"]: r for r in json.loads(ps.stdout)["pods"]}
+            if rows["encode"]["state"] == "RUNNING" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert ps.exit_code == 4 and "LOST on h3" in ps.output, ps.output
+        assert rows["encode"]["state"] == "RUNNING" and rows["encode"]["replicas"] == 3, rows["encode"]
+        assert rows["encode"]["hosts"] == ["h1", "h2"]
+        assert (rows["encode"]["lost"]["state"], rows["encode"]["lost"]["daemon"]) == ("LOST", daemons["h3"].address)
+        assert len(rows["encode"]["lost"]["replicas"]) == 1
+        assert [p["state"] for p in rows["index"]["parts"]] == ["RUNNING", "LOST"]
+
         down = _cli("flow", "down", "wide", "-i", str(inv), "-y", "--json")
         assert down.exit_code == 0, down.output
-        assert all(not _pods_on(c) for c in clients.values())
+        assert not _pods_on(clients["h1"]) and not _pods_on(clients["h2"])
     finally:
         for c in clients.values():
             c.close()
