@@ -19,9 +19,10 @@ It answers the control commands of a Pod host itself (``status``, ``add_replica`
 goes to the host of its group with the most free GPUs when it needs some, then the fewest of
 this Pod's replicas, then the group's order (placement's rule); an ``_index`` shard grows only on
 its own host (its data lives there). Scaling down removes the newest replica of the host holding
-the most. A replica whose daemon stops answering for the Flow's ``lost_after`` seconds is taken
-out (the Gateway sends its searches again), started again on the rest of the group, and its stale
-copy removed once that daemon answers again. An ``_index`` shard whose daemons are all silent is
+the most; a rolling update starts each new replica on the host of the one it replaces. A replica
+whose daemon stops answering for the Flow's ``lost_after`` seconds is taken out (the Gateway
+sends its searches again), started again on the rest of the group, and its stale copy removed
+once that daemon answers again. An ``_index`` shard whose daemons are all silent is
 *missing* (reads are answered by the other shards, naming it: :mod:`jinad_fab.runtime.shards`)
 until one answers again.
 """
@@ -92,6 +93,7 @@ class SpreadPod:
         self.lost: dict[str, dict] = {}  # daemon label -> what was lost there
         self.lost_targets: set[str] = set()
         self._telling: set[str] = set()  # shard sets the Gateway is being told about (missing or back)
+        self._replacing: collections.deque[str] = collections.deque()  # hosts a rolling update refills
         self._next = 0
         self._lock = threading.RLock()
         self._ctx = None
@@ -261,6 +263,10 @@ class SpreadPod:
             if kind == "add_replica":
                 if cmd.get("args"):
                     self.spec.update(cmd["args"])  # this replica and every later one (a rolling update)
+                    # a rolling update replaces the replicas in the order members() lists them: each
+                    # new one goes to the host of the one it replaces, so the Pod keeps its spread
+                    self._replacing = collections.deque(
+                        s.target for row in self.slots for s in self._removal_order(row) if s.sid not in self.draining)
                 return {"ok": True, "replica": self._add(int(cmd.get("shard") or 0))}
             if kind == "drain":
                 self.draining.add(self._find(cmd["label"]).sid)
@@ -296,7 +302,9 @@ class SpreadPod:
         return min(fitting, key=lambda t: (-len(self.free.get(t, ())) if need else 0, count[t], order.get(t, 0)))
 
     def _add(self, shard: int) -> str:
-        target = self._choose(shard)
+        target = self._replacing.popleft() if self._replacing else None
+        if target is None or target in self.lost_targets or len(self.free.get(target, ())) < self.per_pea_gpus:
+            target = self._choose(shard)
         ids = self.free.get(target, [])[:self.per_pea_gpus]
         del self.free.get(target, [])[:len(ids)]
         slot = self._slot(shard, target, ids)

@@ -33,12 +33,17 @@ ENCODER = textwrap.dedent("""
     from jinad_fab import Executor, requests
 
     class HashEncoder(Executor):
+        def __init__(self, version="v1", **kwargs):
+            super().__init__(**kwargs)
+            self.version = version
+
         @requests
         def encode(self, docs, parameters):
             for d in docs:
                 rng = np.random.default_rng(zlib.crc32(d.text.encode()))
                 d.embedding = rng.standard_normal(8).astype("float32")
                 d.tags["pid"] = os.getpid()
+                d.tags["version"] = self.version
 """)
 
 FLOW = """!Flow
@@ -154,6 +159,15 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
         assert sorted(on.values()) == [1, 1, 1], on
         rows = {r["pod"]: r for r in json.loads(_cli("flow", "ps", "wide", "-i", str(inv), "--json").stdout)["pods"]}
         assert rows["encode"]["replicas"] == 3 and rows["encode"]["hosts"] == ["h1", "h2", "h3"]
+
+        # a rolling update by the Pod's name: every replica replaced, one at a time, on the same hosts
+        r = clients["h1"].put(f"/flows/{st['flow_id']}", json={"kind": "rolling_update", "pod": "encode",
+                                                                 "uses_with": {"version": "v2"}})
+        assert r.status_code == 200, r.text
+        assert {name: _pods_on(c)[("encode", ())] for name, c in clients.items()} == on
+        versions = {httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": t}]}, timeout=60)
+                    .json()["data"][0]["tags"]["version"] for t in texts[:6]}
+        assert versions == {"v2"}
 
         # h3 is lost: its encoder replica starts again on the rest of the group (h1: the fewest, first in
         # order), its index shard is missing, and searches answer from the other shard, saying so
