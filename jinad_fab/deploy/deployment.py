@@ -191,7 +191,7 @@ def _sync_copies(inventory: Inventory, keeper: Host, record: Mapping[str, Any], 
             "spec_hash": record["spec_hash"], "spec": record.get("spec") or "",
             "placement": record.get("placement") or [], "daemons": record.get("daemons") or {},
             "flow_id": record.get("flow_id"), "gateway": _gateway(keeper, flow),
-            "pods": [{k: p.get(k) for k in ("name", "daemon", "id")} for p in flow.get("pods") or []],
+            "pods": [{k: p.get(k) for k in ("name", "daemon", "id", "parts") if k in p} for p in flow.get("pods") or []],
             "releases": [{k: v for k, v in r.items()} for r in (record.get("releases") or [])[-16:]]}
     may_run = [*(record.get("daemons") or {}), *(h for a in record.get("placement") or [] for h in a.get("fallbacks") or [])]
     involved = sorted({h for h in may_run if h != keeper.name and h in inventory.hosts})
@@ -561,7 +561,9 @@ def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say
                             f"{KEEP_WORKSPACES} releases keep them); apply its Flow with `flow up` instead") from exc
         if ws.get("state") != "ACTIVE":
             raise BadConfig(f"the workspace of release {to} is {ws.get('state')}")
-        hosts = sorted({a["host"] for a in target.get("placement") or [] if a.get("host")})
+        # every Pod's daemons: a spread Pod's parts (the keeper's too) and the group it may grow on
+        hosts = sorted({h for a in target.get("placement") or []
+                        for h in [a.get("host"), *(a.get("hosts") or []), *(a.get("group") or [])] if h})
         peers = {inventory[h].daemon_address.netloc: t for h in hosts if h in inventory.hosts
                  for t in [inventory.token_for(inventory[h])] if t}
         clash = set(_fixed_ports(record.get("spec") or "")) & set(_fixed_ports(target["spec"]))

@@ -116,6 +116,7 @@ class Assignment:
             "asked": self.asked,
             "fallbacks": list(self.fallbacks),
             "parts": [p.as_dict() for p in self.parts],
+            "group": list(self.group),
         }
 
 
