@@ -314,7 +314,7 @@ class _Router:
         now = time.monotonic()
         while self.parked and now - self.parked[0].since > self.park_timeout:
             fl = self.parked.pop(0)
-            empty = [st["pod"] for st in self.sets.values() if not st["members"]]
+            empty = [st["pod"] for name, st in self.sets.items() if not st["members"] and name not in self.missing]
             self._fail(fl.rid, {"pod": empty[0] if empty else "?", "type": "PodDied",
                                 "msg": f"no replica came back within {self.park_timeout:g}s"})
 

@@ -69,6 +69,11 @@ def test_an_index_shard_killed_for_good_leaves_partial_reads_and_failing_writes(
         assert r.json()["header"]["missing_shards"] == ["idx/shard-1"]
         assert r.headers["x-missing-shards"] == "idx/shard-1"
         assert [m["id"] for m in r.json()["data"][0]["matches"]] == want[0]
+        with f.client(protocol="http") as c:  # the Client over HTTP reads the same header
+            seen.clear()
+            got = c.search(Document(id="q0", text=queries[0]), parameters={"top_k": k},
+                           on_done=lambda r: seen.append(r.missing_shards))
+        assert seen == [["idx/shard-1"]] and [m.id for m in got[0].matches] == want[0]
 
         # writes: one that needs the missing shard fails naming it, and nothing of it is applied
         to_1 = next(f"new-{n}" for n in range(100) if shard_of(f"new-{n}", 2) == 1)
