@@ -606,8 +606,9 @@ class Flow:
                       "it has no fallback host (its data lives on its host)")
             # its shards are named missing: reads answer from the others (if any), writes to them fail
             sets = list(old.members()) or [name]
-            self._shards_missing(name, {s: i for i, s in enumerate(sets)}, f"its host {old.session.label} is LOST",
-                                 why="lost")
+            known = self._missing.get(name) or {}  # a shard already dead there stays DEAD
+            self._shards_missing(name, {s: i for i, s in enumerate(sets) if s not in known},
+                                 f"its host {old.session.label} is LOST", why="lost")
             return
         live = self._live
         with live._lock if live is not None else contextlib.nullcontext():
@@ -642,6 +643,8 @@ class Flow:
         count = int(spec.get("shards") or 1)
         if count == 1 and why == "dead":
             return detail
+        if not shards:
+            return None
         polling = routing(spec.get("polling")) if count > 1 else {"*": "all"}
         since = time.time()
         info = {s: {"pod": name, "shard": i, "shards": count, "polling": polling, "detail": detail, "why": why}
@@ -676,7 +679,7 @@ class Flow:
         log.warning("Pod %r: its host %s answers again (LOST for %.0fs)", name, pod.session.label,
                     time.time() - float((record or {}).get("since") or time.time()))
         try:
-            self._shards_back(name, list(self._missing.get(name) or ()))
+            self._shards_back(name, [s for s, row in (self._missing.get(name) or {}).items() if row["state"] == "LOST"])
         except RuntimeFailure as exc:
             log.error("Pod %r: could not tell the gateway its shards are back: %s", name, exc)
 

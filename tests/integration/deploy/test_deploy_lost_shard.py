@@ -1,9 +1,15 @@
-"""An `_index` Pod's host is lost under a deployed Flow (issue 16), with real daemons on loopback:
-the host's daemon stops answering (SIGSTOP: cut off, its Pod still running). Within the Flow's
-`lost_after` (plus the probe's second) the Flow names the Pod's shards missing: with every shard
-of the Pod gone, every request fails at once with PodDied naming them (none waits for the
-client's timeout), and `flow ps NAME` reports each shard LOST by name. When the host answers
-again, the shards are back: whole, exact answers without the header."""
+"""An `_index` Pod of two shards on another daemon under a deployed Flow (issue 16), with real
+daemons on loopback:
+
+1. one shard's Pea is SIGKILLed (``restart: never``): its Pod host goes on with the other shard;
+   searches answer from it, exactly over its Documents, with `missing_shards` naming the dead one
+   (JSON and HTTP header), and an index of a Document that belongs to it fails naming it;
+2. then the host stops answering (its daemon SIGSTOPped: cut off, its Pod still running). Within
+   the Flow's `lost_after` (plus the probe's second) its other shard is missing too: with every
+   shard of the Pod gone, every request fails at once with PodDied naming both (none waits for
+   the client's timeout), and `flow ps NAME` names the shards, the lost one LOST (exit 4);
+3. the host answers again with its Pod: the lost shard is back, searches answer from it again
+   (still naming the dead one)."""
 
 from __future__ import annotations
 
@@ -11,13 +17,17 @@ import json
 import os
 import signal
 import time
+import zlib
 
 import httpx
+import numpy as np
+import psutil
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
+from jinad_fab.runtime.shards import shard_of
 from tests.support.fleet_flows import ENCODER
 
 pytestmark = pytest.mark.timeout(300)
@@ -38,7 +48,9 @@ pods:
     uses: _index
     host: b
     shards: 2
+    restart: never
 """
+TEXTS = [f"document number {i}" for i in range(40)]
 
 
 def _cli(*args: str):
@@ -46,7 +58,46 @@ def _cli(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_an_index_pods_lost_host_fails_requests_naming_its_shards_until_it_answers_again(tmp_path, daemon_factory) -> None:
+def _embedding(text: str) -> np.ndarray:
+    return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(16).astype("float32")
+
+
+def _nearest(shard: int, query: str, k: int) -> list[str]:
+    """Brute force over the Documents one shard holds."""
+    held = [i for i in range(len(TEXTS)) if shard_of(str(i), 2) == shard]
+    d = ((np.stack([_embedding(TEXTS[i]) for i in held]).astype(np.float64) - _embedding(query)) ** 2).sum(1)
+    return [str(held[i]) for i in np.argsort(d, kind="stable")[:k]]
+
+
+def _kill_a_shard_pea(daemon) -> None:
+    """SIGKILL one shard Pea of the index's Pod host on ``daemon`` (not its head, which listens on the
+    Pod's input port)."""
+    with daemon.client() as c:
+        pod = next(p for p in c.get("/pods").json()["items"] if p["args"]["name"] == "index" and p["state"] == "RUNNING")
+
+    def listening(p: psutil.Process) -> set[int]:
+        conns = getattr(p, "net_connections", p.connections)(kind="tcp")
+        return {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN}
+
+    shards = [c for c in psutil.Process(pod["pid"]).children() if pod["ports"]["port_in"] not in listening(c)]
+    assert len(shards) == 2, shards
+    shards[0].kill()
+
+
+def _search(c: httpx.Client, base: str, q: int, k: int = 3) -> httpx.Response:
+    return c.post(f"{base}/search", json={"data": [{"id": "q", "text": TEXTS[q]}], "parameters": {"top_k": k}})
+
+
+def _until(check, seconds: float = 30):
+    deadline = time.monotonic() + seconds
+    while True:
+        got = check()
+        if got is not None or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)
+
+
+def test_an_index_shard_dead_then_its_host_lost_and_back(tmp_path, daemon_factory) -> None:
     a, b = (daemon_factory(token=f"tok-{n}-" + "z" * 20) for n in "ab")
     inv = tmp_path / "inv" / "hosts.yml"
     inv.parent.mkdir()
@@ -58,47 +109,48 @@ def test_an_index_pods_lost_host_fails_requests_naming_its_shards_until_it_answe
     (tmp_path / "proj" / "flow.yml").write_text(FLOW)
     up = _cli("flow", "up", str(tmp_path / "proj" / "flow.yml"), "-i", str(inv), "--name", "shards", "--json")
     assert up.exit_code == 0, up.output
-    info = json.loads(up.stdout)
-    base = f"http://127.0.0.1:{info['gateway']['http_port']}"
-    texts = [f"document number {i}" for i in range(40)]
-    r = httpx.post(f"{base}/index", json={"data": [{"id": str(i), "text": t} for i, t in enumerate(texts)]}, timeout=60)
+    base = f"http://127.0.0.1:{json.loads(up.stdout)['gateway']['http_port']}"
+    r = httpx.post(f"{base}/index", json={"data": [{"id": str(i), "text": t} for i, t in enumerate(TEXTS)]}, timeout=60)
     assert r.status_code == 200, r.text
+    both = ["index/shard-0", "index/shard-1"]
 
-    os.kill(b.proc.pid, signal.SIGSTOP)  # the host stops answering (cut off); its Pod runs on unseen
-    try:
-        both = ["index/shard-0", "index/shard-1"]
-        deadline = time.monotonic() + 30
-        with httpx.Client(timeout=10) as c:
-            while True:  # until the Flow has named the shards missing (lost_after + its probe)
-                r = c.post(f"{base}/search", json={"data": [{"id": "q", "text": texts[0]}], "parameters": {"top_k": 1}})
-                if r.status_code != 200 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            # every shard of the Pod is gone with its host: requests fail at once naming them, none hangs
-            for ep in ("/search", "/index"):
-                r = c.post(f"{base}{ep}", json={"data": [{"id": "q", "text": texts[0]}]})
-                assert r.status_code == 503, r.text
-                assert r.json()["header"]["err"]["shards"] == both and all(s in r.json()["detail"] for s in both)
-
-        deadline = time.monotonic() + 20
-        while True:  # the Flow reports its Pods to its daemon about twice a second
-            ps = _cli("flow", "ps", "shards", "-i", str(inv))  # (b does not answer: each call waits on it)
-            if "shards LOST" in ps.output or time.monotonic() > deadline:
-                break
-        assert ps.exit_code == 4, ps.output
-        assert all(f"shard {s} LOST" in ps.output for s in both), ps.output
-        assert "shards LOST: index/shard-0, index/shard-1" in ps.output, ps.output
-    finally:
-        os.kill(b.proc.pid, signal.SIGCONT)
-
-    # the host answers again and the Pod still runs there: whole, exact answers without the header
-    deadline = time.monotonic() + 30
     with httpx.Client(timeout=10) as c:
-        while True:
-            r = c.post(f"{base}/search", json={"data": [{"id": "q", "text": texts[7]}], "parameters": {"top_k": 1}})
-            if r.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert r.status_code == 200 and "missing_shards" not in r.json()["header"], r.text
-        assert "x-missing-shards" not in r.headers and r.json()["data"][0]["matches"][0]["id"] == "7"
+        # 1. a shard's Pea dies for good: the other shard answers, and the answer names the dead one
+        _kill_a_shard_pea(b)
+        r = _until(lambda: (lambda r: r if r.status_code != 200 or r.json()["header"].get("missing_shards") else None)(
+            _search(c, base, 0)))
+        assert r is not None and r.status_code == 200, r and r.text
+        (dead,) = r.json()["header"]["missing_shards"]
+        assert dead in both and r.headers["x-missing-shards"] == dead
+        (alive,) = set(both) - {dead}
+        for q in range(0, len(TEXTS), 9):
+            r = _search(c, base, q)
+            assert r.status_code == 200 and r.json()["header"]["missing_shards"] == [dead], r.text
+            assert [m["id"] for m in r.json()["data"][0]["matches"]] == _nearest(int(alive[-1]), TEXTS[q], 3)
+        to_dead = next(str(n) for n in range(100, 200) if shard_of(str(n), 2) == int(dead[-1]))
+        r = c.post(f"{base}/index", json={"data": [{"id": to_dead, "text": "new"}]})
+        assert r.status_code == 503 and r.json()["header"]["err"]["shards"] == [dead], r.text
+
+        # 2. the host stops answering: its other shard is missing too, and every request fails at once
+        os.kill(b.proc.pid, signal.SIGSTOP)
+        try:
+            r = _until(lambda: (lambda r: r if r.status_code != 200 else None)(_search(c, base, 0)))
+            assert r is not None and r.status_code == 503, r and r.text
+            for ep in ("/search", "/index"):
+                r = c.post(f"{base}{ep}", json={"data": [{"id": "q", "text": TEXTS[0]}]})
+                assert r.status_code == 503 and r.json()["header"]["err"]["shards"] == both, r.text
+                assert all(s in r.json()["detail"] for s in both)
+            # the Flow reports its Pods to its daemon about twice a second; b does not answer flow ps either
+            ps = _until(lambda: (lambda ps: ps if "shards LOST" in ps.output else None)(
+                _cli("flow", "ps", "shards", "-i", str(inv))), 20)
+            assert ps is not None and ps.exit_code == 4, ps and ps.output
+            assert f"shard {dead} DEAD" in ps.output and f"shard {alive} LOST" in ps.output, ps.output
+            assert f"shards LOST: {alive}" in ps.output, ps.output
+        finally:
+            os.kill(b.proc.pid, signal.SIGCONT)
+
+        # 3. the host answers again with its Pod: the lost shard answers again, the dead one is still named
+        r = _until(lambda: (lambda r: r if r.status_code == 200 else None)(_search(c, base, 7)))
+        assert r is not None and r.json()["header"]["missing_shards"] == [dead], r and r.text
+        assert [m["id"] for m in r.json()["data"][0]["matches"]] == _nearest(int(alive[-1]), TEXTS[7], 3)
     assert _cli("flow", "down", "shards", "-i", str(inv), "-y").exit_code == 0
