@@ -344,7 +344,9 @@ class SpreadPod:
         lost_after = float(self.flow.args.get("lost_after") or 10.0)
         out: list[dict] = []
         changed = False
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return out  # a change is starting or stopping a replica: look again on the next round
+        try:
             for shard, row in enumerate(self.slots):
                 for slot in list(row):
                     dead = slot.pod.dead()
@@ -370,6 +372,8 @@ class SpreadPod:
                     self.connect_head(timeout=5)
                 except JinadFabError as exc:
                     log.error("Pod %r: could not rewire its head: %s", self.name, exc)
+        finally:
+            self._lock.release()
         return out
 
     def _watch_data(self, shard: int, slot: _Slot, silent: bool) -> None:
