@@ -7,7 +7,8 @@ Exact part (random uniform data, as the first measurements were): for each size,
 queries/s batched (all queries in one call) and one at a time, recall@10 against a float64
 brute-force check, and memory per stored vector, for faiss `IndexFlatL2` and `_index` with each
 engine, measured round by round in alternation so they see the same machine load. `_index` is
-measured in-process (its core `search_vectors`, the `/search` handler building matches, reopening)
+measured in-process (its core `search_vectors`, the `/search` handler building matches, reopening; index
+time also with random ids, as Documents made without an id get)
 and, for the sizes in `--flow-sizes`, through a real Flow (one Pea, native protocol).
 
 Approximate part (`--ann-size`, clustered data: Gaussian clusters of uneven sizes, queries drawn from
@@ -105,6 +106,11 @@ def build_index(ws: str, X: np.ndarray, ids: list[str], **kwargs) -> tuple[Index
     return ex, time.perf_counter() - t
 
 
+def _random_ids(n: int) -> list[str]:
+    rng = np.random.default_rng(n)
+    return [rng.bytes(16).hex() for _ in range(n)]
+
+
 def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
     n = len(X)
     try:
@@ -121,6 +127,10 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             ex, t_index = build_index(ws, X, ids, engine=engine)
             ex.search_vectors(Q[:100], K)  # maps (touches) every page of the vector file
             built[engine] = (ex, t_index, rss() - before)
+        # a Document made without an id gets a random one (32 hex digits): the id index then takes every
+        # insert at a random place, unlike the sequential ids above
+        rex, t_random_ids = build_index(os.path.join(ws, "random-ids"), X, _random_ids(n), engine=engines[0])
+        rex.close()
         if faiss is not None:
             gc.collect()
             before = rss()
@@ -153,6 +163,7 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             ex, t_index, mem = built[engine]
             rows.append([f"_index engine={engine} (search_vectors)", n, t_index, *best[engine],
                          recall(found[engine][: len(truth)], truth), ex.nbytes / n, mem / n])
+        rows.append([f"_index engine={engines[0]}, random ids", n, t_random_ids, None, None, None, None, None])
         if faiss is not None:
             for engine in engines:
                 rows.append([f"  -> _index {engine} / faiss", n, None,

@@ -77,8 +77,9 @@ import math
 import mmap
 import os
 import sqlite3
+import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -101,6 +102,7 @@ _DURABILITY = ("full", "normal")
 _ROW_ALIGN = 32  # capacity is kept a multiple of the group size
 _FEW_QUERIES = 8  # up to this many queries, one numpy product beats faiss's per-query path
 _SQL_CHUNK = 500
+_WAL_CHECKPOINT_PAGES = 8192  # about 32 MB of WAL between checkpoints
 
 
 def _faiss():
@@ -542,11 +544,12 @@ class IndexExecutor(Executor):
         D = np.empty((len(Q), kc), dtype=np.float32)
         Idx = np.empty((len(Q), kc), dtype=np.int64)
         ptr = faiss.swig_ptr
-        if metric == "euclidean":
-            norms = self._norm.rows[:n, 0]
-            faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx), ptr(norms))
-        else:
-            faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx))
+        with _faiss_blocks(faiss, len(Q)):
+            if metric == "euclidean":
+                norms = self._norm.rows[:n, 0]
+                faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx), ptr(norms))
+            else:
+                faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx))
         return Idx
 
     def _bias_scale(self, metric: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -621,20 +624,27 @@ class IndexExecutor(Executor):
 
         Candidates < 0 (none found) score worst and stay < 0 in the answer."""
         missing = cand < 0
-        X = self._vec.rows[np.where(missing, 0, cand)].astype(np.float64)  # (nq, c, d): a few rows per query
-        q = Q.astype(np.float64)[:, None, :]
-        if metric == "euclidean":
-            diff = X - q
-            scores = np.sqrt(np.einsum("qcd,qcd->qc", diff, diff))
-        else:
-            dots = np.einsum("qcd,qd->qc", X, q[:, 0, :])
+        rows = np.where(missing, 0, cand)
+        scores = np.empty(cand.shape, dtype=np.float64)
+        V = self._vec.rows
+        # in blocks of queries, so the float64 temporaries stay in the CPU's cache
+        step = max(1, (1 << 15) // max(1, cand.shape[1] * Q.shape[1]))
+        for q0 in range(0, len(Q), step):
+            X = V[rows[q0:q0 + step]]  # (b, c, d) float32: a few rows per query
+            q = Q[q0:q0 + step].astype(np.float64)
+            if metric == "euclidean":
+                diff = np.subtract(X, q[:, None, :], dtype=np.float64)  # float64 from the float32 rows
+                np.sqrt(np.einsum("qcd,qcd->qc", diff, diff), out=scores[q0:q0 + step])
+                continue
+            X = X.astype(np.float64)
+            dots = np.einsum("qcd,qd->qc", X, q)
             if metric == "inner_product":
-                scores = dots
+                scores[q0:q0 + step] = dots
             else:
                 nx = np.sqrt(np.einsum("qcd,qcd->qc", X, X))
-                denom = nx * np.linalg.norm(q[:, 0, :], axis=1)[:, None]
+                denom = nx * np.linalg.norm(q, axis=1)[:, None]
                 cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-                scores = 1.0 - cos
+                scores[q0:q0 + step] = 1.0 - cos
         key = scores if METRICS[metric] else -scores
         key[missing] = np.inf
         order = np.lexsort((cand, key), axis=-1)[:, :k]  # by score, then by slot for ties
@@ -856,6 +866,12 @@ class IndexExecutor(Executor):
         db.isolation_level = "DEFERRED"  # `with db:` wraps each change in one transaction
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        # Documents with random ids touch most pages of the id index in every /index request; at
+        # SQLite's default (a checkpoint per 1,000 pages of WAL) nearly every request also copies them
+        # into the database file. Checkpointing less often copies a page once for many requests.
+        # Commits still fsync the WAL (synchronous above): durability is the same.
+        db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={_WAL_CHECKPOINT_PAGES * 4096 * 2}")
         with db:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is None
@@ -1059,6 +1075,35 @@ def _is_int(v: Any) -> bool:
 def _some(ids: Sequence[str], n: int = 5) -> str:
     shown = ", ".join(repr(i) for i in ids[:n])
     return f"[{shown}{', ...' if len(ids) > n else ''}]"
+
+
+_FAISS_BLOCK_LOCK = threading.Lock()
+_FAISS_BLOCK_FLOATS = 1 << 23  # 32 MB of scores per block of queries x rows
+
+
+@contextlib.contextmanager
+def _faiss_blocks(faiss, nq: int) -> Iterator[None]:
+    """Run a brute-force faiss search with blocks of database rows sized for ``nq`` queries.
+
+    faiss scores a block of queries against a block of rows with one BLAS call, then merges the
+    block into each query's heap in an OpenMP loop; both join all threads at the end. Its default
+    blocks (1,024 rows) make a batch of 2,000 queries over 100k rows 200 such joins, and a join waits
+    for the slowest thread: on a busy machine, for a thread the kernel descheduled. Blocks of about
+    32 MB of scores make it a few dozen. The setting is process-global in faiss, so it is set and put
+    back around each search (under a lock: searches of this process do not interleave there)."""
+    cvar = getattr(faiss, "cvar", None)
+    if cvar is None or not hasattr(cvar, "distance_compute_blas_database_bs"):
+        yield
+        return
+    with _FAISS_BLOCK_LOCK:
+        old_q, old_db = cvar.distance_compute_blas_query_bs, cvar.distance_compute_blas_database_bs
+        qbs = min(old_q, max(nq, 1))
+        cvar.distance_compute_blas_query_bs = qbs
+        cvar.distance_compute_blas_database_bs = max(old_db, min(65536, _FAISS_BLOCK_FLOATS // qbs))
+        try:
+            yield
+        finally:
+            cvar.distance_compute_blas_query_bs, cvar.distance_compute_blas_database_bs = old_q, old_db
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
