@@ -201,7 +201,7 @@ def batches(inputs: Any, request_size: int) -> Iterator[DocumentArray]:
     elif isinstance(inputs, np.ndarray) and inputs.ndim and inputs.dtype.kind in "biufc":
         # one array per Document (its blob), built column-wise: rows are views of the input
         for i in range(0, len(inputs), request_size):
-            yield DocumentArray._of_column("_blob", list(inputs[i:i + request_size]))
+            yield DocumentArray._of_column("_blob", inputs[i:i + request_size])
         return
     elif isinstance(inputs, np.ndarray):
         inputs = iter(inputs)

@@ -320,14 +320,72 @@ def _all_numbers(value: Any) -> bool:
 _REPR_DOCS = 5  # a printed DocumentArray shows this many Documents
 
 
-class DocumentArray(Sequence):
-    """A list of Documents with an id index and a stacked view of their embeddings."""
+def _new_ids(n: int) -> list[str]:
+    hexes = os.urandom(16 * n).hex()
+    return [hexes[i:i + 32] for i in range(0, 32 * n, 32)]
 
-    __slots__ = ("_docs", "_emb_matrix", "_emb_rows")
+
+def _bare_documents(ids: list[str]) -> list[Document]:
+    """Documents with these ids and every other field unset, without per-Document validation."""
+    new = Document.__new__
+    docs = []
+    for i in ids:
+        d = new(Document)
+        d.id = i
+        d.text = d._blob = d.buffer = d.uri = d.mime_type = d._tags = d._embedding = None
+        d._chunks = d._matches = d._scores = None
+        docs.append(d)
+    return docs
+
+
+class _Columns:
+    """Documents not built yet, held as columns: ids, texts, an embedding matrix, a blob matrix.
+
+    A DocumentArray made from a list of texts or a matrix (or decoded from the wire) refers to a
+    range of these until something needs Document objects; every slice refers to the same columns,
+    and the Documents are built once for all of them, so slices share their Documents as slices of
+    a list do. The codec sends a range that is still columns without reading any Document.
+    """
+
+    __slots__ = ("n", "ids", "text", "embedding", "blob", "docs", "rows")
+
+    def __init__(self, ids: list[str], text: list | None = None, embedding: np.ndarray | None = None,
+                 blob: np.ndarray | None = None):
+        self.n = len(ids)
+        self.ids, self.text, self.embedding, self.blob = ids, text, embedding, blob
+        self.docs: list[Document] | None = None
+        self.rows: list | None = None  # the embedding rows the built Documents hold
+
+    def build(self) -> list[Document]:
+        if self.docs is None:
+            docs = _bare_documents(self.ids)
+            if self.text is not None:
+                for d, t in zip(docs, self.text):
+                    d.text = t
+            if self.embedding is not None:
+                self.rows = list(self.embedding)
+                for d, r in zip(docs, self.rows):
+                    d._embedding = r
+            if self.blob is not None:
+                for d, r in zip(docs, self.blob):
+                    d._blob = r
+            self.docs = docs
+        return self.docs
+
+
+class DocumentArray(Sequence):
+    """A list of Documents with an id index and a stacked view of their embeddings.
+
+    Made from columns (:meth:`empty` then ``.texts =`` / ``.embeddings =``, the Client's batches of
+    texts or arrays, Documents received from the wire), it builds its Document objects only when
+    one is asked for: ``len``, slices, ``ids``, ``texts``, ``embeddings`` and sending it do not.
+    """
+
+    __slots__ = ("_list", "_view", "_emb_matrix", "_emb_rows")
 
     def __init__(self, docs: Iterable[Document] | Document | None = None):
         if docs is None:
-            self._docs: list[Document] = []
+            self._docs = []
         elif isinstance(docs, Document):
             self._docs = [docs]
         elif isinstance(docs, DocumentArray):
@@ -342,28 +400,70 @@ class DocumentArray(Sequence):
         self._emb_matrix: np.ndarray | None = None
         self._emb_rows: list | None = None
 
+    # ---- the Documents: a list, or a range of columns not built yet ----
+    @property
+    def _docs(self) -> list[Document]:
+        docs = self._list
+        if docs is None:
+            cols, a, b = self._view
+            docs = self._list = cols.build()[a:b]
+            if cols.rows is not None:
+                self._emb_matrix, self._emb_rows = cols.embedding[a:b], cols.rows[a:b]
+            self._view = None
+        return docs
+
+    @_docs.setter
+    def _docs(self, docs: list[Document]) -> None:
+        self._list = docs
+        self._view = None
+
     @classmethod
-    def _of_column(cls, field: str, values: list) -> DocumentArray:
-        """Documents with new ids and one field set from already-checked values, built column-wise
-        (no per-Document validation; the client's fast path for lists of texts and arrays)."""
-        n = len(values)
-        hexes = os.urandom(16 * n).hex()
-        new = Document.__new__
-        docs = []
-        for i in range(0, 32 * n, 32):
-            d = new(Document)
-            d.id = hexes[i:i + 32]
-            d.text = d._blob = d.buffer = d.uri = d.mime_type = d._tags = d._embedding = None
-            d._chunks = d._matches = d._scores = None
-            docs.append(d)
-        for d, v in zip(docs, values):
-            setattr(d, field, v)
-        out = cls()
-        out._docs = docs
+    def _of_columns(cls, cols: _Columns, a: int = 0, b: int | None = None) -> DocumentArray:
+        out = cls.__new__(cls)
+        out._list = None
+        out._view = (cols, a, cols.n if b is None else b)
+        out._emb_matrix = out._emb_rows = None
         return out
 
+    def _columns(self) -> tuple[_Columns, int, int] | None:
+        """(columns, start, stop) while no Document was built from the columns (after that, the
+        Documents hold the truth: one may have been changed through another slice)."""
+        view = self._view
+        if view is not None and view[0].docs is None:
+            return view
+        return None
+
+    def _whole_columns(self) -> _Columns | None:
+        """The columns, when this array is all of them and no Document was built from them yet."""
+        view = self._columns()
+        if view is not None and view[1] == 0 and view[2] == view[0].n:
+            return view[0]
+        return None
+
+    @classmethod
+    def empty(cls, n: int) -> DocumentArray:
+        """n Documents with new ids and nothing else set, to fill column by column
+        (``docs.texts = [...]``, ``docs.embeddings = matrix``) without building n objects."""
+        return cls._of_columns(_Columns(_new_ids(int(n))))
+
+    @classmethod
+    def _of_column(cls, field: str, values: Any) -> DocumentArray:
+        """Documents with new ids and one field set from already-checked values (the client's fast
+        path for lists of texts and for the rows of a matrix): ``text`` takes a list, ``_blob`` a matrix."""
+        cols = _Columns(_new_ids(len(values)))
+        if field == "text":
+            cols.text = list(values)
+        elif field == "_blob":
+            cols.blob = values
+        else:
+            raise ValueError(field)
+        return cls._of_columns(cols)
+
     def __len__(self) -> int:
-        return len(self._docs)
+        if self._list is not None:
+            return len(self._list)
+        _, a, b = self._view
+        return b - a
 
     @overload
     def __getitem__(self, key: int) -> Document: ...
@@ -378,6 +478,11 @@ class DocumentArray(Sequence):
                 if d.id == key:
                     return d
             raise KeyError(key)
+        view = self._columns() if isinstance(key, slice) and key.step in (None, 1) else None
+        if view is not None:
+            cols, a, b = view
+            r = range(a, b)[key]
+            return DocumentArray._of_columns(cols, r.start, max(r.start, r.stop))
         if isinstance(key, slice):
             out = DocumentArray()
             out._docs = self._docs[key]
@@ -397,7 +502,7 @@ class DocumentArray(Sequence):
         return item in self._docs
 
     def __bool__(self) -> bool:
-        return bool(self._docs)
+        return len(self) > 0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DocumentArray):
@@ -422,11 +527,15 @@ class DocumentArray(Sequence):
             self.append(d)
 
     def clear(self) -> None:
-        self._docs.clear()
+        self._docs = []
         self._emb_matrix = self._emb_rows = None
 
     def stacked_embeddings(self) -> np.ndarray | None:
         """The shared embedding matrix if every Document still holds its row of it, else None (cheap)."""
+        view = self._columns()
+        if view is not None:
+            cols, a, b = view
+            return None if cols.embedding is None else cols.embedding[a:b]
         rows = self._emb_rows
         if rows is None or len(rows) != len(self._docs):
             return None
@@ -437,16 +546,39 @@ class DocumentArray(Sequence):
 
     @property
     def ids(self) -> list[str]:
+        view = self._columns()
+        if view is not None:
+            cols, a, b = view
+            return cols.ids[a:b]
         return [d.id for d in self._docs]
 
     @property
     def texts(self) -> list[str | None]:
+        view = self._columns()
+        if view is not None:
+            cols, a, b = view
+            return [None] * (b - a) if cols.text is None else cols.text[a:b]
         return [d.text for d in self._docs]
+
+    @texts.setter
+    def texts(self, values: Iterable[str | None]) -> None:
+        values = list(values)
+        if len(values) != len(self):
+            raise BadDocument(f"{len(values)} texts for {len(self)} Documents")
+        for i, t in enumerate(values):
+            if t is not None and not isinstance(t, str):
+                raise BadDocument(f"text must be str, got {type(t).__name__}", self.ids[i])
+        cols = self._whole_columns()
+        if cols is not None:
+            cols.text = values
+            return
+        for d, t in zip(self._docs, values):
+            d.text = t
 
     @property
     def embeddings(self) -> np.ndarray | None:
         """The (N, ...) matrix of embeddings; no copy when they already are rows of one matrix."""
-        if not self._docs:
+        if not len(self):
             return None
         m = self.stacked_embeddings()
         if m is not None:
@@ -466,8 +598,12 @@ class DocumentArray(Sequence):
     @embeddings.setter
     def embeddings(self, matrix: Any) -> None:
         m = np.asarray(matrix)
-        if len(m) != len(self._docs):
-            raise BadDocument(f"{len(m)} embeddings for {len(self._docs)} Documents")
+        if len(m) != len(self):
+            raise BadDocument(f"{len(m)} embeddings for {len(self)} Documents")
+        cols = self._whole_columns()
+        if cols is not None and m.ndim > 1 and m.dtype.kind in "biufc":
+            cols.embedding = m
+            return
         self._set_embedding_rows(m)
 
     def _set_embedding_rows(self, m: np.ndarray) -> None:

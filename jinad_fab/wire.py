@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .document import Document, DocumentArray
+from .document import Document, DocumentArray, _Columns
 from .errors import BadDocument, BadInput
 
 Frame = Any  # bytes, memoryview or zmq.Frame: anything with the buffer protocol
@@ -86,7 +86,29 @@ def _sets_rare(ds: Sequence[Document]) -> bool:
     return False
 
 
+def _encode_columns(view: tuple, frames: list) -> dict:
+    """The body of Documents still held as columns: the same body their Documents would make."""
+    cols, a, b = view
+    n = b - a
+    body: dict[str, Any] = {"n": n, "id": cols.ids[a:b]}
+    if cols.text is not None:
+        col = cols.text[a:b]
+        if col.count(None) != n:
+            body["text"] = col
+    if not n:
+        return body
+    if cols.embedding is not None:
+        body["embedding"] = {"stack": _array_spec(cols.embedding[a:b], frames)}
+    if cols.blob is not None:
+        body["blob"] = {"stack": _array_spec(cols.blob[a:b], frames)}
+    return body
+
+
 def _encode_docs(docs: Sequence[Document], frames: list) -> dict:
+    if isinstance(docs, DocumentArray):
+        view = docs._columns()
+        if view is not None:
+            return _encode_columns(view, frames)
     # one list comprehension per field (plain attribute reads: the fastest loop Python has), and a
     # field is left out when no Document sets it (list.count runs in C)
     ds = docs._docs if isinstance(docs, DocumentArray) else docs
@@ -155,7 +177,46 @@ def _array_from(spec: list, frames: Sequence[Frame]) -> np.ndarray:
     return np.frombuffer(frames[idx], dtype=np.dtype(dtype)).reshape(shape)
 
 
+_COLUMNS = frozenset(("n", "id", "text", "embedding", "blob"))
+
+
+def _decode_columns(body: dict, frames: Sequence[Frame]) -> DocumentArray | None:
+    """Documents of ids, texts and stacked arrays only (most batches): kept as columns, so the
+    receiver builds Document objects only if it asks for one (see :class:`DocumentArray`)."""
+    if not _COLUMNS.issuperset(body):
+        return None
+    n = body["n"]
+    ids = body.get("id")
+    if not isinstance(ids, list) or len(ids) != n:
+        return None
+    cols = _Columns(ids)
+    text = body.get("text")
+    if text is not None:
+        if not isinstance(text, list) or len(text) != n:
+            return None
+        cols.text = text
+    for key in ("embedding", "blob"):
+        enc = body.get(key)
+        if enc is None:
+            continue
+        if "stack" not in enc:
+            return None
+        m = _array_from(enc["stack"], frames)
+        if len(m) != n:
+            return None
+        setattr(cols, key, m)
+    return DocumentArray._of_columns(cols)
+
+
 def _decode_docs(body: dict, frames: Sequence[Frame]) -> DocumentArray:
+    lazy = _decode_columns(body, frames)
+    if lazy is not None:
+        return lazy
+    return _decode_documents(body, frames)
+
+
+def _decode_documents(body: dict, frames: Sequence[Frame]) -> DocumentArray:
+    """Any body -> Document objects, built at once."""
     n = body["n"]
     ids = body.get("id") or []
     new = Document.__new__
