@@ -86,10 +86,13 @@ def local_daemon():
 
 
 def make_docs(n: int, kind: str) -> DocumentArray:
-    docs = DocumentArray(Document(text=f"document number {i}") for i in range(n))
+    """n Documents built column by column (new ids, then their texts or a 128-d float32 embedding
+    matrix), as a user feeding a Flow from a list of texts or a matrix does."""
+    docs = DocumentArray.empty(n)
     if kind == "embedding":
-        docs = DocumentArray(Document() for _ in range(n))
         docs.embeddings = np.random.default_rng(0).random((n, 128), dtype=np.float32)
+    else:
+        docs.texts = [f"document number {i}" for i in range(n)]
     return docs
 
 
