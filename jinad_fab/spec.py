@@ -150,15 +150,16 @@ class SpreadPart(_Spec):
 class SpreadHost(_Spec):
     """A daemon of a spread Pod's group, and the GPU ids placement left free there."""
 
-    host: str
-    free_gpu_ids: list[StrictInt] | None = None
+    host: str = Field(description="a jinad daemon of the group ('10.0.0.5:8000')")
+    free_gpu_ids: list[StrictInt] | None = Field(None, description="GPU ids placement left free there")
 
 
 class Spread(_Spec):
     """Where a spread Pod's Peas run (see :mod:`jinad_fab.flow.spread`)."""
 
-    parts: list[SpreadPart] = Field(min_length=1)
-    hosts: list[SpreadHost] | None = None
+    parts: list[SpreadPart] = Field(min_length=1, description="where its replicas run, by daemon and shard")
+    hosts: list[SpreadHost] | None = Field(
+        None, description="its group's daemons, where a live scale or a lost host's replicas go")
 # end issue 16 -----------------------------------------------------------------------------------
 
 

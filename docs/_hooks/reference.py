@@ -197,7 +197,7 @@ def _options_table(model: Any, where: bool) -> list[str]:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for field, info in model.model_fields.items():
         name = f"`{field}`" + "".join(f" (or `{a}`)" for a in aliases.get(field, []))
-        default = "" if info.default is None else f"`{info.default!r}`"
+        default = "required" if info.is_required() else "" if info.default is None else f"`{info.default!r}`"
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         applies = {"remote": "a Pod on a jinad host", "local": "a Pod the Flow runs"}.get(extra.get("only"), "any Pod")
         prop = props.get(field) or next((props[a] for a in aliases.get(field, []) if a in props), {})
@@ -221,8 +221,23 @@ def options_markdown() -> str:
         "of Flow YAML, `jinad-fab pod --option`, and the daemon's `POST /pods` body take the same names.",
         "A misspelt option is refused with the closest known one (`paralel`: did you mean `parallel`?).", "",
         "## Pod options (`Flow.add`, `pods:` entries)", "", *_options_table(PodSpec, where=True), "",
+        *_nested(PodSpec),
         "## Flow options (`Flow(...)`, the `with:` block)", "", *_options_table(FlowSpec, where=False), "",
     ])
+
+
+def _nested(model: Any) -> list[str]:
+    """A table for each mapping an option takes (``spread:`` and its parts), under its own name: the
+    type column of the options links there."""
+    import jinad_fab.spec as spec
+
+    out: list[str] = []
+    for name in model.model_json_schema(mode="validation").get("$defs", {}):
+        nested = getattr(spec, name, None)
+        if nested is not None:
+            out += [f"### {name}", "", _prose((nested.__doc__ or "").strip()), "",
+                    *_options_table(nested, where=False), ""]
+    return out
 
 
 # --------------------------------------------------------------------------- the hook
