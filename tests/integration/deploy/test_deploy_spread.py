@@ -191,7 +191,8 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
         while True:  # the Flow's report of its Pods reaches its daemon's record within a second
             ps = _cli("flow", "ps", "wide", "-i", str(inv), "--json")
             rows = {r["pod"]: r for r in json.loads(ps.stdout)["pods"]}
-            if rows["encode"]["state"] == "RUNNING" or time.monotonic() > deadline:
+            if (rows["encode"]["state"] == "RUNNING" and rows["index"].get("missing_shards")) \
+                    or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
         assert ps.exit_code == 4 and "LOST on h3" in ps.output, ps.output
@@ -200,6 +201,11 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
         assert (rows["encode"]["lost"]["state"], rows["encode"]["lost"]["daemon"]) == ("LOST", daemons["h3"].address)
         assert len(rows["encode"]["lost"]["replicas"]) == 1
         assert [p["state"] for p in rows["index"]["parts"]] == ["RUNNING", "LOST"]
+        assert rows["index"]["missing_shards"]["index/shard-1"]["state"] == "LOST", rows["index"]
+        # a write that needs the lost shard fails naming it: nothing is dropped silently
+        to_lost = next(str(n) for n in range(100, 200) if shard_of(str(n), 2) == 1)
+        r = httpx.post(f"{base}/index", json={"data": [{"id": to_lost, "text": "new"}]}, timeout=60)
+        assert r.status_code == 503 and r.json()["header"]["err"]["shards"] == ["index/shard-1"], r.text
 
         down = _cli("flow", "down", "wide", "-i", str(inv), "-y", "--json")
         assert down.exit_code == 0, down.output
