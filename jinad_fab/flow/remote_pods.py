@@ -351,12 +351,14 @@ class RemotePod:
 
     def _probe(self) -> None:
         while not self._stop_logs.wait(1.0) and not self._dead and self.pod_id is not None:
+            asked = time.monotonic()
             try:
                 body = self.session.probe.pod(self.pod_id, renew=bool(self.args.get("lease")))
             except DaemonUnreachable:
-                # the control path is down: the Flow decides when that makes the Pod LOST
+                # the control path is down: the Flow decides when that makes the Pod LOST. Silent since
+                # it was asked (a host that takes the connection but never answers costs the probe's timeout)
                 if self.unreachable_since is None:
-                    self.unreachable_since = time.monotonic()
+                    self.unreachable_since = asked
                     log.warning("Pod %s: its daemon %s does not answer", self.name, self.session.label)
                 continue
             except DaemonError as exc:

@@ -278,10 +278,12 @@ class _Router:
         return plan
 
     def _send(self, fl: _Flight) -> None:
-        missing, err = self.missing.check(fl.header, fl.body, self.retryable)
-        if err is not None:
-            self._fail(fl.rid, err)
-            return
+        missing: list[str] = []
+        if self.missing:  # (the common case, every shard there, costs one test)
+            missing, err = self.missing.check(fl.header, fl.body, self.retryable)
+            if err is not None:
+                self._fail(fl.rid, err)
+                return
         plan = self._plan()
         if plan is None:
             fl.since = time.monotonic()
@@ -290,7 +292,7 @@ class _Router:
         fl.cur = fl.rid if not fl.tries else f"{fl.rid}~{fl.tries}"
         fl.plan = plan
         fl.missing = missing
-        fl.parts = parts_expected(self.num_parts, self.upstream, {MISSING: missing})
+        fl.parts = parts_expected(self.num_parts, self.upstream, {MISSING: missing}) if missing else self.num_parts
         self.flights[fl.cur] = fl
         for name, m in plan.items():
             self.load[name][m] += 1

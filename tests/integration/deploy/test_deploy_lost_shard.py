@@ -117,9 +117,11 @@ def test_an_index_shard_dead_then_its_host_lost_and_back(tmp_path, daemon_factor
     with httpx.Client(timeout=10) as c:
         # 1. a shard's Pea dies for good: the other shard answers, and the answer names the dead one
         _kill_a_shard_pea(b)
+        t0 = time.monotonic()
         r = _until(lambda: (lambda r: r if r.status_code != 200 or r.json()["header"].get("missing_shards") else None)(
             _search(c, base, 0)))
         assert r is not None and r.status_code == 200, r and r.text
+        t_dead = time.monotonic() - t0
         (dead,) = r.json()["header"]["missing_shards"]
         assert dead in both and r.headers["x-missing-shards"] == dead
         (alive,) = set(both) - {dead}
@@ -133,8 +135,10 @@ def test_an_index_shard_dead_then_its_host_lost_and_back(tmp_path, daemon_factor
 
         # 2. the host stops answering: its other shard is missing too, and every request fails at once
         os.kill(b.proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
         try:
             r = _until(lambda: (lambda r: r if r.status_code != 200 else None)(_search(c, base, 0)))
+            t_lost = time.monotonic() - t0
             assert r is not None and r.status_code == 503, r and r.text
             for ep in ("/search", "/index"):
                 r = c.post(f"{base}{ep}", json={"data": [{"id": "q", "text": TEXTS[0]}]})
@@ -148,9 +152,14 @@ def test_an_index_shard_dead_then_its_host_lost_and_back(tmp_path, daemon_factor
             assert f"shards LOST: {alive}" in ps.output, ps.output
         finally:
             os.kill(b.proc.pid, signal.SIGCONT)
+            t0 = time.monotonic()
 
         # 3. the host answers again with its Pod: the lost shard answers again, the dead one is still named
         r = _until(lambda: (lambda r: r if r.status_code == 200 else None)(_search(c, base, 7)))
+        t_back = time.monotonic() - t0
         assert r is not None and r.json()["header"]["missing_shards"] == [dead], r and r.text
         assert [m["id"] for m in r.json()["data"][0]["matches"]] == _nearest(int(alive[-1]), TEXTS[7], 3)
     assert _cli("flow", "down", "shards", "-i", str(inv), "-y").exit_code == 0
+    print(f"\nmissing shards: partial answers {t_dead:.2f}s after the shard's SIGKILL; the host's shards named "
+          f"missing {t_lost:.1f}s after it went silent (lost_after 2s); answering again {t_back:.1f}s after it "
+          "came back")
