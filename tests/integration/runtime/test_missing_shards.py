@@ -103,34 +103,54 @@ def test_an_index_shard_killed_for_good_leaves_partial_reads_and_failing_writes(
         assert "x-missing-shards" not in httpx.post(f"{http}/search", json={"data": [{"text": "q"}]}).headers
 
 
-def test_requests_a_shard_held_when_it_died_are_answered(tmp_path):
+def test_requests_a_shard_held_when_it_went_missing_are_answered(tmp_path):
+    """Held by a shard whose host is then LOST (what the Flow's lost-host watch reports), and held by
+    a shard whose Pea dies: reads answer from the other shard naming it, writes fail naming it."""
     mark = str(tmp_path / "held")
     f = Flow().add(name="s", uses="ShardHold", py_modules=[EXECS], shards=2, restart="never")
     with f:
-        answers: dict[str, object] = {}
 
-        def send(on: str) -> None:
-            with f.client() as c:
-                try:
-                    got = c.post(on, Document(id=f"q-{on}"), parameters={"hold": ["1"], "mark": mark},
-                                 on_done=lambda r: answers.setdefault(on + ":header", r.missing_shards), timeout=30)
-                    answers[on] = got
-                except PodDied as exc:
-                    answers[on] = exc
+        def send_both() -> tuple[dict, list[threading.Thread]]:
+            answers: dict[str, object] = {}
 
-        senders = [threading.Thread(target=send, args=(on,)) for on in ("/search", "/index")]
-        for t in senders:
-            t.start()
-        pid, deadline = "", time.monotonic() + 30
-        while not pid and time.monotonic() < deadline:  # shard 1 holds the first request, the second waits
-            time.sleep(0.02)
-            if os.path.exists(f"{mark}.1"):
-                with open(f"{mark}.1") as fh:
-                    pid = fh.read()
-        _kill(int(pid))
+            def send(on: str) -> None:
+                with f.client() as c:
+                    try:
+                        answers[on] = c.post(on, Document(id=f"q-{on}"), parameters={"hold": ["1"], "mark": mark},
+                                             on_done=lambda r: answers.setdefault(on + ":header", r.missing_shards),
+                                             timeout=30)
+                    except PodDied as exc:
+                        answers[on] = exc
+
+            senders = [threading.Thread(target=send, args=(on,)) for on in ("/search", "/index")]
+            for t in senders:
+                t.start()
+            deadline = time.monotonic() + 30  # both planned and sent (shard 1 holds them)
+            while f._gateway_cmd({"cmd": "status"})["pending"] < 2 or not os.path.exists(f"{mark}.1"):
+                assert time.monotonic() < deadline, "the requests did not reach the shard"
+                time.sleep(0.02)
+            return answers, senders
+
+        def answered(answers: dict, senders: list[threading.Thread]) -> None:
+            for t in senders:
+                t.join(40)
+            assert not any(t.is_alive() for t in senders), answers
+            assert answers["/search:header"] == ["s/shard-1"]
+            assert [m.id for m in answers["/search"][0].matches] == ["shard0"]
+            assert isinstance(answers["/index"], PodDied) and answers["/index"].shards == ["s/shard-1"], answers
+
+        # 1. its host is reported LOST while the shard holds them (its Pea, here, just sleeps on)
+        answers, senders = send_both()
+        assert f._shards_missing("s", {"s/shard-1": 1}, "its host is LOST", why="lost") is None
+        answered(answers, senders)
+        f._shards_back("s", ["s/shard-1"])
+
+        # 2. the shard's Pea dies while it holds them (they wait behind the ones still held above)
+        answers, senders = send_both()
+        with open(f"{mark}.1") as fh:
+            _kill(int(fh.read()))
         for t in senders:
             t.join(40)
-        assert not any(t.is_alive() for t in senders), answers
         assert answers["/search:header"] == ["s/shard-1"]
         assert [m.id for m in answers["/search"][0].matches] == ["shard0"]
         assert isinstance(answers["/index"], PodDied) and "s/shard-1" in str(answers["/index"]), answers
