@@ -16,7 +16,8 @@ Every request is planned by the Gateway onto one replica of each replica set (se
   restart policy says so, with exponential backoff and a cap per window;
 * a shard **head** that dies is one too: the Gateway plans every request onto it as a set of one,
   so it retries or fails the requests that went through it and holds new ones until a new head
-  (a new input port) is wired to the shards and to the senders upstream.
+  (a new input port) is wired to the shards and to the senders upstream (a remote Pod's host
+  reports its head's death and starts a new one when told: ``restart_head``).
 
 One change runs at a time per Flow; asking for another meanwhile raises ChangeInProgress (409 on
 the daemon). Restarts queue behind a running change instead.
@@ -295,6 +296,9 @@ class LiveChanges:
                           "pod": name, "detail": detail}, timeout=5)
         except RuntimeFailure as exc:
             return f"{detail}; the gateway did not answer: {exc}"
+        if death.get("head"):  # reported only under restart: on-failure (else its host fails the Pod)
+            timeout = float(pod.args.get("timeout_ready") or self.flow.args["timeout_ready"]) + 10
+            return self._new_head(name, pod, detail, lambda: pod.ctrl({"cmd": "restart_head"}, timeout))
         policy = pod.args.get("restart") or self.flow.args.get("restart") or "never"
         with self._lock:
             pod.ctrl({"cmd": "status"}, timeout=5)
@@ -410,6 +414,13 @@ class LiveChanges:
         policy = pod.args.get("restart") or self.flow.args.get("restart") or "never"
         if policy != "on-failure":
             return detail
+        timeout = float(pod.args.get("timeout_ready") or self.flow.args["timeout_ready"])
+        return self._new_head(name, pod, detail,
+                              lambda: pod.restart_head(time.monotonic() + timeout, spawn=self.spawn))
+
+    def _new_head(self, name: str, pod: Any, detail: str, restart: Callable[[], Any]) -> str | None:
+        """Start a head in place of a dead one (``restart``, after the policy's backoff), wire it to
+        the senders upstream, then let the Gateway send what it held meanwhile."""
         with self._lock:
             delay = self._restart_delay(name, pod.args)
         if delay is None:
@@ -419,9 +430,8 @@ class LiveChanges:
         with self._lock:
             if self.flow._stopping.is_set():
                 return None
-            timeout = float(pod.args.get("timeout_ready") or self.flow.args["timeout_ready"])
             try:
-                pod.restart_head(time.monotonic() + timeout, spawn=self.spawn)
+                restart()
                 self.rewire_senders(name, head_moved=True)
             except (PeaStartError, RuntimeFailure) as exc:
                 return f"{detail}; the restart failed: {exc}"

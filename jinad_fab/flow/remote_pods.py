@@ -272,6 +272,8 @@ class RemotePod:
         if isinstance(target, dict) and "replicas" in target:
             return {**target, "replicas": {k: readdress([a], self.session.host)[0]
                                            for k, a in target["replicas"].items()}}
+        if isinstance(target, list) and target:  # its head's address, as its host last reported it
+            return readdress(list(target), self.session.host)
         return self.in_addresses
 
     def members(self) -> dict[str, dict]:
@@ -279,8 +281,12 @@ class RemotePod:
         return dict(self.info.get("members") or {})
 
     def plan_sets(self) -> dict[str, dict]:
-        """What the Gateway plans requests onto: the Pod's replica sets (its host restarts nothing else)."""
-        return self.members()
+        """What the Gateway plans requests onto: the Pod's replica sets, and its head when it has one."""
+        sets = self.members()
+        head = self.info.get("head")
+        if head:
+            sets[head["set"]] = {"pod": head.get("pod") or self.name, "replicas": list(head.get("replicas") or [])}
+        return sets
 
     def idempotent(self) -> list[str]:
         """Endpoints its Executors mark idempotent, as its host last reported them."""
@@ -301,7 +307,7 @@ class RemotePod:
         reply = ctrl_request(self._ctx, self.ctrl_address, cmd, timeout)
         if not reply.get("ok"):
             raise PeaStartError(self.name, f"{cmd.get('cmd')!r} refused: {reply.get('error')}")
-        for key in ("in_target", "members", "labels", "idempotent"):
+        for key in ("in_target", "members", "labels", "idempotent", "head"):
             if key in reply:
                 self.info[key] = reply[key]
         return reply

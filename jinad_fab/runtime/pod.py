@@ -237,7 +237,8 @@ class Pod:
                 self._ctrl(p, {"cmd": "connect", "targets": targets}, timeout)
 
     def connect_head(self, timeout: float = 10.0) -> None:
-        if self.head is not None:
+        # a dead head is wired when a new one takes its place (restart_head)
+        if self.head is not None and (self.head.proc is None or self.head.alive()):
             shard_targets = [self._set_target(s) for s in range(self.shards)]
             self._ctrl(self.head, {"cmd": "connect", "targets": shard_targets}, timeout)
 

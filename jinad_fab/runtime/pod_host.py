@@ -8,7 +8,9 @@ Live changes (issue 15) go through the same control socket, driven by whoever ow
 also rewires the senders and tells its Gateway): ``add_replica`` (optionally with new arguments
 for it and every later one), ``drain`` (plan onto it no more), ``remove_replica``. A replica that
 dies is reported in ``status`` (``deaths``) and taken out; the Pod goes on while each of its sets
-keeps a replica, or while its owner restarts them (``restart: on-failure``).
+keeps a replica, or while its owner restarts them (``restart: on-failure``). So does a head that
+dies under ``restart: on-failure`` (a death with ``head: true``): its owner has ``restart_head``
+start a new one (a new input port, in the layout's ``in_target``) and rewires the senders upstream.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
     commands = Commands(ctrl, {"connect": lambda cmd: pod.connect(cmd["targets"]),
                                "status": host_state.status, "add_replica": host_state.add_replica,
                                "drain": host_state.drain, "remove_replica": host_state.remove_replica,
+                               "restart_head": host_state.restart_head,
                                "terminate": lambda cmd: None})
     poller = zmq.Poller()
     poller.register(ctrl, zmq.POLLIN)
@@ -103,12 +106,16 @@ class _Host:
         self.pod = pod
         self.timeout_ready = timeout_ready
         self.deaths: list[dict] = []
+        self._dead_head = None  # a head whose death is reported, until a new one takes its place
 
     def layout(self) -> dict:
         pod = self.pod
-        return {"in_target": pod.in_target, "members": pod.members(), "idempotent": pod.idempotent(),
-                "labels": {pod.set_name(s): {str(p.args["replica_id"]): p.label for p in row}
-                           for s, row in enumerate(pod.peas)}}
+        out = {"in_target": pod.in_target, "members": pod.members(), "idempotent": pod.idempotent(),
+               "labels": {pod.set_name(s): {str(p.args["replica_id"]): p.label for p in row}
+                          for s, row in enumerate(pod.peas)}}
+        if pod.head is not None:  # the Gateway plans onto it too (see Pod.plan_sets)
+            out["head"] = {"set": pod.head_set, **pod.plan_sets()[pod.head_set]}
+        return out
 
     def status(self, cmd: dict) -> dict:
         return {"dead": self.pod.dead(), "pod": self.pod.describe(), "deaths": self.deaths, **self.layout()}
@@ -131,6 +138,13 @@ class _Host:
         self.pod.draining.add(self._find(cmd["label"]).label)
         return self.layout()
 
+    def restart_head(self, cmd: dict) -> dict:
+        if self.pod.head is None or self.pod.head.alive():
+            raise JinadFabError(f"Pod {self.pod.name!r} has no dead head to restart")
+        p = self.pod.restart_head(time.monotonic() + self.timeout_ready)
+        self._dead_head = None
+        return {"replica": p.label, **self.layout()}
+
     def remove_replica(self, cmd: dict) -> dict:
         p = self._find(cmd["label"])
         shard = self.pod.shard_of_pea(p)
@@ -142,8 +156,14 @@ class _Host:
     def check(self) -> str | None:
         """Take dead replicas out (reported in ``deaths``); a reason when the Pod cannot go on."""
         pod = self.pod
-        if pod.head is not None and not pod.head.alive():
-            return f"Pea {pod.head.label} exited with code {pod.head.returncode()}"
+        head = pod.head
+        if head is not None and not head.alive() and head is not self._dead_head:
+            if (pod.args.get("restart") or "never") != "on-failure":
+                return f"Pea {head.label} exited with code {head.returncode()}"
+            self._dead_head = head
+            self.deaths.append({"set": pod.head_set, "replica": pod.head_id, "label": head.label,
+                                "code": head.returncode(), "head": True})
+            log.error("Pod %s: its head %s exited with code %s", pod.name, head.label, head.returncode())
         for s, row in enumerate(pod.peas):
             for p in [p for p in row if not p.alive()]:
                 code = p.returncode()

@@ -69,7 +69,7 @@ def test_a_remote_pod_of_one_pea_scales_rolls_and_retries_what_its_executor_mark
          .add(name="enc", uses="VersionedEncoder", py_modules=["_live_execs.py"],
               uses_with={"version": "v1", "delay": 0.002}, host=host)
          .add(name="held", uses="Held", py_modules=["_live_execs.py"], host=host, restart="on-failure")
-         .add(name="idx", uses="_index", shards=2))
+         .add(name="idx", uses="_index", shards=2, host=host, restart="on-failure"))
     events = []
     with f:
         f.index([Document(id=t, text=t) for t in CORPUS], request_size=50)
@@ -81,6 +81,15 @@ def test_a_remote_pod_of_one_pea_scales_rolls_and_retries_what_its_executor_mark
             assert len({p for ps in load.pids[-30:] for p in ps}) > 1, "the new replicas took no request"
             f.rolling_update("enc", uses_with={"version": "v2", "delay": 0.002}, progress=events.append)
             updated_at = time.monotonic()
+            load.wait_answers(40)
+            # the head of the remote sharded index: restarted by its host when the Flow asks, re-wired
+            head = f._running["idx"].ctrl({"cmd": "status"})["pod"]["pids"][0]
+            os.kill(head, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while f.live_status()["pods"]["idx"]["restarts"] < 1:
+                assert time.monotonic() < deadline, "the remote head was not restarted"
+                time.sleep(0.05)
+            assert f._running["idx"].ctrl({"cmd": "status"})["pod"]["pids"][0] != head
             load.wait_answers(40)
         assert load.errors == [] and load.wrong == []
         assert all(len(v) == 1 for _, _, v in load.answers), "a request met two versions"
