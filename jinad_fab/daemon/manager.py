@@ -326,12 +326,17 @@ class Manager:
         path = wsfiles.confined(self.context(ws).root, rel)
         if not path.is_file():
             raise NotFound(f"no file {str(rel)!r} in workspace {wid}")
-        data = await asyncio.to_thread(wsfiles.check_yaml, path)
-        await asyncio.to_thread(wsfiles.confine_flow, path, data, self.context(ws).root)
+        root = self.context(ws).root
+
+        def checked() -> dict[str, str]:  # one trip to a worker thread, not three
+            data = wsfiles.check_yaml(path)
+            wsfiles.confine_flow(path, data, root)
+            return self._peer_tokens(handoff.hosts_named(data), peers or {})
+
+        tokens = await asyncio.to_thread(checked)
         fid = new_id("flow")
         status_file = self.status_path(fid)
         env: dict[str, str] = {}
-        tokens = await asyncio.to_thread(self._peer_tokens, handoff.hosts_named(data), peers or {})
         sealed = handoff.sealed_path(status_file)
         if tokens:
             env[handoff.KEY_ENV], blob = handoff.seal(tokens)
@@ -465,7 +470,7 @@ class Manager:
                 break
             await asyncio.sleep(delay)
             # a forked object is ready within tens of ms: a coarse poll would add up to its own length
-            delay = min(delay * 1.5, 0.005)
+            delay = min(delay * 1.5, 0.002)
         await asyncio.to_thread(rt.stop, handle, self.settings.stop_timeout)
         tail = logs.tail_messages(log_path, 15)
         logs.event(log_path, f"failed to start: {error}", level="ERROR")

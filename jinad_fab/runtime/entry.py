@@ -66,11 +66,12 @@ def make_reporter(status_fd: int | None, status_file: str | None) -> Report:
             except OSError:
                 pass
         if status_file:
+            # written aside and renamed: a reader sees all of it or nothing. Not fsynced (that was a
+            # third of a Pod's start on a busy disk): a daemon killed meanwhile reads it from the page
+            # cache when it restarts, and a machine that crashes took this process with it
             tmp = f"{status_file}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.replace(tmp, status_file)
 
     return report

@@ -26,6 +26,7 @@ header and writes that need it fail with PodDied naming it (:mod:`.shards`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -511,6 +512,15 @@ def preload() -> None:
     import starlette.applications  # noqa: F401
     import starlette.staticfiles  # noqa: F401
     import uvicorn  # noqa: F401
+    from uvicorn.config import HTTP_PROTOCOLS, LIFESPAN
+    from uvicorn.importer import import_from_string
+
+    # what uvicorn's Config.load() imports when the server starts (the HTTP protocol, httptools when it
+    # is installed): tens of ms a forked Gateway would spend after saying it is ready, holding the GIL
+    # its router thread needs to answer the Flow's wiring
+    for name in (HTTP_PROTOCOLS["auto"], LIFESPAN["off"]):
+        with contextlib.suppress(Exception):
+            import_from_string(name)
 
 
 def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
@@ -543,7 +553,7 @@ def run_gateway(args: dict, report, die_with_parent: bool = False) -> int:
         report({"state": "failed", "error": f"static_dir {static_dir!r} has no index.html"})
         return 1
     config = uvicorn.Config(_http_app(router, ctx, args.get("name") or "gateway", static_dir), log_level="warning",
-                            lifespan="off", access_log=False)
+                            lifespan="off", access_log=False, ws="none")  # no websocket routes: nothing to import
     server = _server_class()(config)
     if die_with_parent:
         from . import orphan
