@@ -36,6 +36,7 @@ from .store import Record, Store
 LIVE = (ObjectState.STARTING.value, ObjectState.RUNNING.value, ObjectState.STOPPING.value)
 BUILD_ACTIVE = (WorkspaceState.PENDING.value, WorkspaceState.BUILDING.value)
 PREPARE_AT_START_S = 15.0  # start-up waits this long at most for the ACTIVE workspaces' zygotes
+_ALIVE_EVERY = 0.05  # seconds between checks that an object which is not ready yet still lives
 
 
 class Manager:
@@ -447,6 +448,7 @@ class Manager:
         deadline = time.monotonic() + self.settings.start_timeout
         delay = 0.002
         error = None
+        check_alive = time.monotonic() + _ALIVE_EVERY
         while True:
             report = _read_status(status_file)
             if report is not None and report.get("state") == "ready":
@@ -458,13 +460,17 @@ class Manager:
             if report is not None:
                 error = str(report.get("error") or report)
                 break
-            st = rt.status(handle)
-            if not st.alive:
-                report = _read_status(status_file)  # it may have written and exited in between
-                if report is not None:
-                    continue
-                error = f"the process {st.detail or 'exited'} before it was ready"
-                break
+            # the status file is read at every turn (an open that fails, a few µs); whether the process
+            # still lives is asked less often (psutil's reads of /proc, or a Docker API call)
+            if time.monotonic() >= check_alive:
+                st = rt.status(handle)
+                if not st.alive:
+                    report = _read_status(status_file)  # it may have written and exited in between
+                    if report is not None:
+                        continue
+                    error = f"the process {st.detail or 'exited'} before it was ready"
+                    break
+                check_alive = time.monotonic() + _ALIVE_EVERY
             if time.monotonic() > deadline:
                 error = f"not ready after {self.settings.start_timeout:g}s"
                 break
