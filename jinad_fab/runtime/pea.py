@@ -58,6 +58,7 @@ log = logging.getLogger("jinad_fab.pea")
 _POLL_MS = 250
 _BACKLOG_POLL_MS = 20  # while routed messages wait for a replica to connect
 _BURST = 64
+_TICK_S = 0.5
 
 # True while this process imports user code for its Executor. A script that defines an Executor
 # and starts a Flow at top level would otherwise start that Flow again inside every Pea (and so on).
@@ -151,6 +152,7 @@ class PeaRuntime:
         sock_in = self.sock_in
         commands = Commands(self.sock_ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
                                              "status": self._status, "terminate": self._terminate})
+        next_tick = 0.0
         while not self._stop:
             events = dict(poller.poll(_BACKLOG_POLL_MS if self._waiting() else _POLL_MS))
             if wake_fd is not None and wake_fd in events:
@@ -170,7 +172,9 @@ class PeaRuntime:
                         break
             if self.backlog:
                 self._flush()
-            if on_tick is not None:
+            # the tick (is the parent alive?) costs a system call: on an idle poll, or twice a second
+            if on_tick is not None and (not events or time.monotonic() >= next_tick):
+                next_tick = time.monotonic() + _TICK_S
                 on_tick()
 
     def _waiting(self) -> bool:

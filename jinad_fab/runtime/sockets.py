@@ -12,17 +12,19 @@ from typing import Any
 
 import zmq
 from zmq.backend import Socket as _CSocket
+from zmq.backend import zmq_poll as _zmq_poll
 
 from ..errors import RuntimeFailure
 from .curve import CurveKeys, Guard, as_keys, secure_client
 
 # Multipart I/O on the hot path. pyzmq's send_multipart/recv_multipart are Python loops over
 # per-frame calls that type-check every part, build enum flags (``SNDMORE | flags``) and read
-# RCVMORE through the option wrapper: for the three small frames of a request that costs more than
-# the copies. These call the compiled socket's send/recv/get directly, with the same semantics as
+# RCVMORE through the option wrapper (which makes an enum of the option on every call): for the
+# three small frames of a request that costs more than the copies. These call the compiled
+# socket's send/recv directly and read "more" from the received frame, with the same semantics as
 # ``send_multipart(frames, flags, copy=False)`` and ``recv_multipart(flags, copy=False)``.
-_c_send, _c_recv, _c_get = _CSocket.send, _CSocket.recv, _CSocket.get
-_SNDMORE, _RCVMORE, _EVENTS, _POLLIN = int(zmq.SNDMORE), int(zmq.RCVMORE), int(zmq.EVENTS), int(zmq.POLLIN)
+_c_send, _c_recv = _CSocket.send, _CSocket.recv
+_SNDMORE, _POLLIN = int(zmq.SNDMORE), int(zmq.POLLIN)
 NOBLOCK = int(zmq.NOBLOCK)
 
 
@@ -36,16 +38,18 @@ def send_frames(sock: zmq.Socket, frames: list, flags: int = 0) -> None:
 
 def recv_frames(sock: zmq.Socket, flags: int = 0) -> list:
     """Receive one multipart message as zmq.Frame objects (no copy)."""
-    parts = [_c_recv(sock, flags, False)]
-    while _c_get(sock, _RCVMORE):
-        parts.append(_c_recv(sock, flags, False))
+    f = _c_recv(sock, flags, False)
+    parts = [f]
+    while f.more:
+        f = _c_recv(sock, flags, False)
+        parts.append(f)
     return parts
 
 
 def readable(sock: zmq.Socket) -> bool:
     """Whether a message waits on `sock`: a burst asks this instead of receiving until zmq.Again,
     whose exception costs several times the check."""
-    return bool(_c_get(sock, _EVENTS) & _POLLIN)
+    return bool(_zmq_poll([(sock, _POLLIN)], 0))
 
 
 def signal_wakeup_fd() -> int:
