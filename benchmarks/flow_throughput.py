@@ -250,6 +250,61 @@ class RawChain:
         self.ctx.term()
 
 
+def _gateway_hop(port_client: int, port_first: int, port_results: int, ready) -> None:
+    """A Gateway's two crossings without its work: ROUTER (the client's DEALER) -> PUSH to the first
+    hop, and PULL from the last hop -> ROUTER back to the client, frames untouched."""
+    ctx = zmq.Context()
+    front = ctx.socket(zmq.ROUTER)
+    front.bind(f"tcp://127.0.0.1:{port_client}")
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port_first}")
+    back = ctx.socket(zmq.PULL)
+    back.bind(f"tcp://127.0.0.1:{port_results}")
+    poller = zmq.Poller()
+    poller.register(front, zmq.POLLIN)
+    poller.register(back, zmq.POLLIN)
+    ready.set()
+    client = b""
+    while True:
+        events = dict(poller.poll())
+        if front in events:
+            frames = front.recv_multipart(copy=False)
+            client = frames[0].bytes
+            push.send_multipart(frames[1:], copy=False)
+        if back in events:
+            frames = back.recv_multipart(copy=False)
+            front.send_multipart([client, *frames], copy=False)
+            if len(frames) == 1 and frames[0].bytes == b"stop":
+                break
+    for s in (front, push, back):
+        s.close(linger=1000)
+    ctx.term()
+
+
+class RawGatewayChain(RawChain):
+    """The raw chain in a Flow's shape: client DEALER -> gateway hop -> forwarder -> forwarder ->
+    the same gateway hop -> client, so every request crosses one process twice as it crosses a
+    Flow's Gateway (5 TCP hops, against the floor's 3), with no work done anywhere."""
+
+    def __init__(self, hops: int = 2):
+        mp = multiprocessing.get_context("spawn")
+        port_client, port_results = _free_port(), _free_port()
+        ports = [_free_port() for _ in range(hops)] + [port_results]
+        self.ctx = zmq.Context()
+        self.procs = []
+        for target, args in [(_gateway_hop, (port_client, ports[0], port_results))] + [
+                (_forwarder, (ports[i], ports[i + 1])) for i in range(hops)]:
+            ready = mp.Event()
+            p = mp.Process(target=target, args=(*args, ready), daemon=True)
+            p.start()
+            ready.wait(30)
+            self.procs.append(p)
+        self.push = self.pull = self.ctx.socket(zmq.DEALER)  # one socket both ways, as the Client's
+        self.push.connect(f"tcp://127.0.0.1:{port_client}")
+        self.push.send(b"warm")
+        self.pull.recv()
+
+
 def wire_frames(docs: DocumentArray, request_size: int = 100) -> list[list]:
     """The frames the Client sends for these Documents (header included), one list per request."""
     return [Message(new_header(os.urandom(16).hex(), "/index"), docs=docs[i:i + request_size]).frames()
@@ -257,15 +312,17 @@ def wire_frames(docs: DocumentArray, request_size: int = 100) -> list[list]:
 
 
 def floor_table(rounds: int, n: int, lat_n: int) -> Table:
-    """2 `_pass` Pods against the raw chain, alternating in small slices so both see the same load.
+    """2 `_pass` Pods against the raw chain and the raw chain with a gateway hop, alternating in
+    small slices so all three see the same load.
 
-    Throughput: the n Documents go in slices of 10,000, each slice through the raw chain and then
-    through the Flow; docs/s is all Documents over the summed time of each side, per round, and the
-    table gives the median round. Latency: 1-Document requests alternate one by one."""
-    chain = RawChain(2)
+    Throughput: the n Documents go in slices of 10,000, each slice through the raw chain, the raw
+    gateway-hop chain and then the Flow; docs/s is all Documents over the summed time of each side,
+    per round, and the table gives the median round. Latency: 1-Document requests alternate one by one."""
+    sides = ("raw", "gw", "flow")
+    chains = {"raw": RawChain(2), "gw": RawGatewayChain(2)}
     f = Flow().add(name="p0", uses="_pass").add(name="p1", uses="_pass")
     rates: dict[tuple[str, str], list[float]] = {}
-    lat: dict[str, list[float]] = {"raw": [], "flow": []}
+    lat: dict[str, list[float]] = {side: [] for side in sides}
     sizes: dict[str, int] = {}
     step = min(n, 10_000)
     try:
@@ -278,56 +335,62 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
             one_doc = [Document(text="one")]
             one = wire_frames(DocumentArray(one_doc))[0]
             me = psutil.Process()
-            raw_pids = {p.pid for p in chain.procs}
-            raw_procs = [me] + [psutil.Process(pid) for pid in raw_pids]
-            flow_procs = [me] + [p for p in me.children(recursive=True) if p.pid not in raw_pids]
-            cpu = {(kind, side): 0.0 for kind in ("text", "embedding") for side in ("raw", "flow")}
-            throughput(f, data["text"][:2000])  # warm both paths up
-            chain.throughput(frames["text"][:20], 100)
+            pids = {side: {p.pid for p in chain.procs} for side, chain in chains.items()}
+            procs = {side: [me] + [psutil.Process(pid) for pid in pids[side]] for side in chains}
+            procs["flow"] = [me] + [p for p in me.children(recursive=True)
+                                    if p.pid not in pids["raw"] | pids["gw"]]
+            cpu = {(kind, side): 0.0 for kind in ("text", "embedding") for side in sides}
+            throughput(f, data["text"][:2000])  # warm every path up
+            for chain in chains.values():
+                chain.throughput(frames["text"][:20], 100)
             for _ in range(rounds):
                 for kind in ("text", "embedding"):
-                    t_raw = t_flow = 0.0
+                    spent = dict.fromkeys(sides, 0.0)
                     for i in range(0, n, step):
-                        c0 = cpu_seconds(raw_procs)
-                        t_raw += step / chain.throughput(frames[kind][i // 100:(i + step) // 100], 100)
-                        c1 = cpu_seconds(raw_procs)
-                        f0 = cpu_seconds(flow_procs)
-                        t_flow += step / throughput(f, data[kind][i:i + step], warm=False, client=client)
-                        f1 = cpu_seconds(flow_procs)
-                        cpu[(kind, "raw")] += c1 - c0
-                        cpu[(kind, "flow")] += f1 - f0
-                    rates.setdefault((kind, "raw"), []).append(n / t_raw)
-                    rates.setdefault((kind, "flow"), []).append(n / t_flow)
+                        for side in sides:
+                            c0 = cpu_seconds(procs[side])
+                            if side == "flow":
+                                rate = throughput(f, data[kind][i:i + step], warm=False, client=client)
+                            else:
+                                rate = chains[side].throughput(frames[kind][i // 100:(i + step) // 100], 100)
+                            cpu[(kind, side)] += cpu_seconds(procs[side]) - c0
+                            spent[side] += step / rate
+                    for side in sides:
+                        rates.setdefault((kind, side), []).append(n / spent[side])
             for _ in range(lat_n):
-                for side in ("raw", "flow"):
+                for side in sides:
                     t0 = time.perf_counter()
-                    if side == "raw":
-                        chain.push.send_multipart(one, copy=False)
-                        chain.pull.recv_multipart(copy=False)
-                    else:
+                    if side == "flow":
                         client.post("/index", one_doc)
+                    else:
+                        chains[side].push.send_multipart(one, copy=False)
+                        chains[side].pull.recv_multipart(copy=False)
                     lat[side].append((time.perf_counter() - t0) * 1000)
     finally:
-        chain.close()
+        for chain in chains.values():
+            chain.close()
     med = {k: statistics.median(v) for k, v in rates.items()}
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    t = Table(title=f"2 `_pass` Pods vs the raw pyzmq chain (floor), {n:,} docs, request_size=100, "
-                    f"median of {rounds} rounds alternating every 10,000 docs; load average {load} "
-                    f"on {os.cpu_count()} CPUs")
-    for col in ("measure", "bytes/request", "raw pyzmq chain", "jinad-fab Flow", "Flow vs floor", "target"):
+    t = Table(title=f"2 `_pass` Pods vs the raw pyzmq chain (floor) and the raw chain with a gateway hop (the "
+                    f"Flow's shape, no work), {n:,} docs, request_size=100, median of {rounds} rounds "
+                    f"alternating every 10,000 docs; load average {load} on {os.cpu_count()} CPUs")
+    for col in ("measure", "bytes/request", "raw pyzmq chain", "raw + gateway hop", "jinad-fab Flow",
+                "Flow vs floor", "Flow vs raw + gateway hop", "target"):
         t.add_column(col, justify="right")
     for kind in ("text", "embedding"):
-        raw, flow = med[(kind, "raw")], med[(kind, "flow")]
-        t.add_row(f"{kind} docs/s", f"{sizes[kind]:,}", f"{raw:,.0f}", f"{flow:,.0f}", f"{flow / raw:.0%}", ">= 60%")
+        raw, gw, flow = (med[(kind, side)] for side in sides)
+        t.add_row(f"{kind} docs/s", f"{sizes[kind]:,}", f"{raw:,.0f}", f"{gw:,.0f} ({gw / raw:.0%})", f"{flow:,.0f}",
+                  f"{flow / raw:.0%}", f"{flow / gw:.0%}", ">= 60% of floor")
     requests = rounds * n / 100
-    for kind in ("text", "embedding"):  # CPU of every process on each side (the client's counts for both)
-        raw, flow = cpu[(kind, "raw")] / requests * 1e6, cpu[(kind, "flow")] / requests * 1e6
-        t.add_row(f"{kind} CPU us/request, all processes", "-", f"{raw:,.0f}", f"{flow:,.0f}",
-                  f"{raw / flow:.0%}", "-")
+    for kind in ("text", "embedding"):  # CPU of every process on each side (the client's counts for all)
+        raw, gw, flow = (cpu[(kind, side)] / requests * 1e6 for side in sides)
+        t.add_row(f"{kind} CPU us/request, all processes", "-", f"{raw:,.0f}", f"{gw:,.0f}", f"{flow:,.0f}",
+                  f"{raw / flow:.0%}", f"{gw / flow:.0%}", "-")
     for q, name in ((50, "p50"), (99, "p99")):
-        raw, flow = float(np.percentile(lat["raw"], q)), float(np.percentile(lat["flow"], q))
-        t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", "-", f"{raw:.3f}", f"{flow:.3f}",
-                  f"{flow / raw:.2f}x", "<= 1.5x" if q == 50 else "-")
+        raw, gw, flow = (float(np.percentile(lat[side], q)) for side in sides)
+        t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", "-", f"{raw:.3f}",
+                  f"{gw:.3f} ({gw / raw:.2f}x)", f"{flow:.3f}", f"{flow / raw:.2f}x", f"{flow / gw:.2f}x",
+                  "<= 1.5x floor" if q == 50 else "-")
     return t
 
 
@@ -477,7 +540,7 @@ def main() -> None:
     if ns.curve_only:
         Console(width=150).print(curve_table(ns.rounds, sizes[-1], lat_n))
         return
-    Console(width=150).print(floor_table(ns.rounds, sizes[-1], lat_n))
+    Console(width=190).print(floor_table(ns.rounds, sizes[-1], lat_n))
     if ns.floor_only:
         return
     table = Table(title="Flow throughput (local Pods, request_size=100)")
