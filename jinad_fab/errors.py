@@ -23,7 +23,8 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     ├── RuntimeFailure                         something failed while a Flow was running
     │   ├── PeaStartError                      a Pea/Pod did not come up (carries pod name and its log tail)
     │   ├── RequestError                       a request failed inside a Pod (carries pod, exception type, traceback)
-    │   ├── PodDied                            a Pea process died; requests in flight fail with this (carries pod)
+    │   ├── PodDied                            a Pea process died; requests in flight fail with this (carries pod,
+    │   │                                      and the missing shards a write needed)
     │   ├── RequestTimeout                     no answer within the request's deadline
     │   └── ChangeInProgress          409      a running Flow/Pod is being changed already (scale, update, dump)
     ├── DaemonError                   500      an answer from a jinad daemon that is not a success
