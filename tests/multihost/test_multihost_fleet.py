@@ -1,5 +1,9 @@
 """Three SSH hosts provisioned by the real playbooks in wheelhouse mode, then driven by the CLI:
-hosts, exec, a second deploy that changes nothing, and a host stopped mid-run."""
+hosts, exec, a second deploy that changes nothing, and a host stopped mid-run. A Flow deployed
+over them (issue 16's proof): it outlives its controller, re-applies with changed=0, rolls only
+the encoder when its `uses_with` changes and back with `flow rollback`, scales it with `flow
+scale`, each with no failed request; the encoder's host stopped mid-search, its Pod re-placed on
+the other cpu host, and nothing running twice once the host is back. The test prints the times."""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import threading
 import time
 
 import httpx
@@ -17,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
+from tests.support.fleet_flows import Searcher, documents, flow_yaml, write_project
 
 from .conftest import docker
 
@@ -137,42 +140,13 @@ def test_upgrade_restarts_a_batch_behind_a_health_barrier(fleet, deployed, wheel
     assert "/var/lib/jinad/logs/jinad.log {" in docker("exec", gpu1, "cat", "/etc/logrotate.d/jinad")
 
 
-ENCODER = textwrap.dedent("""
-    import socket
-    import zlib
-    import numpy as np
-    from jinad_fab import Executor, requests
+LOST_AFTER = 5
+"""The Flow's `lost_after` here (the default is 10 s): a stopped host's Pods are LOST after it."""
 
-    class HashEncoder(Executor):
-        @requests
-        def encode(self, docs, parameters):
-            for d in docs:
-                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
-                d.embedding = rng.standard_normal(16).astype("float32")
-                d.tags["encoded_on"] = socket.gethostname()
-""")
-
-FLOW = """!Flow
-version: '1'
-with:
-  protocol: http
-gateway:
-  hosts: cpu
-pods:
-  - name: encode
-    uses: HashEncoder
-    py_modules: [encoder.py]
-    hosts: cpu
-    parallel: 2
-  - name: _index
-    uses: _index
-    hosts: gpu
-  - name: tail
-    uses: _pass
-    hosts: cpu
-"""
+FLOW = dict(index="_index", parallel=2, tail=True, options={"lost_after": LOST_AFTER})
 
 TIMINGS: dict[str, float] = {}
+COUNTS: dict[str, str] = {}
 
 
 def _flow_up(fleet, tmp_path, *extra: str) -> subprocess.Popen:
@@ -184,34 +158,125 @@ def _flow_up(fleet, tmp_path, *extra: str) -> subprocess.Popen:
     )
 
 
-class Searcher(threading.Thread):
-    """A client sending searches without pause, checking every answer against the known nearest."""
+def _controller(fleet, tmp_path, *args: str) -> dict:
+    """`jinad-fab ARGS -i INV --json` as a controller process of its own; its JSON answer."""
+    proc = subprocess.run([sys.executable, "-c", "from jinad_fab.cli.main import main; main()", *args,
+                           "-i", str(fleet.inventory), "--json"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300, env={k: v for k, v in os.environ.items() if not k.startswith("JINAD")})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def __init__(self, base: str):
-        super().__init__(daemon=True)
-        self.base, self.stop, self.ok, self.failed = base, threading.Event(), 0, []
 
-    def run(self) -> None:
-        with httpx.Client(timeout=30) as c:
-            i = 0
-            while not self.stop.is_set():
-                n = i % 30
-                try:
-                    r = c.post(f"{self.base}/search", json={"data": [{"id": "q", "text": f"document number {n}"}],
-                                                            "parameters": {"top_k": 1}})
-                    hit = r.json()["data"][0]["matches"][0]
-                    if r.status_code == 200 and hit["id"] == str(n):
-                        self.ok += 1
-                    else:
-                        self.failed.append(r.text[:300])
-                except Exception as exc:  # counted, never hidden
-                    self.failed.append(repr(exc))
-                i += 1
+def _running_pods(fleet) -> dict[str, list[tuple[str, str]]]:
+    """Each daemon's RUNNING Pods (GET /pods through `flow ps` without a name): host -> [(name, id)]."""
+    code, body, out = run("flow", "ps", "-i", str(fleet.inventory), "--json")
+    assert code == 0, out
+    return {r["host"]: sorted(((p.get("args") or {}).get("name") or "", p["id"]) for p in r["value"]["pods"]
+                              if p["state"] == "RUNNING") for r in json.loads(body)}
+
+
+def _rolls_only_the_encoder(fleet, tmp_path, base: str, info: dict) -> None:
+    """The encoder's `uses_with` changed and applied again, then `flow rollback`, then `flow scale`,
+    each while a client searches: only the encoder's replicas change, no request fails."""
+    before = _running_pods(fleet)
+    with Searcher(base) as searcher:
+        t0 = time.monotonic()
+        (tmp_path / "flow.yml").write_text(flow_yaml("v2", **FLOW))
+        rolled = _controller(fleet, tmp_path, "flow", "up", str(tmp_path / "flow.yml"), "--name", "search")
+        TIMINGS["flow up, encoder's uses_with changed (rolling update)"] = time.monotonic() - t0
+        assert rolled["changed"] == 1 and rolled["release"] == 2 and rolled["action"] == "rolled encode"
+        assert rolled["flow_id"] == info["flow_id"]
+        time.sleep(0.5)
+        during_update, seen = len(searcher.results), set(searcher.versions)
+        t0 = time.monotonic()
+        back = _controller(fleet, tmp_path, "flow", "rollback", "search")
+        TIMINGS["flow rollback (rolling update back)"] = time.monotonic() - t0
+        assert back["release"] == 3 and "release 1" in back["action"] and back["flow_id"] == info["flow_id"]
+        t0 = time.monotonic()  # and `flow scale NAME` of the encoder, a Pod on another host than the keeper
+        scaled = _controller(fleet, tmp_path, "flow", "scale", "search", "encode", "3")
+        TIMINGS["flow scale search encode 3 (a remote Pod, 2 -> 3 replicas)"] = time.monotonic() - t0
+        assert scaled["release"] == 4 and scaled["changed"] == 1 and scaled["flow_id"] == info["flow_id"]
+        assert [e["step"] for e in scaled["steps"]] == ["started"]
+        time.sleep(0.5)
+    assert searcher.failed == [] and during_update > 0 and len(searcher.results) > during_update, searcher.failed[:3]
+    assert "v2" in seen and searcher.versions == {"v1", "v2"}
+    COUNTS["update + rollback + scale"] = f"{searcher.ok} searches, {len(searcher.failed)} failed"
+    after = _running_pods(fleet)
+    assert after["gpu-1"] == before["gpu-1"] and after["cpu-2"] == before["cpu-2"]  # _index, tail: untouched
+    assert after["cpu-1"] == before["cpu-1"]  # the encoder's Pod on its host: the same Pod, new replicas
+    code, body, out = run("flow", "ps", "search", "-i", str(fleet.inventory), "--json")
+    assert code == 0, out
+    encode = next(p for p in json.loads(body)["pods"] if p["pod"] == "encode")
+    assert (encode["host"], encode["replicas"], encode["restarts"]) == ("cpu-1", 3, 0)
+
+
+def _loses_a_host_and_heals(fleet, tmp_path, base: str) -> None:
+    """The encoder's host stops while a client searches: its Pod is LOST after `lost_after`,
+    started on the other cpu host and wired in; when the host is back, nothing runs twice."""
+    from jinad_fab.cli.inventory_cache import load
+    from jinad_fab.deploy.fleet import client_for
+
+    inv = load(fleet.inventory)
+    victim = fleet.host("cpu-1")
+    before = _running_pods(fleet)
+    assert [n for n, _ in before["cpu-1"]] == ["encode"] and before["cpu-2"] == []
+    with Searcher(base, timeout=5, pause=0.02) as searcher:
+        time.sleep(2)
+        stopped = time.monotonic()
+        docker("stop", "-t", "0", victim.container)
+        t_lost = t_replaced = None
+        with client_for(inv, inv["cpu-2"], timeout=5) as keeper:  # what the keeper's Flow sees
+            while time.monotonic() < stopped + 120 and t_replaced is None:
+                lost = next(p for p in keeper.deployment("search")["flow"]["pods"] if p["name"] == "encode")
+                lost = lost.get("lost") or {}
+                if lost and t_lost is None:
+                    t_lost = time.monotonic() - stopped
+                if lost.get("state") == "REPLACED":
+                    t_replaced = time.monotonic() - stopped
+                time.sleep(0.2)
+        assert t_lost is not None and t_replaced is not None, "the encoder was not re-placed within 120 s"
+        time.sleep(max(0.0, stopped + 20 - time.monotonic()))  # at least 5 s of answers after the 15 s mark
+    TIMINGS[f"host stopped -> its Pod LOST (lost_after {LOST_AFTER} s)"] = t_lost
+    TIMINGS["host stopped -> full width again (re-placed, wired in)"] = t_replaced
+    first_ok = min((sent for sent, exact, _ in searcher.results if exact and sent > stopped + t_lost), default=None)
+    assert first_ok is not None, searcher.failed[-5:]
+    TIMINGS["host stopped -> first exact answer after the loss"] = first_ok - stopped
+    lost_requests = searcher.failed_between(stopped)
+    COUNTS["host lost"] = (f"{len(lost_requests)} of {len([r for r in searcher.results if r[0] >= stopped])} "
+                           f"searches sent after the stop failed, all within {max((t for t, _ in lost_requests), default=0):.1f} s")
+    assert searcher.failed_between(0, stopped) == []
+    assert searcher.failed_between(stopped + 15) == [], lost_requests  # none after 15 s from the stop
+    code, body, out = run("flow", "ps", "search", "-i", str(fleet.inventory), "--json")
+    rows = {r["pod"]: r for r in json.loads(body)["pods"]}
+    assert (rows["encode"]["host"], rows["encode"]["state"]) == ("cpu-2", "RUNNING"), out
+    assert rows["encode"]["lost"]["state"] == "REPLACED" and rows["_index"]["state"] == "RUNNING"
+
+    # the host comes back (its service manager starts jinad): the stale Pod is removed, nothing runs twice
+    address = victim.address
+    docker("start", victim.container)
+    assert docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                  victim.container) == address
+    docker("exec", victim.container, "/opt/jinad/jinad-ctl", "start")
+    back = time.monotonic()
+    deadline = back + 90
+    while True:
+        code, body, out = run("flow", "ps", "-i", str(fleet.inventory), "--json")
+        rows = {r["host"]: r for r in json.loads(body)}
+        if rows["cpu-1"]["ok"] and not [p for p in rows["cpu-1"]["value"]["pods"] if p["state"] == "RUNNING"]:
+            break
+        assert time.monotonic() < deadline, out[-3000:]
+        time.sleep(1)
+    TIMINGS["host back (jinad started) -> its stale Pod gone"] = time.monotonic() - back
+    running = _running_pods(fleet)
+    names = [n for pods in running.values() for n, _ in pods]
+    assert sorted(names) == ["_index", "encode"] and running["cpu-1"] == [], running  # each Pod once
+    assert running["cpu-2"][0][0] == "encode" and running["gpu-1"] == before["gpu-1"]
+    assert httpx.post(f"{base}/search", json={"data": [{"text": "document number 9"}], "parameters": {"top_k": 1}},
+                      timeout=30).json()["data"][0]["matches"][0]["id"] == "9"
 
 
 def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tmp_path) -> None:
-    (tmp_path / "encoder.py").write_text(ENCODER)
-    (tmp_path / "flow.yml").write_text(FLOW)
+    write_project(tmp_path, **FLOW)
     t0 = time.monotonic()
     proc = _flow_up(fleet, tmp_path, "--attach")  # follows the logs after deploying: killed below
     searcher = None
@@ -225,8 +290,7 @@ def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tm
         assert {(p["pod"], tuple(p["hosts"])) for p in info["placement"]} == {
             ("encode", ("cpu-1", "cpu-2")), ("_index", ("gpu-1",)), ("tail", ("cpu-1",))}
         base = f"http://{fleet.host('cpu-2').address}:{info['gateway']['http_port']}"
-        docs = [{"id": str(i), "text": f"document number {i}"} for i in range(30)]
-        r = httpx.post(f"{base}/index", json={"data": docs}, timeout=120)
+        r = httpx.post(f"{base}/index", json={"data": documents(30)}, timeout=120)
         assert r.status_code == 200, r.text
         r = httpx.post(f"{base}/search", json={"data": [{"id": "q", "text": "document number 7"}],
                                                "parameters": {"top_k": 3}}, timeout=120)
@@ -235,7 +299,7 @@ def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tm
         assert hit["tags"]["encoded_on"] in ("cpu-1", "cpu-2")  # the encoder really ran on those containers
         assert hit["matches"][0]["id"] == "7"
         assert hit["matches"][0]["scores"]["euclidean"] == pytest.approx(0.0, abs=1e-4)
-        searcher = Searcher(base)
+        searcher = Searcher(base, n=30)
         searcher.start()
         time.sleep(1)
         proc.kill()  # the controller dies; the Flow lives on the fleet
@@ -270,6 +334,10 @@ def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tm
             searcher.stop.set()
             searcher.join(60)
     assert searcher.failed == [] and searcher.ok > 10, (searcher.ok, searcher.failed[:5])
+    t0 = time.monotonic()
+    _rolls_only_the_encoder(fleet, tmp_path, base, info)
+    _loses_a_host_and_heals(fleet, tmp_path, base)
+    COUNTS["test time of the update, rollback and lost-host phases"] = f"{time.monotonic() - t0:.1f}s"
     code, body, out = run("flow", "down", "search", "-i", str(fleet.inventory), "-y", "--json")
     assert code == 0, out
     deadline = time.monotonic() + 60
@@ -293,6 +361,7 @@ def test_flow_up_deploys_returns_and_outlives_its_controller(fleet, deployed, tm
     TIMINGS["reference: jinad-fab hosts (in-process, 3 hosts)"] = time.monotonic() - t0
     load = os.getloadavg()
     print("\n" + "\n".join(f"{k:<62} {v:6.2f}s" for k, v in TIMINGS.items())
+          + "".join(f"\n{k:<62} {v}" for k, v in COUNTS.items())
           + f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
