@@ -19,7 +19,7 @@ from . import host
 @click.group("flow")
 def command() -> None:
     """Run Flows: on one host's jinad (create, ls, logs, delete; scale, update, dump while they run) or
-    deployed over an inventory (up, ps, tail, down, rollback)."""
+    deployed over an inventory (up, ps, tail, down, rollback; scale and update by the deployment's name)."""
 
 
 for _sub in host.COMMANDS:
