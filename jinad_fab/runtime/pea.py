@@ -39,6 +39,7 @@ from ..wire import Message, doc_count
 from . import orphan
 from .control import Commands
 from .merge import merge_parts
+from .shards import HEADER as MISSING
 from .shards import parts_expected, shard_of
 from .sockets import (
     NOBLOCK,
@@ -276,11 +277,29 @@ class PeaRuntime:
         docs = msg.docs
         for i, d in enumerate(docs):
             buckets[shard_of(d.id, n)].append(i)
+        missing = msg.header.get(MISSING)
+        if missing:
+            _hand_over(buckets, [targets.set_name(t) in missing for t in range(n)])
         for t, idx in enumerate(buckets):
             header = dict(msg.header, pos=idx)
             header.pop("src", None)
             part = Message(header, docs=DocumentArray([docs[i] for i in idx]))
             targets.send(t, part.frames(), header)
+
+
+def _hand_over(buckets: list[list[int]], gone: list[bool]) -> None:
+    """The Documents of a read bound for missing shards go to the first shard left, so the answer
+    keeps every Document (a search gets that shard's matches for them; the Gateway only lets reads
+    through with a missing shard's Documents, see .shards)."""
+    heir = next((t for t, g in enumerate(gone) if not g), None)
+    if heir is None:
+        return
+    moved = [i for t, g in enumerate(gone) if g for i in buckets[t]]
+    if moved:
+        buckets[heir] = sorted(buckets[heir] + moved)
+        for t, g in enumerate(gone):
+            if g:
+                buckets[t] = []
 
 
 def _metas(args: dict) -> dict:

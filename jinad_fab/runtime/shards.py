@@ -8,8 +8,9 @@ Whoever owns the Flow tells the Gateway (ctrl ``shards``); the Gateway then deci
 * a *read* (``/search`` and endpoints an Executor marks idempotent) is answered by the shards that
   are left, and its header names the missing ones: ``"missing_shards": ["idx/shard-1"]`` (replica set
   names, as :meth:`jinad_fab.runtime.pod.Pod.set_name` gives them). The header travels with the
-  request: a shard head sends nothing to a missing shard, and every join downstream of the Pod
-  waits for that many parts fewer (:func:`parts_expected`);
+  request: a shard head sends nothing to a missing shard (a read it splits by id hands that
+  shard's Documents to the first shard left, so the answer keeps them all), and every join
+  downstream of the Pod waits for that many parts fewer (:func:`parts_expected`);
 * a *write* that needs a missing shard (``polling: all``, or a Document whose id hashes to it, see
   :func:`jinad_fab.runtime.pea.shard_of`) fails with PodDied naming the shard before any shard
   sees it, so nothing is half-applied and nothing is dropped silently. A write none of whose

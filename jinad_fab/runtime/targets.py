@@ -127,6 +127,11 @@ class Targets:
                 fixed[key] = sock
                 entries.append(sock)
 
+    def set_name(self, i: int) -> str | None:
+        """The replica set target ``i`` is (None for a target of fixed addresses)."""
+        entry = self._entries[i]
+        return entry.name if isinstance(entry, _Set) else None
+
     def sockets(self) -> set:
         return {*self._fixed.values(), *self._by_addr.values()}
 

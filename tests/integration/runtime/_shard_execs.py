@@ -46,3 +46,8 @@ class ShardHold(Executor):
         shard = self._hold(parameters)
         for d in docs:
             d.tags["shard"] = shard
+
+    @requests(on="/lookup", idempotent=True)
+    def lookup(self, docs):
+        for d in docs:
+            d.tags["shard"] = self.runtime_args.get("shard_id")

@@ -107,7 +107,8 @@ def test_requests_a_shard_held_when_it_went_missing_are_answered(tmp_path):
     """Held by a shard whose host is then LOST (what the Flow's lost-host watch reports), and held by
     a shard whose Pea dies: reads answer from the other shard naming it, writes fail naming it."""
     mark = str(tmp_path / "held")
-    f = Flow().add(name="s", uses="ShardHold", py_modules=[EXECS], shards=2, restart="never")
+    f = Flow().add(name="s", uses="ShardHold", py_modules=[EXECS], shards=2, restart="never",
+                   polling={"/lookup": "id"})
     with f:
 
         def send_both() -> tuple[dict, list[threading.Thread]]:
@@ -154,3 +155,11 @@ def test_requests_a_shard_held_when_it_went_missing_are_answered(tmp_path):
         assert answers["/search:header"] == ["s/shard-1"]
         assert [m.id for m in answers["/search"][0].matches] == ["shard0"]
         assert isinstance(answers["/index"], PodDied) and "s/shard-1" in str(answers["/index"]), answers
+
+        # a read routed by id keeps every Document: the missing shard's go to the shard left
+        seen: list[list[str]] = []
+        ids = [f"doc-{i}" for i in range(12)]
+        got = f.post("/lookup", [Document(id=i) for i in ids], on_done=lambda r: seen.append(r.missing_shards),
+                     timeout=30)
+        assert seen == [["s/shard-1"]] and {shard_of(i, 2) for i in ids} == {0, 1}
+        assert got.ids == ids and [d.tags["shard"] for d in got] == [0] * len(ids)

@@ -77,3 +77,14 @@ def test_a_split_request_missing_a_slice_merges_what_came_back_in_order():
     assert out.docs.ids == ["a", "c", "d"] and "pos" not in out.header
     alone = merge_parts([Message({"rid": "r", "pos": [1]}, docs=DocumentArray([Document(id="b")]))])
     assert "pos" not in alone.header
+
+
+def test_a_read_routed_by_id_hands_a_missing_shards_documents_to_the_first_shard_left():
+    from jinad_fab.runtime.pea import _hand_over
+
+    buckets = [[0, 3], [1, 4], [2]]
+    _hand_over(buckets, [True, False, True])
+    assert buckets == [[], [0, 1, 2, 3, 4], []]
+    buckets = [[0], [1]]
+    _hand_over(buckets, [True, True])  # none left (the Gateway fails such a request before)
+    assert buckets == [[0], [1]]
