@@ -321,6 +321,12 @@ class SpreadPod:
         self.connect_head()
         self.flow._sessions = list(self.sessions.values())
         log.info("Pod %r: replica %s started on %s", self.name, slot.label, slot.pod.session.label)
+        # a lost host's replicas, started again elsewhere: REPLACED once all of them are
+        entry = next((e for e in self.lost.values() if e["state"] == "LOST" and not self.keeps_data), None)
+        if entry is not None:
+            entry.setdefault("to", []).append(slot.pod.session.label)
+            if len(entry["to"]) >= len(entry["replicas"]):
+                entry.update(state="REPLACED", took=round(time.time() - entry["since"], 3))
         return slot.label
 
     def _remove(self, slot: _Slot) -> None:
@@ -442,10 +448,12 @@ class SpreadPod:
                "workspace_id": first.pod.session.workspace_id if first else None,
                "parts": [{"daemon": s.pod.session.label, "id": s.pod.pod_id, "workspace_id": s.pod.session.workspace_id,
                           "replica": s.label, **({"shard": s.shard} if self.shards > 1 else {})} for s in slots]}
-        if self.lost:
-            row["lost"] = {"state": "LOST", "daemon": ", ".join(sorted(self.lost)),
-                           "since": min(e["since"] for e in self.lost.values()),
-                           "replicas": [r for e in self.lost.values() for r in e["replicas"]]}
+        if self.lost:  # LOST while a lost host's replicas are not all started elsewhere, then REPLACED
+            entries = list(self.lost.values())
+            row["lost"] = {"state": "LOST" if any(e["state"] == "LOST" for e in entries) else "REPLACED",
+                           "daemon": ", ".join(sorted(self.lost)), "since": min(e["since"] for e in entries),
+                           "replicas": [r for e in entries for r in e["replicas"]],
+                           "to": [t for e in entries for t in e.get("to") or []]}
         return row
 
     def close(self, timeout: float = 10.0) -> None:

@@ -192,11 +192,12 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
             distances, kind="stable")[:5]]
         while True:  # what the Flow reports of its Pods (GET /flows/{id} on the keeper) within a second
             pods = {p["name"]: p for p in clients["h1"].get(f"/flows/{st['flow_id']}").json()["pods"]}
-            if ("lost" in pods["encode"] and "missing_shards" in pods["index"]) or time.monotonic() > deadline:
+            if (pods["encode"].get("lost", {}).get("state") == "REPLACED" and "missing_shards" in pods["index"]) \
+                    or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert (pods["encode"]["lost"]["state"], pods["encode"]["lost"]["daemon"]) == ("LOST", daemons["h3"].address)
-        assert len(pods["encode"]["lost"]["replicas"]) == 1
+        assert (pods["encode"]["lost"]["state"], pods["encode"]["lost"]["daemon"]) == ("REPLACED", daemons["h3"].address)
+        assert len(pods["encode"]["lost"]["replicas"]) == 1 and pods["encode"]["lost"]["to"] == [daemons["h1"].address]
         assert sorted(p["daemon"] for p in pods["encode"]["parts"]) == sorted(
             [daemons["h1"].address] * 2 + [daemons["h2"].address])
         assert pods["index"]["missing_shards"]["index/shard-1"]["state"] == "LOST"
