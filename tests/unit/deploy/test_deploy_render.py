@@ -161,6 +161,17 @@ def test_live_changes_are_found_only_where_a_running_flow_can_take_them() -> Non
     assert live_changes(base, {**base, "with": {"protocol": "native"}}) is None
     assert live_changes(base, {**base, "pods": base["pods"][:1]}) is None
     assert live_changes("not: [valid", base) is None
+    # a spread Pod scaled: its parts follow its count, its group stays; anything else moved is a new release
+    group = [{"host": "10.0.0.1:8000"}, {"host": "10.0.0.2:8000"}]
+    two = {"parts": [{"host": "10.0.0.1:8000"}, {"host": "10.0.0.2:8000"}], "hosts": group}
+    three = {"parts": [{"host": "10.0.0.1:8000", "replicas": 2}, {"host": "10.0.0.2:8000"}], "hosts": group}
+    spread = {**base, "pods": [{**base["pods"][0], "parallel": 2, "spread": two}, base["pods"][1]]}
+    again = {**base, "pods": [{**base["pods"][0], "parallel": 3, "spread": three}, base["pods"][1]]}
+    assert live_changes(spread, again) == [{"kind": "scale", "pod": "enc", "replicas": 3}]
+    moved = {**base, "pods": [{**base["pods"][0], "parallel": 2, "spread": {**two, "hosts": group[:1]}},
+                              base["pods"][1]]}
+    assert live_changes(spread, moved) is None  # another group
+    assert live_changes(spread, {**spread, "pods": [{**spread["pods"][0], "spread": three}, base["pods"][1]]}) is None
 
 
 def test_only_pods_on_other_https_daemons_get_the_fleet_ca(tmp_path) -> None:
