@@ -374,6 +374,8 @@ class Manager:
         sealed like a Flow's tokens: never in its argv, the database or a log."""
         ws = self._active_workspace(wid)
         args = body.model_dump(exclude={"curve", "lease"})
+        if args.get("changeable") and not self.runtime_for(ws).pods_grow:
+            args["changeable"] = False  # a replica added later could not be reached: the Pod says it cannot grow
         if isinstance(args.get("uses"), str) and args["uses"].endswith((".yml", ".yaml")):
             rel = wsfiles.safe_relpath(args["uses"])
             path = wsfiles.confined(self.context(ws).root, rel)

@@ -35,14 +35,18 @@ def test_a_pod_in_a_container_holds_its_keys_and_docker_keeps_none(docker_daemon
         ws = wait_state(c, f"/workspaces/{r.json()['id']}", {"ACTIVE", "FAILED"}, timeout=300)
         assert ws["state"] == "ACTIVE", ws
         r = c.post("/pods", params={"workspace_id": ws["id"]},
-                   json={"name": "far", "uses": "_pass", "curve": keys["far"].to_dict()})
+                   json={"name": "far", "uses": "_pass", "curve": keys["far"].to_dict(), "changeable": True})
         assert r.status_code == 201, r.text
         pod = r.json()
         assert pod["state"] == "RUNNING", pod
         ctrl = pod["ctrl_address"]
         member, stranger = make_context(keys["member"]), make_context()
         try:
-            assert ctrl_request(member, ctrl, {"cmd": "status"}, timeout=10)["ok"] is True
+            status = ctrl_request(member, ctrl, {"cmd": "status"}, timeout=10)
+            assert status["ok"] is True
+            # asked to be changeable, it is one Pea all the same: a replica added in a container would
+            # listen on a port the engine does not publish (issue 15)
+            assert "members" not in status and "pending" in status
             with pytest.raises(RuntimeFailure):
                 ctrl_request(stranger, ctrl, {"cmd": "status"}, timeout=2)
         finally:

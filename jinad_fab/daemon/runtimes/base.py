@@ -149,6 +149,9 @@ class Runtime(abc.ABC):
     """One way of running workspaces' objects on this host. Instances are shared across threads."""
 
     name: ClassVar[str]
+    pods_grow: ClassVar[bool] = True
+    """Whether a started Pod can add replicas (each binds a port of its own): a runtime whose
+    objects get only the ports fixed at their start (published by a container engine) cannot."""
 
     @classmethod
     @abc.abstractmethod

@@ -89,6 +89,7 @@ class DockerOptions:
 
 class DockerRuntime(Runtime):
     name = "docker"
+    pods_grow = False  # a container publishes the ports fixed when it starts: new replicas' are unreachable
 
     def __init__(self, state_dir: pathlib.Path, options: DockerOptions | None = None):
         self.state_dir = state_dir
