@@ -1,16 +1,21 @@
 """The real deploy playbook on this machine (connection=local) in wheelhouse mode, into
 temporary folders on a random port: deploy, hosts, a second deploy that changes nothing,
-verify, teardown - and the daemon is gone afterwards."""
+verify, teardown - and the daemon is gone afterwards. TLS both ways: the fleet CA jinad-fab makes,
+then the operator's own CA, certificate and key; a certificate missing on the controller stops the
+role before it installs anything."""
 
 from __future__ import annotations
 
+import datetime
 import getpass
 import grp
+import ipaddress
 import json
 import os
 import pathlib
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import zipfile
@@ -19,6 +24,10 @@ import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from jinad_fab.cli.main import _register, cli
 from jinad_fab.deploy import provision_wheels
@@ -56,13 +65,41 @@ def run(*args: str):
     return result.exit_code, body, result.output
 
 
+def operator_pki(folder: pathlib.Path, names: list[str]) -> dict[str, pathlib.Path]:
+    """An operator's own CA and one host certificate it signed (as `openssl` or a corporate PKI would
+    make them), written where the operator keeps them: not next to the inventory."""
+    folder.mkdir()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "operator test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    sans = [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n) for n in names]
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out = {"ca": folder / "ca.pem", "cert": folder / "host.pem", "key": folder / "host-key.pem"}
+    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    out["key"].chmod(0o600)
+    return out
+
+
 def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib.Path, wheels: pathlib.Path) -> None:
     _register()
     port = free_port()
     install, home = tmp_path / "install", tmp_path / "home"
     inventory = tmp_path / "inv" / "hosts.yml"
     inventory.parent.mkdir()
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"here": {
+    here = {
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
         "jinad_address": "127.0.0.1",
@@ -79,9 +116,24 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         "jinad_logrotate_install": False,
         "jinad_logrotate_conf_dir": str(tmp_path / "logrotate.d"),
         "jinad_logrotate_size": "1k",
-    }}}}))
+    }
+
+    def write(**more) -> None:
+        inventory.write_text(yaml.safe_dump({"all": {"hosts": {"here": {**here, **more}}}}))
+
     inv = str(inventory)
     try:
+        # the operator's certificate is missing on the controller: the role says which file, before
+        # anything is installed on the host (and jinad-fab made no fleet CA for a host with its own)
+        write(jinad_tls_cert_src=str(tmp_path / "nowhere" / "here.pem"), jinad_tls_key_src=str(tmp_path / "k.pem"))
+        code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
+        assert code != 0, out[-4000:]
+        assert (f"Nothing was installed on here: it serves HTTPS (jinad_tls), but the controller has no file "
+                f"{tmp_path / 'nowhere' / 'here.pem'} nor {tmp_path / 'k.pem'}") in out, out[-4000:]
+        assert not install.exists() and not home.exists() and not _listening(port)
+        assert not (inventory.parent / "credentials" / "tls").exists()
+
+        write()
         # a dry run lists what would change and changes nothing: not the host, not the controller
         before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
         code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--check", "--diff",
@@ -119,6 +171,7 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
         assert row["value"]["alive"]["version"] and row["url"] == f"https://127.0.0.1:{port}"
         with pytest.raises(httpx.HTTPError):  # plain HTTP is not served
             httpx.get(f"http://127.0.0.1:{port}/alive", timeout=5)
+        assert (home / "tls" / "ca.pem").read_bytes() == (tls / "ca.pem").read_bytes()  # the role's checks verify
 
         code, body, out = run("provision", "deploy", "-i", inv, "--wheelhouse", str(wheels), "--json")
         assert code == 0, out[-4000:]
@@ -144,13 +197,37 @@ def test_deploy_hosts_redeploy_verify_teardown_on_this_machine(tmp_path: pathlib
             text = log.read_bytes()
             assert text and b"\0" not in text  # appended at the start of the emptied file, no hole
 
-        # an upgrade is a new release beside the running one; rollback switches back behind /alive
+        # an upgrade is a new release beside the running one; rollback switches back behind /alive.
+        # It applies the whole role, so the host moves to the operator's own CA with it: certificate,
+        # key and CA of theirs, kept outside the inventory (jinad-fab makes none for such a host)
+        own = operator_pki(tmp_path / "operator-pki", ["here", "127.0.0.1"])
+        byo = {"jinad_tls_cert_src": str(own["cert"]), "jinad_tls_key_src": str(own["key"]),
+               "jinad_ca_file": str(own["ca"])}
+        write(**byo)
         assert (install / "current").resolve() == install / "releases" / "initial"
         code, body, out = run("provision", "upgrade", "-i", inv, "--wheelhouse", str(wheels), "--json")
         assert code == 0, out[-4000:]
         upgraded = (install / "current").resolve()
         assert upgraded.parent == install / "releases" and upgraded.name != "initial"
         assert (install / "previous").resolve() == install / "releases" / "initial"
+        assert (home / "tls" / "cert.pem").read_bytes() == own["cert"].read_bytes()
+        assert (home / "tls" / "ca.pem").read_bytes() == own["ca"].read_bytes()
+        assert oct((home / "tls" / "key.pem").stat().st_mode & 0o777) == "0o600"
+        code, body, out = run("hosts", "-i", inv, "--json")  # jinad-fab checks it with the operator's CA
+        assert code == 0 and json.loads(body)[0]["ok"], out
+        assert httpx.get(f"https://127.0.0.1:{port}/alive", verify=ssl.create_default_context(
+            cafile=str(own["ca"])), timeout=10).status_code == 200
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # no longer the fleet's
+            httpx.get(f"https://127.0.0.1:{port}/alive", verify=ssl.create_default_context(cafile=str(tls / "ca.pem")),
+                      timeout=10)
+        # the role's checks do verify: with another CA in the host's ca.pem, `verify` refuses the daemon
+        (home / "tls" / "ca.pem").write_bytes((tls / "ca.pem").read_bytes())
+        write(**byo, jinad_wait_timeout=2)
+        code, body, out = run("provision", "verify", "-i", inv, "--json")
+        assert code != 0 and "CERTIFICATE_VERIFY_FAILED" in out, out[-4000:]
+        (home / "tls" / "ca.pem").write_bytes(own["ca"].read_bytes())
+        write(**byo)
+
         pid_before = (home / "jinad-supervisor.pid").read_text()
         code, body, out = run("provision", "rollback", "-i", inv, "--json")
         assert code == 0, out[-4000:]
