@@ -619,8 +619,8 @@ class Flow:
             self._lost[name].update(state="REPLACED", to=new.session.label, new_id=new.pod_id,
                                     took=round(time.monotonic() - started, 3))
             self._running[name] = new
-            if new.members():  # a Pod host of several replicas: the Gateway plans onto the new ones
-                self._gateway_cmd({"cmd": "members", "sets": new.members()})
+            if new.plan_sets():  # a Pod host: the Gateway plans onto the new replicas (and head)
+                self._gateway_cmd({"cmd": "members", "sets": new.plan_sets()})
             for up in self._pods[name]["needs"]:  # everything that sent into the lost copy now sends here
                 if up == GATEWAY:
                     self._gateway_cmd({"cmd": "connect", "targets": self._roots()})
