@@ -77,9 +77,8 @@ import math
 import mmap
 import os
 import sqlite3
-import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -544,12 +543,11 @@ class IndexExecutor(Executor):
         D = np.empty((len(Q), kc), dtype=np.float32)
         Idx = np.empty((len(Q), kc), dtype=np.int64)
         ptr = faiss.swig_ptr
-        with _faiss_blocks(faiss, len(Q)):
-            if metric == "euclidean":
-                norms = self._norm.rows[:n, 0]
-                faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx), ptr(norms))
-            else:
-                faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx))
+        if metric == "euclidean":
+            norms = self._norm.rows[:n, 0]
+            faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx), ptr(norms))
+        else:
+            faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx))
         return Idx
 
     def _bias_scale(self, metric: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -1075,35 +1073,6 @@ def _is_int(v: Any) -> bool:
 def _some(ids: Sequence[str], n: int = 5) -> str:
     shown = ", ".join(repr(i) for i in ids[:n])
     return f"[{shown}{', ...' if len(ids) > n else ''}]"
-
-
-_FAISS_BLOCK_LOCK = threading.Lock()
-_FAISS_BLOCK_FLOATS = 1 << 23  # 32 MB of scores per block of queries x rows
-
-
-@contextlib.contextmanager
-def _faiss_blocks(faiss, nq: int) -> Iterator[None]:
-    """Run a brute-force faiss search with blocks of database rows sized for ``nq`` queries.
-
-    faiss scores a block of queries against a block of rows with one BLAS call, then merges the
-    block into each query's heap in an OpenMP loop; both join all threads at the end. Its default
-    blocks (1,024 rows) make a batch of 2,000 queries over 100k rows 200 such joins, and a join waits
-    for the slowest thread: on a busy machine, for a thread the kernel descheduled. Blocks of about
-    32 MB of scores make it a few dozen. The setting is process-global in faiss, so it is set and put
-    back around each search (under a lock: searches of this process do not interleave there)."""
-    cvar = getattr(faiss, "cvar", None)
-    if cvar is None or not hasattr(cvar, "distance_compute_blas_database_bs"):
-        yield
-        return
-    with _FAISS_BLOCK_LOCK:
-        old_q, old_db = cvar.distance_compute_blas_query_bs, cvar.distance_compute_blas_database_bs
-        qbs = min(old_q, max(nq, 1))
-        cvar.distance_compute_blas_query_bs = qbs
-        cvar.distance_compute_blas_database_bs = max(old_db, min(65536, _FAISS_BLOCK_FLOATS // qbs))
-        try:
-            yield
-        finally:
-            cvar.distance_compute_blas_query_bs, cvar.distance_compute_blas_database_bs = old_q, old_db
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
