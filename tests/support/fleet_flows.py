@@ -4,6 +4,7 @@ on a ``cpu`` host and an ``_index`` on a ``gpu`` host, plus a client that search
 - ``ENCODER``: ``HashEncoder``, a deterministic embedding of a Document's text (the same text gives
   the same vector on any host, so the nearest match of "document number 7" is Document 7); it
   tags each Document with the host and process that encoded it and its ``version`` argument.
+- ``embedding(text)``: the vector ``HashEncoder`` gives a text, for brute-force checks.
 - ``flow_yaml(...)``: the Flow YAML, ``encode (cpu) -> index (gpu)`` with the Gateway on a cpu host.
 - ``write_project(folder, ...)``: both files in a folder, as an operator's project holds them.
 - ``Searcher``: a thread sending one-Document searches, recording each one's time and outcome.
@@ -18,9 +19,11 @@ import pathlib
 import textwrap
 import threading
 import time
+import zlib
 from typing import Any
 
 import httpx
+import numpy as np
 
 ENCODER = textwrap.dedent("""
     import os
@@ -50,6 +53,11 @@ ENCODER = textwrap.dedent("""
                 d.tags["build"] = BUILD
 """)
 """Change ``BUILD = "1"`` to make a changed file (a new release that cannot be rolled in place)."""
+
+
+def embedding(text: str) -> np.ndarray:
+    """The vector ``HashEncoder`` gives ``text`` (for brute-force checks of search answers)."""
+    return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(16).astype("float32")
 
 
 def flow_yaml(version: str = "v1", *, index: str = "index", parallel: int = 1, tail: bool = False,

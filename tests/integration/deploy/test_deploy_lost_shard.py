@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import time
-import zlib
 
 import httpx
 import numpy as np
@@ -28,7 +27,7 @@ from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
 from jinad_fab.runtime.shards import shard_of
-from tests.support.fleet_flows import ENCODER
+from tests.support.fleet_flows import ENCODER, embedding
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -58,14 +57,11 @@ def _cli(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def _embedding(text: str) -> np.ndarray:
-    return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(16).astype("float32")
-
 
 def _nearest(shard: int, query: str, k: int) -> list[str]:
     """Brute force over the Documents one shard holds."""
     held = [i for i in range(len(TEXTS)) if shard_of(str(i), 2) == shard]
-    d = ((np.stack([_embedding(TEXTS[i]) for i in held]).astype(np.float64) - _embedding(query)) ** 2).sum(1)
+    d = ((np.stack([embedding(TEXTS[i]) for i in held]).astype(np.float64) - embedding(query)) ** 2).sum(1)
     return [str(held[i]) for i in np.argsort(d, kind="stable")[:k]]
 
 

@@ -13,9 +13,7 @@ import collections
 import json
 import os
 import signal
-import textwrap
 import time
-import zlib
 
 import httpx
 import numpy as np
@@ -25,28 +23,9 @@ from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
 from jinad_fab.runtime.shards import shard_of
+from tests.support.fleet_flows import ENCODER, embedding
 
 pytestmark = pytest.mark.timeout(300)
-
-ENCODER = textwrap.dedent("""
-    import os
-    import zlib
-    import numpy as np
-    from jinad_fab import Executor, requests
-
-    class HashEncoder(Executor):
-        def __init__(self, version="v1", **kwargs):
-            super().__init__(**kwargs)
-            self.version = version
-
-        @requests
-        def encode(self, docs, parameters):
-            for d in docs:
-                rng = np.random.default_rng(zlib.crc32(d.text.encode()))
-                d.embedding = rng.standard_normal(8).astype("float32")
-                d.tags["pid"] = os.getpid()
-                d.tags["version"] = self.version
-""")
 
 FLOW = """!Flow
 version: '1'
@@ -67,9 +46,6 @@ pods:
     shards: 2
 """
 
-
-def _embedding(text: str) -> np.ndarray:
-    return np.random.default_rng(zlib.crc32(text.encode())).standard_normal(8).astype("float32")
 
 
 def _cli(*args: str):
@@ -119,7 +95,7 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
         r = httpx.post(f"{base}/index", json={"data": [{"id": str(i), "text": t} for i, t in enumerate(texts)]},
                        timeout=60)
         assert r.status_code == 200, r.text
-        stored = np.stack([_embedding(t) for t in texts])
+        stored = np.stack([embedding(t) for t in texts])
         pids = set()
         for q in range(12):  # one request each: the Gateway plans them onto every replica in turn
             text = f"query {q}"
@@ -127,7 +103,7 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
                            timeout=60)
             assert r.status_code == 200, r.text
             (hit,) = r.json()["data"]
-            distances = np.linalg.norm(stored - _embedding(text), axis=1)
+            distances = np.linalg.norm(stored - embedding(text), axis=1)
             expected = [str(i) for i in np.argsort(distances, kind="stable")[:5]]
             assert [m["id"] for m in hit["matches"]] == expected  # both shards answered, merged exactly
             assert [m["scores"]["euclidean"] for m in hit["matches"]] == pytest.approx(sorted(distances)[:5], abs=1e-4)
@@ -187,7 +163,7 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
             time.sleep(0.3)
         assert missing == ["index/shard-1"] and r.headers["X-Missing-Shards"] == "index/shard-1"
         left = [i for i in range(40) if shard_of(str(i), 2) == 0]  # what shard 0 holds
-        distances = np.linalg.norm(stored[left] - _embedding(texts[7]), axis=1)
+        distances = np.linalg.norm(stored[left] - embedding(texts[7]), axis=1)
         assert [m["id"] for m in r.json()["data"][0]["matches"]] == [str(left[i]) for i in np.argsort(
             distances, kind="stable")[:5]]
         while True:  # what the Flow reports of its Pods (GET /flows/{id} on the keeper) within a second
@@ -225,7 +201,7 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
                 break
             assert time.monotonic() < deadline, (on, r.status_code, r.text[:300])
             time.sleep(0.3)
-        distances = np.linalg.norm(stored - _embedding(texts[7]), axis=1)
+        distances = np.linalg.norm(stored - embedding(texts[7]), axis=1)
         assert [m["id"] for m in r.json()["data"][0]["matches"]] == [str(i) for i in np.argsort(
             distances, kind="stable")[:5]]
         ps = _cli("flow", "ps", "wide", "-i", str(inv), "--json")
