@@ -62,6 +62,20 @@ def _wait_ssh(address: str, timeout: float = 60) -> None:
     raise RuntimeError(f"sshd on {address} did not answer within {timeout:g}s")
 
 
+def host_vars(key: pathlib.Path) -> dict:
+    """The inventory vars every test host shares: root over SSH with the test's key (host keys are
+    fresh on each start, so not checked), the image's python3, and jinad on every address."""
+    return {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(key),
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "jinad_fab_become": False,
+        "jinad_host": "0.0.0.0",
+        "jinad_address": "{{ ansible_host }}",
+    }
+
+
 def write_inventory(path: pathlib.Path, hosts: list[TestHost], key: pathlib.Path) -> None:
     groups: dict[str, dict] = {}
     for h in hosts:
@@ -70,13 +84,7 @@ def write_inventory(path: pathlib.Path, hosts: list[TestHost], key: pathlib.Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"all": {
         "vars": {
-            "ansible_user": "root",
-            "ansible_ssh_private_key_file": str(key),
-            "ansible_python_interpreter": "/usr/bin/python3",
-            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-            "jinad_fab_become": False,
-            "jinad_host": "0.0.0.0",
-            "jinad_address": "{{ ansible_host }}",
+            **host_vars(key),
             "jinad_service_manager": "process",
             "jinad_runtimes": ["process"],
             "jinad_wait_timeout": 120,

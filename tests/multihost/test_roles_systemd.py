@@ -33,7 +33,7 @@ from jinad_fab.cli.main import _register, cli
 from jinad_fab.deploy.playbooks import TaskEvent, run_playbook
 
 from .aptrepo import RepoServer, SigningKey, build_deb, write_flat_repo
-from .conftest import LABEL, _wait_ssh, docker
+from .conftest import LABEL, _wait_ssh, docker, host_vars
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -138,13 +138,7 @@ def systemd_host(tmp_path_factory):
         inventory.parent.mkdir()
         inventory.write_text(yaml.safe_dump({"all": {
             "vars": {
-                "ansible_user": "root",
-                "ansible_ssh_private_key_file": str(key),
-                "ansible_python_interpreter": "/usr/bin/python3",
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                "jinad_fab_become": False,
-                "jinad_host": "0.0.0.0",
-                "jinad_address": "{{ ansible_host }}",
+                **host_vars(key),
                 "jinad_runtimes": ["process", "docker"],
                 "jinad_wait_timeout": 120,
                 "nvidia_toolkit_repo_url": f"{server.url}/nvidia/stable/deb/$(ARCH)",
