@@ -192,3 +192,26 @@ def _mentions(p: psutil.Process, text: str) -> bool:
         return p.pid != os.getpid() and text in " ".join(p.cmdline())
     except psutil.Error:
         return False
+
+
+def files_mentioning(root: pathlib.Path, secret: str) -> list[str]:
+    """Files under ``root`` holding ``secret`` in clear (a daemon's own token file excepted)."""
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.name.endswith(".token") and path.name != "token":
+            try:
+                if secret.encode() in path.read_bytes():
+                    hits.append(str(path))
+            except OSError:
+                pass
+    return hits
+
+
+def assert_never_in_clear(secret: str, *daemons: Daemon) -> None:
+    """What another user of the host could read: no file under each daemon's home, no daemon log
+    and no process's argv holds ``secret``."""
+    for d in daemons:
+        assert files_mentioning(d.home, secret) == [], f"{d.home} holds the secret in clear"
+        assert secret.encode() not in d.log.read_bytes()
+    for p in psutil.process_iter(["cmdline"]):
+        assert secret not in " ".join(p.info["cmdline"] or [])

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
 from jinad_fab.runtime.shards import shard_of
+from tests.support.daemons import assert_never_in_clear
 from tests.support.fleet_flows import ENCODER, embedding
 
 pytestmark = pytest.mark.timeout(300)
@@ -109,6 +110,9 @@ def test_flow_up_spreads_replicas_and_shards_over_the_group_and_answers_exactly(
             assert [m["scores"]["euclidean"] for m in hit["matches"]] == pytest.approx(sorted(distances)[:5], abs=1e-4)
             pids.add(hit["tags"]["pid"])
         assert len(pids) == 4  # every replica, on its three daemons, took requests
+        # the keeper's Flow holds h2's and h3's tokens (it starts replicas there), never in clear
+        for peer in ("h2", "h3"):
+            assert_never_in_clear(daemons[peer].token, daemons["h1"])
 
         st = json.loads(_cli("flow", "ps", "wide", "-i", str(inv), "--json").stdout)
         rows = {r["pod"]: r for r in st["pods"]}

@@ -5,14 +5,12 @@ clear in a database, a log, a status file or the Flow's argv."""
 
 from __future__ import annotations
 
-import pathlib
 import textwrap
 
 import httpx
-import psutil
 import pytest
 
-from tests.support.daemons import active_workspace
+from tests.support.daemons import active_workspace, assert_never_in_clear
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -57,18 +55,6 @@ def _flow(far_port: int) -> str:
         """)
 
 
-def _files_mentioning(root: pathlib.Path, secret: str) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file() and not path.name.endswith(".token") and path.name != "token":
-            try:
-                if secret.encode() in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                pass
-    return hits
-
-
 def _run_and_check(near, far, peers: dict | None) -> dict:
     with near.client() as c:
         wid = active_workspace(c, {"stamp.py": ENCODER, "flow.yml": _flow(far.port)})
@@ -95,19 +81,11 @@ def _run_and_check(near, far, peers: dict | None) -> dict:
     return flow
 
 
-def _assert_never_in_clear(token: str, *daemons) -> None:
-    for d in daemons:
-        assert _files_mentioning(d.home, token) == [], f"{d.home} holds the token in clear"
-        assert token.encode() not in d.log.read_bytes()
-        for p in psutil.process_iter(["cmdline"]):
-            assert token not in " ".join(p.info["cmdline"] or [])
-
-
 def test_a_posted_flow_starts_its_remote_pods_on_the_other_daemon(daemon_factory) -> None:
     near = daemon_factory(token="near-" + "a" * 24)
     far = daemon_factory(token="far-secret-" + "b" * 24)
     flow = _run_and_check(near, far, {far.address: far.token})
-    _assert_never_in_clear(far.token, near, far)
+    assert_never_in_clear(far.token, near, far)
     with near.client() as c:
         r = c.delete(f"/flows/{flow['id']}")
         assert r.status_code == 200 and r.json()["state"] == "STOPPED", r.text
@@ -124,7 +102,7 @@ def test_the_daemons_configured_peers_supply_the_token(daemon_factory, tmp_path)
     peer_file.chmod(0o600)
     near = daemon_factory(token="near-" + "d" * 24, extra=["--peer", f"{far.address}={peer_file}"])
     _run_and_check(near, far, None)
-    _assert_never_in_clear(far.token, near, far)
+    assert_never_in_clear(far.token, near, far)
 
 
 def test_without_the_other_daemons_token_the_flow_fails_naming_it(daemon_factory) -> None:
