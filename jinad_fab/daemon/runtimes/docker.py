@@ -96,6 +96,7 @@ class DockerRuntime(Runtime):
         self.options = options or DockerOptions()
         self._client: Any = None
         self._lock = threading.Lock()
+        self._builds = 0  # builds running now: the cache they may have just matched is not pruned
 
     @classmethod
     def from_settings(cls, settings: Any) -> DockerRuntime:
@@ -164,6 +165,15 @@ class DockerRuntime(Runtime):
             raise BuildError(str(exc)) from exc
 
     def build(self, workspace: WorkspaceContext, log: BuildLog) -> dict[str, Any]:
+        with self._lock:
+            self._builds += 1
+        try:
+            return self._build(workspace, log)
+        finally:
+            with self._lock:
+                self._builds -= 1
+
+    def _build(self, workspace: WorkspaceContext, log: BuildLog) -> dict[str, Any]:
         config = self.config(workspace)
         scratch = self.state_dir / "build" / workspace.id
         shutil.rmtree(scratch, ignore_errors=True)
@@ -343,6 +353,10 @@ class DockerRuntime(Runtime):
         import docker.errors
 
         with self._lock:
+            if self._builds:
+                # a build takes a cached layer by its id and starts its next step on it moments
+                # later; the engine does not count that as a use, so removing it now fails the build
+                return []
             cache = self._cache()
         if not cache:
             return []
