@@ -83,15 +83,18 @@ class Daemon:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/alive", timeout=1, verify=self.verify).status_code == 200:
-                    if not self.token and self.token_file.exists():  # the daemon wrote one on first start
-                        self.token = (self.home / "token").read_text().strip()
-                    return self
-            time.sleep(0.05)
+        # one client for the whole wait: `httpx.get` builds an SSL context per call (~30 ms of CPU),
+        # which every turn would take from the daemon starting on the same cores
+        with httpx.Client(timeout=1, verify=self.verify) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if http.get(self.url + "/alive").status_code == 200:
+                        if not self.token and self.token_file.exists():  # the daemon wrote one on first start
+                            self.token = (self.home / "token").read_text().strip()
+                        return self
+                time.sleep(0.05)
         raise TimeoutError(f"jinad did not answer within {timeout}s: {self.log.read_text()[-2000:]}")
 
     def client(self, **kw) -> httpx.Client:
