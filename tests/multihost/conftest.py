@@ -6,7 +6,6 @@ reachable with a key generated here. Containers and the network are removed even
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import shutil
 import socket
@@ -128,20 +127,3 @@ def fleet(tmp_path_factory):
         for c in containers:
             docker("rm", "-f", "-v", c, check=False)
         docker("network", "rm", network, check=False)
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> pathlib.Path:
-    """jinad-fab[daemon] and every dependency as wheels, built on this controller."""
-    from jinad_fab.deploy import provision_wheels
-
-    root = provision_wheels.project_root()
-    assert root is not None
-    dest = tmp_path_factory.mktemp("wheelhouse")
-    cache = os.environ.get("JINAD_FAB_TEST_WHEEL_CACHE")
-    if cache and pathlib.Path(cache).is_dir():  # wheels of dependencies kept between runs
-        for w in pathlib.Path(cache).glob("*.whl"):
-            if not w.name.startswith("jinad_fab-"):
-                shutil.copy(w, dest)
-    provision_wheels.build(dest, root)
-    return dest

@@ -7,6 +7,9 @@
   even when the test failed.
 - ``engine``: the Docker engine (skips the test, naming the reason, when there is none).
 - ``wheelhouse``: the wheels a workspace image needs, fetched once per session.
+- ``wheels``: jinad-fab[daemon] and every dependency as wheels built on this controller, what
+  `jinad-fab provision --wheelhouse` copies to hosts; built once per session (the deploy and
+  multihost tests only read it).
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ def wheelhouse(tmp_path_factory) -> pathlib.Path:
     wh.fill(root / "wheels", cache, own, extra, f"{sys.version_info.major}.{sys.version_info.minor}",
             lambda source, line: lines.append(line), timeout=600)
     return root / "wheels"
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory) -> pathlib.Path:
+    """jinad-fab[daemon] and every dependency as wheels, built on this controller once per session."""
+    import shutil
+
+    from jinad_fab.deploy import provision_wheels
+
+    root = provision_wheels.project_root()
+    assert root is not None, "these tests run from a checkout"
+    dest = tmp_path_factory.mktemp("provision-wheels")
+    cache = os.environ.get("JINAD_FAB_TEST_WHEEL_CACHE")
+    if cache and pathlib.Path(cache).is_dir():  # wheels of dependencies kept between runs
+        for w in pathlib.Path(cache).glob("*.whl"):
+            if not w.name.startswith("jinad_fab-"):
+                shutil.copy(w, dest)
+    provision_wheels.build(dest, root)
+    return dest
 
 
 @pytest.fixture

@@ -30,19 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from jinad_fab.cli.main import _register, cli
-from jinad_fab.deploy import provision_wheels
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> pathlib.Path:
-    root = provision_wheels.project_root()
-    assert root is not None, "these tests run from a checkout"
-    dest = tmp_path_factory.mktemp("wheelhouse")
-    provision_wheels.build(dest, root)
-    return dest
 
 
 def test_the_wheel_ships_playbooks_roles_templates_and_inventories(wheels: pathlib.Path) -> None:
