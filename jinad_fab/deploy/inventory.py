@@ -25,6 +25,13 @@ DEFAULT_JINAD_PORT = 8000
 CREDENTIALS = "credentials"
 TOKEN_FILE = pathlib.Path(CREDENTIALS) / "jinad_token"
 
+CLIENT_VARS = ("jinad_tls", "jinad_tls_cert_src", "jinad_ca_file", "jinad_scheme", "jinad_address", "jinad_port",
+               "jinad_token", "jinad_token_file")
+"""The variables that say how ``jinad-fab`` reaches a host's daemon (scheme, CA, address, port,
+token). Every command reads them from the inventory alone, so they belong there: an Ansible extra
+var would change the daemon for one ``provision`` run and leave every later command reaching it
+the inventory's way (``-e jinad_tls=false``: a daemon serving HTTP, asked over HTTPS)."""
+
 _resolver: Any = None
 
 

@@ -62,11 +62,21 @@ def _lock_option(fn):
 
 
 def _extravars(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``-e KEY=VALUE`` pairs; refused for a variable the other commands read from the inventory
+    (:data:`~jinad_fab.deploy.inventory.CLIENT_VARS`): the daemon and its clients would disagree."""
+    from ...deploy.inventory import CLIENT_VARS
+
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="-e/--extra-var")
+        if key in CLIENT_VARS:
+            raise click.BadParameter(
+                f"{pair!r}: {key} says how jinad-fab reaches the daemon, and every other command (ping, flow up, "
+                f"rotate-token, ...) reads it from the inventory alone, so given to this run only the daemon and "
+                f"its clients would disagree. Set {key} in the inventory (host_vars/, group_vars/ or the hosts "
+                f"file) and run again", param_hint="-e/--extra-var")
         out[key] = value
     return out
 
@@ -91,22 +101,20 @@ def _run(name: str, inventory: str, limit, check, diff, forks, extra_vars, timeo
 
     with deploy_lock(path, command=command, inventory=str(inventory), wait=lock_wait, on_wait=waiting) as me:
         if certificates:
-            _fleet_certificates(inventory, vault_password_file, limit, extravars, quiet=as_json)
+            _fleet_certificates(inventory, vault_password_file, limit, quiet=as_json)
         # the lock above is this controller's; the hosts' own locks keep other controllers off them
         with host_locks(inv_path, me, limit=limit, wait=lock_wait, forks=forks, extravars=extravars, env=tool_env()):
             _run_unlocked(name, inv_path, limit, check, diff, forks, extravars, timeout, as_json)
 
 
-def _fleet_certificates(inventory: str, vault_password_file: str | None, limit: str | None,
-                        extravars: dict, quiet: bool) -> None:
+def _fleet_certificates(inventory: str, vault_password_file: str | None, limit: str | None, quiet: bool) -> None:
     """The fleet CA next to the inventory (made once) and a current certificate for every host the
     run deploys with TLS; the jinad role installs them (see roles/jinad/README.md)."""
-    from ...deploy.inventory import truthy
     from ...deploy.pki import ensure_fleet_certificates
 
+    # jinad_tls and jinad_tls_cert_src come from the inventory alone (never -e: see _extravars)
     inv = load_inventory(inventory, vault_password_file)
-    made = ensure_fleet_certificates(inv, inv.select(limit), enabled=truthy(extravars.get("jinad_tls", True))
-                                     and not extravars.get("jinad_tls_cert_src"))
+    made = ensure_fleet_certificates(inv, inv.select(limit))
     if quiet or made.ca is None:
         return
     if made.ca_created:
@@ -201,7 +209,7 @@ def _wheelhouse_check_vars(wheel_dir: str | None) -> dict[str, str]:
     "jinad-fab provision deploy -i prod",
     "jinad-fab provision deploy -i prod --check --diff",
     "jinad-fab provision deploy -i prod --wheelhouse ./wheels   # air-gapped hosts",
-    "jinad-fab provision deploy -i prod -l 'cpu[0:1]' -e jinad_port=8100 --forks 20",
+    "jinad-fab provision deploy -i prod -l 'cpu[0:1]' -e jinad_version=0.9.1 --forks 20",
 )
 @command.command("deploy")
 @_options
