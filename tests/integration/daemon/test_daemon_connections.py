@@ -60,8 +60,13 @@ def test_past_the_concurrency_limit_the_daemon_answers_503(daemon_factory):
     d = daemon_factory(extra=["--max-connections", "8", "--header-timeout", "60"])
     held = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(10)]
     try:
-        time.sleep(0.5)  # let the server accept them
-        r = httpx.get(d.url + "/alive")
+        # the server counts a connection once it accepted it, which a busy machine may not have done
+        # yet for all ten: a request may pass until then, none once they are all in
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=10) as http:
+            while (r := http.get(d.url + "/alive", headers={"connection": "close"})).status_code == 200:
+                assert time.monotonic() < deadline, "never 503 with 10 connections held and a limit of 8"
+                time.sleep(0.05)
         assert r.status_code == 503
     finally:
         for s in held:
