@@ -311,7 +311,9 @@ class PodPublic(_ObjectPublic):
     id: PodId
     args: dict[str, Any] = Field(default_factory=dict)
     ports: dict[str, Any] = Field(default_factory=dict)
-    in_addresses: list[str] = Field(default_factory=list)
+    in_addresses: list[str] = Field(
+        default_factory=list, description="where senders connect now: after a restarted head or a live change, "
+                                          "its new addresses")
     ctrl_address: str | None = None
     live: dict[str, Any] | None = Field(
         None, description="after PUT /pods/{id}: the Pod's new `in_target` (its replicas by id), `members` per "

@@ -495,6 +495,12 @@ class Manager:
                 report = _read_status(self.status_path(rec.id))
                 if report is not None and report.get("pods") is not None and report["pods"] != rec.data.get("pods"):
                     rec = self.store.update(rec.id, data={"pods": report["pods"]}) or rec
+            elif rec.kind == "pod":  # a Pod reports again when its inputs move (a restarted head, a new replica)
+                report = _read_status(self.status_path(rec.id))
+                if report is not None and report.get("state") == "ready":
+                    info = self._public_addresses({k: v for k, v in report.items() if k != "state"})
+                    if any(rec.data.get(k) != v for k, v in info.items()):
+                        rec = self.store.update(rec.id, data=info) or rec
             return rec
         reason = self._death_reason(rec.id, st.detail or "the process exited")
         logs.event(self.log_path(rec.id), f"found dead: {reason}", level="ERROR")

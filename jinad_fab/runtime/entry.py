@@ -57,9 +57,12 @@ def setup_logging(source: str, as_json: bool, level: str | None = None) -> None:
 
 
 def make_reporter(status_fd: int | None, status_file: str | None) -> Report:
+    fd = [status_fd]
+
     def report(event: dict) -> None:
         line = json.dumps(event)
-        if status_fd is not None:
+        if fd[0] is not None:  # once: a later report (a Flow's or a Pod's, as it changes) goes to the file alone
+            status_fd, fd[0] = fd[0], None  # closed below, its number may be reused by any file opened later
             try:
                 os.write(status_fd, (line + "\n").encode())
                 os.close(status_fd)

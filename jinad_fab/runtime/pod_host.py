@@ -62,17 +62,28 @@ def run_pod(args: dict, report, die_with_parent: bool = False) -> int:
             pod.close()
         ctx.destroy(linger=0)
         return 1
-    in_ports = [int(a.rsplit(":", 1)[1]) for a in pod.in_addresses]
     host_state = _Host(pod, float(args.get("timeout_ready") or 60))
-    report({"state": "ready", "pid": os.getpid(), "in_addresses": pod.in_addresses,
-            "ctrl_address": f"tcp://{host}:{port_ctrl}", "out_parts": pod.out_parts,
-            "ports": {"port_in": in_ports[0], "ports_in": in_ports, "port_ctrl": port_ctrl},
-            **host_state.layout()})
+
+    def ready() -> None:
+        in_ports = [int(a.rsplit(":", 1)[1]) for a in pod.in_addresses]
+        report({"state": "ready", "pid": os.getpid(), "in_addresses": pod.in_addresses,
+                "ctrl_address": f"tcp://{host}:{port_ctrl}", "out_parts": pod.out_parts,
+                "ports": {"port_in": in_ports[0], "ports_in": in_ports, "port_ctrl": port_ctrl},
+                **host_state.layout()})
+
+    def reported(change):  # a change that moves the Pod's inputs is reported again: jinad answers GET with it
+        def run(cmd: dict) -> dict:
+            out = change(cmd)
+            ready()
+            return out
+        return run
+
+    ready()
     parent = os.getppid()
     commands = Commands(ctrl, {"connect": lambda cmd: pod.connect(cmd["targets"]),
-                               "status": host_state.status, "add_replica": host_state.add_replica,
-                               "drain": host_state.drain, "remove_replica": host_state.remove_replica,
-                               "restart_head": host_state.restart_head,
+                               "status": host_state.status, "add_replica": reported(host_state.add_replica),
+                               "drain": host_state.drain, "remove_replica": reported(host_state.remove_replica),
+                               "restart_head": reported(host_state.restart_head),
                                "terminate": lambda cmd: None})
     poller = zmq.Poller()
     poller.register(ctrl, zmq.POLLIN)

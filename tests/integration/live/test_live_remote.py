@@ -89,7 +89,13 @@ def test_a_remote_pod_of_one_pea_scales_rolls_and_retries_what_its_executor_mark
             while f.live_status()["pods"]["idx"]["restarts"] < 1:
                 assert time.monotonic() < deadline, "the remote head was not restarted"
                 time.sleep(0.05)
-            assert f._running["idx"].ctrl({"cmd": "status"})["pod"]["pids"][0] != head
+            now = f._running["idx"].ctrl({"cmd": "status"})["pod"]
+            assert now["pids"][0] != head
+            # the daemon reports where the new head listens, not where the dead one did
+            idx = f._running["idx"]
+            reported = idx.session.client.pod(idx.pod_id)
+            assert reported["in_addresses"] == now["in_addresses"] != idx.info["in_addresses"], reported
+            assert reported["ports"]["port_in"] == int(now["in_addresses"][0].rsplit(":", 1)[1])
             load.wait_answers(40)
         assert load.errors == [] and load.wrong == []
         assert all(len(v) == 1 for _, _, v in load.answers), "a request met two versions"
