@@ -26,13 +26,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 import zmq
 import zmq.asyncio
 
 from .document import Document, DocumentArray
 from .errors import BadInput, PodDied, RequestError, RequestTimeout
 from .runtime.sockets import recv_frames, send_frames
-from .wire import Message, new_header
+from .wire import Message, encode_docs, new_header
 
 __all__ = ["Client", "AsyncClient", "Response"]
 
@@ -250,11 +251,15 @@ class _Run:
         self.missing_shards: set[str] = set()  # shards some answer of this call was given without
 
     def request(self, docs: DocumentArray) -> tuple[str, list]:
+        header, body = self.request_parts(docs)
+        return header["rid"], [orjson.dumps(header), *body]
+
+    def request_parts(self, docs: DocumentArray) -> tuple[dict, list]:
+        """A new request's header and its body frames (the Documents encoded)."""
         rid = os.urandom(16).hex()
-        msg = Message(new_header(rid, self.on, self.parameters), docs=docs)
         self.inflight[rid] = time.monotonic()
         self._seq[rid] = len(self._seq)
-        return rid, msg.frames()
+        return new_header(rid, self.on, self.parameters), encode_docs(docs)
 
     @property
     def results(self) -> DocumentArray | None:
@@ -338,6 +343,9 @@ class Client(_Base):
     answers to one thread's requests must not reach another's call)."""
 
     _http: Any = None
+    # set by Flow.client: the Flow's in-process path to its Pods (runtime.direct), taken by native
+    # calls when no other thread's call holds it
+    _direct: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -412,9 +420,36 @@ class Client(_Base):
         timeout = timeout if timeout is not None else self.timeout
         if self.protocol == "http":
             self._post_http(run, batches(inputs, request_size), timeout)
+        elif self._direct is not None and self._direct.begin():
+            ok = False
+            try:
+                self._post_direct(run, batches(inputs, request_size), timeout)
+                ok = True
+            finally:
+                self._direct.end(() if ok else list(run.inflight))
         else:
             self._post_native(run, batches(inputs, request_size), timeout)
         return run.results
+
+    def _post_direct(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
+        """Through the Flow's in-process path (runtime.direct): planned here, sent to the first
+        Pods, answered by the last Pods straight into this process."""
+        path = self._direct
+        ready = path.ready
+        exhausted = False
+        while True:
+            while not exhausted and len(run.inflight) < self.prefetch:
+                batch = next(reqs, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                path.send(*run.request_parts(batch))
+            while ready:
+                run.answer(ready.popleft())
+            if not run.inflight:
+                break
+            if not path.wait():
+                self._check(run, timeout)
 
     def _post_native(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         sock = self._socket()

@@ -23,6 +23,7 @@ from ..executors import Executor
 from ..runtime import pea as pea_runtime
 from ..runtime.child import ChildProcess
 from ..runtime.curve import CurveKeys, flow_keys
+from ..runtime.direct import DirectPath, reply_target
 from ..runtime.pod import Pod, start_pods
 from ..runtime.sockets import ctrl_request, make_context
 from .live import LiveChanges
@@ -118,6 +119,7 @@ class Flow:
         self._secure = False
         self._live: LiveChanges | None = None
         self._advertise: str | None = None
+        self._direct: DirectPath | None = None  # the in-process path of this Flow's own client
 
     # ---- building ----
     def _copy(self) -> Flow:
@@ -265,6 +267,9 @@ class Flow:
         try:
             self._launch(gateway, pods)
             self._ctx = make_context(keys[_CONTROLLER] if keys else None)
+            if self._direct_possible(pods, keys):
+                self._direct = DirectPath(self._ctx, bind_host, num_parts=gateway.args["num_parts"],
+                                          upstream=self._leaves())
             self._wire(gateway, pods, order, advertise)
         except BaseException:
             self._abort(gateway, pods, sessions)
@@ -289,6 +294,13 @@ class Flow:
         return self
 
     # ---- the steps of start() ----
+    def _direct_possible(self, pods: dict[str, Any], keys: dict | None) -> bool:
+        """Whether this Flow's own client may skip the Gateway (:mod:`jinad_fab.runtime.direct`): every
+        Pod runs here as processes of this program, in the clear. A Flow with a Pod on another host
+        (its answers could not reach this process), with CURVE, or forked as a Flow process (which
+        ``jinad`` runs for remote clients only) keeps every request on the Gateway."""
+        return not self._fork and keys is None and all(isinstance(p, Pod) for p in pods.values())
+
     def _check_startable(self) -> None:
         if pea_runtime.LOADING_EXECUTOR:
             raise BadConfig("a Flow was started while a Pea imported its Executor's module: guard the code that "
@@ -442,6 +454,9 @@ class Flow:
                              {"cmd": "connect", "targets": self._roots(pods)})
         if not reply.get("ok"):
             raise PeaStartError(GATEWAY, f"refused to connect: {reply.get('error')}")
+        if self._direct is not None:  # the in-process path plans onto the same sets
+            self._direct.command({"cmd": "members", "sets": sets, "idempotent": self._idempotent(pods)})
+            self._direct.command({"cmd": "connect", "targets": self._roots(pods)})
 
     def _idempotent(self, pods: dict[str, Any] | None = None) -> list[str]:
         """Endpoints an Executor of the Flow marks idempotent, wherever its Peas run (each one reports
@@ -468,7 +483,11 @@ class Flow:
         pod = pods[name]
         targets = [self._reachable(pods[d].in_target, pod) for d, s in self._pods.items() if name in s["needs"]]
         if name in self._leaves():
-            targets.append(self._reachable([f"tcp://127.0.0.1:{gateway.info['port_results']}"], pod))
+            results = f"tcp://127.0.0.1:{gateway.info['port_results']}"
+            if self._direct is not None and isinstance(pod, Pod):
+                targets.append(reply_target(results, self._direct.address))
+            else:
+                targets.append(self._reachable([results], pod))
         return targets
 
     def _roots(self, pods: dict[str, Any] | None = None) -> list:
@@ -481,6 +500,10 @@ class Flow:
         reply = ctrl_request(self._ctx, f"tcp://127.0.0.1:{self._gateway.info['port_ctrl']}", cmd, timeout)
         if not reply.get("ok"):
             raise RuntimeFailure(f"the gateway refused {cmd.get('cmd')!r}: {reply.get('error')}")
+        if self._direct is not None:  # the in-process path follows every change the Gateway is told of
+            mine = self._direct.command(cmd)
+            if mine.get("ok"):
+                reply = _joined(cmd["cmd"], reply, mine)
         return reply
 
     def _abort(self, gateway: ChildProcess, pods: dict[str, Any], sessions: dict) -> None:
@@ -491,6 +514,9 @@ class Flow:
             sess.close()
         gateway.terminate()
         gateway.wait(5)
+        if self._direct is not None:
+            self._direct.close(timeout=0)
+            self._direct = None
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = None
@@ -695,6 +721,8 @@ class Flow:
                              timeout=5)
             except Exception as exc:  # the gateway may be gone as well
                 log.warning("could not tell the gateway: %s", exc)
+        if self._direct is not None:
+            self._direct.command({"cmd": "pod_failed", "pod": failure["pod"], "detail": failure["msg"]})
 
     # ---- live changes (see jinad_fab.flow.live) ----
     def scale(self, pod: str, replicas: int, *, progress: Any = None) -> dict:
@@ -771,6 +799,9 @@ class Flow:
                 live.shutdown()
 
     def _close_processes(self) -> None:
+        if self._direct is not None:  # a call still waiting is answered (PodDied) before its Pods go
+            self._direct.close()
+            self._direct = None
         procs = [p for pod in self._running.values() for p in pod.processes]
         if self._gateway is not None:
             procs.append(self._gateway)
@@ -799,14 +830,25 @@ class Flow:
         self.close()
 
     # ---- talking to it ----
-    def client(self, protocol: str | None = None, **kwargs: Any) -> Client:
+    def client(self, protocol: str | None = None, *, direct: bool = True, **kwargs: Any) -> Client:
+        """A Client of this Flow. Native calls take the in-process path to the Pods when the Flow has
+        one (every Pod local, no CURVE; see :mod:`jinad_fab.runtime.direct`) and no other thread's
+        call holds it; ``direct=False``, HTTP and concurrent calls go through the Gateway."""
         if self._gateway is None:
             raise BadConfig("the Flow is not running: use `with flow:` or flow.start()")
         protocol = protocol or self.protocol
         port = self._gateway.info["port_http" if protocol == "http" else "port_native"]
-        return Client(port=port, protocol=protocol, timeout=self.args.get("timeout"),
-                      **({"prefetch": self.args["prefetch"]} if self.args.get("prefetch") else {}),
-                      health=lambda: self._failure, **kwargs)
+        client = Client(port=port, protocol=protocol, timeout=self.args.get("timeout"),
+                        **({"prefetch": self.args["prefetch"]} if self.args.get("prefetch") else {}),
+                        health=lambda: self._failure, **kwargs)
+        if direct and protocol == "native":
+            client._direct = self._direct
+        return client
+
+    @property
+    def direct(self) -> bool:
+        """Whether this running Flow's own client skips the Gateway (see :meth:`client`)."""
+        return self._direct is not None
 
     def _shared_client(self) -> Client:
         """The Client of post/index/search/..., made once even when several threads call at the same time."""
@@ -965,3 +1007,20 @@ class Flow:
 
         return self.search(from_files(patterns, recursive, size=size, sampling_rate=sampling_rate,
                                       read_mode=read_mode), **kwargs)
+
+
+def _joined(cmd: str, gateway: dict, direct: dict) -> dict:
+    """One reply for a command both entries ran: counts added up, loads of each replica summed
+    (a replica drains when neither holds a request on it)."""
+    out = dict(gateway)
+    for key in ("retried", "failed", "parked", "pending"):
+        if isinstance(direct.get(key), int) and isinstance(out.get(key), int):
+            out[key] += direct[key]
+    if cmd == "status":
+        inflight = {name: dict(loads) for name, loads in (gateway.get("inflight") or {}).items()}
+        for name, loads in (direct.get("inflight") or {}).items():
+            mine = inflight.setdefault(name, {})
+            for rid, n in loads.items():
+                mine[rid] = mine.get(rid, 0) + n
+        out["inflight"] = inflight
+    return out

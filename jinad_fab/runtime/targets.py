@@ -12,7 +12,10 @@ Pods one for the Gateway's results). A target is given in one of two shapes:
   plans every request, so it knows which replica holds it); a request without a plan, or whose
   planned replica is gone, goes to the replica its request id hashes to, the same one for every
   sender, so the parts of one request still meet. A set the request's header names among its
-  ``missing_shards`` is skipped (see :mod:`.shards`).
+  ``missing_shards`` is skipped (see :mod:`.shards`). With ``"default": replica_id`` a request
+  whose plan does not name the set goes to that replica instead: the last Pods' way back, where
+  the Flow's own client in its process names itself (:mod:`.direct`) and every other request
+  goes to the Gateway.
 
 :meth:`Targets.update` keeps the sockets of addresses that stay (messages queued on them are not
 lost) and closes only those of replicas that left, so a Pod can be scaled while requests flow.
@@ -37,12 +40,13 @@ def pick(replicas: list[str], rid: str) -> str:
 
 
 class _Set:
-    __slots__ = ("name", "socks", "ids")
+    __slots__ = ("name", "socks", "ids", "default")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, default: str | None = None):
         self.name = name
         self.socks: dict[str, zmq.Socket] = {}
         self.ids: list[str] = []
+        self.default = default
 
 
 _send = send_frames
@@ -114,7 +118,8 @@ class Targets:
                 fixed[key] = sock
                 entries.append(sock)
             elif isinstance(target, dict):
-                st = _Set(str(target["set"]))
+                default = target.get("default")
+                st = _Set(str(target["set"]), None if default is None else str(default))
                 for rid, addr in sorted((target.get("replicas") or {}).items(), key=lambda kv: _order(kv[0])):
                     sock = by_addr.get(addr) or self._by_addr.get(addr) or self._socket((addr,))
                     by_addr[addr] = sock
@@ -148,7 +153,9 @@ class Targets:
             rep = plan.get(entry.name) if plan else None
             sock = entry.socks.get(rep) if rep is not None else None
             if sock is None:
-                sock = entry.socks[pick(entry.ids, header.get("rid", ""))]
+                sock = entry.socks.get(entry.default) if entry.default is not None else None
+                if sock is None:
+                    sock = entry.socks[pick(entry.ids, header.get("rid", ""))]
             self._send(sock, frames)
         else:
             self._send(entry, frames)
