@@ -119,6 +119,7 @@ def test_curve_covers_replicas_shards_heads_and_joins(execs, tmp_path):
          .needs(["a", "b"], name="join", parallel=2)
          .add(name="rec", uses_with={"path": str(record)}, **execs("Record")))
     with f:
+        assert f.direct is False  # a CURVE Flow's own client goes through its Gateway too
         got = f.index([Document(id=str(i), text=f"doc {i}") for i in range(40)], request_size=7)
         assert got.ids == [str(i) for i in range(40)]
         # every process of the Flow binds CURVE sockets: a stranger gets nothing from any of them
@@ -131,7 +132,7 @@ def test_curve_covers_replicas_shards_heads_and_joins(execs, tmp_path):
 
 def test_all_loopback_flow_is_plain_by_default(execs):
     with Flow().add(name="a", **execs("Stamp")) as f:
-        assert f.secure is False
+        assert f.secure is False and f.direct is True
         assert f.index([Document(text="x")])[0].text == "x"
 
 

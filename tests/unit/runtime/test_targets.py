@@ -67,6 +67,20 @@ def test_without_a_usable_plan_every_sender_picks_the_same_replica_for_a_request
     t2.close(0)
 
 
+def test_a_set_with_a_default_sends_what_its_plan_does_not_name_there(ctx):
+    # the last Pods' way back: the Gateway unless the plan names the Flow's own client
+    peers = pulls(ctx, ["gw", "own"])
+    t = Targets(ctx)
+    t.update([{"set": "@reply", "replicas": {"gateway": "inproc://gw", "direct": "inproc://own"}, "default": "gateway"}])
+    for rid in ("r1", "r2", "r3", "r4", "r5"):
+        t.send_all([rid.encode()], {"rid": rid, "plan": {"enc": "0"}})
+    t.send_all([b"plain"], {"rid": "r6"})
+    t.send_all([b"mine"], {"rid": "r7", "plan": {"enc": "0", "@reply": "direct"}})
+    assert received(peers["gw"]) == [b"r1", b"r2", b"r3", b"r4", b"r5", b"plain"]
+    assert received(peers["own"]) == [b"mine"]
+    t.close(0)
+
+
 def test_update_keeps_the_sockets_of_replicas_that_stay_and_closes_the_others(ctx):
     pulls(ctx, ["a", "b", "c", "res"])
     t = Targets(ctx)
