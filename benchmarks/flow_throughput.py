@@ -7,7 +7,10 @@ forwarding processes, PULL -> PUSH -> client PULL) carrying the very frames jina
 produces for each batch (encoded before the clock, as the raw chain never encodes), with the same
 64 requests in flight as the Client, measured in alternation with the 2-Pod Flow round by round;
 the table prints the medians and the Flow's share of the floor (throughput) or its multiple of it
-(1-Document p50), with the load average of the machine.
+(1-Document p50), with the load average of the machine. The Flow is measured through its own
+client (which plans and sends in-process, skipping the Gateway process, when every Pod is local
+and plain: runtime.direct; the title says which path ran) and through its Gateway
+(``client(direct=False)``, the path remote clients take), next to the raw chain with a gateway hop.
 
 Then one table: docs/s for 10,000 and 100,000 Documents with request_size=100 through 2 and 3
 `_pass` Pods (text Documents, and 128-d float32 embeddings), and the latency of 1-Document
@@ -313,12 +316,14 @@ def wire_frames(docs: DocumentArray, request_size: int = 100) -> list[list]:
 
 def floor_table(rounds: int, n: int, lat_n: int) -> Table:
     """2 `_pass` Pods against the raw chain and the raw chain with a gateway hop, alternating in
-    small slices so all three see the same load.
+    small slices so all of them see the same load. The Flow is measured twice: through its own
+    client (the in-process path, runtime.direct, when the Flow has one: `Flow.direct`) and through
+    its Gateway process (``client(direct=False)``, the path of remote clients).
 
     Throughput: the n Documents go in slices of 10,000, each slice through the raw chain, the raw
     gateway-hop chain and then the Flow; docs/s is all Documents over the summed time of each side,
     per round, and the table gives the median round. Latency: 1-Document requests alternate one by one."""
-    sides = ("raw", "gw", "flow")
+    sides = ("raw", "gw", "flow", "flow_gw")
     chains = {"raw": RawChain(2), "gw": RawGatewayChain(2)}
     f = Flow().add(name="p0", uses="_pass").add(name="p1", uses="_pass")
     rates: dict[tuple[str, str], list[float]] = {}
@@ -328,6 +333,8 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
     try:
         with f:
             client = f.client()
+            clients = {"flow": client, "flow_gw": f.client(direct=False)}
+            direct = f.direct
             data = {kind: make_docs(n, kind) for kind in ("text", "embedding")}
             frames = {kind: wire_frames(docs) for kind, docs in data.items()}
             for kind, fr in frames.items():
@@ -337,10 +344,11 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
             me = psutil.Process()
             pids = {side: {p.pid for p in chain.procs} for side, chain in chains.items()}
             procs = {side: [me] + [psutil.Process(pid) for pid in pids[side]] for side in chains}
-            procs["flow"] = [me] + [p for p in me.children(recursive=True)
-                                    if p.pid not in pids["raw"] | pids["gw"]]
+            procs["flow"] = procs["flow_gw"] = [me] + [p for p in me.children(recursive=True)
+                                                       if p.pid not in pids["raw"] | pids["gw"]]
             cpu = {(kind, side): 0.0 for kind in ("text", "embedding") for side in sides}
-            throughput(f, data["text"][:2000])  # warm every path up
+            for c in clients.values():
+                throughput(f, data["text"][:2000], client=c)  # warm every path up
             for chain in chains.values():
                 chain.throughput(frames["text"][:20], 100)
             for _ in range(rounds):
@@ -349,8 +357,8 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
                     for i in range(0, n, step):
                         for side in sides:
                             c0 = cpu_seconds(procs[side])
-                            if side == "flow":
-                                rate = throughput(f, data[kind][i:i + step], warm=False, client=client)
+                            if side in clients:
+                                rate = throughput(f, data[kind][i:i + step], warm=False, client=clients[side])
                             else:
                                 rate = chains[side].throughput(frames[kind][i // 100:(i + step) // 100], 100)
                             cpu[(kind, side)] += cpu_seconds(procs[side]) - c0
@@ -360,8 +368,8 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
             for _ in range(lat_n):
                 for side in sides:
                     t0 = time.perf_counter()
-                    if side == "flow":
-                        client.post("/index", one_doc)
+                    if side in clients:
+                        clients[side].post("/index", one_doc)
                     else:
                         chains[side].push.send_multipart(one, copy=False)
                         chains[side].pull.recv_multipart(copy=False)
@@ -371,26 +379,28 @@ def floor_table(rounds: int, n: int, lat_n: int) -> Table:
             chain.close()
     med = {k: statistics.median(v) for k, v in rates.items()}
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    t = Table(title=f"2 `_pass` Pods vs the raw pyzmq chain (floor) and the raw chain with a gateway hop (the "
-                    f"Flow's shape, no work), {n:,} docs, request_size=100, median of {rounds} rounds "
-                    f"alternating every 10,000 docs; load average {load} on {os.cpu_count()} CPUs")
+    path = ("its own client plans and sends in-process (runtime.direct), no Gateway hop" if direct else
+            "this Flow has no in-process path: its own client goes through the Gateway")
+    t = Table(title=f"2 `_pass` Pods vs the raw pyzmq chain (floor) and the raw chain with a gateway hop (no "
+                    f"work), {n:,} docs, request_size=100, median of {rounds} rounds alternating every 10,000 "
+                    f"docs; Flow: {path}; load average {load} on {os.cpu_count()} CPUs")
     for col in ("measure", "bytes/request", "raw pyzmq chain", "raw + gateway hop", "jinad-fab Flow",
-                "Flow vs floor", "Flow vs raw + gateway hop", "target"):
+                "Flow vs floor", "Flow via its Gateway", "via Gateway vs raw + gateway hop", "target"):
         t.add_column(col, justify="right")
     for kind in ("text", "embedding"):
-        raw, gw, flow = (med[(kind, side)] for side in sides)
+        raw, gw, flow, fgw = (med[(kind, side)] for side in sides)
         t.add_row(f"{kind} docs/s", f"{sizes[kind]:,}", f"{raw:,.0f}", f"{gw:,.0f} ({gw / raw:.0%})", f"{flow:,.0f}",
-                  f"{flow / raw:.0%}", f"{flow / gw:.0%}", ">= 60% of floor")
+                  f"{flow / raw:.0%}", f"{fgw:,.0f} ({fgw / raw:.0%})", f"{fgw / gw:.0%}", ">= 60% of floor")
     requests = rounds * n / 100
     for kind in ("text", "embedding"):  # CPU of every process on each side (the client's counts for all)
-        raw, gw, flow = (cpu[(kind, side)] / requests * 1e6 for side in sides)
+        raw, gw, flow, fgw = (cpu[(kind, side)] / requests * 1e6 for side in sides)
         t.add_row(f"{kind} CPU us/request, all processes", "-", f"{raw:,.0f}", f"{gw:,.0f}", f"{flow:,.0f}",
-                  f"{raw / flow:.0%}", f"{gw / flow:.0%}", "-")
+                  f"{raw / flow:.0%}", f"{fgw:,.0f}", f"{gw / fgw:.0%}", "-")
     for q, name in ((50, "p50"), (99, "p99")):
-        raw, gw, flow = (float(np.percentile(lat[side], q)) for side in sides)
+        raw, gw, flow, fgw = (float(np.percentile(lat[side], q)) for side in sides)
         t.add_row(f"1-doc {name} ms ({lat_n:,} each, alternating)", "-", f"{raw:.3f}",
-                  f"{gw:.3f} ({gw / raw:.2f}x)", f"{flow:.3f}", f"{flow / raw:.2f}x", f"{flow / gw:.2f}x",
-                  "<= 1.5x floor" if q == 50 else "-")
+                  f"{gw:.3f} ({gw / raw:.2f}x)", f"{flow:.3f}", f"{flow / raw:.2f}x",
+                  f"{fgw:.3f} ({fgw / raw:.2f}x)", f"{fgw / gw:.2f}x", "<= 1.5x floor" if q == 50 else "-")
     return t
 
 
@@ -543,7 +553,8 @@ def main() -> None:
     Console(width=190).print(floor_table(ns.rounds, sizes[-1], lat_n))
     if ns.floor_only:
         return
-    table = Table(title="Flow throughput (local Pods, request_size=100)")
+    table = Table(title="Flow throughput (request_size=100; native: the Flow's own client, in-process for "
+                        "local Pods, through the Gateway for remote ones)")
     for col in ("Pods", "docs", "content", "protocol", "docs/s", "vs Jina 1.3.1"):
         table.add_column(col, justify="right")
     lat = Table(title="1-Document request latency (sequential)")
