@@ -164,20 +164,47 @@ def keeper_of(inventory: Inventory, name: str) -> tuple[Host, dict[str, Any]]:
     copies: list[tuple[Host, dict[str, Any]]] = []
     found = find(inventory, name, unreachable=silent, copies=copies)
     if found is None:
-        if copies:
-            kept_by = _latest(copies)[1]["copy_of"]
-            raise HostsUnreachable(f"deployment {name!r} is kept by {kept_by}, whose daemon does not answer "
-                                   f"(copies of its record on {', '.join(sorted(h.name for h, _ in copies))})")
-        if silent:  # its keeper may be the host that does not answer
-            raise HostsUnreachable(f"no daemon that answers keeps a deployment named {name!r}; "
-                                   f"unreachable: {', '.join(sorted(silent))}")
-        raise BadConfig(f"no daemon of the inventory keeps a deployment named {name!r} "
-                        f"(`jinad-fab flow up FLOW -i INV --name {name}` makes one)")
-    return found
+        _not_found(name, silent, copies)
+    return found  # type: ignore[return-value]
+
+
+def locate(inventory: Inventory, name: str) -> tuple[str, dict[str, Any], bool]:
+    """(the keeper's host name, the record, whether the keeper's host is lost): the keeper's own
+    record, or the latest copy of it when the keeper's daemon does not answer."""
+    silent: list[str] = []
+    copies: list[tuple[Host, dict[str, Any]]] = []
+    found = find(inventory, name, unreachable=silent, copies=copies)
+    if found is not None:
+        return found[0].name, found[1], False
+    if copies and _latest(copies)[1]["copy_of"] in silent:
+        record = _latest(copies)[1]
+        return record["copy_of"], record, True
+    _not_found(name, silent, copies)
+    raise AssertionError("unreachable")  # _not_found always raises
+
+
+def _not_found(name: str, silent: list[str], copies: list[tuple[Host, dict[str, Any]]]) -> None:
+    """Raise why no daemon that answers keeps deployment ``name``."""
+    if copies:
+        kept_by = _latest(copies)[1]["copy_of"]
+        raise HostsUnreachable(f"deployment {name!r} is kept by {kept_by}, whose daemon does not answer "
+                               f"(copies of its record on {', '.join(sorted(h.name for h, _ in copies))})")
+    if silent:  # its keeper may be the host that does not answer
+        raise HostsUnreachable(f"no daemon that answers keeps a deployment named {name!r}; "
+                               f"unreachable: {', '.join(sorted(silent))}")
+    raise BadConfig(f"no daemon of the inventory keeps a deployment named {name!r} "
+                    f"(`jinad-fab flow up FLOW -i INV --name {name}` makes one)")
 
 
 def _latest(copies: list[tuple[Host, dict[str, Any]]]) -> tuple[Host, dict[str, Any]]:
     return max(copies, key=lambda c: (int(c[1].get("release") or 0), c[1].get("updated") or 0))
+
+
+def _copied_pods(flow: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a copy of the record keeps of the running Flow's Pods: where each runs, by id (what
+    `flow down` stops when the keeper's host is lost)."""
+    keys = ("name", "daemon", "id", "workspace_id", "parts")
+    return [{k: p.get(k) for k in keys if k in p} for p in flow.get("pods") or []]
 
 
 def _sync_copies(inventory: Inventory, keeper: Host, record: Mapping[str, Any], *,
@@ -191,7 +218,7 @@ def _sync_copies(inventory: Inventory, keeper: Host, record: Mapping[str, Any], 
             "spec_hash": record["spec_hash"], "spec": record.get("spec") or "",
             "placement": record.get("placement") or [], "daemons": record.get("daemons") or {},
             "flow_id": record.get("flow_id"), "gateway": _gateway(keeper, flow),
-            "pods": [{k: p.get(k) for k in ("name", "daemon", "id", "parts") if k in p} for p in flow.get("pods") or []],
+            "pods": _copied_pods(flow),
             "releases": [{k: v for k, v in r.items()} for r in (record.get("releases") or [])[-16:]]}
     may_run = [*(record.get("daemons") or {}), *(h for a in record.get("placement") or [] for h in a.get("fallbacks") or [])]
     involved = sorted({h for h in may_run if h != keeper.name and h in inventory.hosts})
@@ -587,11 +614,15 @@ def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say
                    workspace_id=ws["id"], seconds=time.monotonic() - started)
 
 
-def _remove_remote_pods(inventory: Inventory, record: Mapping[str, Any]) -> list[str]:
+def _remove_remote_pods(inventory: Inventory, record: Mapping[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
     """Delete the deployment's Pods (and their workspaces) left on other daemons, e.g. when the
-    Flow process died without its teardown. Only ids the record names are touched."""
+    Flow process died without its teardown. Only ids the record names are touched.
+
+    Returns what was removed (``host/pod``) and what could not be (``{"host", "pod", "state",
+    "why"}``: ``state`` RUNNING when its daemon still runs it, LOST when the daemon does not answer)."""
     by_label = {h.daemon_address.label: h for h in inventory.hosts.values()}
-    removed = []
+    removed: list[str] = []
+    failed: list[dict[str, str]] = []
     pods = []
     for pod in ((record.get("flow") or {}).get("pods") or []):  # a spread Pod's replicas, one by one
         pods.extend({"name": pod["name"], **part} for part in pod.get("parts") or [pod])
@@ -599,30 +630,63 @@ def _remove_remote_pods(inventory: Inventory, record: Mapping[str, Any]) -> list
         host = by_label.get(pod.get("daemon") or "")
         if host is None or not pod.get("id"):
             continue
+        state = "UNKNOWN"
         try:
             with client_for(inventory, host, timeout=30) as client:
-                body = client.pod(pod["id"])
-                if body.get("state") in ("STARTING", "RUNNING"):
+                state = str(client.pod(pod["id"]).get("state"))
+                if state in ("STARTING", "RUNNING"):
                     client.delete_pod(pod["id"])
                     removed.append(f"{host.name}/{pod['name']}")
+                    state = "STOPPED"
                 if pod.get("workspace_id"):
                     client.delete_workspace(pod["workspace_id"])
-        except (DaemonError, DaemonUnreachable):
-            continue  # gone already, or its host is: nothing left to stop there now
-    return removed
+        except DaemonUnreachable as exc:
+            failed.append({"host": host.name, "pod": pod["name"], "state": "LOST", "why": str(exc)})
+        except DaemonError as exc:
+            if exc.status_code != 404 and state in ("STARTING", "RUNNING"):  # 404: gone already
+                failed.append({"host": host.name, "pod": pod["name"], "state": "RUNNING", "why": str(exc)})
+    return removed, failed
 
 
 def down(inventory: Inventory, name: str) -> dict[str, Any]:
     """Stop deployment ``name``: its Flow, its Pods on other daemons, its workspaces, its record.
 
-    Nothing else on the fleet is touched."""
-    host, record = keeper_of(inventory, name)
-    with client_for(inventory, host, timeout=120) as client:
-        client.delete_deployment(name)
-    leftovers = _remove_remote_pods(inventory, record)
-    _sync_copies(inventory, host, {**record, "daemons": {}, "placement": []}, previous=record)  # the copies go too
-    return {"name": name, "keeper": host.name, "release": record.get("release"), "flow_id": record.get("flow_id"),
-            "removed_leftover_pods": leftovers}
+    Nothing else on the fleet is touched. When the keeper's host does not answer, the Pods the
+    copies of its record name are stopped on the daemons that answer and the copies removed; its
+    Flow (the Gateway and the Pods it ran itself) is reported in ``not_stopped``, as is any Pod
+    whose daemon does not answer. ``left_running`` names what a daemon still runs after all."""
+    silent: list[str] = []
+    copies: list[tuple[Host, dict[str, Any]]] = []
+    found = find(inventory, name, unreachable=silent, copies=copies)
+    if found is None and not (copies and _latest(copies)[1]["copy_of"] in silent):
+        _not_found(name, silent, copies)
+    not_stopped: list[dict[str, str]] = []
+    if found is not None:
+        host, record = found
+        with client_for(inventory, host, timeout=120) as client:
+            client.delete_deployment(name)
+        leftovers, failed = _remove_remote_pods(inventory, record)
+        _sync_copies(inventory, host, {**record, "daemons": {}, "placement": []}, previous=record)  # the copies go
+        keeper, lost = host.name, False
+    else:
+        record = _latest(copies)[1]
+        keeper, lost = record["copy_of"], True
+        not_stopped.append({"host": keeper, "pod": "gateway", "state": "LOST",
+                            "why": f"{keeper} does not answer: its Flow (the Gateway and the Pods it ran itself) "
+                                   f"was not stopped, and its record stays there until `flow down {name}` runs "
+                                   f"again with {keeper} back"})
+        leftovers, failed = _remove_remote_pods(inventory, {"flow": {"pods": record.get("pods") or []}})
+
+        def drop(client):
+            return client.delete_deployment(name)  # a copy: deleting it stops nothing there
+
+        for h, answer in fan_out(inventory, [h for h, _ in copies], drop, timeout=30).items():
+            if not answer.ok:
+                failed.append({"host": h, "pod": "-", "state": "COPY", "why": f"its copy of the record: {answer.error}"})
+    not_stopped.extend(failed)
+    return {"name": name, "keeper": keeper, "keeper_lost": lost, "release": record.get("release"),
+            "flow_id": record.get("flow_id"), "removed_leftover_pods": leftovers, "not_stopped": not_stopped,
+            "left_running": [f"{f['host']}/{f['pod']}" for f in not_stopped if f["state"] == "RUNNING"]}
 
 
 def _pod_state(inventory: Inventory, target: Host | None, label: str, pod_id: str, timeout: float) -> dict[str, Any]:
@@ -684,6 +748,10 @@ def status(inventory: Inventory, name: str, *, timeout: float = 5.0) -> dict[str
                                      "pods": record.get("pods") or []}}
     else:
         host, record = found if found is not None else keeper_of(inventory, name)
+        flow = record.get("flow") or {}
+        if copies and flow.get("state") == "RUNNING" and any(c.get("pods") != _copied_pods(flow) for _, c in copies):
+            # the Flow re-placed a Pod since the copies were made: what `flow down` stops without the keeper
+            _sync_copies(inventory, host, record)
     flow = record.get("flow") or {}
     live: dict[str, Any] = {}  # replicas and restarts per Pod, as the running Flow counts them
     if record.get("flow_id") and flow.get("state") == "RUNNING":

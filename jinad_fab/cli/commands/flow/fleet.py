@@ -229,17 +229,29 @@ def down(name: str | None, inventory: str, vault_password_file: str | None, limi
     if name:
         from ....deploy import deployment
 
-        host, record = deployment.keeper_of(inv, name)
+        keeper, record, lost = deployment.locate(inv, name)
         if not yes:
-            click.confirm(f"stop deployment {name!r} (release {record.get('release')}, kept by {host.name}) "
-                          f"and everything it started?", abort=True, err=True)
+            click.confirm(f"stop deployment {name!r} (release {record.get('release')}, kept by {keeper}) "
+                          f"and everything it started?" + (f" {keeper} does not answer: what the other daemons "
+                                                           f"run for it is stopped, its Gateway cannot be" if lost
+                                                           else ""), abort=True, err=True)
         outcome = deployment.down(inv, name)
         if as_json:
             print_json(outcome)
         else:
-            click.echo(f"deployment {name} stopped on {outcome['keeper']}"
+            click.echo((f"deployment {name}: {outcome['keeper']} (its keeper) does not answer; stopped what the "
+                        f"other daemons ran for it" if outcome["keeper_lost"]
+                        else f"deployment {name} stopped on {outcome['keeper']}")
                        + (f"; leftover Pods removed: {', '.join(outcome['removed_leftover_pods'])}"
                           if outcome["removed_leftover_pods"] else ""))
+            for miss in outcome["not_stopped"]:
+                err_console().print(f"not stopped: {miss['pod']} on {miss['host']} ({miss['state']}): {miss['why']}",
+                                    markup=False)
+        if outcome["left_running"]:  # exit 2: something still runs; a host that does not answer is not that
+            from ....errors import DeployError
+
+            raise DeployError(f"flow down {name}: still running: {', '.join(outcome['left_running'])}",
+                              results={f["host"]: f for f in outcome["not_stopped"] if f["state"] == "RUNNING"})
         return
     hosts = inv.select(limit)
     if not yes:
