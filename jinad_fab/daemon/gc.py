@@ -17,8 +17,8 @@ SWEEP_EVERY = 10  # reconcile rounds between two sweeps of runtime leftovers
 
 
 async def reconcile_forever(manager: Manager, interval: float) -> None:
-    """Every ``interval`` seconds, mark RUNNING objects whose process died as FAILED (with why) and
-    rotate the logs that grew past their size;
+    """Every ``interval`` seconds, mark RUNNING objects whose process died as FAILED (with why),
+    rotate the logs that grew past their size and hand Flows their peers' rotated tokens;
     every few rounds, let runtimes that keep things outside the store (Docker containers,
     networks, images) remove what no record owns any more."""
     rounds = 0
@@ -32,6 +32,9 @@ async def reconcile_forever(manager: Manager, interval: float) -> None:
             await asyncio.to_thread(rotate_logs, manager)
         with contextlib.suppress(Exception):  # issue 16: objects whose Flow stopped renewing them
             await manager.expire_leases()
+        if manager.settings.peers:
+            with contextlib.suppress(Exception):  # a peer's token file rewritten: its Flows get the new token
+                await asyncio.to_thread(manager.hand_over_peer_tokens)
         rounds += 1
         if rounds % SWEEP_EVERY == 0:
             await sweep(manager)

@@ -51,6 +51,8 @@ class Manager:
         self._builds = concurrent.futures.ThreadPoolExecutor(settings.build_workers, thread_name_prefix="build")
         self._obj_locks: dict[str, asyncio.Lock] = {}
         self._pod_changes: dict[str, str] = {}  # pod id -> the live change running on it
+        # flow id -> {peer: digest of the configured token it holds}: in memory only, never a token
+        self._handed: dict[str, dict[str, str]] = {}
         self._bg: set[asyncio.Task] = set()
         # builds: one at a time per workspace (its lock), cancelled ones write nothing more, and a
         # queue slot is taken before the upload is staged (counted with the PENDING/BUILDING rows)
@@ -329,12 +331,12 @@ class Manager:
             raise NotFound(f"no file {str(rel)!r} in workspace {wid}")
         root = self.context(ws).root
 
-        def checked() -> dict[str, str]:  # one trip to a worker thread, not three
+        def checked() -> tuple[dict[str, str], list[str]]:  # one trip to a worker thread, not three
             data = wsfiles.check_yaml(path)
             wsfiles.confine_flow(path, data, root)
             return self._peer_tokens(handoff.hosts_named(data), peers or {})
 
-        tokens = await asyncio.to_thread(checked)
+        tokens, configured = await asyncio.to_thread(checked)
         fid = new_id("flow")
         status_file = self.status_path(fid)
         env: dict[str, str] = {}
@@ -344,18 +346,22 @@ class Manager:
             handoff.write_sealed(sealed, blob)
         spec = LaunchSpec(object_id=fid, kind="flow", status_file=status_file, flow_yaml=str(rel),
                           host=self.settings.bind_host_for_objects, env=env)
+        self._handed[fid] = {k: _digest(tokens[k]) for k in configured}
         try:
-            return await self._start(ws, spec, {"filename": str(rel), "peers": sorted(tokens)})
+            return await self._start(ws, spec, {"filename": str(rel), "peers": sorted(tokens),
+                                                "configured_peers": configured})
         finally:
             sealed.unlink(missing_ok=True)  # read by the Flow at once; gone whatever happened
 
-    def _peer_tokens(self, hosts: list[str], given: dict[str, str]) -> dict[str, str]:
-        """The token of every daemon a Flow names: the request's, else this daemon's configured peer's."""
+    def _peer_tokens(self, hosts: list[str], given: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """The token of every daemon a Flow names: the request's, else this daemon's configured
+        peer's; and the daemons whose token came from the configured peers (read again later)."""
         from ..tokens import TokenFileError, read_token_file
 
         given = {handoff.peer_key(k): v for k, v in given.items()}
         configured = {handoff.peer_key(k): v for k, v in self.settings.peers.items()}
         out: dict[str, str] = {}
+        from_files: list[str] = []
         for host in hosts:
             key = handoff.peer_key(host)
             if key in out:
@@ -367,7 +373,58 @@ class Manager:
                     out[key] = read_token_file(configured[key])
                 except TokenFileError as exc:
                     raise Conflict(f"the configured token of peer {key} cannot be read: {exc}") from exc
-        return out
+                from_files.append(key)
+        return out, sorted(from_files)
+
+    def hand_over_peer_tokens(self) -> list[str]:
+        """Give each running Flow the configured peers' tokens that changed since it was handed
+        them (``provision rotate-token``, then a new token file): read again, and handed over as at
+        the start, the pad through its control socket and the rest sealed beside its status file.
+        Its clients, refused once with the old token, send the new one. Returns the Flows told."""
+        from ..tokens import TokenFileError, read_token_file
+
+        configured = {handoff.peer_key(k): v for k, v in self.settings.peers.items()}
+        for fid in set(self._handed) - {r.id for r in self.store.list(kind="flow", states=LIVE)}:
+            del self._handed[fid]
+        running = self.store.list(kind="flow", states=(ObjectState.RUNNING.value,))
+        current: dict[str, str] = {}
+        told = []
+        for rec in running:
+            keys = [k for k in rec.data.get("configured_peers") or [] if k in configured]
+            for key in keys:
+                if key not in current:
+                    try:
+                        current[key] = read_token_file(configured[key])
+                    except TokenFileError:  # being rewritten, or gone: the next round reads it
+                        continue
+            seen = self._handed.setdefault(rec.id, {})  # empty after a restart: each Flow is told once
+            changed = {k: current[k] for k in keys if k in current and seen.get(k) != _digest(current[k])}
+            if not changed:
+                continue
+            try:
+                self._send_tokens(rec, changed)
+            except (DaemonError, OSError) as exc:
+                logging.getLogger("jinad").warning("flow %s: the new tokens of %s were not handed over: %s",
+                                                   rec.id, ", ".join(sorted(changed)), exc)
+                continue
+            seen.update({k: _digest(v) for k, v in changed.items()})
+            logs.event(self.log_path(rec.id), f"handed the Flow the new token of {', '.join(sorted(changed))}")
+            told.append(rec.id)
+        return told
+
+    def _send_tokens(self, rec: Record, tokens: dict[str, str]) -> None:
+        pad, blob = handoff.seal(tokens)
+        # where the Flow reads it: beside its status file (a container's own status folder, through
+        # the link the daemon reads), owned by the user the Flow runs as
+        target = handoff.sealed_path(self.status_path(rec.id).resolve())
+        handoff.write_sealed(target, blob)
+        try:
+            owner = target.parent.stat().st_uid
+            if owner != os.geteuid():
+                os.chown(target, owner, -1)
+            self._flow_ctrl(rec, {"cmd": "tokens", "key": pad}, 5.0)
+        finally:
+            target.unlink(missing_ok=True)  # read by the Flow at once; gone whatever happened
 
     async def start_pod(self, kind: str, wid: str, body: PodCreate | PeaCreate) -> Record:
         """Start a Pod or Pea from its JSON args. Its CURVE keys, if the body carries them, reach it
@@ -765,6 +822,12 @@ class Manager:
             await self._await_ready(oid, rt, handle)
         except DaemonError:
             pass
+
+
+def _digest(token: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _read_status(path: pathlib.Path) -> dict[str, Any] | None:

@@ -195,17 +195,14 @@ class Flow:
 
     def _use_daemon_tokens(self, tokens: dict[str, str]) -> None:
         """Give remote Pods without a token of their own the one handed over for their daemon
-        (keys ``host:port``, as :attr:`jinad_fab.remote.DaemonAddress.netloc`)."""
-        self._daemon_tokens = dict(tokens)  # fallback hosts of a lost Pod need theirs too
-        if not tokens:
-            return
-        from . import remote_pods
+        (keys ``host:port``, as :attr:`jinad_fab.remote.DaemonAddress.netloc`). Called again with
+        a daemon's new token after ``provision rotate-token``: a client refused once asks
+        :meth:`_handed_token` again, so it sends the new one from then on."""
+        self._daemon_tokens.update(tokens)  # fallback hosts of a lost Pod need theirs too
 
-        for spec in self._pods.values():
-            if spec.get("host") and not spec.get("token"):
-                key = remote_pods.daemon_address(spec["host"], spec.get("port_expose")).netloc
-                if key in tokens:
-                    spec["token"] = tokens[key]
+    def _handed_token(self, address: Any) -> str | None:
+        """The token jinad handed over for ``address``'s daemon, as it is now (a token source)."""
+        return self._daemon_tokens.get(address.netloc)
 
     def describe_pods(self) -> list[dict[str, Any]]:
         """Each Pod of the running Flow: its name, for a remote Pod its daemon, Pod id and workspace,
@@ -368,8 +365,13 @@ class Flow:
         sess = sessions.get(address)
         if sess is None:
             ca_file = spec.get("ca_file") or self.args.get("ca_file")
+            # a token jinad handed over for this daemon is read through a source: after a rotation, the new one
+            token = spec.get("token")
+            handed = self._daemon_tokens.get(address.netloc)
+            if handed and token in (None, "", handed):
+                token = self._handed_token
             sess = sessions[address] = remote_pods.HostSession(
-                address, token=spec.get("token") or self.args.get("token"), base_dir=self.base_dir,
+                address, token=token or self.args.get("token"), base_dir=self.base_dir,
                 quiet=bool(self.args.get("quiet_remote_logs")),
                 keep_workspace=bool(self.args.get("keep_workspace")),
                 timeout_ready=float(self.args["timeout_ready"]),

@@ -31,7 +31,7 @@ import zmq
 
 from ..errors import BadConfig, DaemonError, DaemonUnreachable, JinadFabError, NotReady, PeaStartError
 from ..executors.loader import executor_spec
-from ..remote import DaemonAddress, DaemonClient, Workspace, WorkspaceFiles
+from ..remote import DaemonAddress, DaemonClient, TokenSource, Workspace, WorkspaceFiles
 from ..runtime.curve import CurveKeys
 from ..runtime.sockets import ctrl_request, make_context
 from ..tokens import find_token
@@ -125,7 +125,7 @@ def _found_token(address: DaemonAddress) -> str | None:
 class HostSession:
     """One daemon, one workspace: shared by every Pod of a Flow placed on that host."""
 
-    def __init__(self, address: DaemonAddress, *, token: str | None, base_dir: str, quiet: bool,
+    def __init__(self, address: DaemonAddress, *, token: str | TokenSource | None, base_dir: str, quiet: bool,
                  keep_workspace: bool = False, timeout_ready: float = 600.0, ca_file: str | None = None):
         self.address = address
         self.host = address.host

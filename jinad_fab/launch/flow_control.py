@@ -7,7 +7,10 @@ on the host's loopback only) and reports its address with the ready event; the d
   in a thread and answers at once (``accepted``), or refuses it with the HTTP status the daemon
   answers (409 while another change runs, 400 naming the bad field);
 * ``{"cmd": "status"}``: replicas and restarts per Pod, and the last change with one event per
-  replica started, drained or stopped (what ``jinad-fab flow scale`` prints as it goes).
+  replica started, drained or stopped (what ``jinad-fab flow scale`` prints as it goes);
+* ``{"cmd": "tokens", "key": PAD}``: other daemons' new tokens (after ``provision rotate-token``),
+  handed over as at the start (:mod:`.handoff`: the pad here, the rest sealed next to the status
+  file); the answer names the daemons, never a token.
 
 Paths (a dump's ``path``, ``dump_path``) are resolved inside the Flow's directory (its workspace)
 here too, not only by the daemon: whoever reaches the socket cannot make the Flow write elsewhere.
@@ -77,14 +80,16 @@ def check_change(cmd: dict, pods: list[str], root: str) -> dict:
 
 
 class FlowControl:
-    def __init__(self, flow: Any, host: str = "127.0.0.1", root: str | None = None, port: int = 0):
+    def __init__(self, flow: Any, host: str = "127.0.0.1", root: str | None = None, port: int = 0,
+                 status_file: str | None = None):
         self.flow = flow
+        self.status_file = status_file
         self.root = root or os.getcwd()
         self.ctx = make_context()
         self.sock, port = bind(self.ctx, zmq.REP, host, port)
         # bound everywhere (in a container): reached on loopback, where the runtime publishes it
         self.address = f"tcp://{connect_host(host)}:{port}"
-        self.commands = Commands(self.sock, {"change": self._change, "status": self._status})
+        self.commands = Commands(self.sock, {"change": self._change, "status": self._status, "tokens": self._tokens})
         self.current: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._seq = 0
@@ -96,6 +101,20 @@ class FlowControl:
     def close(self) -> None:
         self.sock.close(linger=0)
         self.ctx.destroy(linger=0)
+
+    def _tokens(self, cmd: dict) -> dict:
+        from . import handoff
+
+        key = cmd.get("key")
+        if not isinstance(key, str) or not key or not self.status_file:
+            raise BadInput("tokens: the handoff key is missing")
+        try:
+            tokens = handoff.take(self.status_file, {handoff.KEY_ENV: key})
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"tokens: the sealed tokens could not be read ({type(exc).__name__})") from exc
+        self.flow._use_daemon_tokens(tokens)
+        log.info("new tokens for the daemons %s", ", ".join(sorted(tokens)))
+        return {"peers": sorted(tokens)}
 
     def _status(self, cmd: dict) -> dict:
         with self._lock:

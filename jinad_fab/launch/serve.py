@@ -60,7 +60,7 @@ def run_flow(path: str | None, report, *, host: str | None = None, port_http: in
         return 1
     try:
         # PUT /flows/{id}: scale, rolling update, dump; on loopback unless told (a container's is published)
-        control = FlowControl(flow, host=ctrl_host or "127.0.0.1", port=port_ctrl or 0)
+        control = FlowControl(flow, host=ctrl_host or "127.0.0.1", port=port_ctrl or 0, status_file=status_file)
     except JinadFabError as exc:
         flow.close()
         report({"state": "failed", "error": str(exc)})

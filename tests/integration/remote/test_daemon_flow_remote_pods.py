@@ -6,6 +6,7 @@ clear in a database, a log, a status file or the Flow's argv."""
 from __future__ import annotations
 
 import textwrap
+import time
 
 import httpx
 import pytest
@@ -95,14 +96,37 @@ def test_a_posted_flow_starts_its_remote_pods_on_the_other_daemon(daemon_factory
         assert fc.get("/workspaces").json()["items"] == []
 
 
-def test_the_daemons_configured_peers_supply_the_token(daemon_factory, tmp_path) -> None:
+def test_the_daemons_configured_peers_supply_the_token_and_its_rotation(daemon_factory, tmp_path) -> None:
     far = daemon_factory(token="far-configured-" + "c" * 24)
     peer_file = tmp_path / "far.token"
     peer_file.write_text(far.token + "\n")
     peer_file.chmod(0o600)
-    near = daemon_factory(token="near-" + "d" * 24, extra=["--peer", f"{far.address}={peer_file}"])
-    _run_and_check(near, far, None)
+    near = daemon_factory(token="near-" + "d" * 24, extra=["--peer", f"{far.address}={peer_file}"],
+                          env={"JINAD_RECONCILE_INTERVAL": "0.5"})
+    flow = _run_and_check(near, far, None)
     assert_never_in_clear(far.token, near, far)
+
+    # `provision rotate-token` on the far daemon, the peer's token file rewritten: the running Flow
+    # is handed the new token and still reaches its Pods there once the old one is refused
+    old, new = far.token, "far-rotated-" + "h" * 24
+    with far.client() as fc:
+        assert fc.put("/token", json={"token": new}).status_code == 200
+    far.token = new
+    peer_file.write_text(new + "\n")
+    with near.client() as c:
+        deadline = time.monotonic() + 30
+        while "handed the Flow the new token" not in c.get(f"/logs/{flow['id']}").text:
+            assert time.monotonic() < deadline, "the Flow was not handed the far daemon's new token"
+            time.sleep(0.2)
+    with far.client() as fc:
+        assert fc.delete("/token/previous").status_code in (200, 204)
+        assert fc.get("/pods", headers={"Authorization": f"Bearer {old}"}).status_code in (401, 403)
+    with near.client() as c:  # the Flow stops its Pods on the far daemon: with the new token
+        assert c.delete(f"/flows/{flow['id']}").json()["state"] == "STOPPED"
+    with far.client() as fc:
+        assert [p for p in fc.get("/pods").json()["items"] if p["state"] == "RUNNING"] == []
+        assert fc.get("/workspaces").json()["items"] == []
+    assert_never_in_clear(new, near, far)
 
 
 def test_without_the_other_daemons_token_the_flow_fails_naming_it(daemon_factory) -> None:
