@@ -6,7 +6,8 @@
 Exact part (random uniform data, as the first measurements were): for each size, index time,
 queries/s batched (all queries in one call) and one at a time, recall@10 against a float64
 brute-force check, and memory per stored vector, for faiss `IndexFlatL2` and `_index` with each
-engine, measured round by round in alternation so they see the same machine load. `_index` is
+engine, measured round by round in alternation so they see the same machine load (medians of the
+rounds; a ratio is the median of the rounds' ratios). `_index` is
 measured in-process (its core `search_vectors`, the `/search` handler building matches, reopening; index
 time also with random ids, as Documents made without an id get)
 and, for the sizes in `--flow-sizes`, through a real Flow (one Pea, native protocol).
@@ -139,11 +140,12 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             fx.add(X)
             t_faiss = time.perf_counter() - t
             fmem = rss() - before
-        # alternate the engines round by round so all see the same machine load; keep each one's best
-        best: dict[str, list[float]] = {name: [0.0, 0.0] for name in ["faiss ref", *engines]}
+        # alternate the engines round by round so all see the same machine load; report each one's median,
+        # and ratios as the median of the per-round ratios (each round's engines ran seconds apart)
+        runs: dict[str, list[list[float]]] = {name: [] for name in ["faiss ref", *engines]}
         found: dict[str, np.ndarray] = {}
         for _ in range(rounds):
-            for name in best:
+            for name in runs:
                 if name == "faiss ref":
                     q, (_, got) = timed_qps(lambda Q: fx.search(Q, K), Q)
                     q1, _ = timed_qps(lambda Q: one_at_a_time(lambda x: fx.search(x, K)[1], Q), Q1)
@@ -151,8 +153,9 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
                     ex = built[name][0]
                     q, (got, _) = timed_qps(lambda Q, ex=ex: ex.search_vectors(Q, K), Q)
                     q1, _ = timed_qps(lambda Q, ex=ex: one_at_a_time(lambda x: ex.search_vectors(x, K)[0], Q), Q1)
-                best[name] = [max(best[name][0], q), max(best[name][1], q1)]
+                runs[name].append([q, q1])
                 found[name] = got
+        best = {name: np.median(np.array(r), axis=0).tolist() for name, r in runs.items()}
         if faiss is not None:
             rows.append(["faiss IndexFlatL2 (reference)", n, t_faiss, *best["faiss ref"],
                          recall(found["faiss ref"][: len(truth)], truth), 4 * X.shape[1], fmem / n])
@@ -166,9 +169,9 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
         rows.append([f"_index engine={engines[0]}, random ids", n, t_random_ids, None, None, None, None, None])
         if faiss is not None:
             for engine in engines:
-                rows.append([f"  -> _index {engine} / faiss", n, None,
-                             Ratio(best[engine][0] / best["faiss ref"][0]),
-                             Ratio(best[engine][1] / best["faiss ref"][1]), None, None, None])
+                ratio = np.median(np.array(runs[engine]) / np.array(runs["faiss ref"]), axis=0)
+                rows.append([f"  -> _index {engine} / faiss", n, None, Ratio(ratio[0]), Ratio(ratio[1]),
+                             None, None, None])
         ex = built[engines[0]][0]
         for other in engines[1:]:
             built[other][0].close()
@@ -312,7 +315,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000, help="batched queries")
     ap.add_argument("--single", type=int, default=100, help="queries sent one at a time")
     ap.add_argument("--truth", type=int, default=500, help="queries checked against brute force")
-    ap.add_argument("--rounds", type=int, default=3, help="best of this many runs per measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per measurement (exact part: medians; "
+                    "approximate part: best)")
     ap.add_argument("--ann-size", type=int, default=1_000_000, help="clustered vectors for approximate search "
                     "(0: skip)")
     ap.add_argument("--ann-kinds", default="ivf", help="approximate index kinds to measure: ivf,hnsw")

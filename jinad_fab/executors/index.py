@@ -17,9 +17,11 @@ keeps memory at the vectors' own size plus 4 bytes.
 Search engines (``engine``): ``faiss`` (the ``faiss-cpu`` package, the default when it is installed)
 or ``numpy`` (the fallback). Both are exact for the default ``index: flat``:
 
-* faiss: ``knn_L2sqr`` (with the cached norms) or ``knn_inner_product`` straight on the mapped file,
-  for batches; a handful of queries go through one numpy matrix-vector product instead, which is
-  several times faster than faiss's per-query path;
+* faiss: ``knn_L2sqr`` (with the stored norms) or ``knn_inner_product`` straight on the mapped file,
+  for batches large enough for faiss to multiply them as matrices (its
+  ``distance_compute_blas_threshold``: 1,000 queries of 128 dimensions); the rows are cut into one part
+  per thread, each searched by a single-threaded worker, and the parts' candidates merged. Smaller
+  batches go through the numpy engine's one matrix product, faster there than faiss's per-query path;
 * numpy: a float32 BLAS product per block of queries x block of rows that keeps only the maximum of
   each *group* of rows (rows ``j, j + m, j + 2m, ...`` of a block), then looks at the rows of the
   best groups only. That is exact: the ``c`` best group maxima are ``c`` rows that all score at least
@@ -100,6 +102,7 @@ _SCHEMA_VERSION = "2"
 _DURABILITY = ("full", "normal")
 _ROW_ALIGN = 32  # capacity is kept a multiple of the group size
 _FEW_QUERIES = 8  # up to this many queries, one numpy product beats faiss's per-query path
+_PART_MIN_ROWS = 16384  # a batched faiss search splits the rows into parts of at least this many
 _SQL_CHUNK = 500
 _WAL_CHECKPOINT_PAGES = 8192  # about 32 MB of WAL between checkpoints
 
@@ -257,6 +260,8 @@ class IndexExecutor(Executor):
         self._norm: _RowFile | None = None
         self._cache: dict[str, Any] = {}  # derived arrays and the id list, dropped on every change
         self._syncer: ThreadPoolExecutor | None = None
+        self._searchers: ThreadPoolExecutor | None = None
+        self._searcher_count = 0
         self._ann: Any = None
         self._ann_rows = 0
         self._ann_saved: int | None = None  # rows of the approximate index as saved, None: not saved
@@ -527,7 +532,7 @@ class IndexExecutor(Executor):
     # ------------------------------------------------------------------ search internals
     def _exact(self, Q: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         kc = min(self._n, k + max(k, 8))
-        if self._faiss is not None and metric != "cosine" and len(Q) > _FEW_QUERIES:
+        if self._faiss is not None and metric != "cosine" and self._faiss_batches(len(Q)):
             cand = self._faiss_candidates(Q, kc, metric)
         else:
             cand = np.empty((len(Q), kc), dtype=np.int64)
@@ -537,41 +542,64 @@ class IndexExecutor(Executor):
                 cand[q0:q0 + len(Qc)] = self._numpy_candidates(Qc, kc, metric)
         return self._rescore(Q, cand, k, metric)
 
-    def _faiss_candidates(self, Q: np.ndarray, kc: int, metric: str) -> np.ndarray:
-        faiss, n, d = self._faiss, self._n, self.dim
-        V = self._vec.rows[:n]
-        D = np.empty((len(Q), kc), dtype=np.float32)
-        Idx = np.empty((len(Q), kc), dtype=np.int64)
-        ptr = faiss.swig_ptr
-        if metric == "euclidean":
-            norms = self._norm.rows[:n, 0]
-            faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx), ptr(norms))
-        else:
-            faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), n, kc, ptr(D), ptr(Idx))
-        return Idx
+    def _faiss_batches(self, nq: int) -> bool:
+        """faiss takes batches it multiplies as matrices (BLAS); below its threshold it compares the
+        queries one by one, and the numpy engine's single matrix product is faster there."""
+        if nq <= _FEW_QUERIES:
+            return False
+        threshold = getattr(self._faiss.cvar, "distance_compute_blas_threshold", 0)
+        return nq * self.dim >= threshold
 
-    def _bias_scale(self, metric: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """What turns q·x into a score to maximise: euclidean adds -|x|²/2, cosine scales by 1/|x|."""
+    def _faiss_candidates(self, Q: np.ndarray, kc: int, metric: str) -> np.ndarray:
+        """The kc best slots of each query (any order), from faiss's exact k-NN on the mapped rows.
+
+        With several threads the rows are cut into one part per thread, each searched by a worker
+        whose faiss and BLAS run single-threaded, and the parts' candidates merged: one join per call.
+        faiss alone parallelises every block of 1,024 rows (a BLAS product, then its heaps), ~200
+        joins per 100k rows; on a busy machine each join waits for the thread that lost its core."""
+        n = self._n
+        V = self._vec.rows[:n]
+        norms = self._norm.rows[:n, 0] if metric == "euclidean" else None
+        parts = min(self._faiss.omp_get_max_threads(), n // _PART_MIN_ROWS)
+        if parts <= 1:
+            return _faiss_knn(self._faiss, Q, V, norms, kc, metric)[1]
+        pool = self._search_pool(parts)
+        bounds = [n * i // parts for i in range(parts + 1)]
+        futures = [pool.submit(_faiss_knn, self._faiss, Q, V[a:b], None if norms is None else norms[a:b],
+                               min(kc, b - a), metric) for a, b in zip(bounds, bounds[1:])]
+        wait(futures)  # every worker done with the mapped rows before this returns, even on an error
+        found = [f.result() for f in futures]
+        D = np.hstack([d for d, _ in found])
+        Idx = np.hstack([i + a for (_, i), a in zip(found, bounds)])
+        best = np.argpartition(D if metric == "euclidean" else -D, kc - 1, axis=1)[:, :kc]
+        return np.take_along_axis(Idx, best, axis=1)
+
+    def _search_pool(self, threads: int) -> ThreadPoolExecutor:
+        if self._searchers is None or self._searcher_count < threads:
+            if self._searchers is not None:
+                self._searchers.shutdown()
+            self._searchers = ThreadPoolExecutor(threads, thread_name_prefix="index-search",
+                                                 initializer=self._faiss.omp_set_num_threads, initargs=(1,))
+            self._searcher_count = threads
+        return self._searchers
+
+    def _bias_scale(self, metric: str, rows: slice | np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """What turns q·x into a score to maximise for these rows: euclidean adds -|x|²/2, cosine
+        scales by 1/|x|. Computed per block from the mapped norms (no array of n kept between searches)."""
         if metric == "inner_product":
             return None, None
-        key = f"numpy-{metric}"
-        got = self._cache.get(key)
-        if got is None or len(got) < self._n:
-            sq = self._norm.rows[: self._n, 0]
-            if metric == "euclidean":
-                got = -0.5 * sq
-            else:
-                got = np.divide(1.0, np.sqrt(sq), out=np.zeros_like(sq), where=sq > 0).astype(np.float32)
-            self._cache[key] = got
-        return (got, None) if metric == "euclidean" else (None, got)
+        sq = self._norm.rows[rows, 0]
+        if metric == "euclidean":
+            return -0.5 * sq, None
+        return None, np.divide(1.0, np.sqrt(sq), out=np.zeros_like(sq), where=sq > 0)
 
     def _numpy_candidates(self, Qc: np.ndarray, kc: int, metric: str) -> np.ndarray:
         """The kc best slots of each query (any order), exact in float32."""
         n, gs = self._n, self._gs
         V = self._vec.rows
-        bias, scale = self._bias_scale(metric)
         m = len(Qc)
         if n <= 8192 or 4 * kc * gs > n or m <= _FEW_QUERIES:  # few rows, few queries or a huge k: every row
+            bias, scale = self._bias_scale(metric, slice(0, n))
             out = np.empty((m, kc), dtype=np.int64)
             step = max(1, (1 << 25) // n)  # at most 128 MB of scores at a time
             for r0 in range(0, m, step):
@@ -592,10 +620,11 @@ class IndexExecutor(Executor):
             real = min(width, n - b0)
             s = S[: m * width].reshape(m, width)  # contiguous, so BLAS writes it directly
             np.matmul(Qc, V[b0:b0 + real].T, out=s[:, :real])
+            bias, scale = self._bias_scale(metric, slice(b0, b0 + real))
             if bias is not None:
-                s[:, :real] += bias[b0:b0 + real]
+                s[:, :real] += bias
             if scale is not None:
-                s[:, :real] *= scale[b0:b0 + real]
+                s[:, :real] *= scale
             if real < width:  # padding rows of the last block never win
                 s[:, real:] = -np.inf
             np.max(s.reshape(m, gs, width // gs), axis=1, out=G[:, b0 // gs:(b0 + width) // gs])
@@ -609,10 +638,11 @@ class IndexExecutor(Executor):
         padding = cand >= n
         np.minimum(cand, n - 1, out=cand)
         cs = np.einsum("qd,qcd->qc", Qc, V[cand])
+        bias, scale = self._bias_scale(metric, cand)
         if bias is not None:
-            cs += bias[cand]
+            cs += bias
         if scale is not None:
-            cs *= scale[cand]
+            cs *= scale
         cs[padding] = -np.inf
         top = np.argpartition(-cs, kc - 1, axis=1)[:, :kc]
         return np.take_along_axis(cand, top, axis=1)
@@ -1048,9 +1078,11 @@ class IndexExecutor(Executor):
         return out
 
     def close(self) -> None:
-        syncer, self._syncer = getattr(self, "_syncer", None), None
-        if syncer is not None:
-            syncer.shutdown()
+        for name in ("_syncer", "_searchers"):
+            pool = getattr(self, name, None)
+            setattr(self, name, None)
+            if pool is not None:
+                pool.shutdown()
         lock = getattr(self, "_lock", None)
         db = getattr(self, "_db", None)
         try:
@@ -1066,6 +1098,19 @@ class IndexExecutor(Executor):
 
 
 # ---------------------------------------------------------------------- helpers
+def _faiss_knn(faiss, Q: np.ndarray, V: np.ndarray, norms: np.ndarray | None, k: int,
+               metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's exact k-NN of each query among the rows V: (scores, rows), L2 squared or inner product."""
+    D = np.empty((len(Q), k), dtype=np.float32)
+    Idx = np.empty((len(Q), k), dtype=np.int64)
+    ptr, d = faiss.swig_ptr, V.shape[1]
+    if metric == "euclidean":
+        faiss.knn_L2sqr(ptr(Q), ptr(V), d, len(Q), len(V), k, ptr(D), ptr(Idx), ptr(norms))
+    else:
+        faiss.knn_inner_product(ptr(Q), ptr(V), d, len(Q), len(V), k, ptr(D), ptr(Idx))
+    return D, Idx
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 

@@ -14,6 +14,7 @@ import pytest
 
 from jinad_fab import Document, DocumentArray
 from jinad_fab.errors import BadConfig, BadInput
+from jinad_fab.executors import index as index_module
 from jinad_fab.executors.index import IndexExecutor
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,19 +34,30 @@ def clustered(n, d, centres, seed):
 
 @needs_faiss
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
-def test_faiss_and_numpy_return_the_same_answers(tmp_path, metric):
+def test_faiss_and_numpy_return_the_same_answers(tmp_path, monkeypatch, metric):
+    import faiss
+
     X, _ = clustered(30000, 32, 50, 1)
     Q = X[:300] + 0.01
-    answers = []
-    for engine in ("faiss", "numpy"):
+    answers = {}
+    for engine in ("numpy", "faiss"):
         ex = open_index(tmp_path / engine, engine=engine, durability="normal")
         ex.add([str(i) for i in range(len(X))], X)
-        for q in (Q, Q[:3]):  # a batch (faiss's own kernels) and a few queries (one numpy product)
-            answers.append(ex.search_vectors(q, 10, metric))
+        # a batch below faiss's matrix-product threshold and a few queries: one numpy product each
+        answers[engine] = [ex.search_vectors(q, 10, metric) for q in (Q, Q[:3])]
+        if engine == "faiss":
+            monkeypatch.setattr(faiss.cvar, "distance_compute_blas_threshold", 0)  # faiss's own kernels
+            answers["faiss, whole"] = [ex.search_vectors(Q, 10, metric)]
+            # rows cut into 3 parts searched by 3 workers, their candidates merged
+            monkeypatch.setattr(index_module, "_PART_MIN_ROWS", 4096)
+            monkeypatch.setattr(faiss, "omp_get_max_threads", lambda: 3)
+            answers["faiss, 3 parts"] = [ex.search_vectors(Q, 10, metric)]
+            assert (ex._searchers is not None) == (metric != "cosine")  # (cosine is numpy's alone)
         ex.close()
-    for a, b in zip(answers[:2], answers[2:]):
-        np.testing.assert_array_equal(a[0], b[0])
-        np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=0)
+    for name, got in answers.items():
+        for a, b in zip(got, answers["numpy"]):
+            np.testing.assert_array_equal(a[0], b[0], err_msg=name)
+            np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=0, err_msg=name)
 
 
 def test_auto_falls_back_to_numpy_without_faiss(tmp_path, monkeypatch):
