@@ -277,6 +277,8 @@ class FlowPublic(_ObjectPublic):
     gateway: GatewayAddress | None = None
     pods: list[dict[str, Any]] = Field(
         default_factory=list, description="each Pod of the Flow: name, and for a remote Pod its daemon and id")
+    peers: list[str] = Field(
+        default_factory=list, description="the other daemons (host:port) the Flow was handed a token for; never a token")
     live: dict[str, Any] | None = Field(
         None, description="a running Flow's replicas and restarts per Pod (`pods`), and its last live change "
                           "(`change`: kind, pod, state running|done|failed, one event per replica)")

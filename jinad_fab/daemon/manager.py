@@ -412,6 +412,21 @@ class Manager:
             told.append(rec.id)
         return told
 
+    async def hand_over_tokens(self, fid: str, peers: dict[str, str]) -> Record:
+        """``PUT /flows/{id}/peers``: hand the running Flow these daemons' new tokens."""
+        rec = self.get(fid, "flow")
+        if rec.state != ObjectState.RUNNING.value:
+            raise Conflict(f"flow {fid} is {rec.state}, not RUNNING")
+        tokens = {handoff.peer_key(k): v for k, v in peers.items() if v}
+        known = set(rec.data.get("peers") or [])
+        foreign = sorted(set(tokens) - known)
+        if not tokens or foreign:
+            raise Invalid(f"peers: flow {fid} was handed tokens for {', '.join(sorted(known)) or 'no daemon'}, "
+                          f"not for {', '.join(foreign) or 'what this body names'}")
+        await asyncio.to_thread(self._send_tokens, rec, tokens)
+        logs.event(self.log_path(fid), f"handed the Flow the new token of {', '.join(sorted(tokens))}")
+        return rec
+
     def _send_tokens(self, rec: Record, tokens: dict[str, str]) -> None:
         pad, blob = handoff.seal(tokens)
         # where the Flow reads it: beside its status file (a container's own status folder, through

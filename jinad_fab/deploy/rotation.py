@@ -5,8 +5,10 @@ so they rotate together, in two steps that never leave a client refused:
 
 1. every daemon of the group is told the new token (``PUT /token``, sent with the old one); it
    requires the new one from then on, writes it to its own token file, and still accepts the old;
-2. when every one of them took it, the controller's file gets the new token and each daemon is
-   told to forget the old one (``DELETE /token/previous``).
+2. when every one of them took it, each running Flow of the inventory that was handed the token
+   of one of them (a fleet deployment's keeper starts and renews its Pods on the other daemons) is
+   handed the new one (``PUT /flows/{id}/peers``), then the controller's file gets the new token
+   and each daemon is told to forget the old one (``DELETE /token/previous``).
 
 When a daemon of the group cannot take it, the ones that did are switched back to the old token
 and the controller's file is left alone: the group keeps working with the old token, and the
@@ -49,6 +51,8 @@ class Rotation:
     rotated: bool = False
     error: str = ""
     unreachable: bool = False
+    flows: list[str] = dataclasses.field(default_factory=list)
+    """The running Flows (``host/flow id``) handed this daemon's new token."""
 
     @property
     def ok(self) -> bool:
@@ -56,7 +60,7 @@ class Rotation:
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "url": self.url, "token_file": self.token_file, "rotated": self.rotated,
-                "ok": self.ok, "error": self.error, "unreachable": self.unreachable}
+                "ok": self.ok, "error": self.error, "unreachable": self.unreachable, "flows": list(self.flows)}
 
 
 def rotate_tokens(inventory: Inventory, hosts: Sequence[Host], *, max_parallel: int = 16,
@@ -128,11 +132,48 @@ def _rotate_group(inventory: Inventory, path: pathlib.Path, members: list[Host],
             else:
                 r.error = f"not rotated: kept the old token because {', '.join(failed)} (same token file) failed"
         return
+    missed = _hand_to_flows(inventory, members, new, out, max_parallel, timeout)
     write_token_file(path, new)  # from here on every client of this inventory sends the new token
     forgot = each(call(new, lambda c: c.forget_previous_token()), members)
     for h in members:
         r = out[h.name]
         r.rotated = True
+        if missed.get(h.name):
+            r.error = "; ".join(missed[h.name])
         if forgot[h.name] is not None:
             r.error = (f"rotated, but it still accepts the old token until restarted: {forgot[h.name]}")
             r.unreachable = isinstance(forgot[h.name], DaemonUnreachable)
+
+
+def _hand_to_flows(inventory: Inventory, members: list[Host], new: str, out: dict[str, Rotation],
+                   max_parallel: int, timeout: float) -> dict[str, list[str]]:
+    """Hand ``new`` to every running Flow of the inventory's daemons that was handed the token of
+    one of ``members`` (while both tokens work); each member's Flows go to its ``flows``. Returns,
+    per member, the Flows that could not be told (they will be refused once the old token goes)."""
+    from .fleet import fan_out
+
+    rotated = {h.daemon_address.netloc: h.name for h in members}
+
+    def tell(client: DaemonClient) -> list[tuple[str, str, str]]:
+        done = []
+        for flow in client.flows():
+            keys = [k for k in flow.get("peers") or [] if k in rotated]
+            if flow.get("state") != "RUNNING" or not keys:
+                continue
+            try:
+                client.hand_over_tokens(flow["id"], {k: new for k in keys})
+                done.extend((rotated[k], flow["id"], "") for k in keys)
+            except DaemonError as exc:
+                done.extend((rotated[k], flow["id"], str(exc)) for k in keys)
+        return done
+
+    missed: dict[str, list[str]] = {}
+    for host, answer in fan_out(inventory, list(inventory.hosts.values()), tell, max_parallel=max_parallel,
+                                timeout=timeout).items():
+        for member, flow_id, error in answer.value or []:
+            if error:
+                missed.setdefault(member, []).append(f"rotated, but flow {flow_id} on {host} was not handed the "
+                                                     f"new token and cannot reach it any more: {error}")
+            else:
+                out[member].flows.append(f"{host}/{flow_id}")
+    return missed

@@ -370,6 +370,10 @@ class DaemonClient:
     def flows(self) -> list[dict[str, Any]]:
         return self._request("GET", "/flows")["items"]
 
+    def hand_over_tokens(self, flow_id: str, peers: Mapping[str, str]) -> dict[str, Any]:
+        """``PUT /flows/{id}/peers``: other daemons' new tokens for a running Flow (after a rotation)."""
+        return self._request("PUT", f"/flows/{flow_id}/peers", json={"peers": dict(peers)})
+
     def flow(self, flow_id: str) -> dict[str, Any]:
         return self._request("GET", f"/flows/{flow_id}")
 

@@ -140,3 +140,33 @@ def test_without_the_other_daemons_token_the_flow_fails_naming_it(daemon_factory
         assert far.address in r.text and "wrong-token" not in r.text
     with far.client() as fc:
         assert [p for p in fc.get("/pods").json()["items"] if p["state"] == "RUNNING"] == []
+
+
+def test_rotate_token_hands_the_new_token_to_a_flow_that_was_sent_the_old_one(daemon_factory, tmp_path) -> None:
+    from jinad_fab.deploy.inventory import Inventory
+    from jinad_fab.deploy.rotation import rotate_tokens
+
+    near = daemon_factory(token="near-" + "i" * 24)
+    far = daemon_factory(token="far-sent-" + "j" * 24)
+    flow = _run_and_check(near, far, {far.address: far.token})  # how `flow up` starts a deployment's Flow
+    folder = tmp_path / "inv"  # each host with a token file of its own, as `provision deploy` leaves them
+    (folder / "credentials").mkdir(parents=True)
+    hostvars = {}
+    for name, d in (("near", near), ("far", far)):
+        (folder / "credentials" / f"{name}.token").write_text(d.token + "\n")
+        hostvars[name] = {"ansible_host": "127.0.0.1", "jinad_port": d.port,
+                          "jinad_token_file": f"credentials/{name}.token"}
+    inv = Inventory.from_ansible_json({"_meta": {"hostvars": hostvars}, "all": {"hosts": list(hostvars)}},
+                                      source=folder / "hosts.yml")
+    old = far.token
+    rotated = rotate_tokens(inv, [inv["far"]])["far"]
+    assert rotated.ok and rotated.flows == [f"near/{flow['id']}"], rotated
+    far.token = new = (folder / "credentials" / "far.token").read_text().strip()
+    with far.client() as fc:
+        assert new != old and fc.get("/pods", headers={"Authorization": f"Bearer {old}"}).status_code in (401, 403)
+    with near.client() as c:  # the Flow stops its Pods on the far daemon: with the token it was handed
+        assert c.delete(f"/flows/{flow['id']}").json()["state"] == "STOPPED"
+    with far.client() as fc:
+        assert [p for p in fc.get("/pods").json()["items"] if p["state"] == "RUNNING"] == []
+        assert fc.get("/workspaces").json()["items"] == []
+    assert_never_in_clear(new, near, far)

@@ -20,7 +20,8 @@ def flow_view(rec: Record) -> dict[str, Any]:
     return {"id": rec.id, "workspace_id": rec.workspace_id, "state": rec.state, "created": rec.created,
             "updated": rec.updated, "error": rec.error, "pid": rec.data.get("pid"),
             "filename": rec.data.get("filename", ""), "gateway": rec.data.get("gateway"),
-            "pods": [p for p in rec.data.get("pods") or [] if isinstance(p, dict)]}
+            "pods": [p for p in rec.data.get("pods") or [] if isinstance(p, dict)],
+            "peers": list(rec.data.get("peers") or [])}
 
 
 @router.post("", status_code=201, response_model=FlowPublic)
@@ -71,6 +72,15 @@ async def change_flow(flow_id: FlowId, request: Request, manager: ManagerDep):
     if not change.wait:
         return JSONResponse(FlowPublic.model_validate(body).model_dump(mode="json"), status_code=202)
     return body
+
+
+@router.put("/{flow_id}/peers", response_model=FlowPublic)
+async def hand_over_peer_tokens(flow_id: FlowId, body: FlowCreate, manager: ManagerDep):
+    """Hand a running Flow other daemons' new tokens (what `provision rotate-token` does before the
+    old ones stop working), sealed as at its start; only for daemons it was handed a token for (its
+    ``peers``). Its clients send the new token once refused with the old one."""
+    peers = {k: v.get_secret_value() for k, v in body.peers.items()}
+    return flow_view(await manager.hand_over_tokens(flow_id, peers))
 
 
 @router.delete("/{flow_id}", response_model=FlowPublic)
