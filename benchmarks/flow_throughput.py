@@ -550,7 +550,7 @@ def main() -> None:
     if ns.curve_only:
         Console(width=150).print(curve_table(ns.rounds, sizes[-1], lat_n))
         return
-    Console(width=190).print(floor_table(ns.rounds, sizes[-1], lat_n))
+    Console(width=240).print(floor_table(ns.rounds, sizes[-1], lat_n))
     if ns.floor_only:
         return
     table = Table(title="Flow throughput (request_size=100; native: the Flow's own client, in-process for "

@@ -249,6 +249,9 @@ class _Run:
         self._seq: dict[str, int] = {}
         self.inflight: dict[str, float] = {}
         self.missing_shards: set[str] = set()  # shards some answer of this call was given without
+        # request ids: 96 random bits per call and a counter (one getrandom call, not one per request)
+        self._prefix = os.urandom(12).hex()
+        self._count = 0
 
     def request(self, docs: DocumentArray) -> tuple[str, list]:
         header, body = self.request_parts(docs)
@@ -256,9 +259,11 @@ class _Run:
 
     def request_parts(self, docs: DocumentArray) -> tuple[dict, list]:
         """A new request's header and its body frames (the Documents encoded)."""
-        rid = os.urandom(16).hex()
+        n = self._count
+        self._count = n + 1
+        rid = f"{self._prefix}{n:08x}"
         self.inflight[rid] = time.monotonic()
-        self._seq[rid] = len(self._seq)
+        self._seq[rid] = n
         return new_header(rid, self.on, self.parameters), encode_docs(docs)
 
     @property
@@ -275,12 +280,13 @@ class _Run:
         if self.inflight.pop(msg.request_id, None) is None:
             return  # a late answer to an earlier, abandoned call
         resp = Response(msg)
-        exc = resp.exception()
-        missing = set(resp.missing_shards) - self.missing_shards
-        if missing:  # a partial answer is never silent, even to a caller that only reads the Documents
-            self.missing_shards |= missing
-            log.warning("%s answered without shard(s) %s (their Pods lost them); see Response.missing_shards",
-                        self.on, ", ".join(sorted(missing)))
+        exc = resp.exception() if msg.header.get("err") else None
+        if msg.header.get("missing_shards"):  # a partial answer is never silent, even to a caller
+            missing = set(resp.missing_shards) - self.missing_shards  # that only reads the Documents
+            if missing:
+                self.missing_shards |= missing
+                log.warning("%s answered without shard(s) %s (their Pods lost them); see Response.missing_shards",
+                            self.on, ", ".join(sorted(missing)))
         try:
             if exc is None:
                 if self.on_done is not None:

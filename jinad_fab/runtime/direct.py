@@ -29,10 +29,11 @@ import zmq
 
 from ..wire import Message
 from .planner import Planner
-from .sockets import bind, connect_host, recv_frames, send_frames
+from .sockets import NOBLOCK, bind, connect_host, readable, recv_frames, send_frames
 from .targets import Targets
 
 REPLY_SET = "@reply"
+_BURST = 64
 _ids = itertools.count()
 
 
@@ -47,6 +48,7 @@ class DirectPath(Planner):
     def __init__(self, ctx: zmq.Context, host: str = "127.0.0.1", num_parts: int = 1,
                  upstream: list[str] | None = None, park_timeout: float = 30.0):
         super().__init__(Targets(ctx), num_parts=num_parts, upstream=upstream, park_timeout=park_timeout)
+        self.extra_plan = {REPLY_SET: "direct"}  # the last Pods answer this process, not the Gateway
         self.ctx = ctx
         self.results, port = bind(ctx, zmq.PULL, host)
         self.results.setsockopt(zmq.RCVTIMEO, 100)  # how often a wait looks at the Flow's health
@@ -61,12 +63,6 @@ class DirectPath(Planner):
         self.closed = False
 
     # ---- the planner's ends ----
-    def _plan(self) -> dict[str, str] | None:
-        plan = super()._plan()
-        if plan is not None:
-            plan[REPLY_SET] = "direct"
-        return plan
-
     def _waiting(self) -> list[str]:
         return [fl.rid for fl in self.flights.values()] + [fl.rid for fl in self.parked]
 
@@ -109,19 +105,25 @@ class DirectPath(Planner):
             self._dispatch(header, body, header["rid"])
 
     def wait(self) -> bool:
-        """Receive one answer (or wake-up) into ``ready``; False after 100 ms without any."""
+        """Receive the answers (or wake-ups) that came into ``ready``, waiting for the first one;
+        False after 100 ms without any."""
+        results = self.results
         try:
-            frames = recv_frames(self.results)
+            frames = recv_frames(results)
         except zmq.Again:
             if self.parked:
                 with self._lock:
                     self._expire_parked()
             return False
-        if len(frames) > 1:
-            with self._lock:
-                self._on_result(frames)
-                if self.parked:
-                    self._expire_parked()
+        with self._lock:
+            for _ in range(_BURST):  # what else waits already, under one turn of the lock
+                if len(frames) > 1:
+                    self._on_result(frames)
+                if not readable(results):
+                    break
+                frames = recv_frames(results, NOBLOCK)
+            if self.parked:
+                self._expire_parked()
         return True
 
     # ---- the Flow's side ----

@@ -74,6 +74,8 @@ class Planner:
         self.retryable = {"/search"}
         self.missing = MissingShards()
         self._turn = 0
+        self.extra_plan: dict[str, str] = {}  # written into every plan (a DirectPath names itself)
+        self._fixed: dict[str, str] | None = None  # the one plan there is while every set has one member
 
     # ---- what a subclass provides ----
     def _answer(self, rid: str, msg: Message) -> None:
@@ -114,6 +116,7 @@ class Planner:
 
     def _members(self, cmd: dict) -> dict:
         """Replace the members of the named replica sets (what new requests are planned onto)."""
+        self._changed()
         for name, st in (cmd.get("sets") or {}).items():
             members = [str(m) for m in st.get("replicas") or []]
             self.sets[name] = {"pod": st.get("pod") or name.split("/", 1)[0], "members": members}
@@ -138,6 +141,7 @@ class Planner:
     def _replica_died(self, cmd: dict) -> dict:
         """A replica died: plan nothing more onto it; send its read-only requests again, fail the rest."""
         name, replica = cmd["set"], str(cmd["replica"])
+        self._changed()
         st = self.sets.get(name)
         pod = st["pod"] if st else name.split("/", 1)[0]
         if st is not None and replica in st["members"]:
@@ -160,6 +164,7 @@ class Planner:
         """Shards gone for good (``missing``: set name -> ``{pod, shard, shards, polling, detail, why}``)
         or back (``back``: set names). Requests an attempt planned onto a newly missing shard are
         sent again without it (reads) or failed with PodDied naming it (writes); parked requests go."""
+        self._changed()
         added = self.missing.mark(cmd.get("missing") or {})
         back = self.missing.back(cmd.get("back") or ())
         retried = failed = 0
@@ -195,11 +200,20 @@ class Planner:
             return
         self._send(_Flight(rid, header, body))
 
+    def _changed(self) -> None:
+        """The sets, their members or the missing shards changed: plans are made again."""
+        self._fixed = None
+
     def _plan(self) -> dict[str, str] | None:
         """One member of every replica set, the least loaded (ties taken in turn); None when a set
-        has no member at all (a shard known to be missing is left out instead)."""
-        plan = {}
+        has no member at all (a shard known to be missing is left out instead). Plans are shared,
+        never changed: while every set has one member, every request gets the same one."""
+        fixed = self._fixed
+        if fixed is not None:
+            return fixed
+        plan = dict(self.extra_plan)
         self._turn += 1
+        single = True
         for name, st in self.sets.items():
             if name in self.missing:
                 continue
@@ -208,6 +222,7 @@ class Planner:
             if n == 1:
                 plan[name] = members[0]
                 continue
+            single = False
             if n == 0:
                 return None
             loads = self.load[name]
@@ -217,6 +232,8 @@ class Planner:
                 if low is None or loads[m] < low:
                     best, low = m, loads[m]
             plan[name] = best
+        if single:
+            self._fixed = plan
         return plan
 
     def _send(self, fl: _Flight) -> None:
