@@ -453,7 +453,9 @@ class Client(_Base):
             while ready:
                 run.answer(ready.popleft())
             if not run.inflight:
-                break
+                if exhausted:
+                    break
+                continue  # every answer is in (a burst can bring them all): send the next ones
             if not path.wait():
                 self._check(run, timeout)
 

@@ -35,6 +35,8 @@ def test_the_own_client_and_the_gateway_answer_alike_and_the_own_one_never_cross
             via_http = c.post("/search", queries, request_size=5, parameters={"top_k": 2})
         assert _answers(own) == _answers(via_gateway) == _answers(via_http)
         assert own.ids == [q.id for q in queries] and own[0].matches.ids == ["shard0", "shard1"]
+        with f.client(prefetch=1) as c:  # every answer in before the next request leaves: none is skipped
+            assert c.post("/search", queries, request_size=3).ids == own.ids
         # both replicas of `st` took requests planned in this process
         assert {t.split(":")[1] for d in own for t in d.tags["seen_by"]} == {str(p.pid) for p in f._running["st"].processes}
         gateway = f._gateway.proc.pid
