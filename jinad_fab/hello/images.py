@@ -20,7 +20,7 @@ from ._common import Progress, Timings, pea_env, writable_dir
 from .digits import load_digits, split
 from .encoders import ProjectionEncoder, fit_projection
 from .evaluate import precision_recall, random_baseline, recall_ceiling
-from .placement import LOCAL, HelloPlacement, PodPlan, flow_add_args, plan, probe
+from .placement import LOCAL, HelloPlacement, PodPlan, flow_add_args, plan, probe, shared_token
 from .png import digit_data_uri
 from .report import REPORT_NAME, render_report
 
@@ -52,7 +52,8 @@ class ImagesOptions:
 def build_flow(opts: ImagesOptions, model: str, workspace: str, hp: HelloPlacement | None) -> Flow:
     enc = flow_add_args(hp, "encoder", [model]) if hp else {}
     idx = flow_add_args(hp, "index") if hp else {}
-    return (Flow(timeout_ready=opts.timeout_ready, env=pea_env(opts.verbose))
+    token = shared_token(hp) if hp else None  # what a spread Pod's Peas send to each of their daemons
+    return (Flow(timeout_ready=opts.timeout_ready, env=pea_env(opts.verbose), **({"token": token} if token else {}))
             .add(name="encoder", uses=ProjectionEncoder, parallel=opts.parallel, uses_with={"model": model}, **enc)
             .add(name="index", uses="_index", shards=opts.shards,
                  uses_with={"metric": "euclidean", "top_k": opts.top_k, "dim": opts.dim, "durability": "normal"},
@@ -138,8 +139,9 @@ def run_images(opts: ImagesOptions, progress: Progress | None = None) -> dict[st
     report_path = workdir / REPORT_NAME
     pods = {
         "encoder": {"uses": "ProjectionEncoder", "peas": opts.parallel,
-                    "host": hp.host_of("encoder") if hp else LOCAL},
-        "index": {"uses": "_index", "peas": opts.shards, "host": hp.host_of("index") if hp else LOCAL},
+                    "host": hp.host_of("encoder") if hp else LOCAL, "hosts": hp.hosts_of("encoder") if hp else [LOCAL]},
+        "index": {"uses": "_index", "peas": opts.shards, "host": hp.host_of("index") if hp else LOCAL,
+                  "hosts": hp.hosts_of("index") if hp else [LOCAL]},
     }
     summary: dict[str, Any] = {
         "report": str(report_path),

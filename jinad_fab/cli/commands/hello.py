@@ -114,7 +114,7 @@ def images(workdir: str, seed: int, dim: int, shards: int, parallel: int, top_k:
     out.print(f"stages: {stages}")
     out.print(f"command to report: [bold]{summary['timings']['command']:.1f} s[/bold]")
     for pod, info in summary["pods"].items():
-        out.print(f"Pod {pod} ({info['uses']}, {info['peas']} Peas) ran on {info['host']}")
+        out.print(f"Pod {pod} ({info['uses']}, {info['peas']} Peas) ran on {', '.join(info.get('hosts') or [info['host']])}")
     for note in summary["notes"]:
         out.print(f"note: {note}")
     out.print(f"\nReport: [bold]{summary['report']}[/bold]")

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from jinad_fab import Document, DocumentArray
 from jinad_fab.deploy.inventory import Inventory
+from jinad_fab.errors import BadConfig
 from jinad_fab.hello.chat import corpus_docs, load_corpus
 from jinad_fab.hello.digits import load_digits, split
 from jinad_fab.hello.encoders import ProjectionEncoder, TextModel, fit_projection, fit_tfidf
@@ -116,7 +117,7 @@ def test_corpus_is_a_few_hundred_distinct_pairs():
 
 
 def _inventory(gpu: dict, cpu: dict, local: bool = False) -> Inventory:
-    hostvars = {h: {"ansible_host": "127.0.0.1", "jinad_port": 1} for h in [*gpu, *cpu]}
+    hostvars = {h: {"ansible_host": "127.0.0.1", "jinad_port": port} for h, port in {**gpu, **cpu}.items()}
     if local:
         for v in hostvars.values():
             v["ansible_connection"] = "local"
@@ -129,12 +130,27 @@ def _inventory(gpu: dict, cpu: dict, local: bool = False) -> Inventory:
 
 
 def test_placement_encoders_on_gpu_index_on_cpu():
-    inv = _inventory({"g1": 1}, {"c1": 1, "c2": 1})
+    inv = _inventory({"g1": 1}, {"c1": 1, "c2": 2})
     hp = plan(inv, [PodPlan("encoder", ("gpu", "cpu"), parallel=2), PodPlan("index", ("cpu",), shards=2)])
     assert hp.host_of("encoder") == "g1" and hp.host_of("index") == "c1"
     assert not hp.notes
     assert flow_add_args(hp, "encoder", ["m.npz"]) == {"host": "127.0.0.1:1", "upload_files": ["m.npz"]}
-    assert [h.name for h in hp.remote_hosts] == ["g1", "c1"]
+    # the index's two shards were placed on c1 and c2: its Peas run on both, as `flow up` runs them
+    assert hp.hosts_of("index") == ["c1", "c2"] and [h.name for h in hp.remote_hosts] == ["g1", "c1", "c2"]
+    spread = flow_add_args(hp, "index")["spread"]
+    assert [(p["host"], p["shard"]) for p in spread["parts"]] == [("127.0.0.1:1", 0), ("127.0.0.1:2", 1)]
+
+
+def test_a_spread_pod_is_refused_when_its_daemons_tokens_differ():
+    hostvars = {"g1": {"ansible_host": "127.0.0.1", "jinad_port": 1, "jinad_token": "tok-g"},
+                "c1": {"ansible_host": "127.0.0.1", "jinad_port": 2, "jinad_token": "tok-c1"},
+                "c2": {"ansible_host": "127.0.0.1", "jinad_port": 3, "jinad_token": "tok-c2"}}
+    inv = Inventory.from_ansible_json({"_meta": {"hostvars": hostvars}, "all": {"children": ["gpu", "cpu"]},
+                                       "gpu": {"hosts": ["g1"]}, "cpu": {"hosts": ["c1", "c2"]}})
+    hp = plan(inv, [PodPlan("encoder", ("gpu", "cpu")), PodPlan("index", ("cpu",), shards=2)])
+    assert flow_add_args(hp, "encoder")["token"] == "tok-g"  # a Pod on one host: that host's token
+    with pytest.raises(BadConfig, match="different tokens"):  # never one host's token sent to another
+        flow_add_args(hp, "index")
 
 
 def test_placement_falls_back_and_says_so():
