@@ -90,6 +90,7 @@ from ..document import Document, DocumentArray
 from ..errors import BadConfig, BadDocument, BadInput
 from . import index_storage as storage
 from .base import Executor, requests
+from .index_ids import IdMap, id_hashes
 from .loader import resolve_path
 
 __all__ = ["IndexExecutor", "METRICS", "ENGINES", "INDEX_KINDS"]
@@ -98,7 +99,7 @@ __all__ = ["IndexExecutor", "METRICS", "ENGINES", "INDEX_KINDS"]
 METRICS: dict[str, bool] = {"euclidean": True, "cosine": True, "inner_product": False}
 ENGINES = ("auto", "faiss", "numpy")
 INDEX_KINDS = ("flat", "ivf", "hnsw")
-_SCHEMA_VERSION = "2"
+_SCHEMA_VERSION = "3"
 _DURABILITY = ("full", "normal")
 _ROW_ALIGN = 32  # capacity is kept a multiple of the group size
 _FEW_QUERIES = 8  # up to this many queries, one numpy product beats faiss's per-query path
@@ -261,6 +262,7 @@ class IndexExecutor(Executor):
         self._cache: dict[str, Any] = {}  # derived arrays and the id list, dropped on every change
         self._syncer: ThreadPoolExecutor | None = None
         self._searchers: ThreadPoolExecutor | None = None
+        self._ids: IdMap | None = None  # id -> slot, built from SQLite when first needed
         self._searcher_count = 0
         self._ann: Any = None
         self._ann_rows = 0
@@ -377,8 +379,7 @@ class IndexExecutor(Executor):
 
     @_reads
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and self._db.execute(
-            "SELECT 1 FROM docs WHERE id = ?", (doc_id,)).fetchone() is not None
+        return isinstance(doc_id, str) and bool(self._slots_of([doc_id]))
 
     @property
     @_reads
@@ -395,6 +396,14 @@ class IndexExecutor(Executor):
     def add(self, ids: Sequence[str], X: np.ndarray, docs: Sequence[str | None] | None = None) -> None:
         """Append vectors (and serialised Documents) under new ids: files first, then one transaction."""
         X = self._check_matrix(X, ids)
+        ids = list(ids)
+        hashes = id_hashes(ids)
+        stored = self._slots_of(ids, hashes)
+        if stored:
+            raise BadDocument("is already indexed; use /update to replace it", next(iter(stored)))
+        if len(np.unique(hashes)) < len(ids) and len(set(ids)) < len(ids):  # (equal hashes: perhaps twice)
+            twice = next(i for i, c in Counter(ids).items() if c > 1)
+            raise BadDocument("appears twice in one /index request", twice)
         payload = docs if docs is not None else [None] * len(ids)
         first = self.dim is None
         if first or self._vec is None:  # (a store with a dimension keeps its files: replicas map them)
@@ -421,31 +430,29 @@ class IndexExecutor(Executor):
                                      (start, json.dumps(list(ids), ensure_ascii=False)))
                 if syncing is not None:
                     syncing.result()  # raises the fsync's error, which rolls the transaction back
-        except sqlite3.IntegrityError:
-            raise self._duplicate(ids) from None
         finally:
             if syncing is not None:
                 wait([syncing])  # never leave an fsync running past the request
         self.dim = X.shape[1]
         self._n += m
         self._changed(appended=True)
+        self._ids_changed(lambda ids_map: ids_map.append(hashes))
 
     @_writes
     def replace(self, rows: Sequence[tuple[str, int | None]], X: np.ndarray | None,
                 docs: Sequence[str | None]) -> None:
         """Replace stored Documents; ``rows`` pairs each id with its row in X (None: keep the vector)."""
-        self._require_known([doc_id for doc_id, _ in rows], "updated")
+        slot_of = self._require_known([doc_id for doc_id, _ in rows], "updated")
         with_vec = [(doc_id, r) for doc_id, r in rows if r is not None]
         moves: dict[int, np.ndarray] = {}
         if with_vec:
             X = self._check_matrix(X[[r for _, r in with_vec]], [doc_id for doc_id, _ in with_vec])
-            slot_of = self._slots_of([doc_id for doc_id, _ in with_vec])
             for (doc_id, _), x in zip(with_vec, X):
                 moves[slot_of[doc_id]] = x
         with self._db:
             self._begin_moves(moves, rewrites=bool(moves))
-            self._db.executemany("UPDATE docs SET doc = ? WHERE id = ?",
-                                 zip(docs, (doc_id for doc_id, _ in rows)))
+            self._db.executemany("UPDATE docs SET doc = ? WHERE slot = ?",
+                                 zip(docs, (slot_of[doc_id] for doc_id, _ in rows)))
         self._apply_moves(moves)
         self._changed(appended=not moves)
 
@@ -454,27 +461,38 @@ class IndexExecutor(Executor):
         """Delete by ids; every id must be stored (nothing is deleted otherwise).
 
         The last row moves into each freed slot, so the files stay packed."""
-        self._require_known(ids, "deleted")
         ids = list(dict.fromkeys(ids))
+        slot_of = self._require_known(ids, "deleted")
+        id_at = {slot: doc_id for doc_id, slot in slot_of.items()}
         moves: dict[int, np.ndarray] = {}
+        freed: list[tuple[int, int]] = []
         n = self._n
         with self._db:
             db = self._db
             for doc_id in ids:
-                (slot,) = db.execute("SELECT slot FROM docs WHERE id = ?", (doc_id,)).fetchone()
-                last = n - 1
+                slot, last = slot_of[doc_id], n - 1
+                del id_at[slot]
                 db.execute("DELETE FROM docs WHERE slot = ?", (slot,))
                 if slot != last:
                     db.execute("UPDATE docs SET slot = ? WHERE slot = ?", (slot, last))
                     moved = moves.pop(last, None)
                     moves[slot] = self._vec.rows[last].copy() if moved is None else moved
+                    moved_id = id_at.pop(last, None)  # one of the ids still to delete: it is in slot now
+                    if moved_id is not None:
+                        slot_of[moved_id], id_at[slot] = slot, moved_id
                 else:
                     moves.pop(last, None)
+                freed.append((slot, last))
                 n = last
             self._begin_moves(moves, rewrites=True)
         self._n = n
         self._apply_moves(moves)
         self._changed(appended=False)
+
+        def forget(ids_map: IdMap) -> None:
+            for slot, last in freed:
+                ids_map.delete(slot, last)
+        self._ids_changed(forget)
 
     @_reads
     def dump_to(self, path: str) -> dict[str, Any]:
@@ -819,22 +837,41 @@ class IndexExecutor(Executor):
             self._vec.write(slot, x)
             self._norm.write(slot, np.einsum("ij,ij->i", x, x)[:, None])
 
-    def _slots_of(self, ids: Sequence[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        ids = list(ids)
-        for i in range(0, len(ids), _SQL_CHUNK):
-            part = ids[i:i + _SQL_CHUNK]
-            out.update(self._db.execute(f"SELECT id, slot FROM docs WHERE id IN ({','.join('?' * len(part))})",
-                                        part).fetchall())
-        return out
+    def _id_map(self) -> IdMap:
+        """The id -> slot map of this store, built from SQLite's ids the first time it is needed."""
+        if self._ids is None:
+            ids_map = IdMap()
+            cur = self._db.execute("SELECT id FROM docs WHERE slot < ? ORDER BY slot", (self._n,))
+            while rows := cur.fetchmany(65536):
+                ids_map.append(id_hashes([r[0] for r in rows]))
+            self._ids = ids_map
+        return self._ids
 
-    def _duplicate(self, ids: Sequence[str]) -> BadDocument:
-        stored = self._slots_of(ids)
-        for i in ids:
-            if i in stored:
-                return BadDocument("is already indexed; use /update to replace it", i)
-        twice = next(i for i, c in Counter(ids).items() if c > 1)
-        return BadDocument("appears twice in one /index request", twice)
+    def _ids_changed(self, change) -> None:
+        """Apply a committed write to the id map (or drop the map, to be built again, if that fails)."""
+        if self._ids is None:
+            return
+        try:
+            change(self._ids)
+        except BaseException:
+            self._ids = None
+            raise
+
+    def _slots_of(self, ids: Sequence[str], hashes: np.ndarray | None = None) -> dict[str, int]:
+        """id -> slot of the given ids that are stored: candidates by hash, confirmed by SQLite."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        found, slots = self._id_map().find(id_hashes(ids) if hashes is None else hashes)
+        if not len(found):
+            return {}
+        unique = np.unique(slots).tolist()
+        stored: dict[int, str] = {}
+        for i in range(0, len(unique), _SQL_CHUNK):
+            part = unique[i:i + _SQL_CHUNK]
+            stored.update(self._db.execute(f"SELECT slot, id FROM docs WHERE slot IN ({','.join('?' * len(part))})",
+                                           part).fetchall())
+        return {ids[i]: s for i, s in zip(found.tolist(), slots.tolist()) if stored.get(s) == ids[i]}
 
     # ------------------------------------------------------------------ validation
     def _embeddings(self, docs: DocumentArray, *, required: bool, what: str = "embedding") -> np.ndarray | None:
@@ -879,13 +916,15 @@ class IndexExecutor(Executor):
             raise BadInput(f"embeddings have dimension {X.shape[1]}, the index holds dimension {self.dim}")
         return X
 
-    def _require_known(self, ids: Iterable[str], verb: str) -> None:
+    def _require_known(self, ids: Iterable[str], verb: str) -> dict[str, int]:
+        """id -> slot of every given id; BadDocument naming the unknown ones if any is not stored."""
         ids = list(ids)
         stored = self._slots_of(ids)
         unknown = [i for i in ids if i not in stored]
         if unknown:
             raise BadDocument(f"is not in the index, so nothing was {verb} ({len(unknown)} unknown ids: "
                               f"{_some(unknown)})", unknown[0])
+        return stored
 
     # ------------------------------------------------------------------ persistence
     @staticmethod
@@ -910,7 +949,8 @@ class IndexExecutor(Executor):
 
     @staticmethod
     def _create_tables(db: sqlite3.Connection) -> None:
-        db.execute("CREATE TABLE docs (slot INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT)")
+        # no index on id: the id -> slot map (index_ids) finds slots and keeps ids unique
+        db.execute("CREATE TABLE docs (slot INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT)")
         db.execute("CREATE TABLE IF NOT EXISTS moves (slot INTEGER PRIMARY KEY, embedding BLOB NOT NULL)")
 
     def _open_store(self) -> None:
@@ -933,6 +973,7 @@ class IndexExecutor(Executor):
         self.dim, self._n = self._dim_given, 0
         self._cache.clear()
         self._ann, self._ann_rows, self._ann_saved = None, 0, None
+        self._ids = None
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -966,6 +1007,11 @@ class IndexExecutor(Executor):
         epoch = self._meta("epoch")
         if epoch != self._epoch or count < self._ann_rows:  # rows moved, changed or went: rebuild
             self._ann, self._ann_rows, self._ann_saved = None, 0, None
+        if epoch != self._epoch or count < self._n:  # (an update with embeddings too: rare, and cheap to redo)
+            self._ids = None
+        elif count > self._n and self._ids is not None:  # another replica appended: map its ids
+            new = [r[0] for r in self._db.execute("SELECT id FROM docs WHERE slot >= ? ORDER BY slot", (self._n,))]
+            self._ids_changed(lambda ids_map: ids_map.append(id_hashes(new)))
         if epoch != self._epoch and self._vec is not None:
             self._finish_moves()
         self._epoch = epoch
@@ -1012,6 +1058,9 @@ class IndexExecutor(Executor):
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("schema") == "1":
             self._migrate_v1(int(meta["dim"]) if "dim" in meta else None)
+            meta["schema"] = _SCHEMA_VERSION
+        if meta.get("schema") == "2":
+            self._migrate_v2()
             meta["schema"] = _SCHEMA_VERSION
         if meta.get("schema") != _SCHEMA_VERSION:
             raise BadConfig(f"_index: {self._dir} holds index schema {meta.get('schema')!r}, "
@@ -1061,6 +1110,16 @@ class IndexExecutor(Executor):
             self._db.execute("DROP TABLE docs_v1")
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (_SCHEMA_VERSION,))
         self.logger.info("moved %s to index schema %s", self._dir, _SCHEMA_VERSION)
+
+    def _migrate_v2(self) -> None:
+        """Schema 2 kept a unique index on the id in SQLite: the same table without it."""
+        with self._db:
+            self._db.execute("ALTER TABLE docs RENAME TO docs_v2")
+            self._db.execute("CREATE TABLE docs (slot INTEGER PRIMARY KEY, id TEXT NOT NULL, doc TEXT)")
+            self._db.execute("INSERT INTO docs (slot, id, doc) SELECT slot, id, doc FROM docs_v2")
+            self._db.execute("DROP TABLE docs_v2")
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (_SCHEMA_VERSION,))
+        self.logger.info("moved %s to index schema %s (ids found through the id map)", self._dir, _SCHEMA_VERSION)
 
     def _documents(self, slots: np.ndarray) -> dict[int, Document]:
         """Slot -> stored Document (with a copy of its embedding), one SQLite query per 500 slots."""

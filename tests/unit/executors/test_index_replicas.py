@@ -99,7 +99,7 @@ WRITER = textwrap.dedent("""
     from jinad_fab.executors.index import IndexExecutor
     ws, name, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ex = IndexExecutor(metas={"workspace": ws, "name": "idx"}, runtime_args={"parallel": 2})
-    rng = np.random.default_rng(abs(hash(name)) % 1000)
+    rng = np.random.default_rng(sum(name.encode()))  # (hash() differs per process: seeds could clash)
     print("ready", flush=True)
     sys.stdin.readline()
     for r in range(rounds):
