@@ -29,11 +29,10 @@ import zmq
 
 from ..wire import Message
 from .planner import Planner
-from .sockets import NOBLOCK, bind, connect_host, readable, recv_frames, send_frames
+from .sockets import bind, connect_host, recv_frames, send_frames
 from .targets import Targets
 
 REPLY_SET = "@reply"
-_BURST = 64
 _ids = itertools.count()
 
 
@@ -105,8 +104,7 @@ class DirectPath(Planner):
             self._dispatch(header, body, header["rid"])
 
     def wait(self) -> bool:
-        """Receive the answers (or wake-ups) that came into ``ready``, waiting for the first one;
-        False after 100 ms without any."""
+        """Receive one answer (or wake-up) into ``ready``; False after 100 ms without any."""
         results = self.results
         try:
             frames = recv_frames(results)
@@ -115,15 +113,13 @@ class DirectPath(Planner):
                 with self._lock:
                     self._expire_parked()
             return False
-        with self._lock:
-            for _ in range(_BURST):  # what else waits already, under one turn of the lock
-                if len(frames) > 1:
-                    self._on_result(frames)
-                if not readable(results):
-                    break
-                frames = recv_frames(results, NOBLOCK)
-            if self.parked:
-                self._expire_parked()
+        # one answer per call, like a bare PULL: asking whether another one waits (zmq_poll) costs a
+        # system call per answer, more than a turn of the caller's loop
+        if len(frames) > 1:
+            with self._lock:
+                self._on_result(frames)
+                if self.parked:
+                    self._expire_parked()
         return True
 
     # ---- the Flow's side ----
