@@ -5,7 +5,9 @@
 
 Exact part (random uniform data, as the first measurements were): for each size, index time,
 queries/s batched (all queries in one call) and one at a time, recall@10 against a float64
-brute-force check, and memory per stored vector, for faiss `IndexFlatL2` and `_index` with each
+brute-force check, and memory per stored vector (resident growth over building and a first search,
+after a small index of each kind was built and searched first, with the allocator's free pages
+returned before each reading: see warm_up() and rss()), for faiss `IndexFlatL2` and `_index` with each
 engine, measured round by round in alternation so they see the same machine load (medians of the
 rounds; a ratio is the median of the rounds' ratios). `_index` is
 measured in-process (its core `search_vectors`, the `/search` handler building matches, reopening; index
@@ -22,6 +24,7 @@ it and answer its first 500 queries from the saved index, next to the build time
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import sys
@@ -44,7 +47,35 @@ class Ratio(float):
 
 
 def rss() -> int:
+    """Resident bytes once Python's garbage and the allocator's free pages are given back: what the
+    process holds, not what glibc keeps cached after a large temporary (it serves sizes up to the
+    largest freed block from its heap afterwards, and returns that heap rarely)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
     return psutil.Process().memory_info().rss
+
+
+def warm_up(X: np.ndarray, Q: np.ndarray, engines: list[str]) -> None:
+    """Build, search and close a small index of each kind first, so that the memory measured next is
+    what the vectors cost, not the code pages and buffers the first index of a process brings in
+    (about 3 MB: numpy's, SQLite's and faiss's code and BLAS buffers)."""
+    with tempfile.TemporaryDirectory() as ws:
+        for engine in engines:
+            ex, _ = build_index(ws, X[:5000], _random_ids(5000), engine=engine)
+            for q in (Q, Q[:100], Q[:1]):
+                ex.search_vectors(q, K)
+            ex.close()
+    try:
+        import faiss
+    except ImportError:
+        return
+    fx = faiss.IndexFlatL2(X.shape[1])
+    fx.add(X[:5000])
+    for q in (Q, Q[:100], Q[:1]):
+        fx.search(q, K)
 
 
 def brute_force(X: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
@@ -119,11 +150,11 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
     except ImportError:
         faiss = None
     engines = ["faiss", "numpy"] if faiss is not None else ["numpy"]
+    warm_up(X, Q, engines)
     with tempfile.TemporaryDirectory() as ws:
         built = {}
         ids = [f"{i:08d}" for i in range(n)]
         for engine in engines:
-            gc.collect()
             before = rss()
             ex, t_index = build_index(ws, X, ids, engine=engine)
             ex.search_vectors(Q[:100], K)  # maps (touches) every page of the vector file
@@ -133,12 +164,12 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
         rex, t_random_ids = build_index(os.path.join(ws, "random-ids"), X, _random_ids(n), engine=engines[0])
         rex.close()
         if faiss is not None:
-            gc.collect()
             before = rss()
             fx = faiss.IndexFlatL2(X.shape[1])
             t = time.perf_counter()
             fx.add(X)
             t_faiss = time.perf_counter() - t
+            fx.search(Q[:100], K)
             fmem = rss() - before
         # alternate the engines round by round so all see the same machine load; report each one's median,
         # and ratios as the median of the per-round ratios (each round's engines ran seconds apart)

@@ -103,8 +103,11 @@ _SCHEMA_VERSION = "3"
 _DURABILITY = ("full", "normal")
 _ROW_ALIGN = 32  # capacity is kept a multiple of the group size
 _FEW_QUERIES = 8  # up to this many queries, one numpy product beats faiss's per-query path
+_SCRATCH = 1 << 20  # floats (4 MB): the largest temporary array a search makes; bigger ones, once freed,
+# stay in the process (glibc then serves that size from its heap, which it rarely gives back)
 _PART_MIN_ROWS = 16384  # a batched faiss search splits the rows into parts of at least this many
 _SQL_CHUNK = 500
+_SQLITE_CACHE_KB = 512
 _WAL_CHECKPOINT_PAGES = 8192  # about 32 MB of WAL between checkpoints
 
 
@@ -555,8 +558,9 @@ class IndexExecutor(Executor):
         else:
             cand = np.empty((len(Q), kc), dtype=np.int64)
             Qs = _unit_rows(Q) if metric == "cosine" else Q
-            for q0 in range(0, len(Q), self._qb):
-                Qc = Qs[q0:q0 + self._qb]
+            qb = min(self._qb, max(_FEW_QUERIES + 1, _SCRATCH // self._rb))  # a block of scores within _SCRATCH
+            for q0 in range(0, len(Q), qb):
+                Qc = Qs[q0:q0 + qb]
                 cand[q0:q0 + len(Qc)] = self._numpy_candidates(Qc, kc, metric)
         return self._rescore(Q, cand, k, metric)
 
@@ -619,7 +623,7 @@ class IndexExecutor(Executor):
         if n <= 8192 or 4 * kc * gs > n or m <= _FEW_QUERIES:  # few rows, few queries or a huge k: every row
             bias, scale = self._bias_scale(metric, slice(0, n))
             out = np.empty((m, kc), dtype=np.int64)
-            step = max(1, (1 << 25) // n)  # at most 128 MB of scores at a time
+            step = max(1, _SCRATCH // n)
             for r0 in range(0, m, step):
                 s = Qc[r0:r0 + step] @ V[:n].T
                 if bias is not None:
@@ -628,7 +632,7 @@ class IndexExecutor(Executor):
                     s *= scale
                 out[r0:r0 + step] = np.argpartition(-s, kc - 1, axis=1)[:, :kc] if kc < n else np.arange(n)
             return out
-        rb = max(self._rb, (1 << 22) // m // self._rb * self._rb)  # few queries: bigger blocks, fewer BLAS calls
+        rb = max(self._rb, _SCRATCH // m // self._rb * self._rb)  # few queries: bigger blocks, fewer BLAS calls
         groups_per_block = rb // gs
         n_padded = -(-n // gs) * gs
         G = np.empty((m, n_padded // gs), dtype=np.float32)
@@ -655,7 +659,10 @@ class IndexExecutor(Executor):
         # every group has a real row first, so padding rows (scored -inf) never make the top
         padding = cand >= n
         np.minimum(cand, n - 1, out=cand)
-        cs = np.einsum("qd,qcd->qc", Qc, V[cand])
+        cs = np.empty(cand.shape, dtype=np.float32)
+        step = max(1, _SCRATCH // (cand.shape[1] * V.shape[1]))  # the candidates' rows, gathered per few queries
+        for q0 in range(0, m, step):
+            cs[q0:q0 + step] = np.einsum("qd,qcd->qc", Qc[q0:q0 + step], V[cand[q0:q0 + step]])
         bias, scale = self._bias_scale(metric, cand)
         if bias is not None:
             cs += bias
@@ -939,6 +946,9 @@ class IndexExecutor(Executor):
         # Commits still fsync the WAL (synchronous above): durability is the same.
         db.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
         db.execute(f"PRAGMA journal_size_limit={_WAL_CHECKPOINT_PAGES * 4096 * 2}")
+        # SQLite's own page cache (2 MB by default) would be the largest thing the process holds beside
+        # the vectors for a small index; the OS caches the file anyway, and reads by slot touch few pages
+        db.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KB}")
         with db:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             fresh = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'docs'").fetchone() is None
