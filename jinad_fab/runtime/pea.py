@@ -31,6 +31,7 @@ import traceback
 from typing import Any
 
 import zmq
+from zmq.backend import zmq_poll
 
 from ..document import DocumentArray
 from ..errors import JinadFabError
@@ -57,6 +58,7 @@ from .targets import Targets
 log = logging.getLogger("jinad_fab.pea")
 
 _POLL_MS = 250
+_POLLIN = int(zmq.POLLIN)
 _BACKLOG_POLL_MS = 20  # while routed messages wait for a replica to connect
 _BURST = 64
 _TICK_S = 0.5
@@ -145,17 +147,17 @@ class PeaRuntime:
 
     # ---- serving ----
     def serve(self, on_tick=None, wake_fd: int | None = None) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sock_in, zmq.POLLIN)
-        poller.register(self.sock_ctrl, zmq.POLLIN)
+        # zmq_poll itself, not zmq.Poller: its Python wrapper costs more than the poll (~4 us against
+        # ~2.5 us per turn, and a busy Pea turns once per message or burst)
+        items = [(self.sock_in, _POLLIN), (self.sock_ctrl, _POLLIN)]
         if wake_fd is not None:
-            poller.register(wake_fd, zmq.POLLIN)
+            items.append((wake_fd, _POLLIN))
         sock_in = self.sock_in
         commands = Commands(self.sock_ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
                                              "status": self._status, "terminate": self._terminate})
         next_tick = 0.0
         while not self._stop:
-            events = dict(poller.poll(_BACKLOG_POLL_MS if self._waiting() else _POLL_MS))
+            events = {s for s, _ in zmq_poll(items, _BACKLOG_POLL_MS if self._waiting() else _POLL_MS)}
             if wake_fd is not None and wake_fd in events:
                 drain(wake_fd)
                 if self._stop:
