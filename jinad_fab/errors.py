@@ -43,7 +43,9 @@ The tree (``http_status`` / ``exit_code`` where a class changes them; the root i
     │   └── NotReady                  504      an object did not become ACTIVE/RUNNING in time
     ├── DeployError                            provisioning or SSH tasks failed on some hosts (carries per-host results)
     │   ├── HostsUnreachable              / 4  every host that failed could not be reached
-    │   └── DeployLocked                       (deploy.lock) another run holds the inventory's deploy lock (carries holder)
+    │   ├── DeployLocked                       (deploy.lock) another run holds the inventory's deploy lock (carries holder)
+    │   └── DeploymentLocked                   (deploy.deployment) another controller is changing a deployment
+    │                                          (carries who holds its lock, by host)
     ├── BuildError                             (daemon.runtimes.base) a workspace environment could not be built
     ├── WheelhouseError                        (wheelhouse) the wheels of an image could not be gathered (carries reason)
     ├── StartError                             (daemon.runtimes.base) a runtime could not launch a process

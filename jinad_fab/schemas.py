@@ -343,6 +343,26 @@ class PeaList(BaseModel):
 DeploymentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
+class DeploymentLockTake(BaseModel):
+    """The body of ``PUT /deployments/{name}/lock``: a controller's lease on changing the deployment."""
+
+    owner: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,64}$")] = Field(
+        description="the run holding it (renewing with the same owner extends its lease)")
+    holder: dict[Annotated[str, StringConstraints(max_length=32)],
+                 Annotated[str, StringConstraints(max_length=300)] | int] = Field(
+        default_factory=dict, max_length=8, description="who: user, host, pid, command (shown to the others)")
+    ttl: float = Field(60.0, ge=1, le=3600, description="seconds the lease lasts unless renewed")
+
+
+class DeploymentLockPublic(BaseModel):
+    name: str
+    owner: str
+    holder: dict[str, Any] = Field(default_factory=dict)
+    since: float
+    expires: float = Field(description="when the lease ends unless renewed (the daemon's clock)")
+    expires_in: float
+
+
 class DeploymentWrite(BaseModel):
     """What a controller records after `flow up`: the spec it applied and where everything runs.
 

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from ..errors import Conflict, NotFound
-from ..schemas import DeploymentCopy, DeploymentWrite
+from ..schemas import DeploymentCopy, DeploymentLockTake, DeploymentWrite
 from .manager import Manager
 from .store import Record
 
@@ -121,5 +121,53 @@ async def delete(manager: Manager, name: str, *, keep_workspaces: bool = False) 
             ws = manager.store.get(wid)
             if ws is not None and ws.kind == "workspace":
                 await manager.delete_workspace(wid)
+    manager.store.delete(rec.id)
+    return rec
+
+
+# ---- the deploy lock: one controller changes a deployment at a time ----------------------------
+
+LOCK_KIND = "deployment-lock"
+
+
+def _lock_id(name: str) -> str:
+    return f"{LOCK_KIND}:{name}"
+
+
+def lock_view(rec: Record) -> dict[str, Any]:
+    d = rec.data
+    return {"name": d["name"], "owner": d["owner"], "holder": d.get("holder") or {}, "since": d["since"],
+            "expires": d["expires"], "expires_in": round(max(0.0, d["expires"] - time.time()), 1)}
+
+
+def held_by(rec: Record) -> str:
+    h = rec.data.get("holder") or {}
+    who = f"{h.get('user', '?')}@{h.get('host', '?')} (pid {h.get('pid', '?')}, `{h.get('command', '?')}`)"
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.data["since"]))
+    left = max(0.0, rec.data["expires"] - time.time())
+    return f"{who}, since {since}; its lease ends in {left:.0f}s unless renewed"
+
+
+def take_lock(manager: Manager, name: str, body: DeploymentLockTake) -> Record:
+    """Take or renew the lock on changing deployment ``name``: free, expired (its controller died
+    or stopped renewing) or already ``body.owner``'s; else Conflict naming who holds it."""
+    now = time.time()
+    rec = manager.store.get(_lock_id(name))
+    if rec is not None and rec.data.get("owner") != body.owner and rec.data.get("expires", 0) > now:
+        raise Conflict(f"deployment {name!r} is being changed by {held_by(rec)}")
+    data = {"name": name, "owner": body.owner, "holder": dict(body.holder), "expires": now + body.ttl,
+            "since": rec.data["since"] if rec is not None and rec.data.get("owner") == body.owner else now}
+    if rec is None:
+        return manager.store.insert(Record(id=_lock_id(name), kind=LOCK_KIND, state="HELD", runtime="-", data=data))
+    return manager.store.update(rec.id, data=data) or rec
+
+
+def release_lock(manager: Manager, name: str, owner: str | None, *, force: bool = False) -> Record:
+    """Release the lock (its owner), or break it whoever holds it (``force``)."""
+    rec = manager.store.get(_lock_id(name))
+    if rec is None:
+        raise NotFound(f"deployment {name!r} is not locked on this daemon")
+    if not force and rec.data.get("owner") != owner:
+        raise Conflict(f"the lock on deployment {name!r} is held by {held_by(rec)}, not by this run")
     manager.store.delete(rec.id)
     return rec

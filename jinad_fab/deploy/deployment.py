@@ -16,16 +16,27 @@ the old one (a Gateway on fixed ports: the old one first, as both cannot bind).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import threading
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from ..errors import BadConfig, DaemonError, DaemonUnreachable, HostsUnreachable, NotReady, RuntimeFailure
+from ..errors import (
+    BadConfig,
+    DaemonError,
+    DaemonUnreachable,
+    DeployError,
+    HostsUnreachable,
+    NotReady,
+    RuntimeFailure,
+)
 from ..remote import DaemonAddress, FlowHandle, Workspace
 from .fleet import client_for, fan_out
 from .inventory import Host, Inventory
@@ -64,6 +75,66 @@ class Applied:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+LOCK_TTL = 60.0
+"""Seconds a controller's lock on a deployment lasts unless renewed (it renews every third of it)."""
+
+
+class DeploymentLocked(DeployError):
+    """Another controller is changing the deployment (exit 2); ``hosts`` maps each daemon that
+    refused the lock to who holds it there."""
+
+
+@contextlib.contextmanager
+def locked(inventory: Inventory, name: str, hosts: Sequence[Host], *, command: str, break_lock: bool = False,
+           ttl: float = LOCK_TTL) -> Iterator[str]:
+    """Hold the lock on changing deployment ``name`` on the daemons of ``hosts`` (its keeper, and
+    where it moves) for the ``with`` block, renewed while it runs; yields this run's owner id.
+
+    The lock is a lease the daemon keeps: a controller killed while holding it stops renewing, and
+    the next one takes it ``ttl`` seconds later at most. ``break_lock`` removes it first, whoever
+    holds it (`--break-lock`). Raises :class:`DeploymentLocked` naming the holder."""
+    from .lock import LockHolder
+
+    owner = uuid.uuid4().hex
+    me = LockHolder.me(command)
+    body = {"owner": owner, "ttl": ttl, "holder": {"user": me.user, "host": me.host, "pid": me.pid,
+                                                   "command": me.command}}
+    taken: list[Host] = []
+    stop = threading.Event()
+
+    def release() -> None:
+        stop.set()
+        for host in taken:
+            with contextlib.suppress(DaemonError), client_for(inventory, host, timeout=10) as client:
+                client.unlock_deployment(name, owner)
+
+    try:
+        for host in sorted(dict.fromkeys(hosts), key=lambda h: h.name):
+            with client_for(inventory, host, timeout=10) as client:
+                if break_lock:
+                    with contextlib.suppress(DaemonError):  # 404: there was none
+                        client.unlock_deployment(name, force=True)
+                try:
+                    client.lock_deployment(name, body)
+                except DaemonError as exc:
+                    if exc.status_code != 409:
+                        raise
+                    raise DeploymentLocked(f"{exc.message.rstrip('.')} (on {host.name}); wait for it, or pass "
+                                           f"--break-lock if that controller died", {host.name: exc.message}) from exc
+            taken.append(host)
+
+        def renew() -> None:
+            while not stop.wait(ttl / 3):
+                for host in taken:
+                    with contextlib.suppress(DaemonError), client_for(inventory, host, timeout=10) as client:
+                        client.lock_deployment(name, body)
+
+        threading.Thread(target=renew, name=f"lock-{name}", daemon=True).start()
+        yield owner
+    finally:
+        release()
 
 
 def spec_hash(rendered: RenderedFlow, files: Mapping[str, bytes]) -> str:
@@ -302,8 +373,21 @@ def wait_answering(address: str, http_port: int | None, timeout: float = 60.0) -
 
 
 def apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mapping[str, bytes], flow_relpath: str,
-          *, timeout_ready: float = 600.0, say: Say = _quiet) -> Applied:
-    """Make deployment ``name`` run ``rendered`` (see the module docstring)."""
+          *, timeout_ready: float = 600.0, say: Say = _quiet, command: str = "flow up",
+          break_lock: bool = False) -> Applied:
+    """Make deployment ``name`` run ``rendered`` (see the module docstring), holding its lock on the
+    Gateway's host (and on the host keeping it now, when it moves)."""
+    gw = rendered.placement.gateway
+    hosts = [inventory[gw.host]] if gw is not None and gw.host and gw.host in inventory.hosts else []
+    existing = find(inventory, name)
+    if existing is not None:
+        hosts.append(existing[0])
+    with locked(inventory, name, hosts, command=command, break_lock=break_lock):
+        return _apply(inventory, name, rendered, files, flow_relpath, timeout_ready=timeout_ready, say=say)
+
+
+def _apply(inventory: Inventory, name: str, rendered: RenderedFlow, files: Mapping[str, bytes], flow_relpath: str,
+           *, timeout_ready: float = 600.0, say: Say = _quiet) -> Applied:
     started = time.monotonic()
     gw = rendered.placement.gateway
     if gw is None or not gw.host:
@@ -465,7 +549,18 @@ def _live_hash(spec_text: str, gateway_host: str, fhash: str | None) -> str:
 
 
 def change(inventory: Inventory, name: str, pod: str, *, replicas: int | None = None, uses: str | None = None,
-           uses_with: Mapping[str, Any] | None = None, say: Say = _quiet, on_step: OnStep | None = None) -> Applied:
+           uses_with: Mapping[str, Any] | None = None, say: Say = _quiet, on_step: OnStep | None = None,
+           command: str = "flow scale|update", break_lock: bool = False) -> Applied:
+    """:func:`_change` holding the deployment's lock on its keeper."""
+    if (replicas is None) == (uses is None and not uses_with):
+        raise BadConfig("give either a replica count (scale) or uses/uses_with (rolling update)")
+    with locked(inventory, name, [keeper_of(inventory, name)[0]], command=command, break_lock=break_lock):
+        return _change(inventory, name, pod, replicas=replicas, uses=uses, uses_with=uses_with, say=say,
+                       on_step=on_step)
+
+
+def _change(inventory: Inventory, name: str, pod: str, *, replicas: int | None = None, uses: str | None = None,
+            uses_with: Mapping[str, Any] | None = None, say: Say = _quiet, on_step: OnStep | None = None) -> Applied:
     """Scale Pod ``pod`` of deployment ``name`` to ``replicas`` (per shard), or roll it to a new
     ``uses`` / ``uses_with`` (merged into the recorded one), in the running Flow, while it serves.
 
@@ -553,9 +648,15 @@ def _prune(inventory: Inventory, keeper: Host, record: Mapping[str, Any]) -> Non
 
 
 def rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say = _quiet,
-             timeout_ready: float = 120.0) -> Applied:
+             timeout_ready: float = 120.0, command: str = "flow rollback", break_lock: bool = False) -> Applied:
     """Run an earlier release of deployment ``name`` again (its spec, from its kept workspace);
-    the daemon records it as a new release."""
+    the daemon records it as a new release. Holds the deployment's lock on its keeper."""
+    with locked(inventory, name, [keeper_of(inventory, name)[0]], command=command, break_lock=break_lock):
+        return _rollback(inventory, name, to, say=say, timeout_ready=timeout_ready)
+
+
+def _rollback(inventory: Inventory, name: str, to: int | None = None, *, say: Say = _quiet,
+              timeout_ready: float = 120.0) -> Applied:
     started = time.monotonic()
     keeper, record = keeper_of(inventory, name)
     current = int(record.get("release") or 0)
@@ -648,7 +749,14 @@ def _remove_remote_pods(inventory: Inventory, record: Mapping[str, Any]) -> tupl
     return removed, failed
 
 
-def down(inventory: Inventory, name: str) -> dict[str, Any]:
+def down(inventory: Inventory, name: str, *, command: str = "flow down", break_lock: bool = False) -> dict[str, Any]:
+    """:func:`_down` holding the deployment's lock on its keeper (none when the keeper is lost)."""
+    keeper, _, lost = locate(inventory, name)
+    with locked(inventory, name, [] if lost else [inventory[keeper]], command=command, break_lock=break_lock):
+        return _down(inventory, name)
+
+
+def _down(inventory: Inventory, name: str) -> dict[str, Any]:
     """Stop deployment ``name``: its Flow, its Pods on other daemons, its workspaces, its record.
 
     Nothing else on the fleet is touched. When the keeper's host does not answer, the Pods the

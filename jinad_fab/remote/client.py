@@ -406,6 +406,15 @@ class DaemonClient:
         """``PUT /deployments/{name}/copy``: keep a copy of a record another daemon keeps."""
         return self._request("PUT", f"/deployments/{name}/copy", json=dict(copy))
 
+    def lock_deployment(self, name: str, lock: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT /deployments/{name}/lock``: take or renew a controller's lease on changing it."""
+        return self._request("PUT", f"/deployments/{name}/lock", json=dict(lock))
+
+    def unlock_deployment(self, name: str, owner: str | None = None, *, force: bool = False) -> dict[str, Any]:
+        """``DELETE /deployments/{name}/lock``: release it (``owner``), or break it (``force``)."""
+        params: dict[str, str] = {"force": "true"} if force else {"owner": owner or ""}
+        return self._request("DELETE", f"/deployments/{name}/lock", params=params)
+
     def delete_deployment(self, name: str, *, keep_workspaces: bool = False) -> dict[str, Any]:
         """Stop the deployment's Flow, remove its workspaces and the record."""
         params = {"keep_workspaces": "true"} if keep_workspaces else None

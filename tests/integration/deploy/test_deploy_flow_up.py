@@ -205,6 +205,23 @@ def test_flow_up_returns_and_the_flow_outlives_its_controller(fleet, tmp_path) -
     assert same.exit_code == 0 and json.loads(same.stdout)["changed"] == 0 and json.loads(same.stdout)["release"] == 5
     nope = _cli("flow", "update", "-i", str(inv), "search", "nope", "--uses-with", "version=v4")
     assert nope.exit_code != 0 and "has no Pod named 'nope' (its Pods: encode, index)" in nope.output, nope.output
+    # a controller killed while changing it leaves its lock behind: the next one is refused, naming
+    # it, until --break-lock or the end of its lease (nobody renews it any more)
+    dead = {"owner": "dead" * 8, "ttl": 600, "holder": {"user": "ops", "host": "laptop", "pid": 4242,
+                                                        "command": "jinad-fab flow scale search encode 9"}}
+    assert clients["c1"].put("/deployments/search/lock", json=dead).status_code == 200
+    held = _cli("flow", "scale", "-i", str(inv), "search", "encode", "2")
+    assert held.exit_code == 2 and "ops@laptop (pid 4242" in held.output and "--break-lock" in held.output, held.output
+    broke = _cli("flow", "scale", "-i", str(inv), "search", "encode", "3", "--break-lock", "--json")
+    assert broke.exit_code == 0 and json.loads(broke.stdout)["changed"] == 0, broke.output
+    assert clients["c1"].delete("/deployments/search/lock", params={"owner": "dead" * 8}).status_code == 404
+    assert clients["c1"].put("/deployments/search/lock", json={**dead, "ttl": 1}).status_code == 200
+    deadline = time.monotonic() + 30
+    while (taken := clients["c1"].put("/deployments/search/lock", json={**dead, "owner": "0" * 32})).status_code == 409:
+        assert "ops@laptop" in taken.text and time.monotonic() < deadline, taken.text
+        time.sleep(0.2)
+    assert taken.status_code == 200, taken.text  # its lease ended: the lock is free without breaking it
+    assert clients["c1"].delete("/deployments/search/lock", params={"owner": "0" * 32}).status_code == 200
     back = _cli("flow", "rollback", "search", "-i", str(inv), "--json")  # to release 4: 3 replicas of v1
     assert back.exit_code == 0, back.output
     assert json.loads(back.stdout)["release"] == 6 and "release 4" in json.loads(back.stdout)["action"]

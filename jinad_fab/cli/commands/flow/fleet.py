@@ -46,6 +46,12 @@ from .._common import (
 __all__ = ["COMMANDS"]
 
 
+def _break_lock_option(fn):
+    return click.option("--break-lock", is_flag=True,
+                    help="remove the deployment's lock first, whoever holds it (when its controller died: a "
+                         "refusal names who holds it and when its lease ends)")(fn)
+
+
 def _default_name(flow_file: str) -> str:
     stem = os.path.splitext(os.path.basename(flow_file))[0]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "flow"
@@ -79,9 +85,10 @@ def _print_placement(out, placement: list[dict[str, Any]], keeper: str) -> None:
 @click.option("--attach", is_flag=True, help="follow the merged logs afterwards (Ctrl-C detaches; the Flow keeps running)")
 @click.option("--timeout", "timeout_ready", type=float, default=600.0, show_default=True,
               help="seconds for workspaces to build and the Flow to answer")
+@_break_lock_option
 @json_option
 def up(flow_file: str, inventory: str, vault_password_file: str | None, name: str | None, gateway_host: str | None,
-       attach: bool, timeout_ready: float, as_json: bool) -> None:
+       attach: bool, timeout_ready: float, break_lock: bool, as_json: bool) -> None:
     """Deploy FLOW_FILE on the inventory and return once it answers.
 
     Pods go where they ask (`hosts: GROUP` or an Ansible pattern, `host: NAME`), the Gateway where
@@ -108,7 +115,8 @@ def up(flow_file: str, inventory: str, vault_password_file: str | None, name: st
     relpath = os.path.relpath(os.path.abspath(flow_file), base_dir).replace(os.sep, "/")
     err = err_console()
     applied = deployment.apply(inv, name, rendered, files, relpath, timeout_ready=timeout_ready,
-                               say=lambda msg: err.print(msg, markup=False))
+                               say=lambda msg: err.print(msg, markup=False), break_lock=break_lock,
+                               command=f"jinad-fab flow up {flow_file} -i {inventory} --name {name}")
     if as_json:
         click.echo(json.dumps(applied.as_dict()))
     else:
@@ -220,9 +228,10 @@ def ps(name: str | None, inventory: str, vault_password_file: str | None, limit:
 @limit_option
 @forks_option(default=16)
 @click.option("-y", "--yes", is_flag=True, help="do not ask for confirmation")
+@_break_lock_option
 @json_option
 def down(name: str | None, inventory: str, vault_password_file: str | None, limit: str | None, forks: int,
-         yes: bool, as_json: bool) -> None:
+         yes: bool, break_lock: bool, as_json: bool) -> None:
     """Stop deployment NAME (its Flow, its Pods on every daemon, its workspaces and record) and
     nothing else; without NAME, stop every Flow and Pod on the hosts and remove their workspaces."""
     inv = load_inventory(inventory, vault_password_file)
@@ -235,7 +244,7 @@ def down(name: str | None, inventory: str, vault_password_file: str | None, limi
                           f"and everything it started?" + (f" {keeper} does not answer: what the other daemons "
                                                            f"run for it is stopped, its Gateway cannot be" if lost
                                                            else ""), abort=True, err=True)
-        outcome = deployment.down(inv, name)
+        outcome = deployment.down(inv, name, break_lock=break_lock, command=f"jinad-fab flow down {name} -i {inventory}")
         if as_json:
             print_json(outcome)
         else:
@@ -364,15 +373,17 @@ def tail(name: str | None, inventory: str, vault_password_file: str | None, limi
 @click.argument("name")
 @inventory_option
 @click.option("--to", "to_release", type=int, default=None, help="the release to return to [the previous one]")
+@_break_lock_option
 @json_option
 def rollback(name: str, inventory: str, vault_password_file: str | None, to_release: int | None,
-             as_json: bool) -> None:
+             break_lock: bool, as_json: bool) -> None:
     """Return deployment NAME to an earlier release (its spec and files); recorded as a new release."""
     from ....deploy import deployment
 
     inv = load_inventory(inventory, vault_password_file)
     err = err_console()
-    applied = deployment.rollback(inv, name, to_release, say=lambda msg: err.print(msg, markup=False))
+    applied = deployment.rollback(inv, name, to_release, say=lambda msg: err.print(msg, markup=False),
+                                  break_lock=break_lock, command=f"jinad-fab flow rollback {name} -i {inventory}")
     if as_json:
         click.echo(json.dumps(applied.as_dict()))
     else:

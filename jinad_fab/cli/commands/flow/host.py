@@ -213,12 +213,15 @@ def _flow_or_deployment(fn):
     fn = inventory_option(fn)
     fn = ca_file_option(fn)
     fn = token_options(fn)
+    fn = click.option("--break-lock", is_flag=True,
+                    help="remove the deployment's lock (-i INV) first, whoever holds it (when its controller died: a "
+                         "refusal names who holds it and when its lease ends)")(fn)
     return click.option("--host", "host", default=None, type=ADDRESS, metavar="HOST[:PORT]",
                         help="the jinad running Flow FLOW_ID; without it, NAME is a deployment of -i INV")(fn)
 
 
 def _deployment_change(inventory: str, vault_password_file: str | None, name: str, pod: str, as_json: bool,
-                       **change: Any) -> None:
+                       break_lock: bool = False, **change: Any) -> None:
     """A live change of deployment ``name``'s Pod, a line per replica step, recorded as a release."""
     try:
         from ....deploy import deployment
@@ -226,8 +229,10 @@ def _deployment_change(inventory: str, vault_password_file: str | None, name: st
         raise click.UsageError(f"a deployment needs jinad-fab[deploy] ({exc}); give --host for one Flow") from None
     inv = load_inventory(inventory, vault_password_file)
     err = err_console()
+    command = "jinad-fab " + " ".join(click.get_current_context().command_path.split()[1:]) + f" {name} {pod} -i {inventory}"
     applied = deployment.change(inv, name, pod, say=lambda msg: err.print(msg, markup=False),
-                                on_step=None if as_json else print_step, **change)
+                                on_step=None if as_json else print_step, break_lock=break_lock, command=command,
+                                **change)
     if as_json:
         click.echo(json.dumps(applied.as_dict()))
         return
@@ -247,12 +252,12 @@ def _deployment_change(inventory: str, vault_password_file: str | None, name: st
 @_flow_or_deployment
 @json_option
 def scale(target: str, pod: str, replicas: int, host: str | None, token: str | None, inventory: str,
-          vault_password_file: str | None, as_json: bool) -> None:
+          vault_password_file: str | None, break_lock: bool, as_json: bool) -> None:
     """Give POD REPLICAS replicas (per shard) while it serves: POD of deployment NAME of the
     inventory (recorded as a new release, so `flow rollback NAME` returns), or with --host, of
     the Flow FLOW_ID on that jinad."""
     if host is None:
-        _deployment_change(inventory, vault_password_file, target, pod, as_json, replicas=replicas)
+        _deployment_change(inventory, vault_password_file, target, pod, as_json, break_lock, replicas=replicas)
         return
     _run_change(host, token, target, {"kind": "scale", "pod": pod, "replicas": replicas}, as_json)
 
@@ -274,7 +279,7 @@ def scale(target: str, pod: str, replicas: int, host: str | None, token: str | N
 @json_option
 def update(target: str, pod: str, uses: str | None, uses_with: tuple[str, ...], dump_path: str | None,
            host: str | None, token: str | None, inventory: str, vault_password_file: str | None,
-           as_json: bool) -> None:
+           break_lock: bool, as_json: bool) -> None:
     """Roll POD's replicas one at a time to a new Executor, new arguments or an index dump: POD of
     deployment NAME of the inventory (recorded as a new release), or with --host, of the Flow
     FLOW_ID on that jinad."""
@@ -283,7 +288,7 @@ def update(target: str, pod: str, uses: str | None, uses_with: tuple[str, ...], 
     if host is None:
         if dump_path:
             raise click.UsageError("--dump-path changes one Flow: give --host and its id")
-        _deployment_change(inventory, vault_password_file, target, pod, as_json, uses=uses,
+        _deployment_change(inventory, vault_password_file, target, pod, as_json, break_lock, uses=uses,
                            uses_with=_pairs(uses_with) if uses_with else None)
         return
     change = {"kind": "rolling_update", "pod": pod, "uses": uses,

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ....schemas import DeploymentCopy, DeploymentList, DeploymentName, DeploymentPublic, DeploymentWrite
+from ....schemas import (
+    DeploymentCopy,
+    DeploymentList,
+    DeploymentLockPublic,
+    DeploymentLockTake,
+    DeploymentName,
+    DeploymentPublic,
+    DeploymentWrite,
+)
 from ... import deployments
 from ..deps import ManagerDep
 
@@ -41,3 +49,19 @@ async def delete_deployment(name: DeploymentName, manager: ManagerDep, keep_work
     workspaces and the record. Objects the deployment did not start are left alone."""
     rec = await deployments.delete(manager, name, keep_workspaces=keep_workspaces)
     return deployments.view(manager, rec)
+
+
+@router.put("/{name}/lock", response_model=DeploymentLockPublic)
+async def take_deployment_lock(name: DeploymentName, body: DeploymentLockTake, manager: ManagerDep):
+    """Take (or renew) the lease of one controller on changing the deployment (`flow up|scale|update|
+    rollback|down`); 409 naming who holds it while its lease runs. A controller that dies stops
+    renewing: its lease ends after ``ttl`` seconds."""
+    return deployments.lock_view(deployments.take_lock(manager, name, body))
+
+
+@router.delete("/{name}/lock", response_model=DeploymentLockPublic)
+async def release_deployment_lock(name: DeploymentName, manager: ManagerDep, owner: str | None = None,
+                                  force: bool = False):
+    """Release the lock (``owner``: the run holding it), or break it whoever holds it (``force``:
+    `--break-lock`, when its controller died)."""
+    return deployments.lock_view(deployments.release_lock(manager, name, owner, force=force))
