@@ -11,7 +11,8 @@ returned before each reading: see warm_up() and rss()), for faiss `IndexFlatL2` 
 engine, measured round by round in alternation so they see the same machine load (medians of the
 rounds; a ratio is the median of the rounds' ratios). `_index` is
 measured in-process (its core `search_vectors`, the `/search` handler building matches, reopening; index
-time also with random ids, as Documents made without an id get)
+time also as the median of `--rounds` builds into fresh stores, sequential and random ids in alternation,
+random as Documents made without an id get them)
 and, for the sizes in `--flow-sizes`, through a real Flow (one Pea, native protocol).
 
 Approximate part (`--ann-size`, clustered data: Gaussian clusters of uneven sizes, queries drawn from
@@ -27,6 +28,7 @@ import argparse
 import ctypes
 import gc
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -161,8 +163,14 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             built[engine] = (ex, t_index, rss() - before)
         # a Document made without an id gets a random one (32 hex digits): the id index then takes every
         # insert at a random place, unlike the sequential ids above
-        rex, t_random_ids = build_index(os.path.join(ws, "random-ids"), X, _random_ids(n), engine=engines[0])
-        rex.close()
+        # index time alone, sequential and random ids in alternation, each into a fresh store: medians
+        random_ids, t_build = _random_ids(n), {"sequential": [], "random": []}
+        for r in range(rounds):
+            for kind, kind_ids in (("sequential", ids), ("random", random_ids)):
+                rex, t = build_index(os.path.join(ws, f"{kind}-{r}"), X, kind_ids, engine=engines[0])
+                rex.close()
+                shutil.rmtree(os.path.join(ws, f"{kind}-{r}"))
+                t_build[kind].append(t)
         if faiss is not None:
             before = rss()
             fx = faiss.IndexFlatL2(X.shape[1])
@@ -197,7 +205,9 @@ def bench_size(X, Q, Q1, truth, rows: list, rounds: int, flow: bool) -> None:
             ex, t_index, mem = built[engine]
             rows.append([f"_index engine={engine} (search_vectors)", n, t_index, *best[engine],
                          recall(found[engine][: len(truth)], truth), ex.nbytes / n, mem / n])
-        rows.append([f"_index engine={engines[0]}, random ids", n, t_random_ids, None, None, None, None, None])
+        for kind, times in t_build.items():
+            rows.append([f"_index engine={engines[0]}, {kind} ids (index s only)", n, float(np.median(times)),
+                         None, None, None, None, None])
         if faiss is not None:
             for engine in engines:
                 ratio = np.median(np.array(runs[engine]) / np.array(runs["faiss ref"]), axis=0)
