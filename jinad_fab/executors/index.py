@@ -5,14 +5,16 @@ Endpoints: ``/index`` (create), ``/search``, ``/update`` (replace by id), ``/del
 Storage, in the Executor's workspace (one per shard):
 
 * ``index.sqlite`` (SQLite, WAL): every Document by ``slot`` (its row in the vector file) and ``id``,
-  with its other fields as JSON; the dimension; a journal of in-place vector writes;
+  with its other fields as JSON; the dimension; a journal of in-place vector writes. SQLite has no
+  index on the id: an id -> slot hash map in memory (:mod:`.index_ids`, built from the ids at the first
+  write or lookup by id after a start) finds slots and keeps ids unique;
 * ``vectors.f32``: row ``i`` is the float32 embedding of the Document in slot ``i``;
 * ``norms.f32``: ``|x|²`` of row ``i``.
 
 Both vector files are memory-mapped read-only and written with ``pwrite``: opening an index reads
 no vector, so an index larger than the RAM opens at once and the page cache holds what searches touch.
 Nothing about a Document is kept per vector in Python objects (ids come from SQLite by slot), which
-keeps memory at the vectors' own size plus 4 bytes.
+keeps memory at the vectors' own size plus 4 bytes, and 12-20 bytes of id map.
 
 Search engines (``engine``): ``faiss`` (the ``faiss-cpu`` package, the default when it is installed)
 or ``numpy`` (the fallback). Both are exact for the default ``index: flat``:
