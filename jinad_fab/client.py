@@ -444,12 +444,7 @@ class Client(_Base):
         ready = path.ready
         exhausted = False
         while True:
-            while not exhausted and len(run.inflight) < self.prefetch:
-                batch = next(reqs, None)
-                if batch is None:
-                    exhausted = True
-                    break
-                path.send(*run.request_parts(batch))
+            exhausted = exhausted or self._fill(run, reqs, lambda batch: path.send(*run.request_parts(batch)))
             while ready:
                 run.answer(ready.popleft())
             if not run.inflight:
@@ -459,19 +454,22 @@ class Client(_Base):
             if not path.wait():
                 self._check(run, timeout)
 
+    def _fill(self, run: _Run, reqs: Iterator[DocumentArray], send: Callable[[DocumentArray], Any]) -> bool:
+        """Send the next requests until ``prefetch`` are in flight; whether the inputs ran out."""
+        while len(run.inflight) < self.prefetch:
+            batch = next(reqs, None)
+            if batch is None:
+                return True
+            send(batch)
+        return False
+
     def _post_native(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         sock = self._socket()
         ok = False
         try:
             exhausted = False
             while True:
-                while not exhausted and len(run.inflight) < self.prefetch:
-                    batch = next(reqs, None)
-                    if batch is None:
-                        exhausted = True
-                        break
-                    _, frames = run.request(batch)
-                    send_frames(sock, frames)
+                exhausted = exhausted or self._fill(run, reqs, lambda batch: send_frames(sock, run.request(batch)[1]))
                 if not run.inflight:
                     break
                 try:  # a blocking receive (RCVTIMEO 100 ms): one call per answer, no poll before it
