@@ -4,6 +4,7 @@ Origin (CSRF), no token in argv. Each test is the attack, against a real daemon 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -61,6 +62,19 @@ def test_every_route_but_alive_needs_the_token(jinad):
         assert wrong.status_code == 403, (path, wrong.status_code)
     with jinad.client() as c:
         assert c.get("/workspaces").status_code == 200
+        spec = c.get("/openapi.json").json()
+    # and every route the daemon documents, so a route added later (a Flow's peers, a deployment's
+    # lock) is tried by a neighbour without the token too
+    tried = 0
+    for path, methods in spec["paths"].items():
+        for method in methods:
+            if path == "/alive":
+                continue
+            url = jinad.url + re.sub(r"\{[^}]+\}", "x", path)
+            r = httpx.request(method.upper(), url, json={})
+            assert r.status_code == 401, (method, path, r.status_code)
+            tried += 1
+    assert tried >= 30, tried
 
 
 def test_the_token_is_written_once_privately_and_survives_a_restart(daemon_factory, tmp_path):
