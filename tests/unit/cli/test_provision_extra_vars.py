@@ -28,7 +28,7 @@ def test_an_extra_var_the_clients_read_from_the_inventory_is_refused_before_anyt
 def test_tls_turned_off_in_the_inventory_is_http_everywhere_even_with_a_certificate_issued_before(tmp_path):
     from jinad_fab.deploy import pki
 
-    hosts = {"h1": {"ansible_host": "192.0.2.10"}}
+    hosts = {"h1": {"ansible_host": "127.0.0.1"}}  # never contacted: only addresses are computed
     data = {"_meta": {"hostvars": hosts}, "all": {"hosts": ["h1"]}}
     inv = Inventory.from_ansible_json(data, source=tmp_path / "hosts.yml")
     pki.ensure_fleet_certificates(inv, [inv["h1"]])  # an earlier deploy with TLS
