@@ -103,6 +103,12 @@ class DirectPath(Planner):
         with self._lock:
             self._dispatch(header, body, header["rid"])
 
+    def send_burst(self, requests: list[tuple[dict, list]]) -> None:
+        """Plan several requests, then send them one after the other (see :meth:`Planner.held`)."""
+        with self._lock, self.held():
+            for header, body in requests:
+                self._dispatch(header, body, header["rid"])
+
     def wait(self) -> bool:
         """Receive one answer (or wake-up) into ``ready``; False after 100 ms without any."""
         results = self.results

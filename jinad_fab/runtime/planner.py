@@ -53,6 +53,26 @@ class _Flight:
         self.parts = 1  # how many parts its answer comes in
 
 
+class _Held:
+    """See :meth:`Planner.held`."""
+
+    __slots__ = ("planner",)
+
+    def __init__(self, planner: Planner):
+        self.planner = planner
+
+    def __enter__(self) -> None:
+        if self.planner._held is not None:
+            raise RuntimeError("bursts do not nest")
+        self.planner._held = []
+
+    def __exit__(self, *exc: Any) -> None:
+        held, self.planner._held = self.planner._held, None
+        send_all = self.planner.roots.send_all
+        for frames, header in held or ():
+            send_all(frames, header)
+
+
 class Planner:
     """Replica sets, loads, requests in flight, parked requests and missing shards of one entry."""
 
@@ -76,6 +96,8 @@ class Planner:
         self._turn = 0
         self.extra_plan: dict[str, str] = {}  # written into every plan (a DirectPath names itself)
         self._fixed: dict[str, str] | None = None  # the one plan there is while every set has one member
+        self._fixed_loads: list[tuple[dict[str, int], str]] = []  # its members' load counters
+        self._held: list[tuple[list, dict]] | None = None  # requests planned, not sent yet (held())
 
     # ---- what a subclass provides ----
     def _answer(self, rid: str, msg: Message) -> None:
@@ -234,11 +256,24 @@ class Planner:
             plan[name] = best
         if single:
             self._fixed = plan
+            self._fixed_loads = [(self.load[name], m) for name, m in plan.items() if name in self.load]
         return plan
 
     def _send(self, fl: _Flight) -> None:
+        fixed = self._fixed
+        if fixed is not None and not fl.tries and not self.missing.sets:
+            # the common case (every set has one member, every shard there, a first attempt): the
+            # shared plan, its load counters found once (see _plan), the request's own id
+            fl.plan = fixed
+            fl.parts = self.num_parts
+            self.flights[fl.rid] = fl
+            for loads, m in self._fixed_loads:
+                loads[m] += 1
+            header = dict(fl.header, plan=fixed) if fixed else fl.header
+            self._emit([orjson.dumps(header), *fl.body], header)
+            return
         missing: list[str] = []
-        if self.missing:  # (the common case, every shard there, costs one test)
+        if self.missing:
             missing, err = self.missing.check(fl.header, fl.body, self.retryable)
             if err is not None:
                 self._fail(fl.rid, err)
@@ -262,7 +297,21 @@ class Planner:
             header = dict(fl.header, rid=fl.cur, plan=plan, **{MISSING: missing})
         else:
             header = dict(fl.header, rid=fl.cur, plan=plan) if plan or fl.tries else fl.header
-        self.roots.send_all([orjson.dumps(header), *fl.body], header)
+        self._emit([orjson.dumps(header), *fl.body], header)
+
+    def _emit(self, frames: list, header: dict) -> None:
+        """Send one planned request, or hold it while a burst is being planned (:meth:`held`)."""
+        held = self._held
+        if held is None:
+            self.roots.send_all(frames, header)
+        else:
+            held.append((frames, header))
+
+    def held(self) -> _Held:
+        """``with planner.held():`` requests planned inside leave together at the end: one burst
+        of sends on the sockets, which a socket's I/O thread takes in one wake-up (a send made after
+        it went back to sleep costs a system call that wakes it)."""
+        return _Held(self)
 
     def _release(self, fl: _Flight) -> None:
         """Forget an attempt: its replicas hold it no more, and parts of it that come late are dropped."""
