@@ -209,8 +209,9 @@ def batches(inputs: Any, request_size: int) -> Iterator[DocumentArray]:
     elif callable(inputs):
         inputs = inputs()
     if isinstance(inputs, DocumentArray):
-        for i in range(0, len(inputs), request_size):
-            yield inputs[i:i + request_size]
+        n = len(inputs)
+        for i in range(0, n, request_size):
+            yield inputs._range(i, min(i + request_size, n))
         return
     if isinstance(inputs, (list, tuple)):
         for i in range(0, len(inputs), request_size):

@@ -317,7 +317,12 @@ class Planner:
         """Forget an attempt: its replicas hold it no more, and parts of it that come late are dropped."""
         if self.flights.pop(fl.cur, None) is None:
             return
-        self.parts.pop(fl.cur, None)
+        if self.parts:
+            self.parts.pop(fl.cur, None)
+        if fl.plan is self._fixed:  # nothing changed since it was planned: the counters it bumped
+            for loads, m in self._fixed_loads:
+                loads[m] -= 1
+            return
         for name, m in fl.plan.items():
             loads = self.load.get(name)
             if loads is not None and m in loads:
