@@ -48,7 +48,6 @@ from .sockets import (
     connect_pull,
     drain,
     make_context,
-    readable,
     recv_frames,
     send_frames,
     signal_wakeup_fd,
@@ -60,7 +59,8 @@ log = logging.getLogger("jinad_fab.pea")
 _POLL_MS = 250
 _POLLIN = int(zmq.POLLIN)
 _BACKLOG_POLL_MS = 20  # while routed messages wait for a replica to connect
-_BURST = 64
+_WAIT_MS = 20  # how long a busy Pea waits in a receive before it polls every socket again
+_LOOK_S = 0.02  # how often a busy Pea looks at its control socket and for signals
 _TICK_S = 0.5
 
 # True while this process imports user code for its Executor. A script that defines an Executor
@@ -147,37 +147,57 @@ class PeaRuntime:
 
     # ---- serving ----
     def serve(self, on_tick=None, wake_fd: int | None = None) -> None:
-        # zmq_poll itself, not zmq.Poller: its Python wrapper costs more than the poll (~4 us against
-        # ~2.5 us per turn, and a busy Pea turns once per message or burst)
+        """Serve until stopped. While requests flow, the Pea waits in a blocking receive on its
+        input, as a bare forwarder does: a message already queued is taken without a system call,
+        where a poll before each burst and a readiness check (ZMQ_EVENTS) after each message asked
+        the kernel again. Between messages it looks at its control socket and the signal wake-up
+        pipe every ``_LOOK_S``, so a command (a `connect` during a rolling update) or a SIGTERM is
+        answered within about that long however busy it is; once the input has been quiet for
+        ``_WAIT_MS`` it polls all of them again, so an idle Pea answers at once."""
+        # zmq_poll itself, not zmq.Poller: its Python wrapper costs more than the poll
         items = [(self.sock_in, _POLLIN), (self.sock_ctrl, _POLLIN)]
         if wake_fd is not None:
             items.append((wake_fd, _POLLIN))
+        others = items[1:]
         sock_in = self.sock_in
+        sock_in.setsockopt(zmq.RCVTIMEO, _WAIT_MS)
         commands = Commands(self.sock_ctrl, {"connect": lambda cmd: self.connect(cmd["targets"]),
                                              "status": self._status, "terminate": self._terminate})
-        next_tick = 0.0
+        monotonic = time.monotonic
+        next_look = next_tick = 0.0
+        busy = False
         while not self._stop:
-            events = {s for s, _ in zmq_poll(items, _BACKLOG_POLL_MS if self._waiting() else _POLL_MS)}
-            if wake_fd is not None and wake_fd in events:
-                drain(wake_fd)
-                if self._stop:
-                    break
-            if self.sock_ctrl in events:
-                commands.serve_one()
-            if self.sock_in in events:
-                for _ in range(_BURST):
-                    try:
-                        frames = recv_frames(sock_in, NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_frames(frames)
-                    if not readable(sock_in):  # cheaper than ending a burst on zmq.Again
-                        break
-            if self.backlog:
-                self._flush()
+            if busy:
+                try:
+                    frames = recv_frames(sock_in)  # waits at most _WAIT_MS
+                except zmq.Again:
+                    busy = False  # quiet: back to polling every socket
+                    continue
+                self._on_frames(frames)
+                if self.backlog:
+                    self._flush()
+                now = monotonic()
+                if now < next_look:
+                    continue
+                next_look = now + _LOOK_S
+                ready = zmq_poll(others, 0)
+                idle = False
+            else:
+                ready = zmq_poll(items, _BACKLOG_POLL_MS if self._waiting() else _POLL_MS)
+                if self.backlog:
+                    self._flush()
+                now = monotonic()
+                idle = not ready
+            for s, _ in ready:
+                if s is sock_in:
+                    busy = True
+                elif s is self.sock_ctrl:
+                    commands.serve_one()
+                else:
+                    drain(wake_fd)
             # the tick (is the parent alive?) costs a system call: on an idle poll, or twice a second
-            if on_tick is not None and (not events or time.monotonic() >= next_tick):
-                next_tick = time.monotonic() + _TICK_S
+            if on_tick is not None and (idle or now >= next_tick):
+                next_tick = now + _TICK_S
                 on_tick()
 
     def _waiting(self) -> bool:
