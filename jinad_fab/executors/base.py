@@ -115,6 +115,12 @@ class Executor:
         self._handlers[endpoint] = found
         return found
 
+    @property
+    def handles_requests(self) -> bool:
+        """Whether any endpoint is bound to a method: a Pea hosting an Executor bound to none (`_pass`)
+        forwards every request without asking for a handler."""
+        return any(self._jf_table.values()) or type(self).handler_for is not Executor.handler_for
+
     def bind_requests(self, table: Mapping[str, str]) -> None:
         """Bind endpoints to methods by name, over the class's ``@requests`` (the Pod option
         ``uses_requests``, or ``requests:`` in the Executor's YAML): ``{'/search': 'encode'}``."""

@@ -143,26 +143,34 @@ class Targets:
     def send(self, i: int, frames: list, header: dict) -> None:
         """Send to target ``i`` (to the planned replica when it is a replica set)."""
         entry = self._entries[i]
-        if isinstance(entry, _Set):
-            missing = header.get(MISSING)
-            if missing and entry.name in missing:
-                return  # a shard known to be gone: the joins downstream wait for one part fewer
-            if not entry.ids:
-                return  # a set with no replica left: the Gateway fails or retries what it planned there
-            plan = header.get("plan")
-            rep = plan.get(entry.name) if plan else None
-            sock = entry.socks.get(rep) if rep is not None else None
-            if sock is None:
-                sock = entry.socks.get(entry.default) if entry.default is not None else None
-                if sock is None:
-                    sock = entry.socks[pick(entry.ids, header.get("rid", ""))]
-            self._send(sock, frames)
+        if entry.__class__ is _Set:
+            self._send_set(entry, frames, header)
         else:
             self._send(entry, frames)
 
+    def _send_set(self, entry: _Set, frames: list, header: dict) -> None:
+        missing = header.get(MISSING)
+        if missing and entry.name in missing:
+            return  # a shard known to be gone: the joins downstream wait for one part fewer
+        if not entry.ids:
+            return  # a set with no replica left: the Gateway fails or retries what it planned there
+        plan = header.get("plan")
+        rep = plan.get(entry.name) if plan else None
+        sock = entry.socks.get(rep) if rep is not None else None
+        if sock is None:
+            sock = entry.socks.get(entry.default) if entry.default is not None else None
+            if sock is None:
+                sock = entry.socks[pick(entry.ids, header.get("rid", ""))]
+        self._send(sock, frames)
+
     def send_all(self, frames: list, header: dict) -> None:
-        for i in range(len(self._entries)):
-            self.send(i, frames, header)
+        """Send to every target (the sender's hot path: one loop over the targets, no index)."""
+        send = self._send
+        for entry in self._entries:
+            if entry.__class__ is _Set:
+                self._send_set(entry, frames, header)
+            else:
+                send(entry, frames)
 
     def close(self, linger_ms: int | None = None) -> None:
         linger = self.linger_ms if linger_ms is None else linger_ms
