@@ -247,6 +247,9 @@ class _Run:
         self.parameters = parameters or {}
         self.on_done, self.on_error, self.on_always = on_done, on_error, on_always
         self.return_results = return_results
+        # whether the inputs are all in memory already (see Client._fill): requests may then wait
+        # for each other to leave together; a generator's wait for its next item must not hold one back
+        self.in_memory = False
         self._answers: dict[int, DocumentArray] = {}  # request number -> its Documents
         self._seq: dict[str, int] = {}
         self.inflight: dict[str, float] = {}
@@ -430,6 +433,8 @@ class Client(_Base):
                                  on_error=on_error, on_always=bar.wrap(on_always),
                                  return_results=return_results, timeout=timeout)
         run = _Run(on, parameters, on_done, on_error, on_always, return_results)
+        run.in_memory = inputs is None or isinstance(inputs, (DocumentArray, list, tuple, np.ndarray, Document, dict,
+                                                              str, bytes))
         timeout = timeout if timeout is not None else self.timeout
         if self.protocol == "http":
             self._post_http(run, batches(inputs, request_size), timeout)
@@ -446,23 +451,12 @@ class Client(_Base):
 
     def _post_direct(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         """Through the Flow's in-process path (runtime.direct): planned here, sent to the first
-        Pods, answered by the last Pods straight into this process. Requests leave in bursts: once
-        half of the ``prefetch`` window is answered, the free half is encoded and planned, then
-        sent back to back, so the socket's I/O thread wakes once per burst, not once per request."""
+        Pods, answered by the last Pods straight into this process."""
         path = self._direct
         ready = path.ready
-        refill = self.prefetch - max(1, self.prefetch // 2)
-        burst: list[tuple[dict, list]] = []
-
-        def add(batch: DocumentArray) -> None:
-            burst.append(run.request_parts(batch))
-
         exhausted = False
         while True:
-            if not exhausted and len(run.inflight) <= refill:
-                exhausted = self._fill(run, reqs, add)
-                path.send_burst(burst)
-                burst.clear()
+            exhausted = exhausted or self._fill(run, reqs, run.request_parts, path.send_burst)
             while ready:
                 run.answer(ready.popleft())
             if not run.inflight:
@@ -472,24 +466,53 @@ class Client(_Base):
             if not path.wait():
                 self._check(run, timeout)
 
-    def _fill(self, run: _Run, reqs: Iterator[DocumentArray], send: Callable[[DocumentArray], Any]) -> bool:
-        """Send the next requests until ``prefetch`` are in flight; whether the inputs ran out."""
-        while len(run.inflight) < self.prefetch:
+    def _fill(self, run: _Run, reqs: Iterator[DocumentArray], make: Callable[[DocumentArray], Any],
+              send: Callable[[list], Any]) -> bool:
+        """Fill the ``prefetch`` window: make the next requests and ``send`` them; whether the inputs
+        ran out. From inputs already in memory, requests leave in bursts, back to back, once half
+        of the window is answered: the socket's I/O thread (and the next process's) then wakes once
+        per burst, not once per request (a send made after it went back to sleep costs a system
+        call that wakes it). A request cut from a generator leaves as soon as it is made: the
+        generator's next item may wait for its answer."""
+        inflight = run.inflight
+        prefetch = self.prefetch
+        if not run.in_memory:
+            while len(inflight) < prefetch:
+                batch = next(reqs, None)
+                if batch is None:
+                    return True
+                send([make(batch)])
+            return False
+        if len(inflight) > prefetch - max(1, prefetch // 2):
+            return False
+        burst = []
+        exhausted = False
+        while len(inflight) < prefetch:
             batch = next(reqs, None)
             if batch is None:
-                return True
-            send(batch)
-        return False
+                exhausted = True
+                break
+            burst.append(make(batch))
+        if burst:
+            send(burst)
+        return exhausted
 
     def _post_native(self, run: _Run, reqs: Iterator[DocumentArray], timeout: float | None) -> None:
         sock = self._socket()
+
+        def send(burst: list[list]) -> None:
+            for frames in burst:
+                send_frames(sock, frames)
+
         ok = False
         try:
             exhausted = False
             while True:
-                exhausted = exhausted or self._fill(run, reqs, lambda batch: send_frames(sock, run.request(batch)[1]))
+                exhausted = exhausted or self._fill(run, reqs, lambda batch: run.request(batch)[1], send)
                 if not run.inflight:
-                    break
+                    if exhausted:
+                        break
+                    continue
                 try:  # a blocking receive (RCVTIMEO 100 ms): one call per answer, no poll before it
                     frames = recv_frames(sock)
                 except zmq.Again:

@@ -22,3 +22,59 @@ def test_a_document_changed_while_requests_are_cut_is_sent_as_changed():
     rest = list(it)
     assert [b.texts for b in rest] == [["C", "d"], ["e"]]
     assert [d.text for d in decode_docs(encode_docs(rest[0]))] == ["C", "d"]
+
+
+class _Run:
+    """What Client._fill reads of a call: the requests in flight and where its inputs come from."""
+
+    def __init__(self, in_memory: bool):
+        self.inflight: dict[str, int] = {}
+        self.in_memory = in_memory
+
+
+def _filler(in_memory: bool, n: int, prefetch: int = 4):
+    from jinad_fab.client import Client
+
+    client = Client(port=1, prefetch=prefetch)
+    run = _Run(in_memory)
+    log: list = []
+
+    def items():
+        for i in range(n):
+            log.append(("pulled", i))
+            yield i
+
+    def make(i: int) -> int:
+        run.inflight[str(i)] = i
+        return i
+
+    def fill() -> bool:
+        return client._fill(run, items_iter, make, lambda burst: log.append(("sent", list(burst))))
+
+    items_iter = items()
+    return run, log, fill
+
+
+def test_requests_from_a_generator_leave_one_by_one_before_its_next_item_is_asked_for():
+    run, log, fill = _filler(in_memory=False, n=6)
+    assert fill() is False
+    assert log == [("pulled", 0), ("sent", [0]), ("pulled", 1), ("sent", [1]), ("pulled", 2), ("sent", [2]),
+                   ("pulled", 3), ("sent", [3])]
+    del run.inflight["0"]  # one answer: one free place, filled at once
+    log.clear()
+    assert fill() is False and log == [("pulled", 4), ("sent", [4])]
+
+
+def test_requests_from_memory_leave_in_bursts_once_half_the_window_is_answered():
+    run, log, fill = _filler(in_memory=True, n=7)
+    assert fill() is False
+    assert log == [("pulled", 0), ("pulled", 1), ("pulled", 2), ("pulled", 3), ("sent", [0, 1, 2, 3])]
+    log.clear()
+    del run.inflight["0"]
+    assert fill() is False and log == []  # 3 of 4 in flight: not yet
+    del run.inflight["1"]
+    assert fill() is False
+    assert log == [("pulled", 4), ("pulled", 5), ("sent", [4, 5])]
+    log.clear()
+    run.inflight.clear()
+    assert fill() is True and log == [("pulled", 6), ("sent", [6])]  # the inputs ran out
