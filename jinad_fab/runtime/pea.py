@@ -72,6 +72,13 @@ class _Stop(Exception):
     pass
 
 
+class _StoppedWhileLoading(BaseException):
+    """SIGTERM/SIGINT while the Executor is still being constructed: nothing is ready, nothing is
+    in flight, so the Pea leaves at once instead of finishing a constructor that may take minutes
+    (and being killed after its starter's grace period). A BaseException, so that an Executor's own
+    ``except Exception`` does not swallow it; its ``finally`` blocks still run."""
+
+
 def _error_header(pod: str, exc: BaseException) -> dict:
     return {"pod": pod, "type": type(exc).__name__, "msg": str(exc),
             "tb": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
@@ -350,6 +357,8 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
 
     def on_term(signum, frame):
         rt.stop()
+        if LOADING_EXECUTOR:
+            raise _StoppedWhileLoading
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -362,6 +371,9 @@ def run_pea(args: dict, report, die_with_parent: bool = False) -> int:
         finally:
             LOADING_EXECUTOR = False
         ports = rt.bind()
+    except _StoppedWhileLoading:
+        log.warning("%s: stopped while loading its Executor", rt.name)
+        return 0
     except Exception as exc:
         report({"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
         log.error("%s: failed to start: %s", rt.name, exc)

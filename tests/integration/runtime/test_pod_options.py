@@ -26,10 +26,13 @@ def test_local_pod_gpus_set_exactly_the_env_every_pea_receives(execs, gpus, env,
     assert len({d.tags["pid"] for d in got}) == 2  # both replicas answered, each with that env
 
 
-def test_a_pods_own_timeout_ready_is_enforced(execs):
+def test_a_pods_own_timeout_ready_is_enforced(execs, capfd):
     f = Flow(timeout_ready=60).add(name="slow", uses_with={"seconds": 30}, timeout_ready=1, **execs("SlowStart"))
     with pytest.raises(PeaStartError, match="slow.*not ready in time"), f:
         pass
+    # the Pea still in its Executor's constructor leaves when told to, rather than finishing it
+    # and being killed after the stop's grace period
+    assert "stopped while loading its Executor" in capfd.readouterr().err
 
 
 def test_a_pods_own_timeout_ready_may_exceed_the_flows(execs):
