@@ -10,15 +10,29 @@ import zipfile
 import httpx
 import pytest
 
-from tests.support.daemons import FLOW_YML, active_workspace, upload, wait_state
+from tests.support.daemons import FLOW_YML, Daemon, active_workspace, reap, upload, wait_state
 
 EVIL = "evil-marker.txt"
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory):
+    """One daemon for the tests below that only send what it must refuse: each checks that the
+    refusal left nothing (no workspace listed, nothing in its workspaces folder, no marker written
+    near its home), which is also what lets the next one share it. A start per case cost ~1.5 s of
+    CPU each, twenty times."""
+    d = Daemon(tmp_path_factory.mktemp("refusing") / "jinad").start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        reap(d.home)
 
 
 def _outside(home, tmp_path) -> list[str]:
     """Files named like our marker anywhere near the daemon's home (but not inside a workspace)."""
     hits = []
-    for base in (tmp_path, home, home / "workspaces"):
+    for base in (tmp_path, home.parent, home, home / "workspaces"):
         for root, _, files in os.walk(base):
             if EVIL in files and "/files" not in root:
                 hits.append(os.path.join(root, EVIL))
@@ -27,7 +41,8 @@ def _outside(home, tmp_path) -> list[str]:
 
 @pytest.mark.parametrize("name", [f"../{EVIL}", f"/tmp/{EVIL}", f"a/../../{EVIL}", f"x\x00/{EVIL}",
                                   "a" * 300, f"..\\{EVIL}", "/".join(["d"] * 600)])
-def test_upload_bad_names(jinad, tmp_path, name):
+def test_upload_bad_names(refusing, tmp_path, name):
+    jinad = refusing
     with jinad.client() as c:
         r = c.post("/workspaces", content=_raw_multipart({"ok.txt": b"fine", name: b"pwned"}),
                    headers={"content-type": "multipart/form-data; boundary=XyZ"})
@@ -88,7 +103,8 @@ def _tar_member(name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, li
     (("a.tgz", _tar(_tar_member("bomb.bin", b"\0" * (30 * 1024 * 1024)))), 413),
     (("a.zip", b"this is not a zip"), 400),
 ])
-def test_upload_bad_archives(jinad, tmp_path, archive, expected):
+def test_upload_bad_archives(refusing, tmp_path, archive, expected):
+    jinad = refusing
     name, data = archive
     with jinad.client() as c:
         r = upload(c, {name: data})
@@ -208,8 +224,10 @@ def _lying_zip() -> bytes:
     ({"x/y": b"a file under it", "x": b"and a file"}, "x"),
     ({"broken.tar.gz": None}, "broken.tar.gz"),
 ])
-def test_archive_and_upload_mistakes_are_400_naming_the_entry(jinad, files, named):
+def test_archive_and_upload_mistakes_are_400_naming_the_entry(refusing, tmp_path, files, named):
     import gzip
+
+    jinad = refusing
 
     payload = {}
     for name, data in files.items():
@@ -229,3 +247,5 @@ def test_archive_and_upload_mistakes_are_400_naming_the_entry(jinad, files, name
         assert r.status_code == 400, (r.status_code, r.text)
         assert named in r.json()["detail"], r.text
         assert c.get("/workspaces").json()["items"] == []
+    assert _outside(jinad.home, tmp_path) == []
+    assert list((jinad.home / "workspaces").iterdir()) == []
