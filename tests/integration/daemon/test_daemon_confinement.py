@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.support.daemons import active_workspace
+from tests.support.daemons import Daemon, active_workspace, reap
 
 CANARY = """import pathlib
 pathlib.Path(__file__).with_name("PWNED").write_text("imported")
@@ -23,9 +23,27 @@ class Canary(Executor):
 UP = "../" * 5 + "outside/canary.py"
 
 
-@pytest.fixture
-def outside(tmp_path):
-    d = tmp_path / "outside"
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tmp_path_factory.mktemp("confinement")
+
+
+@pytest.fixture(scope="module")
+def jinad(base):
+    """One daemon for the module: each case only adds a workspace of its own and must be refused
+    (or, inside the workspace, load); a canary that was imported stays, and fails every later case
+    too. A start per case cost ~1.5 s of CPU each."""
+    d = Daemon(base / "jinad").start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        reap(d.home)
+
+
+@pytest.fixture(scope="module")
+def outside(base):
+    d = base / "outside"  # beside the daemon's home, where the ../ variant climbs to
     d.mkdir()
     (d / "canary.py").write_text(CANARY)
     (d / "canary.yml").write_text(f"jtype: Canary\npy_modules: [{d / 'canary.py'}]\n")
@@ -37,7 +55,7 @@ def _variants(outside):
     return {
         "executor YAML py_modules absolute": (
             {"exec.yml": f"jtype: Canary\npy_modules: [{abs_mod}]\n"}, "pods", {"uses": "exec.yml"}, abs_mod),
-        # from <tmp>/home0/workspaces/<id>/files/conf up to <tmp>, then into outside/
+        # from <tmp>/jinad/workspaces/<id>/files/conf up to <tmp>, then into outside/
         "executor YAML py_modules ../": (
             {"conf/exec.yml": f"jtype: Canary\npy_modules: [{UP}]\n"}, "pods", {"uses": "conf/exec.yml"}, UP),
         "Flow YAML Pod-level py_modules": (
