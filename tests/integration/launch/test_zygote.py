@@ -67,8 +67,8 @@ def _gone(pid: int) -> bool:
         return True
 
 
-@pytest.fixture
-def zygote(tmp_path):
+@contextlib.contextmanager
+def _zygote(tmp_path: pathlib.Path):
     """A zygote on a socket in a short private directory; it and everything it forked die afterwards."""
     sock_dir = pathlib.Path(tempfile.mkdtemp(prefix="zyg-"))  # unix socket paths are short
     sock = sock_dir / "z.sock"
@@ -105,6 +105,20 @@ def zygote(tmp_path):
         for pid in forked:
             _wait(lambda pid=pid: _gone(pid), 10, f"end of {pid}")
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def zygote(tmp_path):
+    with _zygote(tmp_path) as z:
+        yield z
+
+
+@pytest.fixture(scope="module")
+def survivor(tmp_path_factory):
+    """One zygote for the bad requests: each case checks that it still answers afterwards, which is
+    the point of those cases, and what lets the next one ask the same zygote."""
+    with _zygote(tmp_path_factory.mktemp("zygote")) as z:
+        yield z
 
 
 def _pea_request(tmp_path: pathlib.Path, name: str, env: dict | None = None) -> tuple[dict, pathlib.Path]:
@@ -182,7 +196,8 @@ def test_children_survive_the_zygote_being_killed(zygote, tmp_path):
     ({"op": "exit_code", "pid": "12"}, "pid"),
     ({"op": "reboot"}, "unknown op"),
 ])
-def test_a_bad_request_gets_an_error_answer_not_a_crash(zygote, req, error):
+def test_a_bad_request_gets_an_error_answer_not_a_crash(survivor, req, error):
+    zygote = survivor
     answer = zygote.ask(req)
     assert error in answer["error"]
     assert zygote.ask({"op": "ping"})["pid"] == zygote.proc.pid
