@@ -279,9 +279,13 @@ class _Run:
         """All answered Documents in the order the requests were sent (answers may arrive out of order)."""
         if not self.return_results:
             return None
+        parts = [self._answers[k] for k in sorted(self._answers)]
+        joined = DocumentArray._joined(parts)  # answers still held as columns: no Document built
+        if joined is not None:
+            return joined
         out = DocumentArray()
-        for k in sorted(self._answers):
-            out.extend(self._answers[k])
+        for part in parts:
+            out.extend(part)
         return out
 
     def answer(self, msg: Message) -> None:

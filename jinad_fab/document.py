@@ -425,6 +425,46 @@ class DocumentArray(Sequence):
         out._emb_matrix = out._emb_rows = None
         return out
 
+    @classmethod
+    def _joined(cls, parts: list[DocumentArray]) -> DocumentArray | None:
+        """``parts`` end to end as one array held as columns, without building a Document, when
+        every part is still columns of the same fields (answers as they come from the wire); None
+        otherwise. The parts then refer to ranges of the joined columns, so a Document built
+        through a part or through the whole is one object, as when the whole is made by extend()."""
+        views = []
+        for part in parts:
+            view = part._columns()
+            if view is None:
+                return None
+            views.append(view)
+        if not views:
+            return None
+        first = views[0][0]
+        for cols, _, _ in views:
+            if (cols.text is None) != (first.text is None):
+                return None
+            for key in ("embedding", "blob"):
+                m, m0 = getattr(cols, key), getattr(first, key)
+                if (m is None) != (m0 is None) or (m is not None and (m.shape[1:] != m0.shape[1:] or m.dtype != m0.dtype)):
+                    return None
+        ids: list[str] = []
+        for cols, a, b in views:
+            ids += cols.ids[a:b]
+        joined = _Columns(ids)
+        if first.text is not None:
+            texts: list = []
+            for cols, a, b in views:
+                texts += cols.text[a:b]
+            joined.text = texts
+        for key in ("embedding", "blob"):
+            if getattr(first, key) is not None:
+                setattr(joined, key, np.concatenate([getattr(cols, key)[a:b] for cols, a, b in views]))
+        start = 0
+        for part, (_, a, b) in zip(parts, views):
+            part._view = (joined, start, start + b - a)
+            start += b - a
+        return cls._of_columns(joined)
+
     def _range(self, start: int, stop: int) -> DocumentArray:
         """``self[start:stop]`` for ``0 <= start <= stop <= len(self)``, without a slice's checks
         (the client cuts every call's inputs into requests with it)."""

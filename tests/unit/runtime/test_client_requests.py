@@ -78,3 +78,50 @@ def test_requests_from_memory_leave_in_bursts_once_half_the_window_is_answered()
     log.clear()
     run.inflight.clear()
     assert fill() is True and log == [("pulled", 6), ("sent", [6])]  # the inputs ran out
+
+
+def _answers_to(run, inputs: DocumentArray, size: int) -> list:
+    """Each request of ``inputs`` answered with its own Documents, the answers in reverse order."""
+    import orjson
+
+    from jinad_fab.wire import Message
+
+    msgs = []
+    for batch in batches(inputs, size):
+        header, body = run.request_parts(batch)
+        msgs.append(Message.from_frames([orjson.dumps(header), *body]))
+    for msg in reversed(msgs):
+        run.answer(msg)
+    return msgs
+
+
+def test_a_calls_results_join_answers_held_as_columns_in_request_order_sharing_their_documents():
+    import numpy as np
+
+    from jinad_fab.client import _Run
+
+    docs = DocumentArray.empty(7)
+    docs.texts = [f"t{i}" for i in range(7)]
+    docs.embeddings = np.arange(7 * 4, dtype=np.float32).reshape(7, 4)
+    run = _Run("/index", None, None, None, None, True)
+    msgs = _answers_to(run, docs, 3)
+    out = run.results
+    assert out._columns() is not None  # joined as columns: no Document built for it
+    assert out.ids == docs.ids and out.texts == docs.texts and np.array_equal(out.embeddings, docs.embeddings)
+    assert out[4] is msgs[1].docs[1]  # the answer's Document and the result's are one object
+
+
+def test_results_keep_what_a_callback_changed_in_an_answer():
+    from jinad_fab.client import _Run
+
+    docs = DocumentArray.empty(5)
+    docs.texts = ["a", "b", "c", "d", "e"]
+
+    def on_done(resp):
+        if resp.docs.ids[0] == docs.ids[2]:
+            resp.docs[0].text = "changed"  # builds that answer's Documents: they hold the truth
+
+    run = _Run("/index", None, on_done, None, None, True)
+    _answers_to(run, docs, 2)
+    out = run.results
+    assert out.ids == docs.ids and out.texts == ["a", "b", "changed", "d", "e"]
