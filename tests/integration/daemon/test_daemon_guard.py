@@ -11,11 +11,25 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
-from tests.support.daemons import FLOW_YML, REPO_PARENT
+from tests.support.daemons import FLOW_YML, REPO_PARENT, Daemon, reap
 from tests.support.ports import free_port
 
 EVIL_ORIGIN = "http://evil.example"
+
+
+@pytest.fixture(scope="module")
+def jinad(tmp_path_factory):
+    """One default daemon for this module's attacks: each must be refused and create nothing, and
+    checks so (a test that makes something, test_state_is_private, starts its own). A start per
+    test cost ~1.5 s of CPU each."""
+    d = Daemon(tmp_path_factory.mktemp("guard") / "jinad").start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        reap(d.home)
 
 
 def _multipart_attack(url: str, **headers: str) -> httpx.Response:
@@ -216,9 +230,11 @@ def test_a_request_without_host_is_refused(jinad):
         assert s.recv(100).startswith(b"HTTP/1.1 403")
 
 
-def test_state_is_private(jinad):
+def test_state_is_private(daemon_factory):
     """The database holds Pods' env values and the logs what objects print: owner-only."""
     from tests.support.daemons import active_workspace
+
+    jinad = daemon_factory()
 
     with jinad.client() as c:
         wid = active_workspace(c, {"flow.yml": FLOW_YML})
