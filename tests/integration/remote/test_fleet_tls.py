@@ -19,6 +19,7 @@ from jinad_fab.deploy import pki
 from jinad_fab.deploy.inventory import Inventory
 from jinad_fab.errors import BadAddress, DaemonUnreachable, PeaStartError
 from jinad_fab.remote import DaemonClient
+from tests.support.daemons import Daemon, reap
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -48,10 +49,13 @@ def _serve(daemon_factory, cert, key, verify):
                           scheme="https", verify=verify)
 
 
-@pytest.fixture
-def fleet(tmp_path, daemon_factory, monkeypatch):
-    """The CA and certificates made the way `provision deploy` makes them, then served."""
-    folder = tmp_path / "fleet"
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The CA and certificates made the way `provision deploy` makes them, then served by two
+    daemons for the whole module (each test checks that it leaves them holding nothing, and
+    `fleet` checks that each test starts so)."""
+    base = tmp_path_factory.mktemp("fleet-tls")
+    folder = base / "fleet"
     folder.mkdir()
     names = {"alpha": {"ansible_host": "127.0.0.1"}, "beta": {"ansible_host": "127.0.0.1"}}
     inv = Inventory.from_ansible_json({"_meta": {"hostvars": names}, "all": {"hosts": list(names)}},
@@ -59,7 +63,26 @@ def fleet(tmp_path, daemon_factory, monkeypatch):
     made = pki.ensure_fleet_certificates(inv, list(inv.hosts.values()))
     assert made.ca_created and {h.name for h in made.issued} == {"alpha", "beta"}
     ca = pki.FleetCA.load(made.ca.parent)
-    daemons = {h.name: _serve(daemon_factory, h.cert, h.key, str(made.ca)) for h in made.hosts}
+    daemons: dict[str, Daemon] = {}
+    try:
+        for h in made.hosts:
+            daemons[h.name] = Daemon(base / h.name, token=TOKEN, scheme="https", verify=str(made.ca),
+                                     extra=["--tls-certfile", str(h.cert), "--tls-keyfile", str(h.key)])
+            daemons[h.name].start()
+        yield folder, ca, daemons
+    finally:
+        for d in daemons.values():
+            d.stop()
+        for d in daemons.values():
+            reap(d.home)
+
+
+@pytest.fixture
+def fleet(served, tmp_path, monkeypatch):
+    folder, ca, daemons = served
+    for d in daemons.values():  # what an earlier test left would make this one's checks lie
+        with d.client() as c:
+            assert [c.get(f"/{kind}").json()["items"] for kind in ("workspaces", "flows", "pods")] == [[], [], []]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JINAD_FAB_CACHE_DIR", str(tmp_path / "cache"))
     f = Fleet(folder, ca, daemons)
