@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from jinad_fab import Document, DocumentArray, Flow
 from jinad_fab.errors import PeaStartError, PodDied
+from tests.support.daemons import Daemon, reap
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -31,6 +33,47 @@ ENCODER = textwrap.dedent("""
                 d.tags.setdefault("path", []).append(self.label)
                 d.tags.setdefault("pids", []).append(os.getpid())
 """)
+
+
+SHARED_TOKEN = "remote-pods-" + os.urandom(8).hex()
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """Two daemons for the whole module (a start costs ~1.5 s of CPU, and these tests started
+    fifteen): `daemons()` hands them out in order within a test. Every Flow here removes what it
+    made on its hosts, and `daemons` checks that each test finds them so."""
+    base = tmp_path_factory.mktemp("remote-pods")
+    started: list[Daemon] = []
+    try:
+        for i in range(2):
+            started.append(Daemon(base / f"jinad{i}", token=SHARED_TOKEN).start())
+        yield started
+    finally:
+        for d in started:
+            d.stop()
+        for d in started:
+            reap(d.home)
+
+
+@pytest.fixture
+def daemons(pool, daemon_factory, monkeypatch):
+    """``daemons()``: the next of the module's shared daemons, whose token the Flows find in
+    JINAD_TOKEN (as an operator of several local daemons would hand it); ``daemons(token=...)`` or
+    ``daemons(own=True)``: a daemon of the test's own (to be killed, or with another token)."""
+    monkeypatch.setenv("JINAD_TOKEN", SHARED_TOKEN)
+    for d in pool:
+        objects = _objects(d)
+        assert objects["workspaces"] == [] and [p for p in objects["pods"] if p["state"] == "RUNNING"] == [], (
+            "an earlier test left this on a shared daemon", objects)
+    handed = iter(pool)
+
+    def make(token: str | None = None, own: bool = False) -> Daemon:
+        if token or own:
+            return daemon_factory(token=token or SHARED_TOKEN)
+        return next(handed)
+
+    return make
 
 
 @pytest.fixture
@@ -219,7 +262,7 @@ def test_a_dropped_log_stream_resumes_from_its_last_line(daemons, project, capfd
     import re
     import time
 
-    h = daemons()
+    h = daemons(own=True)  # killed below
 
     def wait_for(pattern: str, err: list[str]) -> None:
         deadline = time.monotonic() + 30
