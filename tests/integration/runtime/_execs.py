@@ -1,6 +1,7 @@
 """Executors the runtime tests run inside real Pea processes."""
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -81,6 +82,7 @@ class SlowStart(Executor):
 
     def __init__(self, seconds: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        print("SlowStart: constructing", file=sys.stderr, flush=True)
         time.sleep(seconds)
 
     @requests
