@@ -13,7 +13,9 @@ import pathlib
 
 import pytest
 
-from tests.support.daemons import Daemon
+from tests.support.daemons import Daemon, reap
+from tests.support.docker import purge
+from tests.support.plugin import docker_env
 
 
 @pytest.fixture
@@ -24,3 +26,18 @@ def docker_daemon(daemon_factory):
         return daemon_factory(runtime="docker", home=home)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def shared_docker_daemon(tmp_path_factory, engine, wheelhouse):
+    """One docker-runtime daemon for a module's cases that each must leave nothing behind and
+    check so (what one left fails the next); killed, reaped and purged like the factory's."""
+    home = tmp_path_factory.mktemp("docker-daemon") / "jinad"
+    home.mkdir()
+    d = Daemon(home, extra=["--runtime", "docker"], env=docker_env(home, wheelhouse))
+    try:
+        yield d.start(timeout=60)
+    finally:
+        d.kill()
+        reap(d.home)
+        purge(engine, (home / "daemon-id").read_text().strip())

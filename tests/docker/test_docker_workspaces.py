@@ -204,8 +204,8 @@ def test_sigkilled_daemon_readopts_its_containers(docker_daemon, engine):
     ],
     ids=["failing-dockerfile", "missing-dockerfile", "unknown-requirement", "pip-option"],
 )
-def test_bad_builds_fail_with_the_log_tail_and_leave_nothing(docker_daemon, engine, files, expected):
-    d = docker_daemon()
+def test_bad_builds_fail_with_the_log_tail_and_leave_nothing(shared_docker_daemon, engine, files, expected):
+    d = shared_docker_daemon
     files = {name: text.replace("{base}", BASE_IMAGE) for name, text in files.items()}
     with d.client() as c:
         ws = build(c, {"flow.yml": FLOW_YML, **files})
@@ -222,8 +222,8 @@ def test_bad_builds_fail_with_the_log_tail_and_leave_nothing(docker_daemon, engi
 
 @pytest.mark.parametrize("jinad", ["python = 3.11\nbogus = 1\n", "ports = http\n", "python = latest\n",
                                    'run = "unterminated\n'])
-def test_a_bad_jinad_is_refused_at_upload(docker_daemon, engine, jinad):
-    d = docker_daemon()
+def test_a_bad_jinad_is_refused_at_upload(shared_docker_daemon, engine, jinad):
+    d = shared_docker_daemon
     with d.client() as c:
         r = upload(c, {".jinad": jinad, "flow.yml": FLOW_YML}, runtime="docker")
         assert r.status_code == 400, r.text

@@ -88,6 +88,17 @@ def wheels(tmp_path_factory) -> pathlib.Path:
     return dest
 
 
+def docker_env(home: pathlib.Path, wheels: pathlib.Path) -> dict[str, str]:
+    """What a docker-runtime daemon of the tests is given: the local base image, the wheelhouse
+    to build offline from, and a test-owned id in its home (everything labelled with it is purged
+    afterwards: :func:`tests.support.docker.purge`)."""
+    daemon_id = home / "daemon-id"
+    if not daemon_id.exists():
+        daemon_id.write_text(f"jinad-test-{uuid.uuid4().hex[:12]}\n")
+    return {"JINAD_DOCKER_BASE_IMAGE": BASE_IMAGE,
+            "JINAD_PIP_INDEX_ARGS": f'["--no-index", "--find-links", "{wheels}"]'}
+
+
 @pytest.fixture
 def daemon_factory(request, tmp_path):
     """Start real `jinad` daemons of either runtime; all of them and all they made go afterwards."""
@@ -102,12 +113,7 @@ def daemon_factory(request, tmp_path):
         engine, env, args = None, {}, list(extra or [])
         if runtime == "docker":
             engine = request.getfixturevalue("engine")
-            wheels = request.getfixturevalue("wheelhouse")
-            daemon_id = home / "daemon-id"
-            if not daemon_id.exists():  # a test-owned id: everything labelled with it is purged below
-                daemon_id.write_text(f"jinad-test-{uuid.uuid4().hex[:12]}\n")
-            env = {"JINAD_DOCKER_BASE_IMAGE": BASE_IMAGE,
-                   "JINAD_PIP_INDEX_ARGS": f'["--no-index", "--find-links", "{wheels}"]'}
+            env = docker_env(home, request.getfixturevalue("wheelhouse"))
             args = ["--runtime", "docker", *args]
         d = Daemon(home, token=token, extra=args, env={**env, **kw.pop("env", {})}, **kw)
         made.append((d, engine))
