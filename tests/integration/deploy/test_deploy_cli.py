@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
+from tests.support.daemons import Daemon, reap
 from tests.support.ports import free_port
 
 FLOW = """!Flow
@@ -32,6 +33,18 @@ pods:
 @pytest.fixture(scope="module", autouse=True)
 def _commands() -> None:
     _register()
+
+
+@pytest.fixture(scope="module")
+def jinad(tmp_path_factory):
+    """One real `jinad` with a token for the module's `hosts` tests, which only read /alive and
+    /status from it: (port, token)."""
+    d = Daemon(tmp_path_factory.mktemp("hosts") / "jinad", token="t0ken-" + os.urandom(8).hex()).start()
+    try:
+        yield d.port, d.token
+    finally:
+        d.stop()
+        reap(d.home)
 
 
 def invoke(*args: str):
