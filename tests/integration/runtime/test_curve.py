@@ -26,12 +26,14 @@ PLAIN_FROM = "127.0.0.9"
 CURVE_FROM = "127.0.0.10"
 
 ATTACKER = textwrap.dedent("""
-    import json, sys
+    import json, sys, time
     import zmq
     from jinad_fab import Document, DocumentArray
     from jinad_fab.wire import Message, new_header
 
-    source, port_in, port_ctrl, server_key = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    # source, server key, then the (in, ctrl) ports of every process to attack: each gets the same
+    # push and status request, and all the requests wait out one 1.5 s window together
+    source, server_key, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
     ctx = zmq.Context()
 
     def sock(kind):
@@ -42,34 +44,51 @@ ATTACKER = textwrap.dedent("""
             s.curve_serverkey, s.curve_publickey, s.curve_secretkey = server_key.encode(), public, secret
         return s
 
-    push = sock(zmq.PUSH)
-    push.connect(f"tcp://{source}:0;127.0.0.1:{port_in}")
-    msg = Message(new_header("f" * 32, "/index"), docs=DocumentArray([Document(text="INJECTED by a stranger")]))
-    sent = True
-    try:
-        push.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
-    except zmq.Again:
-        sent = False  # no handshake completed: nothing even queued
-    req = sock(zmq.REQ)
-    req.rcvtimeo = 1500
-    req.connect(f"tcp://{source}:0;127.0.0.1:{port_ctrl}")
-    req.send_json({"cmd": "status"})
-    try:
-        answer = req.recv_json()
-    except zmq.Again:
-        answer = None
-    push.close(linger=1000 if sent else 0)
-    req.close()
+    targets = []
+    for port_in, port_ctrl in zip(ports[::2], ports[1::2]):
+        push = sock(zmq.PUSH)
+        push.connect(f"tcp://{source}:0;127.0.0.1:{port_in}")
+        msg = Message(new_header("f" * 32, "/index"), docs=DocumentArray([Document(text="INJECTED by a stranger")]))
+        sent = True
+        try:
+            push.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            sent = False  # no handshake completed: nothing even queued
+        req = sock(zmq.REQ)
+        req.connect(f"tcp://{source}:0;127.0.0.1:{port_ctrl}")
+        req.send_json({"cmd": "status"})
+        targets.append({"push": push, "req": req, "sent": sent, "answer": None})
+    poller = zmq.Poller()
+    for t in targets:
+        poller.register(t["req"], zmq.POLLIN)
+    deadline = time.monotonic() + 1.5
+    waiting = {t["req"]: t for t in targets}
+    while waiting and time.monotonic() < deadline:
+        for s, _ in poller.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            if s in waiting:
+                waiting.pop(s)["answer"] = s.recv_json()
+    for t in targets:
+        t["push"].close(linger=1000 if t["sent"] else 0)
+        t["req"].close()
     ctx.term()
-    print(json.dumps({"sent": sent, "answer": answer}))
+    print(json.dumps([{"sent": t["sent"], "answer": t["answer"]} for t in targets]))
 """)
 
 
-def _attack(source: str, port_in: int, port_ctrl: int, server_key: str = "-") -> dict:
-    out = subprocess.run([sys.executable, "-c", ATTACKER, source, str(port_in), str(port_ctrl), server_key],
+def _attack_all(source: str, targets: list[tuple[int, int]], server_key: str = "-") -> list[dict]:
+    """One foreign process attacking every (port_in, port_ctrl) at once; what each one answered."""
+    out = subprocess.run([sys.executable, "-c", ATTACKER, source, server_key,
+                          *(str(port) for pair in targets for port in pair)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    answers = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(answers) == len(targets)
+    return answers
+
+
+def _attack(source: str, port_in: int, port_ctrl: int, server_key: str = "-") -> dict:
+    (answer,) = _attack_all(source, [(port_in, port_ctrl)], server_key)
+    return answer
 
 
 def _seen(path) -> list[str]:
@@ -131,10 +150,10 @@ def test_curve_covers_replicas_shards_heads_and_joins(execs, tmp_path):
         got = f.index([Document(id=str(i), text=f"doc {i}") for i in range(40)], request_size=7)
         assert got.ids == [str(i) for i in range(40)]
         # every process of the Flow binds CURVE sockets: a stranger gets nothing from any of them
-        for pod in f._running.values():
-            for p in pod.processes:
-                answer = _attack(PLAIN_FROM, p.info["port_in"], p.info["port_ctrl"])
-                assert answer["answer"] is None, p.label
+        procs = [p for pod in f._running.values() for p in pod.processes]
+        answers = _attack_all(PLAIN_FROM, [(p.info["port_in"], p.info["port_ctrl"]) for p in procs])
+        for p, answer in zip(procs, answers):
+            assert answer["answer"] is None, p.label
     assert sorted(_seen(record)) == sorted(f"doc {i}" for i in range(40))
 
 
