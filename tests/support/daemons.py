@@ -89,8 +89,10 @@ class Daemon:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"jinad exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(self.url + "/alive").status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    r = http.get(self.url + "/alive")
+                    # this daemon's answer, not another server's on the same port (its /alive has no daemon_id)
+                    if r.status_code == 200 and "daemon_id" in r.json():
                         if not self.token and self.token_file.exists():  # the daemon wrote one on first start
                             self.token = (self.home / "token").read_text().strip()
                         return self
