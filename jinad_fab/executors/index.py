@@ -21,8 +21,9 @@ or ``numpy`` (the fallback). Both are exact for the default ``index: flat``:
 
 * faiss: ``knn_L2sqr`` (with the stored norms) or ``knn_inner_product`` straight on the mapped file,
   for batches large enough for faiss to multiply them as matrices (its
-  ``distance_compute_blas_threshold``: 1,000 queries of 128 dimensions); the rows are cut into one part
-  per thread, each searched by a single-threaded worker, and the parts' candidates merged. Smaller
+  ``distance_compute_blas_threshold``: 1,000 queries of 128 dimensions); the queries are cut into one
+  part per thread, each searched among all rows and scored by a single-threaded worker (or, for a
+  batch too small to cut, the rows, and the parts' candidates merged). Smaller
   batches go through the numpy engine's one matrix product, faster there than faiss's per-query path;
 * numpy: a float32 BLAS product per block of queries x block of rows that keeps only the maximum of
   each *group* of rows (rows ``j, j + m, j + 2m, ...`` of a block), then looks at the rows of the
@@ -108,6 +109,7 @@ _FEW_QUERIES = 8  # up to this many queries, one numpy product beats faiss's per
 _SCRATCH = 1 << 20  # floats (4 MB): the largest temporary array a search makes; bigger ones, once freed,
 # stay in the process (glibc then serves that size from its heap, which it rarely gives back)
 _PART_MIN_ROWS = 16384  # a batched faiss search splits the rows into parts of at least this many
+_PART_MIN_QUERIES = 256  # ... or, given this many queries per thread, the queries (nothing to merge)
 _SQL_CHUNK = 500
 _SQLITE_CACHE_KB = 512
 _WAL_CHECKPOINT_PAGES = 8192  # about 32 MB of WAL between checkpoints
@@ -556,6 +558,9 @@ class IndexExecutor(Executor):
     def _exact(self, Q: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
         kc = min(self._n, k + max(k, 8))
         if self._faiss is not None and metric != "cosine" and self._faiss_batches(len(Q)):
+            parts = min(self._faiss.omp_get_max_threads(), len(Q) // _PART_MIN_QUERIES)
+            if parts > 1 and self._faiss_batches(len(Q) // parts):
+                return self._split_queries(Q, kc, k, metric, parts)
             cand = self._faiss_candidates(Q, kc, metric)
         else:
             cand = np.empty((len(Q), kc), dtype=np.int64)
@@ -597,6 +602,25 @@ class IndexExecutor(Executor):
         Idx = np.hstack([i + a for (_, i), a in zip(found, bounds)])
         best = np.argpartition(D if metric == "euclidean" else -D, kc - 1, axis=1)[:, :kc]
         return np.take_along_axis(Idx, best, axis=1)
+
+    def _split_queries(self, Q: np.ndarray, kc: int, k: int, metric: str, parts: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of many queries cut into one part per thread: each worker finds its queries'
+        candidates among all rows (faiss, single-threaded) and scores them, so nothing is merged
+        and the float64 scoring runs in parallel too (cut by rows instead, it ran after the join)."""
+        n = self._n
+        V = self._vec.rows[:n]
+        norms = self._norm.rows[:n, 0] if metric == "euclidean" else None
+        faiss = self._faiss
+
+        def part(Qp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self._rescore(Qp, _faiss_knn(faiss, Qp, V, norms, kc, metric)[1], k, metric)
+
+        pool = self._search_pool(parts)
+        bounds = [len(Q) * i // parts for i in range(parts + 1)]
+        futures = [pool.submit(part, Q[a:b]) for a, b in zip(bounds, bounds[1:])]
+        wait(futures)  # every worker done with the mapped rows before this returns, even on an error
+        found = [f.result() for f in futures]
+        return np.vstack([s for s, _ in found]), np.vstack([d for _, d in found])
 
     def _search_pool(self, threads: int) -> ThreadPoolExecutor:
         if self._searchers is None or self._searcher_count < threads:

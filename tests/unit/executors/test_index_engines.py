@@ -53,11 +53,18 @@ def test_faiss_and_numpy_return_the_same_answers(tmp_path, monkeypatch, metric):
             monkeypatch.setattr(faiss, "omp_get_max_threads", lambda: 3)
             answers["faiss, 3 parts"] = [ex.search_vectors(Q, 10, metric)]
             assert (ex._searchers is not None) == (metric != "cosine")  # (cosine is numpy's alone)
+            # the queries cut into 3 parts, each searched among all rows and scored by a worker
+            monkeypatch.setattr(index_module, "_PART_MIN_QUERIES", 64)
+            monkeypatch.setattr(ex, "_faiss_candidates", None)  # (not the rows cut: nothing to merge)
+            answers["faiss, 3 query parts"] = [ex.search_vectors(Q, 10, metric)]
+            uneven = ex.search_vectors(Q[:190], 10, metric)  # parts of 63, 63 and 64 queries
         ex.close()
     for name, got in answers.items():
         for a, b in zip(got, answers["numpy"]):
             np.testing.assert_array_equal(a[0], b[0], err_msg=name)
             np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=0, err_msg=name)
+    np.testing.assert_array_equal(uneven[0], answers["numpy"][0][0][:190])
+    np.testing.assert_allclose(uneven[1], answers["numpy"][0][1][:190], rtol=1e-12, atol=0)
 
 
 def test_auto_falls_back_to_numpy_without_faiss(tmp_path, monkeypatch):
