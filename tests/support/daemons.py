@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import psutil
@@ -155,6 +156,17 @@ def _alive(p: psutil.Process) -> bool:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@contextlib.contextmanager
+def running(d: Daemon) -> Iterator[Daemon]:
+    """Start ``d`` for a block (a module's shared daemon); after it, stop it and kill whatever it left."""
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+        reap(d.home)
 
 
 def reap(home: pathlib.Path) -> list[int]:

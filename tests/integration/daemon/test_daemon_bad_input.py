@@ -10,7 +10,7 @@ import zipfile
 import httpx
 import pytest
 
-from tests.support.daemons import FLOW_YML, Daemon, active_workspace, reap, upload, wait_state
+from tests.support.daemons import FLOW_YML, Daemon, active_workspace, running, upload, wait_state
 
 EVIL = "evil-marker.txt"
 
@@ -21,12 +21,8 @@ def refusing(tmp_path_factory):
     refusal left nothing (no workspace listed, nothing in its workspaces folder, no marker written
     near its home), which is also what lets the next one share it. A start per case cost ~1.5 s of
     CPU each, twenty times."""
-    d = Daemon(tmp_path_factory.mktemp("refusing") / "jinad").start()
-    try:
+    with running(Daemon(tmp_path_factory.mktemp("refusing") / "jinad")) as d:
         yield d
-    finally:
-        d.stop()
-        reap(d.home)
 
 
 def _outside(home, tmp_path) -> list[str]:

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.support.daemons import Daemon, active_workspace, reap
+from tests.support.daemons import Daemon, active_workspace, running
 
 CANARY = """import pathlib
 pathlib.Path(__file__).with_name("PWNED").write_text("imported")
@@ -33,12 +33,8 @@ def jinad(base):
     """One daemon for the module: each case only adds a workspace of its own and must be refused
     (or, inside the workspace, load); a canary that was imported stays, and fails every later case
     too. A start per case cost ~1.5 s of CPU each."""
-    d = Daemon(base / "jinad").start()
-    try:
+    with running(Daemon(base / "jinad")) as d:
         yield d
-    finally:
-        d.stop()
-        reap(d.home)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from tests.support.daemons import FLOW_YML, REPO_PARENT, Daemon, reap
+from tests.support.daemons import FLOW_YML, REPO_PARENT, Daemon, running
 from tests.support.ports import free_port
 
 EVIL_ORIGIN = "http://evil.example"
@@ -24,12 +24,8 @@ def jinad(tmp_path_factory):
     """One default daemon for this module's attacks: each must be refused and create nothing, and
     checks so (a test that makes something, test_state_is_private, starts its own). A start per
     test cost ~1.5 s of CPU each."""
-    d = Daemon(tmp_path_factory.mktemp("guard") / "jinad").start()
-    try:
+    with running(Daemon(tmp_path_factory.mktemp("guard") / "jinad")) as d:
         yield d
-    finally:
-        d.stop()
-        reap(d.home)
 
 
 def _multipart_attack(url: str, **headers: str) -> httpx.Response:

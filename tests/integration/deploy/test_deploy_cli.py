@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from jinad_fab.cli.main import _register, cli
-from tests.support.daemons import Daemon, reap
+from tests.support.daemons import Daemon, running
 from tests.support.ports import free_port
 
 FLOW = """!Flow
@@ -39,12 +39,8 @@ def _commands() -> None:
 def jinad(tmp_path_factory):
     """One real `jinad` with a token for the module's `hosts` tests, which only read /alive and
     /status from it: (port, token)."""
-    d = Daemon(tmp_path_factory.mktemp("hosts") / "jinad", token="t0ken-" + os.urandom(8).hex()).start()
-    try:
+    with running(Daemon(tmp_path_factory.mktemp("hosts") / "jinad", token="t0ken-" + os.urandom(8).hex())) as d:
         yield d.port, d.token
-    finally:
-        d.stop()
-        reap(d.home)
 
 
 def invoke(*args: str):
