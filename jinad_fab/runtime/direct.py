@@ -99,12 +99,9 @@ class DirectPath(Planner):
             self._owner = None
         self._user.release()
 
-    def send(self, header: dict, body: list) -> None:
-        with self._lock:
-            self._dispatch(header, body, header["rid"])
-
     def send_burst(self, requests: list[tuple[dict, list]]) -> None:
-        """Plan several requests, then send them one after the other (see :meth:`Planner.held`)."""
+        """Plan the requests (header, body frames), then send them one after the other (see
+        :meth:`Planner.held`); the caller's one way to send on this path."""
         with self._lock, self.held():
             for header, body in requests:
                 self._dispatch(header, body, header["rid"])

@@ -20,8 +20,10 @@ A subclass says where answers go (:meth:`Planner._answer`) and which requests wa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -51,26 +53,6 @@ class _Flight:
         self.since = 0.0
         self.missing: list[str] = []  # shards this attempt goes without (named in its answer's header)
         self.parts = 1  # how many parts its answer comes in
-
-
-class _Held:
-    """See :meth:`Planner.held`."""
-
-    __slots__ = ("planner",)
-
-    def __init__(self, planner: Planner):
-        self.planner = planner
-
-    def __enter__(self) -> None:
-        if self.planner._held is not None:
-            raise RuntimeError("bursts do not nest")
-        self.planner._held = []
-
-    def __exit__(self, *exc: Any) -> None:
-        held, self.planner._held = self.planner._held, None
-        send_all = self.planner.roots.send_all
-        for frames, header in held or ():
-            send_all(frames, header)
 
 
 class Planner:
@@ -307,11 +289,22 @@ class Planner:
         else:
             held.append((frames, header))
 
-    def held(self) -> _Held:
-        """``with planner.held():`` requests planned inside leave together at the end: one burst
-        of sends on the sockets, which a socket's I/O thread takes in one wake-up (a send made after
-        it went back to sleep costs a system call that wakes it)."""
-        return _Held(self)
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """``with planner.held():`` requests planned inside leave together at the end (even if the
+        block fails: they are in flight): one burst of sends on the sockets, which a socket's I/O
+        thread takes in one wake-up (a send made after it went back to sleep costs a system call
+        that wakes it)."""
+        if self._held is not None:
+            raise RuntimeError("bursts do not nest")
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            send_all = self.roots.send_all
+            for frames, header in held:
+                send_all(frames, header)
 
     def _release(self, fl: _Flight) -> None:
         """Forget an attempt: its replicas hold it no more, and parts of it that come late are dropped."""
