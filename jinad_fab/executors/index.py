@@ -586,20 +586,18 @@ class IndexExecutor(Executor):
         whose faiss and BLAS run single-threaded, and the parts' candidates merged: one join per call.
         faiss alone parallelises every block of 1,024 rows (a BLAS product, then its heaps), ~200
         joins per 100k rows; on a busy machine each join waits for the thread that lost its core."""
-        n = self._n
-        V = self._vec.rows[:n]
-        norms = self._norm.rows[:n, 0] if metric == "euclidean" else None
+        V, norms = self._flat_rows(metric)
+        n = len(V)
         parts = min(self._faiss.omp_get_max_threads(), n // _PART_MIN_ROWS)
         if parts <= 1:
             return _faiss_knn(self._faiss, Q, V, norms, kc, metric)[1]
-        pool = self._search_pool(parts)
-        bounds = [n * i // parts for i in range(parts + 1)]
-        futures = [pool.submit(_faiss_knn, self._faiss, Q, V[a:b], None if norms is None else norms[a:b],
-                               min(kc, b - a), metric) for a, b in zip(bounds, bounds[1:])]
-        wait(futures)  # every worker done with the mapped rows before this returns, even on an error
-        found = [f.result() for f in futures]
-        D = np.hstack([d for d, _ in found])
-        Idx = np.hstack([i + a for (_, i), a in zip(found, bounds)])
+
+        def part(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            return _faiss_knn(self._faiss, Q, V[a:b], None if norms is None else norms[a:b], min(kc, b - a), metric)
+
+        found = self._in_parts(n, parts, part)
+        D = np.hstack([d for _, (d, _) in found])
+        Idx = np.hstack([i + a for a, (_, i) in found])
         best = np.argpartition(D if metric == "euclidean" else -D, kc - 1, axis=1)[:, :kc]
         return np.take_along_axis(Idx, best, axis=1)
 
@@ -607,20 +605,28 @@ class IndexExecutor(Executor):
         """A batch of many queries cut into one part per thread: each worker finds its queries'
         candidates among all rows (faiss, single-threaded) and scores them, so nothing is merged
         and the float64 scoring runs in parallel too (cut by rows instead, it ran after the join)."""
-        n = self._n
-        V = self._vec.rows[:n]
-        norms = self._norm.rows[:n, 0] if metric == "euclidean" else None
+        V, norms = self._flat_rows(metric)
         faiss = self._faiss
 
-        def part(Qp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self._rescore(Qp, _faiss_knn(faiss, Qp, V, norms, kc, metric)[1], k, metric)
+        def part(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            return self._rescore(Q[a:b], _faiss_knn(faiss, Q[a:b], V, norms, kc, metric)[1], k, metric)
 
+        found = self._in_parts(len(Q), parts, part)
+        return np.vstack([s for _, (s, _) in found]), np.vstack([d for _, (_, d) in found])
+
+    def _flat_rows(self, metric: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The mapped rows in use, and their squared norms where faiss's L2 takes them."""
+        n = self._n
+        return self._vec.rows[:n], (self._norm.rows[:n, 0] if metric == "euclidean" else None)
+
+    def _in_parts(self, total: int, parts: int, work) -> list[tuple[int, Any]]:
+        """``work(a, b)`` on ``parts`` even cuts of ``range(total)``, one per search worker:
+        ``(a, result)`` in order, once every worker is done with the mapped rows (even on an error)."""
         pool = self._search_pool(parts)
-        bounds = [len(Q) * i // parts for i in range(parts + 1)]
-        futures = [pool.submit(part, Q[a:b]) for a, b in zip(bounds, bounds[1:])]
-        wait(futures)  # every worker done with the mapped rows before this returns, even on an error
-        found = [f.result() for f in futures]
-        return np.vstack([s for s, _ in found]), np.vstack([d for _, d in found])
+        bounds = [total * i // parts for i in range(parts + 1)]
+        futures = [pool.submit(work, a, b) for a, b in zip(bounds, bounds[1:])]
+        wait(futures)
+        return [(a, f.result()) for a, f in zip(bounds, futures)]
 
     def _search_pool(self, threads: int) -> ThreadPoolExecutor:
         if self._searchers is None or self._searcher_count < threads:
