@@ -41,6 +41,15 @@ def too_large(msg: str) -> PayloadTooLarge:
     return PayloadTooLarge(msg)
 
 
+def shown(name: str, limit: int = 80) -> str:
+    """A client-supplied name quoted for a message, cut to about ``limit`` characters.
+
+    A long one keeps its start and its end, where the file's own name is, around an ellipsis."""
+    if len(name) > limit:
+        name = f"{name[:limit // 2]}...{name[-(limit // 2):]}"
+    return repr(name)
+
+
 def safe_relpath(name: str) -> pathlib.PurePosixPath:
     """A client-supplied path made safe, or :class:`Invalid`: relative, no ``..``, no NUL, bounded."""
     if not isinstance(name, str) or not name:
@@ -48,21 +57,21 @@ def safe_relpath(name: str) -> pathlib.PurePosixPath:
     if "\x00" in name:
         raise bad("file name contains a NUL byte")
     if "\\" in name:
-        raise bad(f"file name {name[:80]!r} contains a backslash")
+        raise bad(f"file name {shown(name)} contains a backslash")
     if len(name.encode()) > MAX_PATH_BYTES:
         raise bad(f"file name is longer than {MAX_PATH_BYTES} bytes")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise bad(f"absolute path {name[:80]!r} is not allowed")
+        raise bad(f"absolute path {shown(name)} is not allowed")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts:
-        raise bad(f"file name {name[:80]!r} names no file")
+        raise bad(f"file name {shown(name)} names no file")
     for part in parts:
         if part == "..":
-            raise bad(f"path {name[:80]!r} leaves the workspace")
+            raise bad(f"path {shown(name)} leaves the workspace")
         if len(part.encode()) > MAX_NAME_BYTES:
             raise bad(f"a path component is longer than {MAX_NAME_BYTES} bytes")
         if any(ord(c) < 32 for c in part):
-            raise bad(f"file name {name[:80]!r} contains control characters")
+            raise bad(f"file name {shown(name)} contains control characters")
     return pathlib.PurePosixPath(*parts)
 
 
@@ -71,7 +80,7 @@ def confined(root: pathlib.Path, rel: pathlib.PurePosixPath) -> pathlib.Path:
     target = root / rel
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(target)]) != real_root:
-        raise bad(f"path {str(rel)[:80]!r} leaves the workspace")
+        raise bad(f"path {shown(str(rel))} leaves the workspace")
     return target
 
 
@@ -209,14 +218,14 @@ def _extract(fh: IO[bytes], rel: pathlib.PurePosixPath, dest: pathlib.Path, limi
             for info in infos:  # check every member before writing any
                 mode = info.external_attr >> 16
                 if stat.S_ISLNK(mode):
-                    raise bad(f"{rel}: member {info.filename[:80]!r} is a symlink")
+                    raise bad(f"{rel}: member {shown(info.filename)} is a symlink")
                 _member_path(rel, info.filename)
             if sum(i.file_size for i in infos) > cap:
                 raise too_large(f"{rel} declares more than {cap} unpacked bytes (decompression bomb?)")
             total = 0
             for info in infos:
                 target = dest / _member_path(rel, info.filename)
-                with client_entry(f"{rel}: member {info.filename[:80]!r}"):
+                with client_entry(f"{rel}: member {shown(info.filename)}"):
                     if info.is_dir():
                         target.mkdir(parents=True, exist_ok=True)
                         continue
@@ -234,16 +243,16 @@ def _extract(fh: IO[bytes], rel: pathlib.PurePosixPath, dest: pathlib.Path, limi
         members = tf.getmembers()
         for m in members:
             if m.issym() or m.islnk():
-                raise bad(f"{rel}: member {m.name[:80]!r} is a link")
+                raise bad(f"{rel}: member {shown(m.name)} is a link")
             if not (m.isfile() or m.isdir()):
-                raise bad(f"{rel}: member {m.name[:80]!r} is not a regular file or directory")
+                raise bad(f"{rel}: member {shown(m.name)} is not a regular file or directory")
             _member_path(rel, m.name)
         if sum(m.size for m in members) > cap:
             raise too_large(f"{rel} declares more than {cap} unpacked bytes (decompression bomb?)")
         total = 0
         for m in members:
             target = dest / _member_path(rel, m.name)
-            with client_entry(f"{rel}: member {m.name[:80]!r}"):
+            with client_entry(f"{rel}: member {shown(m.name)}"):
                 if m.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue

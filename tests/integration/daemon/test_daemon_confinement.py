@@ -65,7 +65,7 @@ def _variants(outside):
         "POST /pods inline YAML": (
             {"x.txt": "x"}, "pods", {"uses": f"jtype: Canary\npy_modules: [{abs_mod}]\n"}, abs_mod),
         "POST /pods py_modules": (
-            {"x.txt": "x"}, "pods", {"uses": "Canary", "py_modules": [abs_mod]}, "canary.py"),
+            {"x.txt": "x"}, "pods", {"uses": "Canary", "py_modules": [abs_mod]}, "outside/canary.py'"),
     }
 
 

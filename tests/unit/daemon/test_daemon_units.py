@@ -47,6 +47,15 @@ def test_safe_relpath_refuses(bad):
     assert err.value.status_code == 400
 
 
+def test_a_long_refused_name_is_cut_in_the_middle_so_the_message_still_names_its_file():
+    name = "/" + "d" * 300 + "/model.onnx"
+    with pytest.raises(Invalid) as err:
+        safe_relpath(name)
+    message = str(err.value)
+    assert "model.onnx'" in message and "'/ddd" in message, message
+    assert len(message) < 120, message  # a hostile name does not flood the answer or the log
+
+
 def test_safe_relpath_normalises():
     assert str(safe_relpath("./a//b/./c.txt")) == "a/b/c.txt"
 
