@@ -120,6 +120,26 @@ def test_sweep_removes_what_no_record_owns(runtime, engine, tmp_path):
     assert json.dumps(left)  # plain data for the report
 
 
+def test_sweep_reports_a_network_removed_only_once_it_is_gone(runtime, engine, tmp_path):
+    """A dropped workspace's network that something still uses stays, and is not reported as
+    removed (the sweep said "network ..." on every round while it stayed)."""
+    ws = _bare_workspace(tmp_path, engine, runtime)
+    spec = LaunchSpec(object_id="jpea-" + uuid.uuid4().hex, kind="pea", status_file=tmp_path / "pea.json")
+    runtime.create(ws, spec, None)
+    (network,) = leftovers(engine, runtime.daemon_id)["networks"]
+    user = engine.containers.run(BASE_IMAGE, ["sleep", "600"], detach=True, network=network)  # not the daemon's
+    try:
+        removed = runtime.sweep(live_objects=set(), live_workspaces=set())
+        assert f"container jinad-{spec.object_id}" in removed
+        assert [r for r in removed if r.startswith("network")] == []
+        assert leftovers(engine, runtime.daemon_id)["networks"] == [network]
+    finally:
+        user.remove(force=True)
+    assert [r for r in runtime.sweep(live_objects=set(), live_workspaces=set()) if r.startswith("network")] == [
+        f"network {network}"]
+    assert leftovers(engine, runtime.daemon_id)["networks"] == []
+
+
 def test_sweep_keeps_the_intermediate_container_of_a_build_in_progress(runtime, engine, tmp_path):
     """A build step's container carries the image's labels (kind "image", its workspace as owner);
     a sweep during the build removed it and the build failed with "No such container"."""

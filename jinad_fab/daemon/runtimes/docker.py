@@ -630,8 +630,8 @@ class DockerRuntime(Runtime):
                 removed.append(f"container {container.name}")
         with _engine(StartError, "sweep networks and images"):
             for network in self.client.networks.list(filters={"label": self._mine()}):
-                if network.attrs.get("Labels", {}).get(LABEL_WORKSPACE) not in live_workspaces:
-                    _quietly(network.remove)
+                if (network.attrs.get("Labels", {}).get(LABEL_WORKSPACE) not in live_workspaces
+                        and _quietly(network.remove)):
                     removed.append(f"network {network.name}")
             for image in self.client.images.list(filters={"label": self._mine()}):
                 if (image.labels or {}).get(LABEL_WORKSPACE) not in live_workspaces:
@@ -670,13 +670,19 @@ def requests_exceptions() -> Any:
     return requests.exceptions
 
 
-def _quietly(fn: Any, *args: Any, **kwargs: Any) -> None:
-    """Best-effort removal: gone already, or still in use, is not an error during clean-up."""
+def _quietly(fn: Any, *args: Any, **kwargs: Any) -> bool:
+    """Best-effort removal: gone already, or still in use, is not an error during clean-up.
+
+    Whether ``fn`` did its work: a network still in use (or one the engine miscounts as in use,
+    moby/moby#42119) stays, and a sweep must not report it as removed."""
     import docker.errors
     import requests.exceptions
 
-    with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
+    try:
         fn(*args, **kwargs)
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
+    return True
 
 
 def _daemon_id(home: pathlib.Path) -> Callable[[], str]:
