@@ -80,9 +80,13 @@ def _run_compose(project: str, cwd, *args: str, timeout: float = 300) -> subproc
                           cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def _failed(proc: subprocess.CompletedProcess) -> str:
+    return f"{' '.join(proc.args)} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
 def _compose(project: str, cwd, *args: str, timeout: float = 300) -> str:
     proc = _run_compose(project, cwd, *args, timeout=timeout)
-    assert proc.returncode == 0, f"docker-compose {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, _failed(proc)
     return proc.stdout
 
 
@@ -97,9 +101,8 @@ def _down(engine, project: str, cwd, *args: str) -> list[str]:
     proc = _run_compose(project, cwd, "down", *args)
     if proc.returncode == 0:
         return []
-    failed = f"docker-compose down {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     left = _owned(engine, project)
-    assert ENGINE_MISCOUNT in proc.stderr and not left["containers"], failed
+    assert ENGINE_MISCOUNT in proc.stderr and not left["containers"], _failed(proc)
     kept = [name for name in left["networks"] if not remove_network(engine.networks.get(name))]
     if not kept:  # the engine's count caught up: compose finishes its own work
         _compose(project, cwd, "down", *args)
